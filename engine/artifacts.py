@@ -1,0 +1,229 @@
+"""The engine artifact: a directory of ONNX models and run-time files with a manifest.
+
+``manifest.json`` records the schema version, the plugin and component that made
+the artifact, each file's sha256 and size, each model's input and output names, the
+opset, the versions that produced it, and the plugin's run-time ``config``. Artifacts
+are written to a temporary directory and renamed into place, so a reader never sees
+half of one; loading verifies every file before any model is opened.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import attrs
+
+from engine.errors import ArtifactError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+_RECORDED_VERSIONS = (
+    "engine-core",
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tokenizers",
+)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _producer_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in _RECORDED_VERSIONS:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _safe_name(name: str) -> str:
+    pure = PurePosixPath(name)
+    if not name or pure.is_absolute() or ".." in pure.parts or name == MANIFEST:
+        raise ArtifactError(f"invalid artifact file name {name!r}")
+    return name
+
+
+@attrs.frozen
+class Artifact:
+    """A verified artifact directory."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest.get("config", {})
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["component"]["kind"]
+
+    @property
+    def component(self) -> str:
+        return self.manifest["component"]["name"]
+
+    def file(self, name: str) -> Path:
+        if name not in self.manifest["files"]:
+            raise ArtifactError(f"artifact {self.path} has no file {name!r}")
+        return self.path / name
+
+    def model(self, name: str) -> dict[str, Any]:
+        try:
+            return self.manifest["models"][name]
+        except KeyError:
+            raise ArtifactError(f"artifact {self.path} has no model {name!r}") from None
+
+    def session(self, name: str, provider: str = "auto", **kwargs: Any) -> Any:
+        """An onnxruntime session for model ``name`` (see :func:`engine.runtime.create_session`)."""
+        from engine.runtime import create_session
+
+        return create_session(self.file(self.model(name)["file"]), provider, **kwargs)
+
+
+def write_artifact(
+    dest: str | os.PathLike[str],
+    *,
+    plugin: str,
+    kind: str,
+    component: str,
+    files: Mapping[str, str | os.PathLike[str] | bytes],
+    models: Mapping[str, Mapping[str, Any]],
+    opset: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    plugin_version: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write an artifact at ``dest`` atomically and return its path.
+
+    ``files`` maps names inside the artifact to source paths or bytes; ``models`` maps
+    a model name to ``{"file": ..., "inputs": [...], "outputs": [...]}``.
+    """
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise ArtifactError(f"{dest} already exists (pass overwrite=True to replace it)")
+    for name, model in models.items():
+        if model.get("file") not in files:
+            raise ArtifactError(f"model {name!r} names file {model.get('file')!r}, which is not among the files")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        entries = {name: _copy_in(tmp, _safe_name(name), src) for name, src in files.items()}
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "plugin": {"name": plugin, "version": plugin_version},
+            "component": {"kind": kind, "name": component},
+            "files": entries,
+            "models": {name: dict(model) for name, model in models.items()},
+            "opset": opset,
+            "producer": _producer_versions(),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "config": dict(config or {}),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _copy_in(root: Path, name: str, src: str | os.PathLike[str] | bytes) -> dict[str, Any]:
+    target = root / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(src, bytes):
+        target.write_bytes(src)
+    else:
+        shutil.copyfile(src, target)
+    return {"sha256": sha256_file(target), "size": target.stat().st_size}
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_artifact(path: str | os.PathLike[str]) -> Artifact:
+    """Read and verify an artifact: schema, every file's presence, size and sha256."""
+    root = Path(path)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{root} is not an engine artifact: no {MANIFEST}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{manifest_path} is unreadable: {exc}") from exc
+    _check_manifest(root, manifest)
+    for name, entry in manifest["files"].items():
+        _verify_file(root, _safe_name(name), entry)
+    return Artifact(root, manifest)
+
+
+def _check_manifest(root: Path, manifest: Any) -> None:
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{root}/{MANIFEST} is not a JSON object")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int):
+        raise ArtifactError(f"{root}/{MANIFEST} has no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{root} uses artifact schema {version}, newer than this engine reads "
+            f"({SCHEMA_VERSION}); upgrade engine-core"
+        )
+    for key in ("plugin", "component", "files", "models"):
+        if not isinstance(manifest.get(key), dict):
+            raise ArtifactError(f"{root}/{MANIFEST} lacks the {key!r} section")
+
+
+def _verify_file(root: Path, name: str, entry: Mapping[str, Any]) -> None:
+    target = root / name
+    if not target.is_file():
+        raise ArtifactError(f"artifact {root} is missing file {name}")
+    size = target.stat().st_size
+    if size != entry.get("size"):
+        raise ArtifactError(
+            f"artifact file {target} has {size} bytes, the manifest says {entry.get('size')} (truncated or replaced)"
+        )
+    if sha256_file(target) != entry.get("sha256"):
+        raise ArtifactError(f"artifact file {target} fails its sha256 check (modified after export)")
+
+
+def load_artifact(path: str | os.PathLike[str], provider: str = "auto", engine: Any = None) -> Any:
+    """Verify the artifact and return the component its plugin's loader builds."""
+    from engine.registry import resolve
+
+    artifact = read_artifact(path)
+    if engine is None:
+        from engine.host import Engine
+
+        engine = Engine()
+    spec = engine.get(artifact.kind, artifact.component)
+    if spec.artifact_loader is None:
+        raise ArtifactError(f"{artifact.kind} {artifact.component!r} (plugin {spec.plugin}) cannot load artifacts")
+    return resolve(spec.artifact_loader, f"artifact loader of {spec.name!r}")(artifact, provider=provider)

@@ -1,0 +1,92 @@
+"""Progress of long work: a tqdm bar for people, events for hosts and plugins.
+
+The bar is silent with ``quiet`` or when stderr is not a terminal; events reach
+``on_progress`` hooks and host callbacks either way.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class ProgressEvent:
+    """One step of a task. ``total`` is None when unknown; ``done`` marks the end."""
+
+    task: str
+    current: int
+    total: int | None = None
+    message: str = ""
+    done: bool = False
+
+
+Emit = Callable[[ProgressEvent], None]
+
+
+class Progress:
+    """A progress bar that also emits :class:`ProgressEvent` on each update."""
+
+    def __init__(
+        self,
+        iterable: Iterable[Any] | None = None,
+        *,
+        total: int | None = None,
+        desc: str = "",
+        quiet: bool = False,
+        emit: Emit | None = None,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        self.iterable = iterable
+        self.task = desc
+        self.total = total
+        self.current = 0
+        self._emit = emit
+        self._bar = tqdm(
+            total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False, dynamic_ncols=True
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.iterable is None:
+            raise TypeError("this Progress was created without an iterable")
+        try:
+            for item in self.iterable:
+                yield item
+                self.update()
+        finally:
+            self.close()
+
+    def update(self, n: int = 1, message: str = "") -> None:
+        self.current += n
+        self._bar.update(n)
+        if message:
+            self._bar.set_postfix_str(message, refresh=False)
+        self._send(ProgressEvent(self.task, self.current, self.total, message))
+
+    def set_postfix(self, **values: Any) -> None:
+        self._bar.set_postfix(values, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar_closed()
+
+    def _bar_closed(self) -> None:
+        self._send(ProgressEvent(self.task, self.current, self.total, done=True))
+        self._emit = None
+
+    def _send(self, event: ProgressEvent) -> None:
+        if self._emit is not None:
+            self._emit(event)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
