@@ -74,7 +74,7 @@ def _parser(engine: Engine | None) -> argparse.ArgumentParser:
         cmd = sub.add_parser(verb, help=VERB_HELP[verb], add_help=verb == "demo")
         cmd.add_argument("component", nargs="?" if verb == "demo" else None, help="component name")
         cmd.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the component's command")
-    for spec in (engine.commands.values() if engine else ()):
+    for spec in engine.commands.values() if engine else ():
         extra = sub.add_parser(spec.verb, help=spec.help or f"commands of plugin {spec.plugin}", add_help=False)
         extra.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -128,8 +128,11 @@ def _main(argv: list[str]) -> int:
         _parser(engine).print_help()
         return 2
     rest, flags = _split_globals(argv[argv.index(args.command) + 1 :])
-    flags = {"json": args.json or flags.get("json", False), "quiet": args.quiet or flags.get("quiet", False),
-             "debug": args.debug or flags.get("debug", False)}
+    flags = {
+        "json": args.json or flags.get("json", False),
+        "quiet": args.quiet or flags.get("quiet", False),
+        "debug": args.debug or flags.get("debug", False),
+    }
     if args.command == "plugins":
         return _plugins(engine, flags["json"])
     if args.command == "list":

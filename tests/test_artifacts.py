@@ -1,0 +1,121 @@
+"""Artifact format: atomic writes, integrity checks, dispatch to the plugin's loader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx_models import add_one_model, run_add_one
+
+import engine
+from engine.artifacts import MANIFEST, SCHEMA_VERSION, read_artifact, write_artifact
+from engine.errors import ArtifactError
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    return write_artifact(
+        tmp_path / "art",
+        plugin="toy",
+        kind="decoder",
+        component="toy",
+        files={"model.onnx": add_one_model(), "vocab.json": b'{"a": 0}'},
+        models={"main": {"file": "model.onnx", "inputs": ["x"], "outputs": ["y"]}},
+        opset=17,
+        config={"max_length": 8},
+    )
+
+
+def test_roundtrip(artifact):
+    art = read_artifact(artifact)
+    manifest = art.manifest
+    assert manifest["schema_version"] == SCHEMA_VERSION and art.kind == "decoder" and art.component == "toy"
+    assert manifest["models"]["main"]["inputs"] == ["x"] and manifest["opset"] == 17
+    assert len(manifest["files"]["model.onnx"]["sha256"]) == 64 and "python" in manifest["producer"]
+    assert art.config == {"max_length": 8}
+    np.testing.assert_array_equal(run_add_one(art.session("main", "cpu")), [1, 2, 3])
+
+
+def test_tampered_file_is_refused(artifact):
+    path = artifact / "vocab.json"
+    path.write_bytes(b'{"b": 0}')
+    with pytest.raises(ArtifactError, match="fails its sha256 check"):
+        read_artifact(artifact)
+
+
+def test_truncated_file_is_refused(artifact):
+    data = (artifact / "model.onnx").read_bytes()
+    (artifact / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated or replaced"):
+        read_artifact(artifact)
+
+
+def test_missing_file_is_refused(artifact):
+    (artifact / "vocab.json").unlink()
+    with pytest.raises(ArtifactError, match="missing file vocab.json"):
+        read_artifact(artifact)
+
+
+def test_newer_schema_is_refused(artifact):
+    manifest = json.loads((artifact / MANIFEST).read_text())
+    manifest["schema_version"] = SCHEMA_VERSION + 1
+    (artifact / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="newer than this engine reads"):
+        read_artifact(artifact)
+
+
+def test_not_an_artifact(tmp_path):
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        read_artifact(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        read_artifact(tmp_path)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_artifact(
+            tmp_path / "art",
+            plugin="toy",
+            kind="decoder",
+            component="toy",
+            files={"a.bin": b"1", "b.bin": tmp_path / "does-not-exist"},
+            models={},
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_destination_needs_overwrite(artifact):
+    kwargs = dict(plugin="toy", kind="decoder", component="toy", files={"a.bin": b"2"}, models={})
+    with pytest.raises(ArtifactError, match="already exists"):
+        write_artifact(artifact, **kwargs)
+    write_artifact(artifact, overwrite=True, **kwargs)
+    assert set(read_artifact(artifact).manifest["files"]) == {"a.bin"}
+    assert [p.name for p in artifact.parent.iterdir()] == ["art"]
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", MANIFEST])
+def test_unsafe_names_are_refused(tmp_path, name):
+    with pytest.raises(ArtifactError, match="invalid artifact file name"):
+        write_artifact(tmp_path / "a", plugin="t", kind="decoder", component="t", files={name: b""}, models={})
+
+
+def test_load_artifact_dispatches_to_the_plugin(artifact, make_module):
+    mod = make_module(
+        "artifact_plugin",
+        """
+        from engine import hookimpl
+        plugin_api_version = 1
+        LOADED = []
+        def load(artifact, provider):
+            LOADED.append((artifact.config, provider))
+            return "runtime component"
+        @hookimpl
+        def register_decoders(registry):
+            registry.add("toy", "artifact_plugin:load", description="toy", artifact_loader="artifact_plugin:load")
+        """,
+    )
+    host = engine.Engine(plugins=[mod], autoload=False)
+    assert engine.load_artifact(artifact, provider="cpu", engine=host) == "runtime component"
+    assert mod.LOADED == [({"max_length": 8}, "cpu")]
