@@ -20,6 +20,7 @@ that ``engine.load_artifact`` runs with the same results.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,12 +84,18 @@ def check_lazy_import(module_name: str) -> None:
         "engine.Engine(plugins=[mod], autoload=False, strict=True, env={})\n"
         f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = _python(code, timeout=120)
     if done.returncode != 0:
         raise _fail(f"plugin {module_name}", f"import failed in a fresh interpreter: {done.stderr.strip()[-500:]}")
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     if loaded:
         raise _fail(f"plugin {module_name}", f"imports {', '.join(loaded)} at registration; register lazy factories")
+
+
+def _python(code: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter that sees this process's ``sys.path``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _probe(component: Any, spectra: list[Spectrum] | None) -> Any:
@@ -202,7 +209,7 @@ def run_without(code: str, blocked: Iterable[str] = HEAVY_MODULES, timeout: floa
     Use it to prove that an onnxruntime path needs no torch.
     """
     script = _BLOCKER.format(blocked=tuple(blocked)) + code
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+    done = _python(script, timeout=timeout)
     if done.returncode != 0:
         raise ConformanceError(f"conformance: code failed with {', '.join(blocked)} blocked:\n{done.stderr[-2000:]}")
     return done.stdout

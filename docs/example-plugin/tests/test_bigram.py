@@ -1,0 +1,29 @@
+"""The example plugin's own tests, using the engine's conformance kit."""
+
+import numpy as np
+import pytest
+
+import engine.testing
+import engine_bigram.plugin
+from engine import SamplingConfig
+from engine_bigram.sampler import BigramSampler, bigram_log_probs
+
+
+def test_conformance(tmp_path):
+    engine.testing.check_plugin(engine_bigram.plugin, tmp_path=tmp_path)
+
+
+def test_rows_are_distributions():
+    vocab, table = bigram_log_probs("abracadabra")
+    assert vocab == ["a", "b", "c", "d", "r"]
+    np.testing.assert_allclose(np.exp(table).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_prefix_and_fixed_positions_are_kept():
+    result = BigramSampler().sample(SamplingConfig(length=20, prefix="the", fixed={10: "x"}, seed=1))
+    assert result.texts[0].startswith("the") and result.texts[0][10] == "x"
+
+
+def test_unknown_character_is_a_clear_error():
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        BigramSampler().sample(SamplingConfig(length=5, prefix="Z"))
