@@ -142,6 +142,8 @@ def _main(argv: list[str]) -> int:
         spec = engine.commands[args.command]
         ctx = CommandContext(prog=f"engine {spec.verb}", engine=engine, **flags)
         return _finish(resolve(spec.target, f"command {spec.verb!r}")(rest, ctx), ctx)
+    if rest[:1] in (["-h"], ["--help"]):
+        return _verb_help(engine, args.command)
     if args.command == "demo":
         return _demo(engine, rest, flags)
     if not rest or rest[0].startswith("-"):
@@ -157,6 +159,19 @@ def _head(argv: list[str]) -> list[str]:
         if not arg.startswith("-"):
             return argv[: i + 1] + (["_"] if arg in VERBS and arg != "demo" else [])
     return argv
+
+
+def _verb_help(engine: Engine, verb: str) -> int:
+    specs = [s for s in engine.components(KIND_OF_VERB.get(verb)) if verb in s.commands]
+    name = "[NAME...]" if verb == "demo" else "NAME [ARGS...]"
+    print(f"usage: engine {verb} {name}\n\n{VERB_HELP[verb]}; components:")
+    for spec in specs:
+        print(f"  {spec.name:<14} {spec.description}")
+    if not specs:
+        print("  (none installed)")
+    if verb != "demo":
+        print(f"\nengine {verb} NAME --help shows the component's own options.")
+    return 0
 
 
 def _help_or_version(argv: list[str]) -> int:

@@ -125,3 +125,9 @@ def test_plugin_command_verb(make_module, installed, only, capsys):
     only("tools")
     code, out, _ = run(capsys, "tools", "tune-tree", "--x", "--quiet")
     assert code == 3 and out.strip() == "tools ['tune-tree', '--x'] engine tools True"
+
+
+@pytest.mark.parametrize("verb", ["decode", "demo"])
+def test_verb_help_lists_components(echo_installed, capsys, verb):
+    code, out, _ = run(capsys, verb, "--help")
+    assert code == 0 and f"usage: engine {verb}" in out and "echo" in out and "== decoder" not in out

@@ -52,7 +52,9 @@ def test_silent_bad_input(make_module):
 
 
 def test_onnx_capability_without_loader(make_module):
-    source = good_plugin("noload", "kit_noload").replace('description="echo decoder"', 'description="d", capabilities=("onnx-export",)')
+    source = good_plugin("noload", "kit_noload").replace(
+        'description="echo decoder"', 'description="d", capabilities=("onnx-export",)'
+    )
     mod = make_module("kit_noload", source)
     with pytest.raises(ConformanceError, match="declares onnx-export but registers no artifact_loader"):
         engine.testing.check_plugin(mod, lazy_import=False)
@@ -62,7 +64,18 @@ def test_third_party_example_installs_and_passes_its_own_tests(tmp_path):
     """Install docs/example-plugin as a user would, then run its test suite and CLI."""
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
         check=True,
         cwd=tmp_path,
     )
@@ -77,7 +90,9 @@ def test_third_party_example_installs_and_passes_its_own_tests(tmp_path):
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "4 passed" in tests.stdout
-    listed = subprocess.run([sys.executable, "-m", "engine", "list", "samplers"], capture_output=True, text=True, env=env)
+    listed = subprocess.run(
+        [sys.executable, "-m", "engine", "list", "samplers"], capture_output=True, text=True, env=env
+    )
     assert "bigram" in listed.stdout, listed.stderr
     sampled = subprocess.run(
         [sys.executable, "-m", "engine", "sample", "bigram", "--length", "12", "--seed", "3"],
