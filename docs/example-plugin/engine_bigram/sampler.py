@@ -64,7 +64,9 @@ class BigramSampler(Sampler):
             draws = rng.random((config.num_samples, 1))
             rows[:, pos] = np.minimum((cdf < draws).sum(axis=1), len(self.vocab) - 1)
         texts = ["".join(self.vocab[i] for i in row) for row in rows]
-        return SampleResult(texts=texts, tokens=rows.tolist(), stats=SampleStats(config.length, time.perf_counter() - start))
+        return SampleResult(
+            texts=texts, tokens=rows.tolist(), stats=SampleStats(config.length, time.perf_counter() - start)
+        )
 
     def export_onnx(self, dest: str | Path) -> Path:
         import onnx

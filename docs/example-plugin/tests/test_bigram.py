@@ -1,12 +1,12 @@
 """The example plugin's own tests, using the engine's conformance kit."""
 
+import engine_bigram.plugin
 import numpy as np
 import pytest
+from engine_bigram.sampler import BigramSampler, bigram_log_probs
 
 import engine.testing
-import engine_bigram.plugin
 from engine import SamplingConfig
-from engine_bigram.sampler import BigramSampler, bigram_log_probs
 
 
 def test_conformance(tmp_path):
