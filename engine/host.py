@@ -183,10 +183,14 @@ class Engine:
                     ) from exc
 
     def _commit(self, components: list[ComponentSpec], commands: list[CommandSpec], info: PluginInfo) -> None:
+        taken = {spec.name: spec for spec in self._components.values()}
         for spec in components:
-            owner = self._components.get((spec.kind, spec.name))
+            owner = taken.get(spec.name)
             if owner is not None:
-                raise PluginError(f"{spec.kind} {spec.name!r} is already registered by plugin {owner.plugin!r}")
+                raise PluginError(
+                    f"{spec.kind} name {spec.name!r} is already taken by {owner.kind} {owner.name!r} "
+                    f"of plugin {owner.plugin!r}"
+                )
         for cmd in commands:
             if cmd.verb in self._commands:
                 raise PluginError(
@@ -259,14 +263,21 @@ class Engine:
 
     def emit(self, event: ProgressEvent) -> None:
         """Send a progress event to ``on_progress`` hooks and the host's callback."""
-        observers = [impl.function for impl in self._pm.hook.on_progress.get_hookimpls()]
+        calls = [
+            (impl.function, {"event": event} if "event" in impl.argnames else {})
+            for impl in self._pm.hook.on_progress.get_hookimpls()
+        ]
+        for observer, kwargs in calls:
+            self._notify(observer, **kwargs)
         if self._on_progress is not None:
-            observers.append(self._on_progress)
-        for observer in observers:
-            try:
-                observer(event)
-            except Exception:  # an observer never stops the work it observes
-                log.exception("progress observer %r failed", observer)
+            self._notify(self._on_progress, event)
+
+    @staticmethod
+    def _notify(observer: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            observer(*args, **kwargs)
+        except Exception:  # an observer never stops the work it observes
+            log.exception("progress observer %r failed", observer)
 
     def progress(
         self, iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "", quiet: bool = False

@@ -59,7 +59,9 @@ _number = _typed(int, float)
 _optional_int = attrs.validators.optional(_int)
 
 
-def _strings(value: str | Iterable[str]) -> tuple[str, ...]:
+def _strings(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
     return (value,) if isinstance(value, str) else tuple(value)
 
 

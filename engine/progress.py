@@ -48,6 +48,7 @@ class Progress:
         self.total = total
         self.current = 0
         self._emit = emit
+        self._closed = False
         self._bar = tqdm(
             total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False, dynamic_ncols=True
         )
@@ -73,13 +74,12 @@ class Progress:
         self._bar.set_postfix(values, refresh=False)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar_closed()
-
-    def _bar_closed(self) -> None:
+        """Close the bar and emit the final ``done`` event (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._bar.close()
         self._send(ProgressEvent(self.task, self.current, self.total, done=True))
-        self._emit = None
 
     def _send(self, event: ProgressEvent) -> None:
         if self._emit is not None:

@@ -79,7 +79,41 @@ def test_duplicate_component_name_keeps_the_first(installed, only):
     only("a-first", "b-second")
     engine = Engine()
     assert engine.get("decoder", "echo").plugin == "a-first"
-    assert "decoder 'echo' is already registered by plugin 'a-first'" in engine.load_errors["b-second"]
+    assert (
+        "decoder name 'echo' is already taken by decoder 'echo' of plugin 'a-first'" in engine.load_errors["b-second"]
+    )
+
+
+def test_names_are_unique_across_kinds(make_module):
+    first = make_module("kinds_a", good_plugin("shared", "kinds_a"))
+    second = make_module(
+        "kinds_b",
+        """
+        from engine import hookimpl
+        plugin_api_version = 1
+        @hookimpl
+        def register_samplers(registry):
+            registry.add("shared", "kinds_b:x", description="same name, other kind")
+        """,
+    )
+    engine = Engine(plugins=[first, second], autoload=False)
+    assert "already taken by decoder 'shared'" in engine.load_errors["kinds_b"]
+
+
+def test_observer_hook_may_take_no_arguments(make_module):
+    mod = make_module(
+        "bare_observer",
+        """
+        from engine import hookimpl
+        plugin_api_version = 1
+        CALLS = []
+        @hookimpl
+        def on_progress():
+            CALLS.append(1)
+        """,
+    )
+    Engine(plugins=[mod], autoload=False).emit(ProgressEvent("t", 1))
+    assert mod.CALLS == [1]
 
 
 def test_failed_registration_leaves_nothing_behind(make_module):
