@@ -1,0 +1,27 @@
+"""The onnxruntime back end: numpy + onnxruntime (+ tokenizers for BPE), never torch.
+It runs the exported score network and shares every other step with the torch sampler."""
+from __future__ import annotations
+
+import numpy as np
+
+from .sampler import SEDDSamplerBase
+
+
+class ORTSEDDSampler(SEDDSamplerBase):
+    def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
+        super().__init__(artifact.config)
+        self.artifact = artifact
+        self.session = artifact.session("score_net", provider, threads=threads)
+        self.providers = self.session.get_providers()
+
+    def raw_output(self, x, sigma_bar):
+        feeds = {"tokens": np.ascontiguousarray(x, dtype=np.int64),
+                 "sigma_bar": np.asarray(sigma_bar, dtype=np.float32).reshape(-1)}
+        return self.session.run(None, feeds)[0]
+
+    def export_onnx(self, dest):
+        raise NotImplementedError("this sampler already runs an exported artifact")
+
+
+def load_artifact(artifact, provider: str = "auto", threads: int | None = None) -> ORTSEDDSampler:
+    return ORTSEDDSampler(artifact, provider, threads)

@@ -1,0 +1,141 @@
+"""SEDD samplers in float64 numpy: Euler (tau-leaping) and analytic (Tweedie
+tau-leaping) predictors, the final denoise step, and conditioning on fixed positions.
+
+The network enters only through ``score_fn(x (B, L) int64, sigma_bar (B,) float64) ->
+concrete scores (B, L, N) float64``, and every random draw comes from a numpy
+Generator, so the torch and onnxruntime back ends produce the same tokens for the same
+seed whenever their scores agree. Categorical draws are inverse-CDF in float64 (Gumbel
+tricks in low precision lower the effective temperature)."""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .graphs import Graph
+from .registry import PREDICTORS
+from .schedules import Schedule
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def sample_categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Index i with probability probs[..., i] / sum (negatives count as 0), using one
+    uniform u in [0, 1) per row."""
+    cdf = np.cumsum(np.clip(probs, 0.0, None), axis=-1)
+    idx = (cdf <= (u * cdf[..., -1])[..., None]).sum(-1)  # first i with cdf[i] > u total
+    return np.minimum(idx, probs.shape[-1] - 1).astype(np.int64)
+
+
+class Predictor:
+    """One reverse step from time t to t - dt."""
+    name = "base"
+
+    def __init__(self, graph: Graph, schedule: Schedule):
+        self.graph, self.schedule = graph, schedule
+
+    def probs(self, score_fn: ScoreFn, x, t: float, dt: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def update(self, score_fn: ScoreFn, x, t: float, dt: float, rng: np.random.Generator):
+        p = self.probs(score_fn, x, t, dt)
+        return sample_categorical(p, rng.random(x.shape))
+
+
+@PREDICTORS.register("euler")
+class EulerPredictor(Predictor):
+    """x_{t-dt} ~ delta_x + dt sigma(t) R_t(x, .), R(x -> y) = s_y Q[x, y]."""
+    name = "euler"
+
+    def probs(self, score_fn, x, t, dt):
+        sigma_bar, sigma = self.schedule(np.full(len(x), t))
+        rate = self.graph.reverse_rate(x, score_fn(x, sigma_bar))
+        onehot = (np.arange(self.graph.dim) == x[..., None]).astype(np.float64)
+        return onehot + (dt * sigma).reshape(-1, 1, 1) * rate
+
+
+@PREDICTORS.register("analytic")
+class AnalyticPredictor(Predictor):
+    """Tweedie tau-leaping: p(y) ~ [exp(-d Q) s]_y exp(d Q)(x, y), d = sigma_bar(t) -
+    sigma_bar(t - dt); exact when the score is."""
+    name = "analytic"
+
+    def probs(self, score_fn, x, t, dt):
+        now = self.schedule.total(np.full(len(x), t))
+        delta = now - self.schedule.total(np.full(len(x), t - dt))
+        stag = self.graph.staggered_score(score_fn(x, now), delta)
+        return stag * self.graph.transp_transition(x, delta)
+
+
+def denoise(graph: Graph, schedule: Schedule, score_fn: ScoreFn, x, t: float, rng):
+    """Final Tweedie step from t to 0; for absorbing the MASK column is dropped so no
+    MASK survives."""
+    sigma_bar = schedule.total(np.full(len(x), t))
+    probs = graph.staggered_score(score_fn(x, sigma_bar), sigma_bar)
+    probs = probs * graph.transp_transition(x, sigma_bar)
+    if graph.absorbing:
+        probs = probs[..., : graph.vocab]
+    return sample_categorical(probs, rng.random(x.shape))
+
+
+def sample(score_fn: ScoreFn, graph: Graph, schedule: Schedule, *, batch: int, length: int,
+           steps: int, predictor: str = "analytic", fixed: Mapping[int, int] | None = None,
+           seed: int | None = None, eps: float = 1e-5, on_step=None) -> np.ndarray:
+    """Reverse the diffusion from t = 1 to eps in `steps` uniform steps, then denoise.
+    `fixed` maps positions to token ids that are written back before every step."""
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if batch < 1 or length < 1:
+        raise ValueError("batch and length must be >= 1")
+    pos, vals = _fixed_arrays(fixed or {}, length, graph.vocab)
+    rng = np.random.default_rng(seed)
+    step = PREDICTORS.create(predictor, graph, schedule)
+    x = graph.sample_limit((batch, length), rng)
+    times = np.linspace(1.0, eps, steps + 1)
+    dt = (1.0 - eps) / steps
+    for i in range(steps):
+        x[:, pos] = vals
+        x = step.update(score_fn, x, float(times[i]), dt, rng)
+        if on_step is not None:
+            on_step(i)
+    x[:, pos] = vals
+    x = denoise(graph, schedule, score_fn, x, float(times[-1]), rng)
+    x[:, pos] = vals
+    return x
+
+
+def _fixed_arrays(fixed: Mapping[int, int], length: int, vocab: int):
+    pos = np.array(sorted(fixed), dtype=np.int64)
+    vals = np.array([fixed[p] for p in sorted(fixed)], dtype=np.int64)
+    if len(pos) and (pos.min() < 0 or pos.max() >= length):
+        bad = pos[(pos < 0) | (pos >= length)][0]
+        raise ValueError(f"fixed position {bad} is outside 0..{length - 1}")
+    if len(vals) and (vals.min() < 0 or vals.max() >= vocab):
+        raise ValueError(f"fixed token ids must be data tokens in 0..{vocab - 1}")
+    return pos, vals
+
+
+def conditioning(tokenizer, length: int, prefix: str | None = None, suffix: str | None = None,
+                 fixed: Mapping[int, str] | None = None) -> dict[int, int]:
+    """Map text constraints to {position: token id}: prefix at the start, suffix at the
+    end, each fixed string starting at its position. Overlapping different tokens is an error."""
+    out: dict[int, int] = {}
+
+    def put(start: int, text: str, what: str):
+        ids = tokenizer.encode(text)
+        if start < 0 or start + len(ids) > length:
+            raise ValueError(f"{what} ({len(ids)} tokens at {start}) does not fit in length {length}")
+        for k, tid in enumerate(ids):
+            if out.get(start + k, tid) != tid:
+                raise ValueError(f"{what} conflicts with another constraint at position {start + k}")
+            out[start + k] = tid
+
+    if prefix:
+        put(0, prefix, "prefix")
+    if suffix:
+        put(length - len(tokenizer.encode(suffix)), suffix, "suffix")
+    for p, text in (fixed or {}).items():
+        if not isinstance(p, (int, np.integer)):
+            raise ValueError(f"fixed position {p!r} is not an integer")
+        put(int(p), text, f"fixed text at {p}")
+    return out
