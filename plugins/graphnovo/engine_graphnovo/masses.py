@@ -36,11 +36,12 @@ MODIFICATIONS = {
     "Dioxidation": (31.989829, 425), "GlyGly": (114.042927, 121),
     "TMT6plex": (229.162932, 737), "iTRAQ4plex": (144.102063, 214),
     "Propionamide": (71.037114, 24), "Nitro": (44.985078, 354),
+    "Pyro-carbamidomethyl": (39.994915, 26),
 }
 ALIASES = {
     "deamidation": "Deamidated", "cam": "Carbamidomethyl", "ox": "Oxidation",
     "oxidised": "Oxidation", "oxidized": "Oxidation", "phosphorylation": "Phospho",
-    "acetylation": "Acetyl", "carbamylation": "Carbamyl", "pyro-carbamidomethyl": None,
+    "acetylation": "Acetyl", "carbamylation": "Carbamyl", "o": "Oxidation",
 }
 BY_UNIMOD = {acc: name for name, (_, acc) in MODIFICATIONS.items()}
 BY_LOWER = {name.lower(): name for name in MODIFICATIONS}

@@ -1,0 +1,95 @@
+"""Sequencer components: the learned GraphNovo (torch) and the DP baseline (numpy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from engine.interfaces import PeptideHit, Sequencer, Spectrum
+
+from .graph import GraphBuilder, GraphConfig
+from .inference import Pipeline, SearchConfig
+from .masses import ResidueTable
+from .preprocess import PreprocessConfig
+
+PACKAGE = Path(__file__).resolve().parent
+DEFAULT_WEIGHTS = PACKAGE / "weights" / "default"
+EXAMPLES = PACKAGE / "examples" / "massivekb_examples.mgf"
+
+
+def example_spectra() -> list[Spectrum]:
+    """Three bundled labelled MassIVE-KB spectra (compomics/ms2pip test data, Apache-2.0)."""
+    from .readers import read_spectra
+
+    return list(read_spectra([EXAMPLES]))
+
+
+def _search(options: dict) -> SearchConfig:
+    keys = SearchConfig.__dataclass_fields__
+    unknown = sorted(set(options) - set(keys))
+    if unknown:
+        raise TypeError(f"unknown graphnovo options: {', '.join(unknown)}")
+    return SearchConfig(**options)
+
+
+class _PipelineSequencer(Sequencer):
+    """Validates inputs and turns Pipeline predictions into PeptideHits."""
+
+    pipeline: Pipeline
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[str, str, str]] = []
+
+    def sequence(self, spectra: Iterable[Spectrum]) -> Iterator[PeptideHit]:
+        return self.pipeline.hits(_checked(spectra), self.failures)
+
+    def example_spectra(self) -> list[Spectrum]:
+        return example_spectra()
+
+
+def _checked(spectra: Iterable[Spectrum]) -> Iterator[Spectrum]:
+    for spec in spectra:
+        if not isinstance(spec, Spectrum):
+            raise TypeError(f"graphnovo sequences engine.interfaces.Spectrum, got {type(spec).__name__}")
+        yield spec
+
+
+class DPSequencer(_PipelineSequencer):
+    """graphnovo-dp: dynamic-programming path + knapsack fill over the same graph."""
+
+    name = "graphnovo-dp"
+    capabilities = ()
+
+    def __init__(self, **options) -> None:
+        super().__init__()
+        self.pipeline = Pipeline(GraphBuilder(ResidueTable(), GraphConfig()), None, _search(options))
+
+
+class GraphNovoSequencer(_PipelineSequencer):
+    """graphnovo: PathSearcher + SeqFiller on torch, from fp16 safetensors weights."""
+
+    name = "graphnovo"
+    capabilities = ("onnx-export",)
+
+    def __init__(self, weights: str | Path | None = None, **options) -> None:
+        super().__init__()
+        from .model import TorchBackend
+        from .training import load_weights
+
+        self.weights = Path(weights) if weights else DEFAULT_WEIGHTS
+        if not (self.weights / "config.json").is_file():
+            raise ValueError(f"no graphnovo weights at {self.weights} (train them: engine train graphnovo)")
+        self.ps, self.sf, self.meta = load_weights(self.weights)
+        self.pipeline = pipeline_from_meta(self.meta, TorchBackend(self.ps, self.sf), _search(options))
+
+    def export_onnx(self, dest) -> Path:
+        from .export import export_artifact
+
+        return export_artifact(self, Path(dest))
+
+
+def pipeline_from_meta(meta: dict, backend, search: SearchConfig = SearchConfig()) -> Pipeline:
+    """Rebuild the exact graph/preprocess settings a model was trained with."""
+    table = ResidueTable(tuple(meta["residues"]))
+    builder = GraphBuilder(table, GraphConfig(**meta["graph"]))
+    return Pipeline(builder, backend, search, PreprocessConfig(**meta["preprocess"]), bos=meta["model"]["vocab"])

@@ -1,0 +1,127 @@
+"""Evaluation (learned model and DP baseline side by side) and the speed benchmark."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .graph import missing_fragmentation, true_prefixes
+from .masses import parse_peptide, residue_masses
+from .metrics import Scorer
+from .preprocess import preprocess
+from .readers import ReaderConfig, SkipReport, read_spectra
+
+MF_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, 1.01))
+
+
+def heldout_spectra(report: SkipReport | None = None) -> list:
+    """The fixed held-out part of MassIVE-KB (never trained on)."""
+    from .training import MASSIVEKB, is_heldout
+
+    if not MASSIVEKB.is_file():
+        raise FileNotFoundError(f"{MASSIVEKB} is missing: pass labelled files to evaluate")
+    spectra = read_spectra([MASSIVEKB], report, ReaderConfig(require_label=True))
+    return [s for s in spectra if is_heldout(s.title or s.ref)]
+
+
+class _Side:
+    """Metrics of one sequencer: AA/peptide scores, node P/R, precursor, strata."""
+
+    def __init__(self):
+        self.scorer = Scorer()
+        self.strata = {b: Scorer() for b in MF_BINS}
+        self.node_hits = self.node_pred = self.node_true = 0
+        self.precursor_ok = self.predicted = 0
+
+    def add(self, pipeline, spec, true, mf: float) -> None:
+        graph = pipeline.graph(spec, spec.charge)
+        pred = pipeline.predict_graph(graph) if graph.n >= 2 else None
+        tokens = pipeline.builder.table.decode(pred.ids) if pred else None
+        self.scorer.add(tokens, true)
+        next(s for (lo, hi), s in self.strata.items() if lo <= mf < hi).add(tokens, true)
+        pre = true_prefixes(residue_masses(true))
+        self.node_true += pre.size
+        if pred is None:
+            return
+        self.predicted += 1
+        self.precursor_ok += pred.matched
+        inner = graph.masses[pred.path[1:-1]]
+        self.node_pred += inner.size
+        if inner.size and pre.size:
+            self.node_hits += int((np.abs(inner[:, None] - pre[None, :]) <= graph.node_tol).any(1).sum())
+
+    def result(self, prefix: str) -> dict:
+        out = self.scorer.result(prefix)
+        out[f"{prefix}node_precision"] = self.node_hits / max(self.node_pred, 1)
+        out[f"{prefix}node_recall"] = self.node_hits / max(self.node_true, 1)
+        out[f"{prefix}precursor_match"] = self.precursor_ok / max(self.predicted, 1)
+        out[f"{prefix}by_missing_fragmentation"] = {
+            f"{lo:.1f}-{min(hi, 1.0):.1f}": {**s.result(), "spectra": s.peptides} for (lo, hi), s in self.strata.items()}
+        return out
+
+
+def evaluate(spectra, learned, baseline, progress=None) -> dict:
+    sides = {"": _Side(), "baseline_": _Side()}
+    comps = {"": learned, "baseline_": baseline}
+    skipped = 0
+    mfs = []
+    it = progress(spectra, desc="eval") if progress else spectra
+    for spec in it:
+        try:
+            true = parse_peptide(spec.label)
+        except ValueError:
+            skipped += 1
+            continue
+        mz, _ = preprocess(spec.mz, spec.intensity, spec.precursor_mz)
+        from .masses import residue_mass_of
+
+        mf = missing_fragmentation(mz, residue_masses(true), residue_mass_of(spec.precursor_mz, spec.charge),
+                                   spec.charge)
+        mfs.append(mf)
+        for key, comp in comps.items():
+            if comp is not None:
+                sides[key].add(comp.pipeline, spec, true, mf)
+    out: dict = {"spectra": len(mfs), "skipped": skipped}
+    for key, comp in comps.items():
+        if comp is not None:
+            out.update(sides[key].result(key))
+    out["median_missing_fragmentation"] = float(np.median(mfs)) if mfs else 0.0
+    return out
+
+
+def bench(limit: int, weights=None, threads: int = 1) -> dict:
+    """Spectra per second over held-out MassIVE-KB spectra, one process, ``threads``."""
+    import torch
+
+    from .component import DPSequencer, GraphNovoSequencer
+    from .data import graph_arrays
+    from .ort import OrtSequencer
+
+    torch.set_num_threads(threads)
+    spectra = heldout_spectra()[:limit]
+    dp = DPSequencer()
+    t0 = time.perf_counter()
+    for s in spectra:
+        graph_arrays(dp.pipeline.graph(s, s.charge))
+    graph_s = time.perf_counter() - t0
+    rates = {"spectra": len(spectra), "threads": threads, "graph_spectra_per_s": len(spectra) / graph_s}
+    learned = GraphNovoSequencer(weights=weights)
+    peptides = {}
+    for name, comp in (("dp", dp), ("torch", learned)):
+        t0 = time.perf_counter()
+        peptides[name] = [h.peptide for h in comp.sequence(spectra)]
+        rates[f"{name}_spectra_per_s"] = len(spectra) / (time.perf_counter() - t0)
+    from engine.artifacts import read_artifact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        art = read_artifact(learned.export_onnx(Path(tmp) / "artifact"))
+        ort = OrtSequencer(art, "cpu", threads)
+        t0 = time.perf_counter()
+        peptides["ort"] = [h.peptide for h in ort.sequence(spectra)]
+        rates["ort_spectra_per_s"] = len(spectra) / (time.perf_counter() - t0)
+    rates["ort_torch_same_peptides"] = float(np.mean([a == b for a, b in zip(peptides["ort"], peptides["torch"])]))
+    rates["ort_target_20_per_s_met"] = rates["ort_spectra_per_s"] >= 20
+    return rates

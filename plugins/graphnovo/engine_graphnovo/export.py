@@ -1,0 +1,90 @@
+"""ONNX export of PathSearcher and SeqFiller (encode + step graphs) into an engine artifact."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import graph_arrays, pad_batch
+
+OPSET = 17
+from .export_names import ENCODE_INPUTS, PS_STEP_INPUTS, SF_STEP_INPUTS
+
+
+class _Encode(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model.encode(*args)
+
+
+class _Step(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model.step(*args)
+
+
+def _sample(component) -> dict:
+    from .component import example_spectra
+
+    spec = example_spectra()[0]
+    graph = component.pipeline.graph(spec, spec.charge)
+    return pad_batch([graph_arrays(graph), graph_arrays(graph)])
+
+
+def _export(module, args, names, dynamic, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(args), str(path), input_names=names, output_names=["out"],
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+
+def export_artifact(component, dest: Path) -> Path:
+    from engine.artifacts import write_artifact
+
+    feats = _sample(component)
+    t = {k: torch.from_numpy(v) for k, v in feats.items()}
+    enc_args = [t[k] for k in ENCODE_INPUTS]
+    n_dyn = {0: "batch", 1: "nodes"}
+    enc_dyn = {"ions": n_dyn, "masses": n_dyn, "precursor": {0: "batch"}, "charge": {0: "batch"},
+               "pair_code": {0: "batch", 1: "nodes", 2: "nodes2"}, "node_mask": n_dyn,
+               "out": n_dyn}
+    b, n = feats["masses"].shape
+    with torch.no_grad():
+        mem = component.ps.encode(*enc_args)
+    path = torch.zeros((b, 3), dtype=torch.long)
+    nmask = torch.ones((b, n), dtype=torch.bool)
+    tokens = torch.full((b, 3), component.sf.bos, dtype=torch.long)
+    prefix = torch.zeros((b, 3), dtype=torch.float32)
+    seq = {0: "batch", 1: "steps"}
+    ps_dyn = {"memory": n_dyn, "node_mask": n_dyn, "path": seq, "next_mask": n_dyn, "out": n_dyn}
+    sf_dyn = {"memory": n_dyn, "node_mask": n_dyn, "node_masses": n_dyn, "tokens": seq, "prefix": seq,
+              "precursor": {0: "batch"}, "out": {0: "batch"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        component.ps.eval(), component.sf.eval()
+        _export(_Encode(component.ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx")
+        _export(_Step(component.ps), [mem, t["node_mask"], path, nmask], PS_STEP_INPUTS, ps_dyn,
+                tmp / "ps_step.onnx")
+        _export(_Encode(component.sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx")
+        _export(_Step(component.sf), [mem, t["node_mask"], t["masses"], tokens, prefix, t["precursor"]],
+                SF_STEP_INPUTS, sf_dyn, tmp / "sf_step.onnx")
+        models = {
+            "ps_encode": {"file": "ps_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": ["out"]},
+            "ps_step": {"file": "ps_step.onnx", "inputs": PS_STEP_INPUTS, "outputs": ["out"]},
+            "sf_encode": {"file": "sf_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": ["out"]},
+            "sf_step": {"file": "sf_step.onnx", "inputs": SF_STEP_INPUTS, "outputs": ["out"]},
+        }
+        files = {m["file"]: tmp / m["file"] for m in models.values()}
+        return write_artifact(dest, plugin="graphnovo", kind="sequencer", component="graphnovo",
+                              files=files, models=models, opset=OPSET,
+                              config={"meta": component.meta}, overwrite=True)

@@ -1,0 +1,276 @@
+"""The GraphNovo spectrum graph: prefix-mass nodes, knapsack feasibility, sparse edges.
+
+Nodes are prefix RESIDUE masses (no water, no proton): each peak is read as a 1+ a-ion
+(m/z < 250), 1+ b-ion, 1+ y-ion and 2+ y-ion (m/z > 400, charge > 2). A candidate stays
+only when both it and M minus it are reachable residue sums (knapsack), candidates are
+merged within tolerance, and node pairs whose mass difference matches 1-6 residues are
+joined by an edge. Everything is vectorised over peaks and node pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .knapsack import MAX_EDGE_RESIDUES, UNREACHABLE, Knapsack, knapsack_for
+from .masses import CO, H2O, NH3, PROTON, AA_MASSES, ResidueTable, residue_mass_of
+
+JUMP_MASS = 7 * AA_MASSES["G"] + 0.04  # a next node this much heavier may skip the edge rule
+N_ION_TYPES = 18
+N_PEAK_FEATURES = 5  # present, relative intensity, global rank, local rank, mass error
+MAX_HOPS = 4
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    ms2_tol: float = 0.02  # Da
+    ms1_ppm: float = 5.0
+    a_ion_max_mz: float = 250.0
+    y2_min_mz: float = 400.0
+    max_nodes: int = 128
+    local_window: float = 50.0  # Da, for local intensity rank / significance
+
+    def node_tol(self, mass: float) -> float:
+        return self.ms2_tol + self.ms1_ppm * 1e-6 * mass
+
+    def edge_tol(self, mass: float) -> float:
+        return 2 * self.ms2_tol + self.ms1_ppm * 1e-6 * mass
+
+
+@dataclass
+class SpectrumGraph:
+    masses: np.ndarray  # (n,) ascending; 0 = source, n-1 = sink (M)
+    ions: np.ndarray  # (n, 18, 5) float32 peak evidence per ion type
+    src: np.ndarray  # (E,) edge tails, src < dst
+    dst: np.ndarray
+    nres: np.ndarray  # (E,) fewest residues matching the edge (1..6)
+    single: np.ndarray  # (E,) token id when exactly one single token matches, else -1
+    precursor_mass: float
+    charge: int
+    edge_tol: float
+    node_tol: float
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.masses.size)
+
+    def adjacency(self) -> np.ndarray:
+        """(n, n) bool: direct edges i -> j."""
+        adj = np.zeros((self.n, self.n), dtype=bool)
+        adj[self.src, self.dst] = True
+        return adj
+
+    def next_mask(self) -> np.ndarray:
+        """(n, n) bool: j may follow i on a path (edge, long jump, or the sink)."""
+        mask = self.adjacency()
+        mask |= (self.masses[None, :] - self.masses[:, None]) >= JUMP_MASS
+        mask[:, -1] = True
+        mask[-1, :] = False
+        mask[np.arange(self.n), np.arange(self.n)] = False
+        return mask
+
+    def pair_codes(self) -> np.ndarray:
+        """(n, n) int64 code for the attention bias: edge encoding x path encoding.
+
+        edge code: 0 none, 1..6 forward edge with k residues, 7..12 backward;
+        path code: hop count 1..MAX_HOPS along edges (0 = farther or unreachable).
+        Both live on sparse structures; the dense (n, n) int code is the only dense part."""
+        n = self.n
+        edge = np.zeros((n, n), dtype=np.int64)
+        edge[self.src, self.dst] = self.nres
+        edge[self.dst, self.src] = self.nres + MAX_EDGE_RESIDUES
+        hops = np.zeros((n, n), dtype=np.int64)
+        adj = self.adjacency().astype(np.float32)
+        adj = np.maximum(adj, adj.T)
+        reach = np.eye(n, dtype=np.float32)
+        seen = reach > 0
+        for h in range(1, MAX_HOPS + 1):
+            reach = (reach @ adj) > 0
+            new = reach & ~seen
+            hops[new] = h
+            seen |= reach
+            reach = reach.astype(np.float32)
+        return edge * (MAX_HOPS + 1) + hops
+
+    def edge_map(self) -> dict[tuple[int, int], int]:
+        return {(int(a), int(b)): k for k, (a, b) in enumerate(zip(self.src, self.dst))}
+
+
+N_PAIR_CODES = (2 * MAX_EDGE_RESIDUES + 1) * (MAX_HOPS + 1)
+
+
+class GraphBuilder:
+    """Builds graphs for one residue table (knapsack shared across spectra)."""
+
+    def __init__(self, table: ResidueTable = ResidueTable(), config: GraphConfig = GraphConfig()):
+        self.table = table
+        self.config = config
+        self.knapsack: Knapsack = knapsack_for(tuple(table.residue_masses))
+        self.token_masses = table.masses
+        self.residue_ids = np.flatnonzero(~table.nterm)
+        self.offsets = table.nterm_offsets
+
+    # ------------------------------------------------------------ nodes
+    def candidates(self, mz: np.ndarray, inten: np.ndarray, M: float, charge: int):
+        """Prefix masses of every peak interpretation (a, b, y, 2+ y) with their peak."""
+        c = self.config
+        reads = [
+            (mz - PROTON + CO, mz < c.a_ion_max_mz),
+            (mz - PROTON, np.ones_like(mz, dtype=bool)),
+            (M - (mz - PROTON - H2O), np.ones_like(mz, dtype=bool)),
+            (M - (2 * mz - 2 * PROTON - H2O), (mz > c.y2_min_mz) & (charge > 2)),
+        ]
+        mass = np.concatenate([r[0][r[1]] for r in reads])
+        weight = np.concatenate([inten[r[1]] for r in reads])
+        return mass, weight
+
+    def prefix_feasible(self, mass: np.ndarray, tol: float) -> np.ndarray:
+        ok = np.zeros(mass.shape, dtype=bool)
+        for off in self.offsets:  # an N-terminal modification may shift every prefix
+            ok |= self.knapsack.feasible(mass - off, tol)
+        return ok
+
+    def nodes(self, mz, inten, M: float, charge: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        tol, merge = c.node_tol(M), c.edge_tol(M)
+        mass, weight = self.candidates(mz, inten, M, charge)
+        keep = (mass > merge) & (mass < M - merge)
+        mass, weight = mass[keep], weight[keep]
+        keep = self.prefix_feasible(mass, tol) & self.knapsack.feasible(M - mass, tol)
+        mass, weight = mass[keep], weight[keep]
+        order = np.argsort(mass)
+        mass, weight = mass[order], weight[order]
+        # merge within tolerance (not just exact duplicates): intensity-weighted centres
+        cluster = np.concatenate([[0], np.cumsum(np.diff(mass) > merge)]) if mass.size else mass
+        k = int(cluster[-1]) + 1 if mass.size else 0
+        wsum = np.bincount(cluster.astype(np.int64), weights=weight, minlength=k)
+        centre = np.bincount(cluster.astype(np.int64), weights=weight * mass, minlength=k) / np.maximum(wsum, 1e-12)
+        if k > c.max_nodes - 2:  # keep the best-supported nodes
+            top = np.sort(np.argsort(-wsum)[: c.max_nodes - 2])
+            centre, wsum = centre[top], wsum[top]
+        return np.concatenate([[0.0], centre, [M]]), np.concatenate([[1.0], wsum, [1.0]])
+
+    # ------------------------------------------------------------ edges
+    def edges(self, masses: np.ndarray, M: float):
+        tol = self.config.edge_tol(M)
+        n = masses.size
+        i, j = np.triu_indices(n, k=1)
+        diff = masses[j] - masses[i]
+        keep = diff <= self.knapsack.size * 1e-3  # beyond the table no 6-residue edge exists
+        i, j, diff = i[keep], j[keep], diff[keep]
+        nres = self.knapsack.min_residues(diff, tol).astype(np.int64)
+        src0 = i == 0
+        for off in self.offsets[1:]:  # an N-terminal token counts as one more residue
+            alt = self.knapsack.min_residues(diff[src0] - off, tol).astype(np.int64) + 1
+            nres[src0] = np.minimum(nres[src0], alt)
+        keep = (nres >= 1) & (nres <= MAX_EDGE_RESIDUES)
+        i, j, diff, nres = i[keep], j[keep], diff[keep], nres[keep]
+        single = self._single_tokens(diff, nres, tol)
+        return i, j, nres, single
+
+    def _single_tokens(self, diff, nres, tol) -> np.ndarray:
+        rm = self.token_masses[self.residue_ids]
+        hit = np.abs(diff[:, None] - rm[None, :]) <= tol
+        unique = (hit.sum(1) == 1) & (nres == 1)
+        out = np.full(diff.shape, -1, dtype=np.int64)
+        out[unique] = self.residue_ids[hit[unique].argmax(1)]
+        return out
+
+    # ------------------------------------------------------------ features
+    def ion_features(self, masses: np.ndarray, mz: np.ndarray, inten: np.ndarray, M: float) -> np.ndarray:
+        """(n, 18, 5): for a/b/y x 1+/2+ x (-, -NH3, -H2O), the nearest peak's evidence."""
+        c = self.config
+        pre, suf = masses[:, None], (M - masses)[:, None]
+        losses = np.array([0.0, NH3, H2O])[None, :]
+        singly = [pre - CO + PROTON, pre + PROTON, suf + H2O + PROTON]  # a, b, y (1+)
+        theo = []
+        for base in singly:
+            neutral = base - PROTON
+            theo.append(neutral - losses + PROTON)
+            theo.append((neutral - losses + 2 * PROTON) / 2)
+        theo = np.concatenate(theo, axis=1)  # (n, 18)
+        feats = np.zeros(theo.shape + (N_PEAK_FEATURES,), dtype=np.float32)
+        if mz.size == 0:
+            return feats
+        peak = _peak_features(mz, inten, c.local_window)
+        pos = np.clip(np.searchsorted(mz, theo), 1, mz.size - 1)
+        left, right = pos - 1, pos
+        nearest = np.where(np.abs(mz[left] - theo) <= np.abs(mz[right] - theo), left, right)
+        err = mz[nearest] - theo
+        ok = np.abs(err) <= c.ms2_tol
+        feats[..., 0] = ok
+        feats[..., 1:4] = np.where(ok[..., None], peak[nearest], 0.0)
+        feats[..., 4] = np.where(ok, err / c.ms2_tol, 0.0)
+        return feats
+
+    # ------------------------------------------------------------ all
+    def build(self, mz: np.ndarray, inten: np.ndarray, precursor_mz: float, charge: int) -> SpectrumGraph:
+        M = residue_mass_of(precursor_mz, charge)
+        masses, _support = self.nodes(mz, inten, M, charge)
+        src, dst, nres, single = self.edges(masses, M)
+        return SpectrumGraph(
+            masses=masses, ions=self.ion_features(masses, mz, inten, M), src=src, dst=dst,
+            nres=nres, single=single, precursor_mass=M, charge=int(charge),
+            edge_tol=self.config.edge_tol(M), node_tol=self.config.node_tol(M),
+        )
+
+
+def _peak_features(mz: np.ndarray, inten: np.ndarray, window: float) -> np.ndarray:
+    """(p, 3): relative intensity, global rank (1 = top), local rank within +-window."""
+    n = mz.size
+    rel = inten / inten.max()
+    grank = np.empty(n)
+    grank[np.argsort(-inten, kind="stable")] = np.arange(n)
+    near = np.abs(mz[:, None] - mz[None, :]) <= window
+    lrank = (near & (inten[None, :] > inten[:, None])).sum(1)
+    return np.stack([rel, 1.0 - grank / max(n, 1), 1.0 / (1.0 + lrank)], axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def true_prefixes(residue_masses: np.ndarray) -> np.ndarray:
+    """Prefix masses after each residue except the last (the L - 1 cleavages)."""
+    return np.cumsum(residue_masses)[:-1]
+
+
+def label_nodes(graph: SpectrumGraph, residue_masses: np.ndarray) -> list[np.ndarray]:
+    """For each true prefix (and the sink): the graph nodes within the node window."""
+    out = []
+    for p in np.append(true_prefixes(residue_masses), graph.precursor_mass):
+        hit = np.flatnonzero(np.abs(graph.masses - p) <= graph.node_tol)
+        hit = hit[hit > 0]
+        if hit.size:
+            out.append(hit)
+    return out
+
+
+def missing_fragmentation(mz: np.ndarray, residue_masses: np.ndarray, M: float, charge: int,
+                          config: GraphConfig = GraphConfig()) -> float:
+    """1 - (true prefixes explained by any a/b/y interpretation of a peak) / (L - 1)."""
+    pre = true_prefixes(residue_masses)
+    if pre.size == 0:
+        return 0.0
+    b = GraphBuilder.__new__(GraphBuilder)
+    b.config = config
+    cand, _ = GraphBuilder.candidates(b, mz, np.ones_like(mz), M, charge)
+    tol = config.node_tol(M)
+    if cand.size == 0:
+        return 1.0
+    cand = np.sort(cand)
+    pos = np.clip(np.searchsorted(cand, pre), 1, cand.size - 1) if cand.size > 1 else np.zeros(pre.size, int)
+    near = np.minimum(np.abs(cand[pos] - pre), np.abs(cand[np.maximum(pos - 1, 0)] - pre))
+    return float(1.0 - (near <= tol).mean())
+
+
+def graph_stats(graph: SpectrumGraph, residue_masses: np.ndarray | None = None) -> dict:
+    stats = {"nodes": graph.n, "edges": int(graph.src.size)}
+    if residue_masses is not None and residue_masses.size > 1:
+        pre = true_prefixes(residue_masses)
+        inner = graph.masses[1:-1]
+        d = np.abs(inner[:, None] - pre[None, :]) <= graph.node_tol if inner.size else np.zeros((0, pre.size), bool)
+        stats["prefix_coverage"] = float(d.any(0).mean()) if inner.size else 0.0
+        stats["node_precision"] = float(d.any(1).mean()) if inner.size else 0.0
+    return stats

@@ -1,0 +1,273 @@
+"""PathSearcher and SeqFiller (torch).
+
+Graph encoder (Graphormer-like): attention logits = q.k + a per-head bias looked up from
+the pair code (edge encoding x path encoding, graph.pair_codes), talking-heads mixing
+before and after the softmax, GEGLU feed-forward, pre-norm. Unlike the reference, layers
+do not share weights.
+
+PathSearcher decodes a pointer over graph nodes; SeqFiller decodes residues while
+cross-attending to graph nodes heavier than the current prefix plus one glycine.
+Both expose ``encode`` and ``step`` (last-position log-probabilities) for export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import N_ION_TYPES, N_PAIR_CODES, N_PEAK_FEATURES
+
+NEG = -1e9
+GLYCINE = 57.021463721
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 96
+    heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    ff_mult: int = 2
+    max_charge: int = 8
+    max_steps: int = 64
+    vocab: int = 25  # SeqFiller tokens (residue table size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mass_encoding(mass: torch.Tensor, d: int) -> torch.Tensor:
+    """Sinusoids of a mass in Da with wavelengths 0.001 .. 10000 Da."""
+    half = d // 2
+    exponent = torch.arange(half, dtype=torch.float32, device=mass.device) / max(half - 1, 1)
+    wavelength = 1e-3 * (1e7 ** exponent)
+    angle = mass.unsqueeze(-1).float() * (2 * math.pi / wavelength)
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+class GEGLU(nn.Module):
+    def __init__(self, d: int, mult: int):
+        super().__init__()
+        self.proj = nn.Linear(d, 2 * mult * d)
+        self.out = nn.Linear(mult * d, d)
+
+    def forward(self, x):
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return self.out(a * F.gelu(gate))
+
+
+class Attention(nn.Module):
+    """Multi-head attention with an additive bias and optional talking-heads mixing."""
+
+    def __init__(self, d: int, heads: int, talking_heads: bool = False):
+        super().__init__()
+        self.h, self.dk = heads, d // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.pre = nn.Linear(heads, heads, bias=False) if talking_heads else None
+        self.post = nn.Linear(heads, heads, bias=False) if talking_heads else None
+        if talking_heads:
+            nn.init.eye_(self.pre.weight)
+            nn.init.eye_(self.post.weight)
+
+    def _split(self, x):
+        b, t, _ = x.shape
+        return x.view(b, t, self.h, self.dk).transpose(1, 2)
+
+    def forward(self, x, mem, bias):
+        """bias: (B, H or 1, Tq, Tk) additive (NEG blocks)."""
+        q, k, v = self._split(self.q(x)), self._split(self.k(mem)), self._split(self.v(mem))
+        logits = q @ k.transpose(-1, -2) / math.sqrt(self.dk)
+        if self.pre is not None:
+            logits = self.pre(logits.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        logits = logits + bias
+        attn = torch.softmax(logits, dim=-1)
+        if self.post is not None:
+            attn = self.post(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        out = (attn @ v).transpose(1, 2).reshape(x.shape)
+        return self.o(out)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg.d_model, cfg.heads, talking_heads=True)
+        self.ff = GEGLU(cfg.d_model, cfg.ff_mult)
+
+    def forward(self, x, bias):
+        h = self.n1(x)
+        x = x + self.attn(h, h, bias)
+        return x + self.ff(self.n2(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n1, self.n2, self.n3 = (nn.LayerNorm(cfg.d_model) for _ in range(3))
+        self.self_attn = Attention(cfg.d_model, cfg.heads)
+        self.cross = Attention(cfg.d_model, cfg.heads)
+        self.ff = GEGLU(cfg.d_model, cfg.ff_mult)
+
+    def forward(self, x, mem, self_bias, cross_bias):
+        h = self.n1(x)
+        x = x + self.self_attn(h, h, self_bias)
+        x = x + self.cross(self.n2(x), mem, cross_bias)
+        return x + self.ff(self.n3(x))
+
+
+class GraphEncoder(nn.Module):
+    """Node features pooled PointNet-style over the 18 ion types, plus mass and charge
+    encodings, then graph-transformer layers with pair-code biases."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.cfg = cfg
+        self.ion_type = nn.Parameter(torch.randn(N_ION_TYPES, d) * 0.02)
+        self.point = nn.Sequential(nn.Linear(N_PEAK_FEATURES, d), nn.GELU(), nn.Linear(d, d))
+        self.mass_proj = nn.Linear(2 * d, d)
+        self.charge = nn.Embedding(cfg.max_charge + 1, d)
+        self.pair_bias = nn.Embedding(N_PAIR_CODES, cfg.heads)
+        nn.init.zeros_(self.pair_bias.weight)
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, ions, masses, precursor, charge, pair_code, node_mask):
+        d = self.cfg.d_model
+        pooled = (self.point(ions) + self.ion_type).amax(dim=2)  # (B, n, d)
+        menc = torch.cat([mass_encoding(masses, d), mass_encoding(precursor[:, None] - masses, d)], -1)
+        x = pooled + self.mass_proj(menc) + self.charge(charge.clamp(0, self.cfg.max_charge))[:, None]
+        key_block = (~node_mask)[:, None, None, :].float() * NEG
+        bias = self.pair_bias(pair_code).permute(0, 3, 1, 2) + key_block
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.norm(x)
+
+
+def _causal(t: int, device) -> torch.Tensor:
+    return torch.triu(torch.full((t, t), NEG, device=device), diagonal=1)[None, None]
+
+
+class PathSearcher(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.encoder = GraphEncoder(cfg)
+        self.step_emb = nn.Embedding(cfg.max_steps, d)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.norm = nn.LayerNorm(d)
+        self.pq, self.pk = nn.Linear(d, d), nn.Linear(d, d)
+
+    def encode(self, ions, masses, precursor, charge, pair_code, node_mask):
+        return self.encoder(ions, masses, precursor, charge, pair_code, node_mask)
+
+    def decode(self, memory, node_mask, path, next_mask):
+        """path (B, T) node ids (starts with the source); next_mask (B, T, n) allowed
+        next nodes per step. Returns log-probabilities (B, T, n)."""
+        t = path.shape[1]
+        x = torch.gather(memory, 1, path[..., None].expand(-1, -1, memory.shape[-1]))
+        x = x + self.step_emb(torch.arange(t, device=path.device).clamp(max=self.cfg.max_steps - 1))[None]
+        cross = (~node_mask)[:, None, None, :].float() * NEG
+        causal = _causal(t, path.device)
+        for layer in self.layers:
+            x = layer(x, memory, causal, cross)
+        q = self.pq(self.norm(x))
+        logits = q @ self.pk(memory).transpose(1, 2) / math.sqrt(q.shape[-1])
+        logits = logits.masked_fill(~(next_mask & node_mask[:, None, :]), NEG)
+        return torch.log_softmax(logits, dim=-1)
+
+    def forward(self, ions, masses, precursor, charge, pair_code, node_mask, path, next_mask):
+        """Training forward (teacher forcing): log-probabilities (B, T, n)."""
+        mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
+        return self.decode(mem, node_mask, path, next_mask)
+
+    def step(self, memory, node_mask, path, next_mask):
+        """Last-step log-probabilities (B, n); next_mask (B, n)."""
+        t = path.shape[1]
+        nm = next_mask[:, None, :].expand(-1, t, -1)
+        return self.decode(memory, node_mask, path, nm)[:, -1]
+
+
+class SeqFiller(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.encoder = GraphEncoder(cfg)
+        self.tok = nn.Embedding(cfg.vocab + 1, d)  # last id = BOS
+        self.mass_proj = nn.Linear(2 * d, d)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, cfg.vocab)
+
+    @property
+    def bos(self) -> int:
+        return self.cfg.vocab
+
+    def encode(self, ions, masses, precursor, charge, pair_code, node_mask):
+        return self.encoder(ions, masses, precursor, charge, pair_code, node_mask)
+
+    def decode(self, memory, node_mask, node_masses, tokens, prefix, precursor):
+        """tokens (B, T) input ids (BOS first), prefix (B, T) residue mass before each
+        position. Cross-attention sees nodes heavier than prefix + one glycine (and the
+        sink). Returns log-probabilities (B, T, vocab)."""
+        d = self.cfg.d_model
+        t = tokens.shape[1]
+        menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d)], -1)
+        x = self.tok(tokens) + self.mass_proj(menc)
+        sink = node_masses >= (precursor[:, None] - 0.05)
+        ahead = node_masses[:, None, :] > (prefix[..., None] + GLYCINE - 0.05)
+        visible = (ahead | sink[:, None, :]) & node_mask[:, None, :]
+        cross = (~visible)[:, None].float() * NEG
+        causal = _causal(t, tokens.device)
+        for layer in self.layers:
+            x = layer(x, memory, causal, cross)
+        return torch.log_softmax(self.out(self.norm(x)), dim=-1)
+
+    def forward(self, ions, masses, precursor, charge, pair_code, node_mask, tokens, prefix):
+        """Training forward (teacher forcing): log-probabilities (B, T, vocab)."""
+        mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
+        return self.decode(mem, node_mask, masses, tokens, prefix, precursor)
+
+    def step(self, memory, node_mask, node_masses, tokens, prefix, precursor):
+        return self.decode(memory, node_mask, node_masses, tokens, prefix, precursor)[:, -1]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class TorchBackend:
+    """numpy in/out wrapper so the shared beam searches drive the torch models."""
+
+    def __init__(self, ps: PathSearcher, sf: SeqFiller):
+        self.ps, self.sf = ps.eval(), sf.eval()
+
+    @staticmethod
+    def _t(*arrays):
+        return [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+
+    @torch.no_grad()
+    def _encode(self, model, f):
+        args = self._t(f["ions"], f["masses"], f["precursor"], f["charge"], f["pair_code"], f["node_mask"])
+        return model.encode(*args).numpy()
+
+    def ps_encode(self, feats):
+        return self._encode(self.ps, feats)
+
+    def sf_encode(self, feats):
+        return self._encode(self.sf, feats)
+
+    @torch.no_grad()
+    def ps_step(self, memory, node_mask, path, next_mask):
+        return self.ps.step(*self._t(memory, node_mask, path, next_mask)).numpy()
+
+    @torch.no_grad()
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, precursor):
+        return self.sf.step(*self._t(memory, node_mask, node_masses, tokens, prefix, precursor)).numpy()

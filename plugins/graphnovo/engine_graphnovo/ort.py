@@ -1,0 +1,52 @@
+"""GraphNovo on onnxruntime alone (numpy + onnxruntime; never imports torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .component import _PipelineSequencer, pipeline_from_meta
+from .export_names import ENCODE_INPUTS, PS_STEP_INPUTS, SF_STEP_INPUTS
+
+
+class OrtBackend:
+    def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
+        extra = {"threads": threads} if threads else {}
+        self.sessions = {name: artifact.session(name, provider, **extra)
+                         for name in ("ps_encode", "ps_step", "sf_encode", "sf_step")}
+
+    def providers(self) -> list[str]:
+        return self.sessions["ps_encode"].get_providers()
+
+    def _run(self, name: str, names: list[str], arrays) -> np.ndarray:
+        return self.sessions[name].run(None, dict(zip(names, arrays)))[0]
+
+    def _encode(self, name, f):
+        return self._run(name, ENCODE_INPUTS, [np.ascontiguousarray(f[k]) for k in ENCODE_INPUTS])
+
+    def ps_encode(self, feats):
+        return self._encode("ps_encode", feats)
+
+    def sf_encode(self, feats):
+        return self._encode("sf_encode", feats)
+
+    def ps_step(self, memory, node_mask, path, next_mask):
+        return self._run("ps_step", PS_STEP_INPUTS, [memory, node_mask, path, next_mask])
+
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, precursor):
+        return self._run("sf_step", SF_STEP_INPUTS, [memory, node_mask, node_masses, tokens, prefix,
+                                                     np.asarray(precursor, dtype=np.float32)])
+
+
+class OrtSequencer(_PipelineSequencer):
+    name = "graphnovo"
+    capabilities = ("onnx-export",)
+
+    def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
+        super().__init__()
+        self.backend = OrtBackend(artifact, provider, threads)
+        self.meta = artifact.config["meta"]
+        self.pipeline = pipeline_from_meta(self.meta, self.backend)
+
+
+def load_artifact(artifact, provider: str = "auto") -> OrtSequencer:
+    return OrtSequencer(artifact, provider)

@@ -1,0 +1,270 @@
+"""Training of PathSearcher and SeqFiller on simulated spectra plus real MassIVE-KB
+spectra (a fixed held-out part is never trained on). Single process or torchrun DDP
+(gloo); checkpoints and resume; fp16 safetensors weights at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .data import graph_arrays, pad_batch, pad_sequences, path_label, token_label
+from .graph import GraphBuilder, GraphConfig
+from .masses import PeptideError, ResidueTable, parse_peptide, residue_masses
+from .model import ModelConfig, PathSearcher, SeqFiller
+from .preprocess import PreprocessConfig, preprocess
+from .simulator import SimConfig, modify, read_fasta, sample_charge, simulate, tryptic_peptides
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+PROTEOMES = ("ecoli_UP000000625.fasta.gz", "yeast_UP000002311.fasta.gz")
+MASSIVEKB = DATA / "spectra" / "massivekb" / "massivekb_selected_500.mgf"
+
+
+def is_heldout(title: str, fraction: float = 0.3) -> bool:
+    """Fixed split by a hash of the spectrum title: ~30% of MassIVE-KB is held out."""
+    return (zlib.crc32(title.encode()) % 1000) < fraction * 1000
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/graphnovo"
+    minutes: float = 60.0
+    max_steps: int = 100000
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup: int = 200
+    real_fraction: float = 0.25  # share of each batch drawn from real training spectra
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 50
+    max_peptides: int = 200000
+    threads: int = 1
+    use_real: bool = True  # mix in MassIVE-KB training spectra
+
+
+class Examples:
+    """Training examples: simulated on the fly, real ones precomputed."""
+
+    def __init__(self, builder: GraphBuilder, prep: PreprocessConfig, rng: np.random.Generator,
+                 bos: int, sim: SimConfig = SimConfig(), max_peptides: int = 200000, real: bool = True):
+        self.builder, self.prep, self.rng, self.bos, self.sim = builder, prep, rng, bos, sim
+        peps: list[str] = []
+        for name in PROTEOMES:
+            peps += tryptic_peptides(read_fasta(DATA / "proteomes" / name))
+        self.peptides = [peps[i] for i in rng.permutation(len(peps))[:max_peptides]]
+        self.real = self._real() if real else []
+
+    def example(self, tokens, mz, inten, pmz, charge) -> dict | None:
+        mz2, it2 = preprocess(mz, inten, pmz, self.prep)
+        if mz2.size == 0:
+            return None
+        graph = self.builder.build(mz2, it2, pmz, charge)
+        try:
+            sf_in, sf_prefix, sf_tgt = token_label(self.builder.table, tokens, self.bos)
+        except PeptideError:
+            return None
+        path, nmask, target = path_label(graph, residue_masses(tokens))
+        return {"feats": graph_arrays(graph), "path": path, "nmask": nmask, "target": target,
+                "sf_in": sf_in, "sf_prefix": sf_prefix, "sf_tgt": sf_tgt}
+
+    def simulated(self) -> dict:
+        while True:
+            pep = self.peptides[self.rng.integers(len(self.peptides))]
+            tokens = modify(pep, self.rng, self.sim)
+            z = sample_charge(len(pep), self.rng)
+            mz, inten, pmz, _ = simulate(tokens, z, self.rng, self.sim)
+            ex = self.example(tokens, mz, inten, pmz, z)
+            if ex is not None:
+                return ex
+
+    def _real(self) -> list[dict]:
+        from .readers import ReaderConfig, read_spectra
+
+        out = []
+        if not MASSIVEKB.is_file():
+            return out
+        for s in read_spectra([MASSIVEKB], config=ReaderConfig(require_label=True)):
+            if is_heldout(s.title or s.ref):
+                continue
+            ex = self.example(parse_peptide(s.label), s.mz, s.intensity, s.precursor_mz, s.charge)
+            if ex is not None:
+                out.append(ex)
+        return out
+
+    def batch(self, size: int, real_fraction: float) -> list[dict]:
+        n_real = int(round(size * real_fraction)) if self.real else 0
+        real = [self.real[i] for i in self.rng.integers(len(self.real), size=n_real)] if n_real else []
+        return real + [self.simulated() for _ in range(size - n_real)]
+
+
+def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
+    feats = pad_batch([e["feats"] for e in examples])
+    n = feats["masses"].shape[1]
+    path, valid = pad_sequences([e["path"] for e in examples])
+    pad_n = lambda a: np.pad(a, [(0, 0), (0, n - a.shape[1])])
+    nmask, _ = pad_sequences([pad_n(e["nmask"]) for e in examples], value=False)
+    target, _ = pad_sequences([pad_n(e["target"]) for e in examples], value=0.0)
+    sf_in, _ = pad_sequences([e["sf_in"] for e in examples])
+    sf_prefix, _ = pad_sequences([e["sf_prefix"] for e in examples], value=0.0)
+    sf_tgt, _ = pad_sequences([e["sf_tgt"] for e in examples], value=-100)
+    out = {k: torch.from_numpy(np.asarray(v)) for k, v in feats.items()}
+    out.update(path=torch.from_numpy(path), valid=torch.from_numpy(valid),
+               nmask=torch.from_numpy(nmask), target=torch.from_numpy(target),
+               sf_in=torch.from_numpy(sf_in), sf_prefix=torch.from_numpy(sf_prefix),
+               sf_tgt=torch.from_numpy(sf_tgt))
+    return out
+
+
+def encode_args(b: dict) -> tuple:
+    return b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"]
+
+
+def path_loss(ps, b: dict) -> torch.Tensor:
+    """KL(soft label || pointer distribution), averaged over label steps."""
+    nmask = b["nmask"] | ~b["valid"][..., None]  # padded steps: any node (ignored below)
+    logp = ps(*encode_args(b), b["path"], nmask)
+    t = b["target"]
+    kl = (t * (torch.log(t.clamp_min(1e-12)) - logp)).sum(-1)
+    return (kl * b["valid"]).sum() / b["valid"].sum()
+
+
+def fill_loss(sf, b: dict) -> torch.Tensor:
+    logp = sf(*encode_args(b), b["sf_in"], b["sf_prefix"])
+    return F.nll_loss(logp.reshape(-1, logp.shape[-1]), b["sf_tgt"].reshape(-1), ignore_index=-100)
+
+
+# ---------------------------------------------------------------- weights
+
+
+def save_weights(out_dir: Path, ps: PathSearcher, sf: SeqFiller, meta: dict) -> None:
+    """fp16 safetensors + config.json, written to a temp dir then renamed (atomic)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, model in (("pathsearcher", ps), ("seqfiller", sf)):
+        state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / f"{name}.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+    if out_dir.exists():
+        old = out_dir.with_name(out_dir.name + ".old")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.rename(out_dir)
+
+
+def load_weights(weights_dir: Path):
+    """-> (PathSearcher, SeqFiller, meta) in fp32 eval mode."""
+    weights_dir = Path(weights_dir)
+    meta = json.loads((weights_dir / "config.json").read_text())
+    cfg = ModelConfig(**meta["model"])
+    ps, sf = PathSearcher(cfg), SeqFiller(cfg)
+    for name, model in (("pathsearcher", ps), ("seqfiller", sf)):
+        state = {k: v.float() for k, v in load_file(str(weights_dir / f"{name}.safetensors")).items()}
+        model.load_state_dict(state)
+        model.eval()
+    return ps, sf, meta
+
+
+# ---------------------------------------------------------------- loop
+
+
+def _dist_setup() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False,
+          progress=None, log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    rank, world = _dist_setup()
+    table, gcfg, prep = ResidueTable(), GraphConfig(), PreprocessConfig()
+    model_cfg = model_cfg or ModelConfig(vocab=len(table.tokens))
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    ps, sf = PathSearcher(model_cfg), SeqFiller(model_cfg)
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    builder = GraphBuilder(table, gcfg)
+    examples = Examples(builder, prep, rng, bos=model_cfg.vocab, max_peptides=cfg.max_peptides,
+                        real=cfg.use_real)
+    params = list(ps.parameters()) + list(sf.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    out = Path(cfg.out)
+    ckpt = out / "checkpoint.pt"
+    step, seconds = 0, 0.0
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        ps.load_state_dict(state["ps"])
+        sf.load_state_dict(state["sf"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = state["step"], state["seconds"]
+        rng.bit_generator.state = state["rng"][rank] if rank < len(state["rng"]) else rng.bit_generator.state
+        log(f"resumed at step {step}")
+    tps, tsf = ps, sf
+    if world > 1:
+        tps = torch.nn.parallel.DistributedDataParallel(ps)
+        tsf = torch.nn.parallel.DistributedDataParallel(sf)
+    total_steps = cfg.max_steps
+    start = time.time() - seconds
+    history = []
+    bar = progress(total=cfg.max_steps, desc="train graphnovo") if progress and rank == 0 else None
+    while step < cfg.max_steps and (time.time() - start) < cfg.minutes * 60:
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        frac = min(1.0, (time.time() - start) / (cfg.minutes * 60))
+        lr *= 0.5 * (1 + math.cos(math.pi * frac)) * 0.9 + 0.1
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = collate(examples.batch(cfg.batch_size, cfg.real_fraction))
+        lp, lf = path_loss(tps, batch), fill_loss(tsf, batch)
+        opt.zero_grad()
+        (lp + lf).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        history.append((lp.item(), lf.item()))
+        if bar is not None:
+            bar.update(1)
+        if rank == 0 and step % cfg.log_every == 0:
+            a = np.mean(history[-cfg.log_every:], axis=0)
+            log(f"step {step} path_kl {a[0]:.4f} fill_ce {a[1]:.4f} lr {lr:.2e} {time.time() - start:.0f}s")
+        if rank == 0 and step % cfg.checkpoint_every == 0:
+            _checkpoint(ckpt, ps, sf, opt, step, time.time() - start, rng)
+    seconds = time.time() - start
+    if rank == 0:
+        _checkpoint(ckpt, ps, sf, opt, step, seconds, rng)
+    last = np.mean(history[-cfg.log_every:], axis=0) if history else (float("nan"),) * 2
+    meta = {
+        "model": model_cfg.to_dict(), "residues": list(table.tokens), "graph": asdict(gcfg),
+        "preprocess": asdict(prep),
+        "training": {"steps": step, "seconds": round(seconds, 1), "batch_size": cfg.batch_size,
+                     "world_size": world, "lr": cfg.lr, "real_fraction": cfg.real_fraction,
+                     "real_train_spectra": len(examples.real), "final_path_kl": float(last[0]),
+                     "final_fill_ce": float(last[1]), "seed": cfg.seed},
+    }
+    if rank == 0:
+        save_weights(out / "weights", ps, sf, meta)
+    if world > 1:
+        dist.barrier()
+    return meta
+
+
+def _checkpoint(path: Path, ps, sf, opt, step: int, seconds: float, rng) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"ps": ps.state_dict(), "sf": sf.state_dict(), "opt": opt.state_dict(),
+                "step": step, "seconds": seconds, "rng": [rng.bit_generator.state]}, tmp)
+    tmp.replace(path)

@@ -1,0 +1,108 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from engine_graphnovo.baseline import best_path, edge_scores, node_scores, sequence_graph
+from engine_graphnovo.graph import (
+    JUMP_MASS, GraphBuilder, graph_stats, label_nodes, missing_fragmentation, true_prefixes,
+)
+from engine_graphnovo.masses import H2O, PROTON, ResidueTable, parse_peptide, precursor_mz, residue_masses
+
+
+def by_spectrum(peptide: str, charge: int = 2, drop=()):
+    """Perfect b/y 1+ ladder (minus the cleavages in ``drop``)."""
+    tokens = parse_peptide(peptide)
+    rm = residue_masses(tokens)
+    pre = true_prefixes(rm)
+    keep = np.array([i not in drop for i in range(pre.size)])
+    b = pre[keep] + PROTON
+    y = rm.sum() - pre[keep] + H2O + PROTON
+    mz = np.concatenate([b, y])
+    inten = np.concatenate([np.full(b.size, 0.3), np.ones(y.size)])  # HCD: y ions dominate
+    order = np.argsort(mz)
+    return tokens, mz[order], inten[order], precursor_mz(tokens, charge)
+
+
+@pytest.fixture(scope="module")
+def builder():
+    return GraphBuilder(ResidueTable())
+
+
+def test_perfect_ladder_gives_true_path(builder):
+    tokens, mz, inten, pmz = by_spectrum("SAMPLYR")
+    g = builder.build(mz, inten, pmz, 2)
+    rm = residue_masses(tokens)
+    stats = graph_stats(g, rm)
+    assert stats["prefix_coverage"] == 1.0
+    assert g.masses[0] == 0.0 and g.masses[-1] == pytest.approx(rm.sum(), abs=1e-6)
+    assert np.all(np.diff(g.masses) > 0)
+    labels = label_nodes(g, rm)
+    chain = [0] + [int(h[0]) for h in labels]
+    edges = g.edge_map()
+    table = builder.table
+    for (a, b_), tok in zip(zip(chain[:-1], chain[1:]), tokens):
+        k = edges[(a, b_)]
+        assert g.nres[k] == 1
+        assert table.tokens[g.single[k]] == tok  # no E/D (= deamidated Q/N), K/Q or F/M[Oxidation]
+
+
+def test_merging_within_tolerance(builder):
+    tokens, mz, inten, pmz = by_spectrum("SAMPLER")
+    jitter = np.concatenate([mz, mz + 0.006])  # near-duplicate peaks become one node each
+    g1 = builder.build(mz, inten, pmz, 2)
+    g2 = builder.build(np.sort(jitter), np.ones_like(jitter), pmz, 2)
+    assert g1.n == g2.n
+    assert np.abs(g1.masses - g2.masses).max() < 0.006
+
+
+def test_edges_are_sparse_and_valid(builder):
+    tokens, mz, inten, pmz = by_spectrum("PEPTIDEKLLNGGAR", drop=(3, 4, 9))
+    g = builder.build(mz, inten, pmz, 2)
+    assert np.all(g.src < g.dst) and np.all((g.nres >= 1) & (g.nres <= 6))
+    diff = g.masses[g.dst] - g.masses[g.src]
+    assert diff.min() > 57.0 - 0.1
+    mask = g.next_mask()
+    assert mask[:, -1][:-1].all() and not mask[-1].any()
+    jump = (g.masses[None, :] - g.masses[:, None]) >= JUMP_MASS
+    assert np.all(mask[jump])
+    codes = g.pair_codes()
+    assert codes.shape == (g.n, g.n) and codes.dtype == np.int64
+    assert np.all(codes[g.src, g.dst] // 5 == g.nres)
+
+
+def test_missing_fragmentation_ratio():
+    tokens, mz, _, pmz = by_spectrum("PEPTIDEKLLNGGAR", drop=(3, 4, 9))
+    rm = residue_masses(tokens)
+    assert missing_fragmentation(mz, rm, rm.sum(), 2) == pytest.approx(3 / 14)
+
+
+def _brute_best(g):
+    ns, es = node_scores(g), edge_scores(g)
+    best = -np.inf
+    inner = range(1, g.n - 1)
+    for k in range(0, g.n - 1):
+        for mid in itertools.combinations(inner, k):
+            path = (0,) + mid + (g.n - 1,)
+            s = sum(es[a, b] + ns[b] for a, b in zip(path[:-1], path[1:]))
+            best = max(best, s)
+    return best
+
+
+def test_dp_is_the_best_path(builder):
+    rng = np.random.default_rng(3)
+    tokens, mz, _, pmz = by_spectrum("GASPVTLK", drop=(2,))
+    noise = rng.uniform(100, 700, 3)
+    mz2 = np.sort(np.concatenate([mz, noise]))
+    g = builder.build(mz2, rng.uniform(0.1, 1, mz2.size), pmz, 2)
+    assert g.n <= 16
+    path, score = best_path(g)
+    assert score == pytest.approx(_brute_best(g))
+
+
+def test_dp_baseline_sequences_a_perfect_ladder(builder):
+    tokens, mz, inten, pmz = by_spectrum("SAMPLYRWHV")
+    g = builder.build(mz, inten, pmz, 2)
+    ids, scores, path = sequence_graph(g, builder)
+    assert builder.table.decode(ids) == tokens
+    assert len(scores) == len(tokens)

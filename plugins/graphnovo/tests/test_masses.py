@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from engine_graphnovo.masses import (
+    AA_MASSES, H2O, PROTON, PeptideError, ResidueTable, apply_mods, normalize_il, parse_peptide,
+    peptide_mass, precursor_mz, residue_masses, to_proforma,
+)
+
+CAM = "C[Carbamidomethyl]"
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("PEPTIDE", tuple("PEPTIDE")),
+    ("C+57.021M+15.995K", (CAM, "M[Oxidation]", "K")),
+    ("C(+57.02)K", (CAM, "K")),
+    ("C[Carbamidomethyl]M[Oxidation]", (CAM, "M[Oxidation]")),
+    ("C[UNIMOD:4]N[UNIMOD:7]", (CAM, "N[Deamidated]")),
+    ("+43.006-PEPK", ("[Carbamyl]-", "P", "E", "P", "K")),
+    ("+42.011PEPK", ("[Acetyl]-", "P", "E", "P", "K")),
+    ("[Acetyl]-PEPK", ("[Acetyl]-", "P", "E", "P", "K")),
+    ("Q[Gln->pyro-Glu]K", ("[Ammonia-loss]-", "Q", "K")),
+    ("-17.027QK", ("[Ammonia-loss]-", "Q", "K")),
+    ("PEPK/2", ("P", "E", "P", "K")),
+    ("M(O)K", ("M[Oxidation]", "K")),
+])
+def test_notations_resolve_to_proforma_tokens(text, tokens):
+    assert parse_peptide(text) == tokens
+
+
+def test_unknown_modification_and_residue_raise_one_line():
+    with pytest.raises(PeptideError, match="unknown modification 'Frobnication'"):
+        parse_peptide("C[Frobnication]K")
+    with pytest.raises(PeptideError, match="unknown residue"):
+        parse_peptide("PEBTIDE")
+    with pytest.raises(PeptideError, match="unknown modification"):
+        parse_peptide("C[UNIMOD:999999]")
+
+
+def test_unnamed_mass_keeps_mass_notation():
+    tokens = parse_peptide("K+12.3456")
+    assert tokens == ("K[+12.3456]",)
+    assert peptide_mass(tokens) == pytest.approx(AA_MASSES["K"] + 12.3456)
+
+
+def test_peprec_positions_including_nterm_and_pyro():
+    assert apply_mods("LCK", {0: "Carbamyl", 2: "Carbamidomethyl"}) == ("[Carbamyl]-", "L", CAM, "K")
+    assert apply_mods("QHK", {1: "Pyro_glu"}) == ("[Ammonia-loss]-", "Q", "H", "K")
+    with pytest.raises(PeptideError):
+        apply_mods("QHK", {7: "Oxidation"})
+
+
+def test_masses_and_precursor():
+    tokens = parse_peptide("PEPTIDE")
+    total = sum(AA_MASSES[a] for a in "PEPTIDE")
+    assert peptide_mass(tokens) == pytest.approx(total, abs=1e-9)
+    assert precursor_mz(tokens, 2) == pytest.approx((total + H2O + 2 * PROTON) / 2, abs=1e-9)
+    # N-terminal modifications fold into the first residue for per-residue masses
+    folded = residue_masses(parse_peptide("[Acetyl]-PEK"))
+    assert folded.size == 3 and folded[0] == pytest.approx(AA_MASSES["P"] + 42.010565)
+    assert to_proforma(parse_peptide("C+57.021K")) == "C[Carbamidomethyl]K"
+
+
+def test_residue_table_encodes_il_and_rejects_outside_tokens():
+    table = ResidueTable()
+    assert table.encode(normalize_il(("I",))) == table.encode(("L",))
+    with pytest.raises(PeptideError, match="not in the residue table"):
+        table.encode(("C",))  # unmodified C is outside the default table
+    assert table.nterm.sum() == 3
+    assert np.allclose(table.nterm_offsets[0], 0.0)
+
+
+def test_massivekb_labels_match_precursors(massivekb):
+    from engine_graphnovo.readers import read_spectra
+
+    errs = [abs(precursor_mz(parse_peptide(s.label), s.charge) - s.precursor_mz) * s.charge
+            for s in read_spectra([massivekb])]
+    assert len(errs) == 500
+    assert max(errs) < 0.05  # every notation and modification resolved to the right mass
