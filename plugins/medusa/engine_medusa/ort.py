@@ -1,0 +1,105 @@
+"""Medusa on onnxruntime alone (numpy + onnxruntime + tokenizers; never imports torch)."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.interfaces import Decoder
+
+from .component import MedusaRunner
+from .textio import TextCodec
+
+_MIN = np.finfo(np.float32).min
+
+
+class OrtBackend:
+    """The array interface of TorchBackend over the exported `medusa` and `heads` graphs.
+
+    On CUDA the KV cache stays on the device between steps through IO binding (OrtValues);
+    on the CPU plain numpy arrays are passed (IO binding does not help there)."""
+
+    def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
+        from engine.runtime import active_providers
+        cfg = artifact.config
+        kw = {"threads": threads} if threads else {}
+        self.sess = artifact.session("medusa", provider, **kw)
+        self.heads_sess = artifact.session("heads", provider, **kw)
+        self.providers = active_providers(self.sess)
+        self.on_cuda = self.providers[0].startswith(("CUDA", "Tensorrt"))
+        self.n_layers = cfg["n_layers"]
+        self.kvh, self.hd = cfg["kv_shape"]
+        self.context = cfg["context"]
+        self.past_names = [i.name for i in self.sess.get_inputs()][4:]
+        self.out_names = [o.name for o in self.sess.get_outputs()]
+        self.reset()
+
+    def reset(self):
+        self.past = None
+        self.hidden = None
+
+    def _empty_past(self, b):
+        z = np.zeros((b, self.kvh, 0, self.hd), np.float32)
+        return [z] * len(self.past_names)
+
+    def forward(self, ids, positions, allowed, head_index=None):
+        b = ids.shape[0]
+        past = self.past if self.past is not None else self._empty_past(b)
+        mask = np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32)
+        hidx = np.zeros((b, 0), np.int64) if head_index is None else head_index
+        feeds = {"input_ids": ids.astype(np.int64), "position_ids": positions.astype(np.int64),
+                 "attention_mask": mask, "head_index": hidx, **dict(zip(self.past_names, past))}
+        if self.on_cuda:
+            outs = self._run_bound(feeds)
+        else:
+            outs = self.sess.run(None, feeds)
+        logits, self.head_logits, self.hidden, *self.past = outs
+        return logits
+
+    def _run_bound(self, feeds):
+        """CUDA: bind inputs; presents stay OrtValues on the device (fed back as past)."""
+        import onnxruntime as ort
+        binding = self.sess.io_binding()
+        for name, value in feeds.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self.out_names:
+            binding.bind_output(name, "cuda" if name.startswith("present_") else "cpu")
+        self.sess.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return [o.numpy() for o in outs[:3]] + list(outs[3:])
+
+    def head_topk(self, index, k):
+        h = self.hidden[np.arange(self.hidden.shape[0]), index]
+        return self.heads_sess.run(None, {"hidden": np.ascontiguousarray(h, np.float32)})[0]
+
+    def last_hidden(self):
+        return self.hidden[:, -1]
+
+    def keep(self, slots):
+        if self.on_cuda:  # gather on the host: correctness first (see MODEL_CARD)
+            self.past = [p.numpy() if hasattr(p, "numpy") else p for p in self.past]
+        idx = slots[:, None, :, None]
+        self.past = [np.take_along_axis(p, idx, axis=2) for p in self.past]
+
+
+class OrtMedusaDecoder(MedusaRunner, Decoder):
+    """The medusa decoder running an exported artifact."""
+
+    def __init__(self, artifact, provider: str = "auto", threads: int | None = None,
+                 tree=None, sampling: str | None = None):
+        cfg = artifact.config
+        codec = TextCodec.load(artifact.file("tokenizer.json"), artifact.file("text.json"))
+        self.artifact = artifact
+        self.base_name = cfg["base_model"]
+        backend = OrtBackend(artifact, provider, threads)
+        tree = cfg["tree"] if tree is None else tree
+        self._setup(backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"])
+
+    @property
+    def providers(self):
+        return self.backend.providers
+
+
+def load_artifact(artifact, provider: str = "auto", **kw):
+    return OrtMedusaDecoder(artifact, provider, **kw)

@@ -1,0 +1,154 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import EngineError, UsageError
+from engine_medusa.base import TorchBackend
+from engine_medusa.decoding import Policy, medusa_generate
+from engine_medusa.heads import MedusaHeads
+from engine_medusa.tree import build_tree
+from tiny import randomize_heads, tiny_gpt2, tiny_llama
+
+TREE = [[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0], [0, 0, 0, 0]]
+PROMPTS = [[5, 6, 7, 8, 9], [10, 11, 3], [4] * 12, [30, 31, 32, 33, 34, 35, 36]]
+
+
+def backend_for(model, seed=1, scale=0.3):
+    heads = randomize_heads(MedusaHeads(model.get_output_embeddings(), 4), scale=scale, seed=seed)
+    return TorchBackend(model, heads)
+
+
+def hf_greedy(model, prompt, n):
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False,
+                         eos_token_id=None, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def run(backend, prompts, tree=TREE, n=30, policy=None, **kw):
+    rows, _ = medusa_generate(backend, prompts, tree=build_tree(tree, 4), policy=policy or Policy(),
+                              max_new_tokens=n, decode=lambda t: "".join(chr(65 + x % 26) for x in t), **kw)
+    return rows
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
+def test_greedy_medusa_equals_hf_generate_batched(make):
+    model = make()
+    rows = run(backend_for(model), PROMPTS, n=40)
+    for p, r in zip(PROMPTS, rows):
+        assert r.tokens == hf_greedy(model, p, 40)
+    assert any(r.steps < len(r.tokens) for r in rows)  # some candidates were accepted
+
+
+def test_heads_at_identity_predict_repeats_and_stay_exact():
+    model = tiny_llama()
+    be = TorchBackend(model, MedusaHeads(model.get_output_embeddings(), 4))
+    rows = run(be, PROMPTS[:2], n=25)
+    assert [r.tokens for r in rows] == [hf_greedy(model, p, 25) for p in PROMPTS[:2]]
+
+
+def test_eos_and_stop_strings_and_streaming():
+    model = tiny_llama()
+    ref = hf_greedy(model, PROMPTS[0], 30)
+    eos = ref[7]
+    rows = run(backend_for(model), [PROMPTS[0]], n=30, eos_ids=(eos,))
+    assert rows[0].tokens == ref[:ref.index(eos) + 1]
+    text = "".join(chr(65 + x % 26) for x in ref)
+    stop = text[10:12]
+    pieces = []
+    rows = run(backend_for(model), [PROMPTS[0]], n=30, stop=(stop,), stream=pieces.append)
+    assert rows[0].text == text[:text.find(stop)]
+    assert "".join(pieces) == rows[0].text
+    assert rows[0].done
+
+
+def test_bad_input_is_refused():
+    be = backend_for(tiny_llama())
+    with pytest.raises(UsageError, match="max_new_tokens"):
+        run(be, [[1, 2]], n=0)
+    with pytest.raises(UsageError, match="empty prompt"):
+        run(be, [[]])
+    with pytest.raises(UsageError, match="context"):
+        run(be, [[3] * 300])
+    with pytest.raises(UsageError, match="one prompt"):
+        run(be, [[1], [2]], stream=print)
+
+
+def test_non_finite_logits_are_an_error():
+    model = tiny_llama()
+    with torch.no_grad():
+        model.get_output_embeddings().weight[0, 0] = float("nan")
+    with pytest.raises(EngineError, match="non-finite"):
+        run(backend_for(model), [[1, 2, 3]])
+
+
+def test_context_end_stops_cleanly():
+    rows = run(backend_for(tiny_llama()), [[3] * 240], n=100)
+    assert 0 < len(rows[0].tokens) <= 256 - 240
+
+
+def _exact_joint(model, prompt, temperature, n):
+    """P(x1..xn | prompt) for every sequence (small vocab), by full forwards."""
+    probs = {(): 1.0}
+    for _ in range(n):
+        nxt = {}
+        for seq, p in probs.items():
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + list(seq)])).logits[0, -1].double()
+            q = torch.softmax(logits / temperature, -1).numpy()
+            for x, qx in enumerate(q):
+                nxt[seq + (x,)] = p * qx
+        probs = nxt
+    return probs
+
+
+def _chi2_pvalue(counts, expected):
+    """Pearson chi-square with cells of expected < 5 pooled; Wilson-Hilferty p-value."""
+    small = expected < 5
+    obs = np.append(counts[~small], counts[small].sum())
+    exp = np.append(expected[~small], expected[small].sum())
+    keep = exp > 0
+    stat = float(((obs[keep] - exp[keep]) ** 2 / exp[keep]).sum())
+    k = int(keep.sum()) - 1
+    z = ((stat / k) ** (1 / 3) - (1 - 2 / (9 * k))) / math.sqrt(2 / (9 * k))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _lossless_counts(model, prompt, verify_mode, samples, seed=0):
+    be = backend_for(model, seed=3, scale=0.5)
+    policy = Policy(temperature=0.8, mode=verify_mode, rng=np.random.default_rng(seed))
+    rows = run(be, [prompt] * samples, n=3, policy=policy,
+               tree=[[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0]])
+    return [tuple(r.tokens[:3]) for r in rows], rows
+
+
+def test_lossless_sampling_keeps_the_base_distribution():
+    vocab = 6
+    model = tiny_llama(vocab=vocab, seed=4)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)  # peaky enough for acceptances
+    prompt = [1, 4, 2]
+    exact = _exact_joint(model, prompt, 0.8, 3)
+    seqs, rows = _lossless_counts(model, prompt, "lossless", 6000)
+    keys = sorted(exact)
+    counts = np.array([sum(1 for s in seqs if s == k) for k in keys], float)
+    expected = np.array([exact[k] for k in keys]) * len(seqs)
+    assert _chi2_pvalue(counts, expected) > 1e-3
+    # the tree really was used: several tokens were accepted per step on average
+    assert np.mean([len(r.tokens) / r.steps for r in rows]) > 1.1
+
+
+def test_chi2_check_has_power_against_a_biased_sampler():
+    vocab = 6
+    model = tiny_llama(vocab=vocab, seed=4)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)
+    prompt = [1, 4, 2]
+    exact = _exact_joint(model, prompt, 0.8, 3)
+    keys = sorted(exact)
+    # typical acceptance is not distribution-preserving: the same check must reject it
+    seqs, _ = _lossless_counts(model, prompt, "typical", 6000)
+    counts = np.array([sum(1 for s in seqs if s == k) for k in keys], float)
+    expected = np.array([exact[k] for k in keys]) * len(seqs)
+    assert _chi2_pvalue(counts, expected) < 1e-3

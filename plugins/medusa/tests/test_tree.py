@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from engine.errors import UsageError
+from engine_medusa.tree import build_tree, expected_accept, grow_tree, tree_tokens
+
+EXAMPLE = [[0], [0, 0], [0, 1], [0, 2], [1], [1, 0], [1, 1], [1, 2]]
+
+
+def test_worked_example_from_the_notes():
+    t = build_tree(EXAMPLE, topk=10)
+    assert t.tree_indices.tolist() == [0, 1, 2, 11, 12, 13, 11, 12, 13]
+    assert t.positions.tolist() == [0, 1, 1, 2, 2, 2, 2, 2, 2]
+    assert t.retrieve.tolist() == [[0, 2, 8], [0, 2, 7], [0, 2, 6], [0, 1, 5], [0, 1, 4], [0, 1, 3]]
+
+
+def test_attention_is_ancestors_and_self():
+    t = build_tree(EXAMPLE, topk=10)
+    # node 8 = [1, 2]: sees root, [1] (node 2) and itself
+    assert np.flatnonzero(t.attn[8]).tolist() == [0, 2, 8]
+    assert np.flatnonzero(t.attn[1]).tolist() == [0, 1]
+    assert t.parent.tolist() == [-1, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert t.children[0] == (1, 2) and t.children[2] == (6, 7, 8)
+
+
+def test_tree_tokens_pick_head_ranks():
+    t = build_tree([[0], [1], [0, 0], [1, 1]], topk=3)
+    root = np.array([7])
+    topk = np.array([[[10, 11, 12], [20, 21, 22]]])
+    # nodes: root, [0], [1], [0,0], [1,1]
+    assert tree_tokens(t, root, topk).tolist() == [[7, 10, 11, 20, 21]]
+
+
+def test_empty_tree_is_root_only():
+    t = build_tree([])
+    assert t.size == 1 and t.depth == 0 and t.retrieve.tolist() == [[0]]
+
+
+@pytest.mark.parametrize("bad", [[[0], [0]], [[0, 1]], [[-1]], [[]]])
+def test_bad_choices_are_refused(bad):
+    with pytest.raises(UsageError):
+        build_tree(bad)
+
+
+def test_rank_beyond_topk_is_refused():
+    with pytest.raises(UsageError, match="top-k"):
+        build_tree([[0], [5]], topk=3)
+
+
+def test_grow_tree_greedy_order_and_expectation():
+    acc = np.array([[0.6, 0.2, 0.1], [0.4, 0.1, 0.05]])
+    # values: (0,)=.6 (1,)=.2 (0,0)=.24 (0,1)=.06 (2,)=.1 (1,0)=.08
+    assert grow_tree(acc, 1) == [[0]]
+    assert grow_tree(acc, 3) == [[0], [1], [0, 0]]
+    assert grow_tree(acc, 4) == [[0], [1], [2], [0, 0]]
+    assert expected_accept([[0], [0, 0]], acc) == pytest.approx(1 + 0.6 + 0.24)
+    # the greedy tree maximises the expectation among trees of its size here
+    assert expected_accept(grow_tree(acc, 3), acc) >= expected_accept([[0], [0, 0], [0, 1]], acc)
