@@ -41,3 +41,16 @@ def char_codec(vocab: int = 96):
     tok.decoder = decoders.Fuse()
     tok.add_special_tokens(["<unk>", "<bos>", "<eos>"])
     return TextCodec(tok.to_str(), eos_ids=(2,), add_special=False)
+
+
+def save_tiny(folder, make=None, seed: int = 0):
+    """Save a tiny random model + char tokenizer as a local HF model directory."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer
+    model = (make or tiny_llama)(seed=seed)
+    codec = char_codec(model.config.vocab_size)
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(codec.tokenizer_json),
+                                  unk_token="<unk>", bos_token="<bos>", eos_token="<eos>")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return model

@@ -1,0 +1,394 @@
+"""Medusa-1 and Medusa-2 training on self-distilled data (single process or torchrun/DDP).
+
+Medusa-1: backbone frozen, loss = sum_k 0.8^k CE(head_k(h_t), x_{t+k+1}); the frozen
+backbone's hidden states were cached during self-distillation, so a step costs only the heads.
+Medusa-2: stage 1 trains the heads alone, stage 2 trains jointly with the last N backbone
+layers unfrozen: loss = KL(teacher || student) on the base head + lambda_0 * sum_k 0.8^k L_k,
+the teacher being the frozen original model; the heads get lr * head_lr_mult.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.errors import UsageError
+
+from .heads import MedusaHeads, heads_config, save_heads
+
+HEAD_DECAY = 0.8
+
+
+@attrs.define
+class TrainConfig:
+    mode: str = "medusa1"               # medusa1 | medusa2
+    num_heads: int = 4
+    num_layers: int = 1
+    share_lm_head: bool = True
+    epochs: float = 1.0
+    max_steps: int = 0                   # 0: from epochs
+    batch_size: int = 256                # positions (medusa1) or sequences (medusa2)
+    lr: float = 1e-3
+    warmup: float = 0.1
+    weight_decay: float = 0.0
+    val_fraction: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 100
+    bf16: bool = True                    # autocast the vocabulary projections (CPU AMX)
+    # Medusa-2
+    unfreeze_last: int = 2
+    lambda0: float = 0.2
+    head_lr_mult: float = 4.0
+    stage1_steps: int = 0
+    max_len: int = 256
+
+    def __attrs_post_init__(self):
+        if self.mode not in ("medusa1", "medusa2"):
+            raise UsageError(f"unknown training mode {self.mode!r} (medusa1 or medusa2)")
+        if self.num_heads < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise UsageError("num_heads, batch_size and lr must be positive")
+        if not 0 < self.val_fraction < 1:
+            raise UsageError("val_fraction must be in (0, 1)")
+
+
+def head_weights(k: int) -> torch.Tensor:
+    return torch.tensor([HEAD_DECAY ** (i + 1) for i in range(k)])
+
+
+def medusa_loss(head_logits, targets, weights):
+    """sum_k w_k CE_k over positions with a target (-100 = none); returns (loss, per-head CE)."""
+    k = head_logits.shape[-2]
+    ce = torch.stack([F.cross_entropy(head_logits[..., i, :].float().reshape(-1, head_logits.shape[-1]),
+                                      targets[..., i].reshape(-1), ignore_index=-100) for i in range(k)])
+    ce = torch.nan_to_num(ce)  # a head with no target in the batch contributes nothing
+    return (weights * ce).sum(), ce.detach()
+
+
+def head_targets(tokens: np.ndarray, k: int) -> np.ndarray:
+    """targets[j, i] = tokens[j + i + 1] (head i+1 at hidden h_j predicts x_{j+i+2}), -100 past the end."""
+    m = len(tokens)
+    t = np.full((m, k), -100, np.int64)
+    for i in range(k):
+        t[: max(m - i - 1, 0), i] = tokens[i + 1:]
+    return t
+
+
+def split_samples(samples, val_fraction: float, seed: int):
+    idx = list(range(len(samples)))
+    random.Random(seed).shuffle(idx)
+    n_val = max(1, int(round(len(idx) * val_fraction)))
+    return [samples[i] for i in idx[n_val:]], [samples[i] for i in idx[:n_val]]
+
+
+def flatten_positions(samples, k: int):
+    hidden = np.concatenate([s[2] for s in samples])
+    targets = np.concatenate([head_targets(np.asarray(s[1], np.int64), k) for s in samples])
+    return torch.from_numpy(hidden), torch.from_numpy(targets)
+
+
+@torch.no_grad()
+def head_accuracy(heads, hidden, targets, batch: int = 512, bf16: bool = True):
+    """Per-head teacher-forced top-1 and top-5 accuracy (and rank counts for tree tuning)."""
+    k = targets.shape[1]
+    top1, top5, n = torch.zeros(k), torch.zeros(k), torch.zeros(k)
+    rank_hits = torch.zeros(k, 10)
+    for s in range(0, len(hidden), batch):
+        h, t = hidden[s:s + batch], targets[s:s + batch]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = heads(h.to(heads_dtype(heads)))
+        top = logits.float().topk(10, dim=-1).indices  # [b, K, 10]
+        valid = t >= 0
+        hit = top == t[..., None]
+        top1 += (hit[..., 0] & valid).sum(0)
+        top5 += (hit[..., :5].any(-1) & valid).sum(0)
+        rank_hits += (hit & valid[..., None]).sum(0).float()
+        n += valid.sum(0)
+    n = n.clamp(min=1)
+    return {"top1": (top1 / n).tolist(), "top5": (top5 / n).tolist(),
+            "rank_acc": (rank_hits / n[:, None]).tolist(), "positions": int(n[0])}
+
+
+def heads_dtype(heads):
+    return next(heads.parameters()).dtype
+
+
+# ----------------------------------------------------------------------------- runtime
+
+def dist_info():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def atomic_torch_save(obj, path: Path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Shared optimisation loop: schedule, DDP gradient averaging, checkpoints, resume, logs."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, params_groups, modules, progress=None, log=print):
+        self.cfg, self.out, self.modules = cfg, Path(out), modules
+        self.rank, self.world = dist_info()
+        self.opt = torch.optim.AdamW(params_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.step = 0
+        self.progress, self.log = progress, log
+        self.history = []
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def ckpt(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def state(self):
+        return {"step": self.step, "opt": self.opt.state_dict(), "history": self.history,
+                "modules": {n: {k: v for k, v in m.state_dict().items()} for n, m in self.modules.items()},
+                "rng": torch.get_rng_state(), "cfg": attrs.asdict(self.cfg)}
+
+    def resume(self) -> bool:
+        if not self.ckpt.is_file():
+            return False
+        st = torch.load(self.ckpt, weights_only=False)
+        for n, m in self.modules.items():
+            m.load_state_dict(st["modules"][n], strict=False)
+        self.opt.load_state_dict(st["opt"])
+        self.step, self.history = st["step"], st["history"]
+        torch.set_rng_state(st["rng"])
+        self.log(f"resumed from {self.ckpt} at step {self.step}")
+        return True
+
+    def save_checkpoint(self):
+        if self.rank == 0:
+            atomic_torch_save(self.state(), self.ckpt)
+
+    def sync_grads(self, params):
+        if self.world > 1:
+            for p in params:
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= self.world
+
+    def run(self, total: int, batch_fn, loss_fn, params):
+        warm = max(1, int(self.cfg.warmup * total))
+        it = range(self.step, total)
+        bar = self.progress(it, total=total - self.step, desc=f"train {self.cfg.mode}") if (self.progress and self.rank == 0) else it
+        t0 = time.time()
+        for step in bar:
+            scale = cosine_lr(step, total, warm)
+            for g, lr in zip(self.opt.param_groups, self.base_lrs):
+                g["lr"] = lr * scale
+            loss, ce = loss_fn(batch_fn(step))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.sync_grads(params)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.opt.step()
+            self.step = step + 1
+            if step % 10 == 0 or self.step == total:
+                self.history.append({"step": self.step, "loss": float(loss.detach()), "ce": [round(float(c), 4) for c in ce],
+                                     "seconds": round(time.time() - t0, 1)})
+            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        self.save_checkpoint()
+
+
+def _position_batches(n: int, batch: int, seed: int, rank: int, world: int):
+    """Deterministic shuffled position batches, sharded across DDP ranks."""
+    def batch_at(step):
+        per_epoch = max(1, n // (batch * world))
+        epoch, i = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+        start = (i * world + rank) * batch
+        return perm[start:start + batch]
+    return batch_at
+
+
+def train_medusa1(samples, lm_head, cfg: TrainConfig, out: Path, base_name: str, *,
+                  resume=False, progress=None, log=print):
+    """Train heads on cached hidden states. Returns (heads, report dict)."""
+    torch.manual_seed(cfg.seed)
+    train, val = split_samples(samples, cfg.val_fraction, cfg.seed)
+    h_tr, t_tr = flatten_positions(train, cfg.num_heads)
+    h_va, t_va = flatten_positions(val, cfg.num_heads)
+    heads = MedusaHeads(lm_head, cfg.num_heads, cfg.num_layers, cfg.share_lm_head)
+    params = [p for p in heads.parameters() if p.requires_grad]
+    trainer = Trainer(cfg, out, [{"params": params, "lr": cfg.lr}], {"heads": heads}, progress, log)
+    if resume:
+        trainer.resume()
+    total = cfg.max_steps or max(1, int(cfg.epochs * len(h_tr) / (cfg.batch_size * trainer.world)))
+    batch_at = _position_batches(len(h_tr), cfg.batch_size, cfg.seed, trainer.rank, trainer.world)
+    weights = head_weights(cfg.num_heads)
+
+    def loss_fn(idx):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = heads(h_tr[idx].float())
+        return medusa_loss(logits, t_tr[idx], weights)
+
+    before = head_accuracy(heads, h_va, t_va, bf16=cfg.bf16) if trainer.step == 0 else None
+    t0 = time.time()
+    trainer.run(total, batch_at, loss_fn, params)
+    report = {"mode": "medusa1", "steps": total, "train_positions": len(h_tr), "val_positions": len(h_va),
+              "train_samples": len(train), "val_samples": len(val),
+              "seconds": round(time.time() - t0, 1), "world_size": trainer.world,
+              "val_accuracy": head_accuracy(heads, h_va, t_va, bf16=cfg.bf16), "val_accuracy_at_init": before,
+              "history": trainer.history}
+    if trainer.rank == 0:
+        finish(heads, lm_head, cfg, out, base_name, report)
+    return heads.eval(), report
+
+
+def finish(heads, lm_head, cfg, out: Path, base_name: str, report: dict, extra_tensors=None):
+    """Write the heads (fp16 safetensors + config) and the training report."""
+    info = {"training": {k: v for k, v in report.items() if k != "history"}, "train_config": attrs.asdict(cfg)}
+    save_heads(out, heads, heads_config(heads, base_name, lm_head.weight, **info), extra_tensors=extra_tensors)
+    tmp = out / ".train_log.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out / "train_log.json")
+
+
+# ----------------------------------------------------------------------------- Medusa-2
+
+def sequences_from(samples, prompt_ids: dict, max_len: int):
+    """(ids [T], first answer position) per sample: prompt tokens + distilled answer."""
+    seqs = []
+    for sid, answer, _ in samples:
+        p = prompt_ids.get(sid)
+        if p is None:
+            continue
+        ids = (list(p) + [int(t) for t in answer])[:max_len]
+        if len(ids) > len(p):
+            seqs.append((ids, len(p)))
+    if not seqs:
+        raise UsageError("no usable sequences for Medusa-2 training")
+    return seqs
+
+
+def _pad_batch(seqs, k: int):
+    width = max(len(s) for s, _ in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    att = torch.zeros(len(seqs), width, dtype=torch.long)
+    tgt = torch.full((len(seqs), width, k + 1), -100, dtype=torch.long)
+    for b, (s, start) in enumerate(seqs):
+        ids[b, :len(s)] = torch.tensor(s)
+        att[b, :len(s)] = 1
+        # position j (>= start - 1) predicts s[j+1] (base) and s[j+1+i] (head i)
+        for i in range(k + 1):
+            for j in range(start - 1, len(s) - 1 - i):
+                tgt[b, j, i] = s[j + 1 + i]
+    return ids, att, tgt
+
+
+def train_medusa2(model, seqs, cfg: TrainConfig, out: Path, base_name: str, *, heads=None,
+                  resume=False, progress=None, log=print):
+    """Two-stage Medusa-2: heads only for stage1_steps, then joint with the last N layers."""
+    torch.manual_seed(cfg.seed)
+    lm_head = model.get_output_embeddings()
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    heads = heads or MedusaHeads(lm_head, cfg.num_heads, cfg.num_layers, cfg.share_lm_head)
+    backbone = _unfreeze_last(model, cfg.unfreeze_last)
+    head_params = [p for p in heads.parameters() if p.requires_grad]
+    groups = [{"params": head_params, "lr": cfg.lr * cfg.head_lr_mult},
+              {"params": backbone, "lr": cfg.lr}]
+    trainer = Trainer(cfg, out, groups, {"heads": heads, "backbone": _ParamBag(model, backbone)}, progress, log)
+    if resume:
+        trainer.resume()
+    train, val = split_samples(seqs, cfg.val_fraction, cfg.seed)
+    total = cfg.max_steps or max(1, int(cfg.epochs * len(train) / (cfg.batch_size * trainer.world)))
+    weights = head_weights(cfg.num_heads)
+
+    def batch_fn(step):
+        rng = random.Random(cfg.seed * 1_000_003 + step * trainer.world + trainer.rank)
+        return _pad_batch(rng.sample(train, min(cfg.batch_size, len(train))), cfg.num_heads)
+
+    def loss_fn(batch):
+        ids, att, tgt = batch
+        joint = trainer.step >= cfg.stage1_steps
+        model.train(joint)
+        with torch.set_grad_enabled(joint):
+            hidden = model.base_model(input_ids=ids, attention_mask=att).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            head_logits = heads(hidden if joint else hidden.detach())
+        l_heads, ce = medusa_loss(head_logits, tgt[..., 1:], weights)
+        if not joint:
+            return l_heads, ce
+        mask = tgt[..., 0] >= 0
+        with torch.no_grad():
+            t_logits = teacher(input_ids=ids, attention_mask=att).logits[mask].float()
+        s_logits = lm_head(hidden)[mask].float()
+        kl = F.kl_div(F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1), log_target=True,
+                      reduction="batchmean")
+        return kl + cfg.lambda0 * l_heads, torch.cat([kl.detach()[None], ce])
+
+    t0 = time.time()
+    trainer.run(total, batch_fn, loss_fn, head_params + backbone)
+    model.eval()
+    report = {"mode": "medusa2", "steps": total, "stage1_steps": cfg.stage1_steps, "train_samples": len(train),
+              "val_samples": len(val), "seconds": round(time.time() - t0, 1), "world_size": trainer.world,
+              "val_accuracy": _seq_accuracy(model, heads, val, cfg), "history": trainer.history}
+    if trainer.rank == 0:
+        names = {id(p): n for n, p in model.named_parameters()}
+        extra = {"base." + names[id(p)]: p for p in backbone}
+        finish(heads, lm_head, cfg, out, base_name, report, extra_tensors=extra)
+    return heads.eval(), report
+
+
+@torch.no_grad()
+def _seq_accuracy(model, heads, seqs, cfg):
+    ids, att, tgt = _pad_batch(seqs, cfg.num_heads)
+    hidden = model.base_model(input_ids=ids, attention_mask=att).last_hidden_state
+    return head_accuracy(heads, hidden.reshape(-1, hidden.shape[-1]), tgt[..., 1:].reshape(-1, cfg.num_heads),
+                         bf16=cfg.bf16)
+
+
+class _ParamBag(torch.nn.Module):
+    """state_dict() of just the unfrozen backbone parameters (for checkpoints)."""
+
+    def __init__(self, model, params):
+        super().__init__()
+        names = {id(p): n for n, p in model.named_parameters()}
+        object.__setattr__(self, "_items", {names[id(p)]: p for p in params})
+
+    def state_dict(self, *a, **k):
+        return {n: p.detach().clone() for n, p in self._items.items()}
+
+    def load_state_dict(self, state, strict=True):
+        with torch.no_grad():
+            for n, v in state.items():
+                self._items[n].copy_(v)
+
+
+def _unfreeze_last(model, n: int):
+    """Unfreeze the last n transformer blocks (LoRA-free way to fit Medusa-2 on a CPU)."""
+    blocks = None
+    for mod in model.base_model.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) == model.config.num_hidden_layers:
+            blocks = mod
+            break
+    if blocks is None:
+        raise UsageError("cannot find the transformer blocks to unfreeze")
+    params = []
+    for block in list(blocks)[len(blocks) - n:] if n > 0 else []:
+        for p in block.parameters():
+            p.requires_grad_(True)
+            params.append(p)
+    return params
