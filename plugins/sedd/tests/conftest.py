@@ -42,3 +42,11 @@ def tiny_model(corpus, tmp_path_factory):
 def tiny_artifact(tiny_model, tmp_path_factory):
     from engine_sedd.component import SEDDSampler
     return SEDDSampler(tiny_model).export_onnx(tmp_path_factory.mktemp("artifact") / "sedd")
+
+
+@pytest.fixture(scope="session")
+def tiny_ar(corpus, tmp_path_factory):
+    from engine_sedd.training import train
+    out = tmp_path_factory.mktemp("tiny_ar")
+    train(train_args(data=str(corpus), out=str(out), objective="ar"), log=lambda m: None)
+    return out / "model"
