@@ -73,6 +73,8 @@ def decode(argv, ctx):
     a = _parse(p, argv)
     from engine.interfaces import GenerationConfig
     prompts = a.prompt
+    if any(not p.strip() for p in prompts):  # fail before loading any model
+        raise UsageError("empty prompt: give some text to continue")
     stream = None
     if len(prompts) == 1 and not a.no_stream and not ctx.json:
         stream = lambda s: (sys.stdout.write(s), sys.stdout.flush())

@@ -1,0 +1,124 @@
+"""`engine bench medusa`: HF generate vs onnxruntime greedy vs Medusa (torch, onnxruntime).
+
+Greedy, batch 1, one process, each method warmed up first; tokens/s over all prompts,
+tokens per step, speed-ups over HF generate, and token equality with it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+from engine.errors import UsageError
+
+
+def device_name(threads: int) -> str:
+    name = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {name}, {threads} thread(s)"
+
+
+def artifact_for(decoder, cache_dir: Path, log) -> Path:
+    """Export once per (heads, tree, versions); later benches reuse the artifact."""
+    import torch
+    import transformers
+    key = hashlib.sha256(json.dumps({
+        "base": decoder.base_name, "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
+        "weights": (decoder.heads_folder / "heads.safetensors").stat().st_mtime if getattr(decoder, "heads_folder", None) else None,
+        "tree": [list(c) for c in decoder.tree.choices] if decoder.tree else [],
+        "torch": torch.__version__, "transformers": transformers.__version__}, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir / "artifacts" / f"medusa-{key}"
+    if not (path / "manifest.json").exists():
+        log(f"exporting the ONNX artifact to {path} (once; takes a few minutes)")
+        decoder.export_onnx(path)
+    return path
+
+
+def _run(name, fn, prompts, log):
+    fn(prompts[0], warmup=True)
+    tokens, steps, seconds, outs = 0, 0, 0.0, []
+    for p in prompts:
+        t = time.perf_counter()
+        toks, st = fn(p)
+        seconds += time.perf_counter() - t
+        tokens, steps, outs = tokens + len(toks), steps + st, outs + [list(toks)]
+    log(f"{name}: {tokens / seconds:.1f} tokens/s, {tokens / steps:.2f} tokens/step")
+    return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps, "outputs": outs}
+
+
+def bench(argv, ctx):
+    p = argparse.ArgumentParser(prog=ctx.prog, description=__doc__.splitlines()[0])
+    p.add_argument("--prompts", default=None, help="JSONL with a 'prompt' field (default: shared dev.jsonl)")
+    p.add_argument("--limit", type=int, default=10, help="first N prompts (0: all)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--heads", default="default")
+    p.add_argument("--model", default=None)
+    p.add_argument("--tree", default=None)
+    p.add_argument("--onnx", default=None, help="use this artifact instead of exporting one")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-ort", action="store_true")
+    from .cli import _parse, _threads, _tree_arg
+    a = _parse(p, argv)
+    _threads(a.threads)
+    import torch
+    from engine.artifacts import load_artifact, read_artifact
+    from .ort import OrtMedusaDecoder
+    from engine.interfaces import GenerationConfig
+    from .component import MedusaDecoder, resolve_heads
+    from .data import DEV_PROMPTS, cache_root, read_prompts
+    rows = read_prompts(a.prompts or DEV_PROMPTS, a.limit or None)
+    prompts = [r["prompt"] for r in rows]
+    n = a.max_new_tokens
+    dec = MedusaDecoder(model=a.model, heads=a.heads, tree=_tree_arg(a.tree))
+    dec.heads_folder = resolve_heads(a.heads)
+    model = dec.model
+    cfg = GenerationConfig(max_new_tokens=n)
+    eos = list(dec.codec.eos_ids) or None
+
+    def hf(prompt, warmup=False):
+        ids = torch.tensor([dec.encode(prompt)])
+        with torch.inference_mode():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8 if warmup else n,
+                                 do_sample=False, eos_token_id=eos, pad_token_id=eos[0] if eos else 0)
+        toks = out[0, ids.shape[1]:].tolist()
+        return toks, len(toks)
+
+    def component(d):
+        def run(prompt, warmup=False):
+            r = d.generate(prompt, GenerationConfig(max_new_tokens=8) if warmup else cfg)
+            return r.tokens, r.stats.steps
+        return run
+
+    res = {"baseline": _run("HF generate", hf, prompts, ctx.echo),
+           "torch": _run("Medusa torch", component(dec), prompts, ctx.echo)}
+    if not a.skip_ort:
+        art = Path(a.onnx) if a.onnx else artifact_for(dec, cache_root(), ctx.echo)
+        res["ort"] = _run("Medusa onnxruntime", component(load_artifact(art, provider="cpu")), prompts, ctx.echo)
+        ort_greedy = OrtMedusaDecoder(read_artifact(art), "cpu", tree=[])  # same graph, root-only tree
+        res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, ctx.echo)
+    base = res["baseline"]
+    out = {"baseline_tokens_per_s": round(base["tokens_per_s"], 2),
+           "ort_greedy_tokens_per_s": round(res["ort_greedy"]["tokens_per_s"], 2) if "ort" in res else None,
+           "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
+           "ort_tokens_per_s": round(res["ort"]["tokens_per_s"], 2) if "ort" in res else None,
+           "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
+           "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
+           "speedup_ort": round(res["ort"]["tokens_per_s"] / base["tokens_per_s"], 3) if "ort" in res else None,
+           "speedup_ort_vs_ort_greedy": round(res["ort"]["tokens_per_s"] / res["ort_greedy"]["tokens_per_s"], 3)
+           if "ort" in res else None,
+           "identical_torch": res["torch"]["outputs"] == base["outputs"],
+           "identical_ort": res["ort"]["outputs"] == base["outputs"] if "ort" in res else None,
+           "identical_ort_greedy": res["ort_greedy"]["outputs"] == base["outputs"] if "ort" in res else None,
+           "ort_tokens_per_step": round(res["ort"]["tokens_per_step"], 3) if "ort" in res else None,
+           "prompts": len(prompts), "max_new_tokens": n, "tree_nodes": dec.tree.size if dec.tree else 1,
+           "device": device_name(a.threads)}
+    return out

@@ -1,0 +1,149 @@
+"""Tree optimisation: per-head rank accuracies on calibration prompts, a sparse tree grown
+greedily, and its size chosen by the step latency measured on this device."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import UsageError
+
+from .tree import expected_accept, grow_tree
+
+TREE_FILE = "tree.json"
+
+
+def calibration_prompts(path, limit: int) -> list[str]:
+    from .data import DEV_PROMPTS, read_prompts
+    return [r["prompt"] for r in read_prompts(path or DEV_PROMPTS, limit)]
+
+
+def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch: int = 4, progress=None):
+    """acc[k, r]: how often head k+1's rank-r token is the base's greedy token k+2 steps on,
+    measured on the base's own greedy continuations of the prompts."""
+    import torch
+    from .data import RecordingBackend
+    from .decoding import Policy, medusa_generate
+    from .training import head_accuracy, head_targets
+    rec = RecordingBackend(decoder.backend)
+    hidden, targets = [], []
+    chunks = [prompts[i:i + batch] for i in range(0, len(prompts), batch)]
+    for chunk in (progress(chunks, total=len(chunks), desc="calibration") if progress else chunks):
+        ids = [decoder.encode(p) for p in chunk]
+        rows, _ = medusa_generate(rec, ids, tree=None, policy=Policy(), max_new_tokens=max_new_tokens,
+                                  decode=lambda t: "", eos_ids=decoder.codec.eos_ids)
+        hid = np.stack(rec.records, axis=1)
+        for b, r in enumerate(rows):
+            hidden.append(hid[b, :len(r.tokens)].astype(np.float32))
+            targets.append(head_targets(np.asarray(r.tokens), decoder.heads.num_heads))
+    acc = head_accuracy(decoder.heads, torch.from_numpy(np.concatenate(hidden)),
+                        torch.from_numpy(np.concatenate(targets)), bf16=False)
+    return np.asarray(acc["rank_acc"])[:, :ranks], acc
+
+
+def step_latency(backend, sizes, past: int = 200, repeats: int = 5) -> dict[int, float]:
+    """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for q in sizes:
+        times = []
+        for _ in range(repeats + 1):
+            backend.reset()
+            ids = rng.integers(3, 90, (1, past))
+            backend.forward(ids, np.arange(past)[None], np.tril(np.ones((past, past), bool))[None])
+            allowed = np.concatenate([np.ones((1, q, past), bool), np.tril(np.ones((q, q), bool))[None]], 2)
+            t = time.perf_counter()
+            backend.forward(rng.integers(3, 90, (1, q)), past + np.arange(q)[None], allowed)
+            backend.keep(np.arange(past + 1)[None])
+            times.append(time.perf_counter() - t)
+        out[q] = float(np.median(times[1:]))
+    return out
+
+
+def choose_tree(acc: np.ndarray, latency: dict[int, float], max_nodes: int):
+    """Largest expected speed = expected tokens per step / (step latency / decode latency)."""
+    table = []
+    for size in range(0, max_nodes):
+        q = size + 1
+        if q not in latency:
+            continue
+        tree = grow_tree(acc, size)
+        e = expected_accept(tree, acc)
+        table.append({"nodes": q, "expected_tokens_per_step": round(e, 3),
+                      "relative_step_cost": round(latency[q] / latency[1], 3),
+                      "expected_speedup": round(e * latency[1] / latency[q], 3), "choices": tree})
+    best = max(table, key=lambda r: r["expected_speedup"])
+    return best, table
+
+
+def write_tree(folder: Path, payload: dict) -> Path:
+    path = Path(folder) / TREE_FILE
+    tmp = path.with_name(f".{TREE_FILE}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def tune_tree_cli(argv, ctx):
+    from .cli import _parse, _threads
+    p = argparse.ArgumentParser(prog=ctx.prog, description=__doc__.splitlines()[0])
+    p.add_argument("--heads", default="default")
+    p.add_argument("--model", default=None)
+    p.add_argument("--prompts", default=None, help="calibration JSONL (default: shared dev.jsonl)")
+    p.add_argument("--limit", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--max-nodes", type=int, default=24)
+    p.add_argument("--past", type=int, default=200)
+    p.add_argument("--topk", type=int, default=10)
+    p.add_argument("--onnx", default=None, help="measure latency on this artifact (onnxruntime)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true", help="print the tree, do not store it")
+    a = _parse(p, argv)
+    _threads(a.threads)
+    from .component import MedusaDecoder, resolve_heads
+    folder = resolve_heads(a.heads)
+    if folder is None:
+        raise UsageError("tune-tree needs heads")
+    dec = MedusaDecoder(model=a.model, heads=folder, tree=[])
+    acc, raw = rank_accuracy(dec, calibration_prompts(a.prompts, a.limit), a.max_new_tokens, a.topk,
+                             progress=ctx.progress)
+    sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
+    if a.onnx:
+        from engine.artifacts import load_artifact
+        backend, where = load_artifact(a.onnx, provider="cpu").backend, "onnxruntime"
+    else:
+        backend, where = dec.backend, "torch"
+    latency = step_latency(backend, sizes, a.past)
+    best, table = choose_tree(acc, latency, a.max_nodes)
+    payload = {"choices": best["choices"], "topk": a.topk, "tuned_on": where,
+               "expected_tokens_per_step": best["expected_tokens_per_step"],
+               "expected_speedup": best["expected_speedup"], "rank_accuracy": np.round(acc, 4).tolist(),
+               "calibration": {"prompts": a.limit, "max_new_tokens": a.max_new_tokens,
+                               "positions": raw["positions"]},
+               "latency_ms": {str(k): round(v * 1e3, 2) for k, v in latency.items()},
+               "candidates": [{k: v for k, v in r.items() if k != "choices"} for r in table]}
+    if not a.dry_run:
+        write_tree(folder, payload)
+        ctx.echo(f"wrote {folder / TREE_FILE}")
+    return {k: payload[k] for k in ("choices", "tuned_on", "expected_tokens_per_step", "expected_speedup", "latency_ms")}
+
+
+def evaluate_heads(decoder, prompts_path, limit, max_new_tokens, progress=None):
+    """Per-head accuracies on the base's greedy continuations + measured Medusa tokens/step."""
+    if decoder.heads is None:
+        raise UsageError("evaluation needs heads")
+    prompts = calibration_prompts(prompts_path, limit)
+    acc, raw = rank_accuracy(decoder, prompts, max_new_tokens, progress=progress)
+    from engine.interfaces import GenerationConfig
+    tokens = steps = 0
+    for p in prompts:
+        r = decoder.generate(p, GenerationConfig(max_new_tokens=max_new_tokens))
+        tokens, steps = tokens + r.stats.new_tokens, steps + r.stats.steps
+    return {"top1": [round(x, 4) for x in raw["top1"]], "top5": [round(x, 4) for x in raw["top5"]],
+            "positions": raw["positions"], "tokens_per_step": round(tokens / steps, 3),
+            "expected_tokens_per_step": round(expected_accept(decoder.tree.choices if decoder.tree else [], acc), 3),
+            "prompts": len(prompts)}
