@@ -3,5 +3,6 @@
 Importing this package imports no torch; the torch-backed modules (model, losses,
 training, component, export) import it themselves.
 """
+
 __all__ = ["__version__"]
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """`engine bench sedd`: sampling throughput of the torch and onnxruntime back ends
 (samples per second at several step counts, same seeds, same tokens checked) and
 validation bits per character of SEDD (bound) next to the AR baseline (exact)."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,14 @@ def build_parser(prog="engine bench sedd") -> argparse.ArgumentParser:
     p.add_argument("--provider", default="cpu")
     p.add_argument("--eval-seqs", type=int, default=None, help="validation sequences (default: all)")
     p.add_argument("--eval-times", type=int, default=4, help="time samples per sequence for the bound")
+    p.add_argument("--data", help="corpus for the bits-per-character rows (default: the model's)")
     p.add_argument("--skip-bpc", action="store_true")
     return p
 
 
 def _rate(sampler, steps, args) -> tuple[float, list]:
     from engine.interfaces import SamplingConfig
+
     cfg = SamplingConfig(num_samples=args.batch, length=args.length, steps=steps, seed=1234)
     start = time.perf_counter()
     result = sampler.sample(cfg)
@@ -35,10 +38,12 @@ def _rate(sampler, steps, args) -> tuple[float, list]:
 
 
 def run_bench(args, progress=None, log=print) -> dict:
-    import engine
     import torch
 
+    import engine
+
     from .component import SEDDSampler
+
     torch.set_num_threads(args.threads)
     torch_sampler = SEDDSampler(args.model, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,6 +52,7 @@ def run_bench(args, progress=None, log=print) -> dict:
         from engine.artifacts import read_artifact
 
         from .ort import load_artifact
+
         ort_sampler = load_artifact(read_artifact(path), provider=args.provider, threads=args.threads)
         torch_rate, ort_rate, same = {}, {}, {}
         for steps in args.steps:
@@ -60,15 +66,25 @@ def run_bench(args, progress=None, log=print) -> dict:
         "ort_samples_per_s": ort_rate,
         "speedup_ort": float(np.exp(np.mean([np.log(ort_rate[k] / torch_rate[k]) for k in torch_rate]))),
         "same_tokens_fraction": same,
-        "length": args.length, "batch": args.batch, "threads": args.threads,
+        "length": args.length,
+        "batch": args.batch,
+        "threads": args.threads,
         "device": f"cpu ({platform.processor() or platform.machine()}), onnxruntime {providers[0]}",
         "engine_version": engine.__version__,
     }
     if not args.skip_bpc:
         from .evaluation import evaluate_models
+
         log("evaluating validation bits per character ...")
-        ev = evaluate_models(args.model, args.ar, n_times=args.eval_times, max_seqs=args.eval_seqs)
-        out.update({"sedd_bpc_bound": ev["sedd_bpc"], "sedd_bpc_se": ev["sedd_bpc_se"], "ar_bpc": ev["ar_bpc"],
-                    "bpc_ratio": ev["bpc_ratio"], "eval_sequences": ev["sedd_sequences"],
-                    "eval_time_samples": args.eval_times})
+        ev = evaluate_models(args.model, args.ar, data=args.data, n_times=args.eval_times, max_seqs=args.eval_seqs)
+        out.update(
+            {
+                "sedd_bpc_bound": ev["sedd_bpc"],
+                "sedd_bpc_se": ev["sedd_bpc_se"],
+                "ar_bpc": ev["ar_bpc"],
+                "bpc_ratio": ev["bpc_ratio"],
+                "eval_sequences": ev["sedd_sequences"],
+                "eval_time_samples": args.eval_times,
+            }
+        )
     return out

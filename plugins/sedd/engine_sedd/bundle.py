@@ -1,5 +1,6 @@
 """A trained model on disk: a folder with config.json (model, graph, schedule, tokenizer,
 objective, training record) and model.safetensors (EMA weights). Written atomically."""
+
 from __future__ import annotations
 
 import json

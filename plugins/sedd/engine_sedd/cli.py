@@ -1,5 +1,6 @@
 """`engine <verb> sedd` commands: sample, train, eval, export, bench, demo.
 Heavy modules are imported inside each command, after argument parsing."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def parse_fixed(items) -> dict[int, str]:
 def _sampler(args):
     if args.artifact:
         import engine
+
         return engine.load_artifact(args.artifact, provider=args.provider)
     from .component import SEDDSampler
+
     return SEDDSampler(args.model, threads=args.threads)
 
 
@@ -54,10 +57,18 @@ def sample(argv, ctx):
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     from engine.interfaces import SamplingConfig
+
     with user_errors():
-        config = SamplingConfig(num_samples=args.num_samples, length=args.length, steps=args.steps,
-                                seed=args.seed, predictor=args.predictor, prefix=args.prefix,
-                                suffix=args.suffix, fixed=parse_fixed(args.fix) or None)
+        config = SamplingConfig(
+            num_samples=args.num_samples,
+            length=args.length,
+            steps=args.steps,
+            seed=args.seed,
+            predictor=args.predictor,
+            prefix=args.prefix,
+            suffix=args.suffix,
+            fixed=parse_fixed(args.fix) or None,
+        )
         sampler = _sampler(args)
         bar = ctx.progress(total=args.steps, desc="sampling")
         result = sampler.sample(config, on_step=lambda i: bar.update(1))
@@ -73,8 +84,10 @@ def sample(argv, ctx):
 
 def train(argv, ctx):
     from .training import build_parser
+
     args = build_parser(prog=ctx.prog).parse_args(argv)
     from .training import train as run
+
     with user_errors():
         return run(args, progress=lambda total, desc: ctx.progress(total=total, desc=desc), log=ctx.echo)
 
@@ -91,10 +104,18 @@ def eval(argv, ctx):  # noqa: A001 - the verb's name
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     from .evaluation import evaluate_models
+
     with user_errors():
-        return evaluate_models(args.model, args.ar, data=args.data, train_fraction=args.train_fraction,
-                               n_times=args.times, max_seqs=args.max_seqs, seed=args.seed,
-                               threads=args.threads)
+        return evaluate_models(
+            args.model,
+            args.ar,
+            data=args.data,
+            train_fraction=args.train_fraction,
+            n_times=args.times,
+            max_seqs=args.max_seqs,
+            seed=args.seed,
+            threads=args.threads,
+        )
 
 
 def export(argv, ctx):
@@ -104,6 +125,7 @@ def export(argv, ctx):
     p.add_argument("--opset", type=int, default=18)
     args = p.parse_args(argv)
     from .component import SEDDSampler
+
     with user_errors():
         path = SEDDSampler(args.model).export_onnx(args.out, opset=args.opset)
     ctx.echo(f"wrote {path}")
@@ -112,6 +134,7 @@ def export(argv, ctx):
 
 def bench(argv, ctx):
     from .bench import build_parser, run_bench
+
     args = build_parser(prog=ctx.prog).parse_args(argv)
     with user_errors():
         return run_bench(args, progress=ctx.progress, log=lambda m: print(m, file=sys.stderr))
@@ -119,11 +142,14 @@ def bench(argv, ctx):
 
 def demo(argv, ctx):
     from .component import DEFAULT_MODEL
+
     if not (DEFAULT_MODEL / "config.json").is_file():
         ctx.echo(f"the default SEDD model is not there yet ({DEFAULT_MODEL}); train one with `engine train sedd`")
         return 1
     ctx.echo("# 64 analytic steps, 256 characters, seed 0")
     sample(["--steps", "64", "--length", "256", "--seed", "0"], ctx)
     ctx.echo("\n# infilling between a prefix and a suffix")
-    return sample(["--steps", "64", "--length", "160", "--seed", "1", "--prefix", "ROMEO:\n",
-                   "--suffix", "\n\nJULIET:\nAy me!"], ctx)
+    return sample(
+        ["--steps", "64", "--length", "160", "--seed", "1", "--prefix", "ROMEO:\n", "--suffix", "\n\nJULIET:\nAy me!"],
+        ctx,
+    )

@@ -1,4 +1,5 @@
 """The torch back end of the SEDD sampler (the factory the plugin registers)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,4 +45,5 @@ class SEDDSampler(SEDDSamplerBase):
 
     def export_onnx(self, dest, opset: int = 18):
         from .export import export_artifact
+
         return export_artifact(self.net, self.config, dest, opset=opset)

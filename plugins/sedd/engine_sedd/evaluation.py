@@ -1,5 +1,6 @@
 """`engine eval sedd`: the SEDD bound and (optionally) the AR baseline's exact likelihood
 on the same validation sequences, side by side."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,17 +37,24 @@ def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_se
     else:
         per = ar_nlls(net, seqs, bos=tok.vocab_size, vocab=tok.vocab_size)
         kind = "exact"
-    out = {"model": str(model_dir), "objective": cfg["objective"], "likelihood": kind,
-           "tokens_per_sequence": int(seqs.shape[1]), "parameters": net.num_parameters()}
+    out = {
+        "model": str(model_dir),
+        "objective": cfg["objective"],
+        "likelihood": kind,
+        "tokens_per_sequence": int(seqs.shape[1]),
+        "parameters": net.num_parameters(),
+    }
     if cfg["objective"] == "sedd":
         out["time_samples"] = n_times
     out.update(summarize(per, seqs.shape[1], chars))
     return out
 
 
-def evaluate_models(model=None, ar=None, data=None, train_fraction=None, n_times=16, max_seqs=None,
-                    seed=0, threads=None) -> dict:
+def evaluate_models(
+    model=None, ar=None, data=None, train_fraction=None, n_times=16, max_seqs=None, seed=0, threads=None
+) -> dict:
     from .component import DEFAULT_AR, resolve_model
+
     if threads:
         torch.set_num_threads(threads)
     if n_times < 1:

@@ -8,6 +8,7 @@ Two halves: torch ops for training (forward noising, score entropy; torch import
 lazily), and float64 numpy ops for sampling (shared by the torch and onnxruntime
 samplers, so both give the same tokens for the same random draws).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,6 +18,7 @@ from .registry import GRAPHS
 
 def _torch():
     import torch
+
     return torch
 
 
@@ -32,6 +34,7 @@ def finalize_log_score(raw, x, shift):
 
 class Graph:
     """A forward process on N states; `vocab` data tokens (N = vocab + 1 with MASK)."""
+
     name = "base"
     absorbing = False
 
@@ -101,6 +104,7 @@ def _col(v, like_ndim: int):
 class Uniform(Graph):
     """Q = (1/N)(11^T - N I): with probability 1 - e^-sigma_bar a token is replaced by a
     uniform draw (possibly itself)."""
+
     name = "uniform"
 
     @property
@@ -128,17 +132,16 @@ class Uniform(Graph):
         torch = _torch()
         n = self.dim
         esm1 = torch.expm1(sigma_bar)[:, None]
-        ratio = esm1 / (esm1 + n)                     # r_y when x == x0 (all y != x)
+        ratio = esm1 / (esm1 + n)  # r_y when x == x0 (all y != x)
         ls_x = log_score.gather(-1, x[..., None]).squeeze(-1)
         ls_x0 = log_score.gather(-1, x0[..., None]).squeeze(-1)
-        sum_ls = log_score.sum(-1) - ls_x             # sum over y != x of log s_y
+        sum_ls = log_score.sum(-1) - ls_x  # sum over y != x of log s_y
         sum_s = log_score.exp().sum(-1) - ls_x.exp()  # sum over y != x of s_y
         same = x == x0
         # x == x0: r_y = ratio for all y != x.  x != x0: r_y = 1 except r_x0 = 1 + n / esm1.
         neg = torch.where(same, ratio * sum_ls, sum_ls + n * ls_x0 / esm1)
         r0 = 1 + n / esm1
-        const = torch.where(same, (n - 1) * ratio * (torch.log(ratio) - 1),
-                            r0 * (torch.log(r0) - 1) - (n - 2))
+        const = torch.where(same, (n - 1) * ratio * (torch.log(ratio) - 1), r0 * (torch.log(r0) - 1) - (n - 2))
         return (sum_s - neg + const) / n
 
     def sample_limit(self, shape, rng):
@@ -159,6 +162,7 @@ class Uniform(Graph):
 @GRAPHS.register("absorbing")
 class Absorbing(Graph):
     """Every token jumps to MASK (index `vocab`) at rate 1: masked w.p. 1 - e^-sigma_bar."""
+
     name = "absorbing"
     absorbing = True
 
@@ -191,7 +195,7 @@ class Absorbing(Graph):
 
     def score_entropy(self, log_score, sigma_bar, x, x0):
         torch = _torch()
-        r = 1.0 / torch.expm1(sigma_bar)[:, None]     # p(x0|x0) / p(MASK|x0)
+        r = 1.0 / torch.expm1(sigma_bar)[:, None]  # p(x0|x0) / p(MASK|x0)
         pos = log_score[..., : self.mask].exp().sum(-1)
         neg = r * log_score.gather(-1, x0[..., None]).squeeze(-1)
         const = r * (torch.log(r) - 1)

@@ -1,6 +1,7 @@
 """Likelihood: SEDD's Monte Carlo ELBO (an upper bound on -log p(x0) in expectation)
 and the AR baseline's exact negative log-likelihood, with standard errors and the
 units people compare (nats per token, bits per character, perplexity)."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ def chunk(tokens: np.ndarray, length: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def sedd_bounds(net, graph, schedule, seqs: np.ndarray, n_times: int = 16, batch: int = 64,
-                seed: int = 0, eps: float = 1e-3) -> np.ndarray:
+def sedd_bounds(
+    net, graph, schedule, seqs: np.ndarray, n_times: int = 16, batch: int = 64, seed: int = 0, eps: float = 1e-3
+) -> np.ndarray:
     """Per-sequence bound: mean over `n_times` stratified t of the score-entropy loss
     (each stratum's t is uniform in its slice, so the mean stays unbiased). (M,) nats."""
     if n_times < 1:
@@ -32,8 +34,12 @@ def sedd_bounds(net, graph, schedule, seqs: np.ndarray, n_times: int = 16, batch
     strata = torch.arange(n_times, dtype=torch.float64).repeat(len(seqs))
     u = (strata + torch.rand(len(x0), generator=gen, dtype=torch.float64)) / n_times
     t = eps + (1 - eps) * u
-    out = torch.cat([sedd_loss(net, graph, schedule, x0[i:i + batch], t=t[i:i + batch],
-                               generator=gen, eps=eps) for i in range(0, len(x0), batch)])
+    out = torch.cat(
+        [
+            sedd_loss(net, graph, schedule, x0[i : i + batch], t=t[i : i + batch], generator=gen, eps=eps)
+            for i in range(0, len(x0), batch)
+        ]
+    )
     return out.view(len(seqs), n_times).mean(1).numpy()
 
 
@@ -41,8 +47,7 @@ def sedd_bounds(net, graph, schedule, seqs: np.ndarray, n_times: int = 16, batch
 def ar_nlls(net, seqs: np.ndarray, bos: int, vocab: int, batch: int = 64) -> np.ndarray:
     net.eval()
     x0 = torch.as_tensor(seqs)
-    return torch.cat([ar_nll(net, x0[i:i + batch], bos, vocab)
-                      for i in range(0, len(x0), batch)]).numpy()
+    return torch.cat([ar_nll(net, x0[i : i + batch], bos, vocab) for i in range(0, len(x0), batch)]).numpy()
 
 
 def summarize(per_seq: np.ndarray, tokens_per_seq: int, chars_per_seq: float) -> dict:

@@ -1,6 +1,7 @@
 """Training objectives, per sequence in nats: SEDD's denoising score entropy (an upper
 bound on -log p(x0) in expectation over t, up to the omitted prior term) and the exact
 autoregressive negative log-likelihood of the causal baseline."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,7 @@ def log_score(net, graph: Graph, xt, sigma_bar: np.ndarray):
     return finalize_log_score(raw, xt, shift)
 
 
-def sedd_loss(net, graph: Graph, schedule: Schedule, x0, t=None, generator=None,
-              eps: float = 1e-3):
+def sedd_loss(net, graph: Graph, schedule: Schedule, x0, t=None, generator=None, eps: float = 1e-3):
     """sigma(t) * sum_i DSE_i(x_t, x0) for x_t ~ p_t|0(. | x0), t ~ U[eps, 1]: (B,) nats."""
     if t is None:
         t = sample_times(x0.shape[0], eps, generator, x0.device)

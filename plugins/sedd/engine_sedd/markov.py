@@ -2,6 +2,7 @@
 the oracle for SEDD's samplers and likelihood bound. For the absorbing graph the true
 ratio at a masked position is p0(x_i = y | visible tokens) / (e^sigma_bar - 1); for a
 Markov chain that posterior only involves the nearest visible token on each side."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,18 +41,17 @@ class MarkovChain:
         powers = [np.eye(self.vocab)]
         for _ in range(length):
             powers.append(powers[-1] @ self.T)
-        powers = np.stack(powers)                       # powers[k] = T^k
-        pi_pow = self.pi @ powers                       # marginal at position k
+        powers = np.stack(powers)  # powers[k] = T^k
+        pi_pow = self.pi @ powers  # marginal at position k
         pos = np.arange(length)
         seen = x != mask
         left = np.maximum.accumulate(np.where(seen, pos, -1), axis=1)
         right = np.minimum.accumulate(np.where(seen, pos, length)[:, ::-1], axis=1)[:, ::-1]
         rows = np.arange(b)[:, None]
-        top = self.vocab - 1   # where no visible token exists the gathered value is unused
+        top = self.vocab - 1  # where no visible token exists the gathered value is unused
         xl = np.minimum(x[rows, np.clip(left, 0, None)], top)
         xr = np.minimum(x[rows, np.clip(right, None, length - 1)], top)
-        p = np.where((left >= 0)[..., None], powers[np.clip(pos - left, 0, length), xl],
-                     pi_pow[pos][None])
+        p = np.where((left >= 0)[..., None], powers[np.clip(pos - left, 0, length), xl], pi_pow[pos][None])
         back = powers[np.clip(right - pos, 0, length)].transpose(0, 1, 3, 2)[rows, pos, xr]
         p = p * np.where((right < length)[..., None], back, 1.0)
         p = p / p.sum(-1, keepdims=True)
@@ -91,6 +91,7 @@ class OracleNet:
 
     def __call__(self, tokens, sigma_bar):
         import torch
+
         post = self.chain.masked_posterior(tokens.numpy(), self.chain.vocab)
         with np.errstate(divide="ignore"):
             raw = np.log(post) + np.log(self.chain.vocab)

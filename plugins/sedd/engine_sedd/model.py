@@ -2,6 +2,7 @@
 (adaLN-Zero), rotary positions, scaled_dot_product_attention (no flash-attn), LayerNorm
 without bias, GELU MLP. With ``causal=True`` the same network (same parameter count) is
 the autoregressive baseline, conditioned on a constant sigma_bar = 0."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ from torch import nn
 
 @dataclass
 class ModelConfig:
-    vocab: int            # output/input states N (absorbing: data tokens + MASK)
+    vocab: int  # output/input states N (absorbing: data tokens + MASK)
     hidden: int = 256
     blocks: int = 4
     heads: int = 4
@@ -53,8 +54,7 @@ class SigmaEmbedder(nn.Module):
 
     def forward(self, sigma):
         half = self.freq // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32,
-                                                            device=sigma.device) / half)
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=sigma.device) / half)
         args = sigma.float()[:, None] * freqs[None]
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
@@ -82,20 +82,23 @@ class DiTBlock(nn.Module):
         self.norm1, self.norm2 = LayerNorm(d), LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.attn_out = nn.Linear(d, d, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(approximate="tanh"),
-                                 nn.Linear(cfg.mlp_ratio * d, d))
+        self.mlp = nn.Sequential(
+            nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(approximate="tanh"), nn.Linear(cfg.mlp_ratio * d, d)
+        )
         self.adaLN_modulation = nn.Linear(cfg.cond, 6 * d)
-        nn.init.zeros_(self.adaLN_modulation.weight)   # adaLN-Zero: blocks start as identity
+        nn.init.zeros_(self.adaLN_modulation.weight)  # adaLN-Zero: blocks start as identity
         nn.init.zeros_(self.adaLN_modulation.bias)
 
     def forward(self, x, c):
         b, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
-        q, k, v = self.qkv(modulate(self.norm1(x), sh1, sc1)).view(
-            b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(modulate(self.norm1(x), sh1, sc1))
+            .view(b, n, 3, self.heads, d // self.heads)
+            .permute(2, 0, 3, 1, 4)
+        )
         p = self.dropout if self.training else 0.0
-        h = F.scaled_dot_product_attention(rotary(q), rotary(k), v, dropout_p=p,
-                                           is_causal=self.causal)
+        h = F.scaled_dot_product_attention(rotary(q), rotary(k), v, dropout_p=p, is_causal=self.causal)
         h = self.attn_out(h.transpose(1, 2).reshape(b, n, d))
         x = x + g1 * F.dropout(h, p, self.training)
         h = self.mlp(modulate(self.norm2(x), sh2, sc2))
@@ -116,7 +119,10 @@ class ScoreNet(nn.Module):
         self.norm_final = LayerNorm(cfg.hidden)
         self.final_modulation = nn.Linear(cfg.cond, 2 * cfg.hidden)
         self.output = nn.Linear(cfg.hidden, cfg.vocab)
-        for lin in (self.final_modulation, self.output):   # zero init: initial scores are exact ratios of a uniform model
+        for lin in (
+            self.final_modulation,
+            self.output,
+        ):  # zero init: initial scores are exact ratios of a uniform model
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 

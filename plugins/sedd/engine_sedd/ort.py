@@ -1,5 +1,6 @@
 """The onnxruntime back end: numpy + onnxruntime (+ tokenizers for BPE), never torch.
 It runs the exported score network and shares every other step with the torch sampler."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,10 @@ class ORTSEDDSampler(SEDDSamplerBase):
         self.providers = self.session.get_providers()
 
     def raw_output(self, x, sigma_bar):
-        feeds = {"tokens": np.ascontiguousarray(x, dtype=np.int64),
-                 "sigma_bar": np.asarray(sigma_bar, dtype=np.float32).reshape(-1)}
+        feeds = {
+            "tokens": np.ascontiguousarray(x, dtype=np.int64),
+            "sigma_bar": np.asarray(sigma_bar, dtype=np.float32).reshape(-1),
+        }
         return self.session.run(None, feeds)[0]
 
     def export_onnx(self, dest):

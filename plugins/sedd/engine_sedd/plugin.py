@@ -1,4 +1,5 @@
 """Entry point of the SEDD plugin: hook implementations only (no torch at import)."""
+
 from engine import hookimpl
 
 plugin_api_version = 1

@@ -3,10 +3,12 @@ and predictors. A third-party package adds one by calling ``GRAPHS.register(name
 decorator) at import time, or by declaring an entry point in the group
 ``engine_sedd.<kind>`` (e.g. ``engine_sedd.graphs``) that names the class; entry points
 are read lazily, the first time a name is missing."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 
 class Registry:

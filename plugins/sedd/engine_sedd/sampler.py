@@ -2,12 +2,14 @@
 network's raw output (torch in component.py, onnxruntime in ort.py); the sigma scaling,
 the predictors, the random draws and the text handling are shared, so both back ends
 return the same tokens for the same seed."""
+
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 
 import numpy as np
+
 from engine.interfaces import Sampler, SampleResult, SampleStats, SamplingConfig
 
 from .graphs import finalize_log_score, graph_from_config
@@ -44,17 +46,29 @@ class SEDDSamplerBase(Sampler):
         if config.length > self.max_len:
             raise ValueError(f"length {config.length} exceeds the model's maximum {self.max_len}")
         fixed = conditioning(self.tokenizer, config.length, config.prefix, config.suffix, config.fixed)
-        return sample(self.score, self.graph, self.schedule, batch=config.num_samples,
-                      length=config.length, steps=config.steps, predictor=config.predictor,
-                      fixed=fixed, seed=config.seed, on_step=on_step)
+        return sample(
+            self.score,
+            self.graph,
+            self.schedule,
+            batch=config.num_samples,
+            length=config.length,
+            steps=config.steps,
+            predictor=config.predictor,
+            fixed=fixed,
+            seed=config.seed,
+            on_step=on_step,
+        )
 
     def sample(self, config: SamplingConfig | Mapping | None = None, on_step=None) -> SampleResult:
         config = as_sampling_config(config)
         start = time.perf_counter()
         x = self.sample_tokens(config, on_step)
         seconds = time.perf_counter() - start
-        return SampleResult(texts=[self.tokenizer.decode(row) for row in x.tolist()], tokens=x.tolist(),
-                            stats=SampleStats(steps=config.steps, seconds=seconds))
+        return SampleResult(
+            texts=[self.tokenizer.decode(row) for row in x.tolist()],
+            tokens=x.tolist(),
+            stats=SampleStats(steps=config.steps, seconds=seconds),
+        )
 
 
 def as_sampling_config(config) -> SamplingConfig:

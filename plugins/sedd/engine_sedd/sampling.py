@@ -6,9 +6,10 @@ concrete scores (B, L, N) float64``, and every random draw comes from a numpy
 Generator, so the torch and onnxruntime back ends produce the same tokens for the same
 seed whenever their scores agree. Categorical draws are inverse-CDF in float64 (Gumbel
 tricks in low precision lower the effective temperature)."""
+
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -29,6 +30,7 @@ def sample_categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 class Predictor:
     """One reverse step from time t to t - dt."""
+
     name = "base"
 
     def __init__(self, graph: Graph, schedule: Schedule):
@@ -45,6 +47,7 @@ class Predictor:
 @PREDICTORS.register("euler")
 class EulerPredictor(Predictor):
     """x_{t-dt} ~ delta_x + dt sigma(t) R_t(x, .), R(x -> y) = s_y Q[x, y]."""
+
     name = "euler"
 
     def probs(self, score_fn, x, t, dt):
@@ -58,6 +61,7 @@ class EulerPredictor(Predictor):
 class AnalyticPredictor(Predictor):
     """Tweedie tau-leaping: p(y) ~ [exp(-d Q) s]_y exp(d Q)(x, y), d = sigma_bar(t) -
     sigma_bar(t - dt); exact when the score is."""
+
     name = "analytic"
 
     def probs(self, score_fn, x, t, dt):
@@ -78,9 +82,20 @@ def denoise(graph: Graph, schedule: Schedule, score_fn: ScoreFn, x, t: float, rn
     return sample_categorical(probs, rng.random(x.shape))
 
 
-def sample(score_fn: ScoreFn, graph: Graph, schedule: Schedule, *, batch: int, length: int,
-           steps: int, predictor: str = "analytic", fixed: Mapping[int, int] | None = None,
-           seed: int | None = None, eps: float = 1e-5, on_step=None) -> np.ndarray:
+def sample(
+    score_fn: ScoreFn,
+    graph: Graph,
+    schedule: Schedule,
+    *,
+    batch: int,
+    length: int,
+    steps: int,
+    predictor: str = "analytic",
+    fixed: Mapping[int, int] | None = None,
+    seed: int | None = None,
+    eps: float = 1e-5,
+    on_step=None,
+) -> np.ndarray:
     """Reverse the diffusion from t = 1 to eps in `steps` uniform steps, then denoise.
     `fixed` maps positions to token ids that are written back before every step."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -115,8 +130,9 @@ def _fixed_arrays(fixed: Mapping[int, int], length: int, vocab: int):
     return pos, vals
 
 
-def conditioning(tokenizer, length: int, prefix: str | None = None, suffix: str | None = None,
-                 fixed: Mapping[int, str] | None = None) -> dict[int, int]:
+def conditioning(
+    tokenizer, length: int, prefix: str | None = None, suffix: str | None = None, fixed: Mapping[int, str] | None = None
+) -> dict[int, int]:
     """Map text constraints to {position: token id}: prefix at the start, suffix at the
     end, each fixed string starting at its position. Overlapping different tokens is an error."""
     out: dict[int, int] = {}

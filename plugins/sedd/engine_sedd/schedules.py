@@ -1,5 +1,6 @@
 """Noise schedules: total noise sigma_bar(t) and its rate sigma(t) = d sigma_bar / dt,
 t in [0, 1], in float64 numpy (callers convert; sampler math stays out of the network)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +31,7 @@ class Schedule:
 class LogLinearNoise(Schedule):
     """sigma_bar = -log(1 - (1 - eps) t): an absorbing token is masked with probability
     (1 - eps) t, so t is the masking fraction."""
+
     name = "loglinear"
 
     def __init__(self, eps: float = 1e-3):
@@ -48,6 +50,7 @@ class LogLinearNoise(Schedule):
 @SCHEDULES.register("geometric")
 class GeometricNoise(Schedule):
     """sigma_bar = smin^(1-t) smax^t (the uniform graph's schedule in the paper)."""
+
     name = "geometric"
 
     def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0):
@@ -55,7 +58,7 @@ class GeometricNoise(Schedule):
 
     def total(self, t):
         t = np.asarray(t, dtype=np.float64)
-        return self.sigma_min ** (1 - t) * self.sigma_max ** t
+        return self.sigma_min ** (1 - t) * self.sigma_max**t
 
     def rate(self, t):
         return self.total(t) * (np.log(self.sigma_max) - np.log(self.sigma_min))

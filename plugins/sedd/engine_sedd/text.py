@@ -1,6 +1,7 @@
 """Tokenisers: character level (the default model) and byte-level BPE trained locally
 with the `tokenizers` library. Both serialise to a JSON-able dict stored in the model
 config. No torch here: the onnxruntime path uses this module."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ class CharTokenizer:
         self._index = {c: i for i, c in enumerate(chars)}
 
     @classmethod
-    def from_corpus(cls, text: str) -> "CharTokenizer":
+    def from_corpus(cls, text: str) -> CharTokenizer:
         return cls("".join(sorted(set(text))))
 
     @property
@@ -42,21 +43,25 @@ class CharTokenizer:
 
 class BPETokenizer:
     """Byte-level BPE (any text encodes); wraps a `tokenizers.Tokenizer`."""
+
     kind = "bpe"
 
     def __init__(self, tokenizer_json: str):
         from tokenizers import Tokenizer
+
         self.json = tokenizer_json
         self.tok = Tokenizer.from_str(tokenizer_json)
 
     @classmethod
-    def train(cls, files, vocab_size: int = 512) -> "BPETokenizer":
+    def train(cls, files, vocab_size: int = 512) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
         tok.train([str(f) for f in files], trainer)
         return cls(tok.to_str())
 

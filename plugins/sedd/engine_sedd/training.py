@@ -2,6 +2,7 @@
 EMA weights, periodic validation bound and checkpoints, resume, single process or
 torchrun DDP (gloo on CPU). `--objective ar` trains the causal baseline of the same
 size with the same data, budget and optimiser."""
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,7 @@ class EMA:
 
     def copy_to(self, net):
         with torch.no_grad():
-            for s, p in zip(self.shadow, net.parameters()):
+            for s, p in zip(self.shadow, net.parameters(), strict=True):
                 p.copy_(s)
 
 
@@ -108,9 +109,16 @@ def prepare_data(args):
 
 def make_config(args, tok, graph, schedule) -> dict:
     states = graph.dim if graph is not None else tok.vocab_size + 1  # AR: + BOS
-    model = ModelConfig(vocab=states, hidden=args.hidden, blocks=args.blocks, heads=args.heads,
-                        cond=args.cond, max_len=args.length, dropout=args.dropout,
-                        causal=args.objective == "ar")
+    model = ModelConfig(
+        vocab=states,
+        hidden=args.hidden,
+        blocks=args.blocks,
+        heads=args.heads,
+        cond=args.cond,
+        max_len=args.length,
+        dropout=args.dropout,
+        causal=args.objective == "ar",
+    )
     return {
         "format": "engine-sedd/1",
         "objective": args.objective,
@@ -137,6 +145,7 @@ def _gather_states(state, world):
     if world == 1:
         return [state]
     import torch.distributed as dist
+
     out = [None] * world
     dist.all_gather_object(out, state)
     return out
@@ -146,6 +155,7 @@ def _dist():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         import torch.distributed as dist
+
         if not dist.is_initialized():
             dist.init_process_group("gloo")
         return dist.get_rank(), world
@@ -164,8 +174,7 @@ def train(args, progress=None, log=print) -> dict:
     cfg = make_config(args, tok, graph, schedule)
     torch.manual_seed(args.seed)
     net = ScoreNet(ModelConfig(**cfg["model"]))
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.999),
-                            weight_decay=args.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
     ema = EMA(net, args.ema)
     step, elapsed, history = 0, 0.0, []
     ckpt = out / "checkpoint.pt"
@@ -179,14 +188,16 @@ def train(args, progress=None, log=print) -> dict:
         opt.load_state_dict(state["opt"])
         ema.shadow = state["ema"]
         step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
+        if "torch_rng" in state:  # older checkpoints lack the generator states
+            torch.set_rng_state(state["torch_rng"])
     model = net
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
+
         model = DistributedDataParallel(net)
     gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
-    if args.resume:
-        gen.set_state(state["data_rng"][rank] if rank < len(state["data_rng"]) else gen.get_state())
+    if args.resume and rank < len(state.get("data_rng", [])):
+        gen.set_state(state["data_rng"][rank])
     data = torch.from_numpy(train_tokens)
     offsets = torch.arange(args.length)
     val_seqs = chunk(val_tokens, args.length)
@@ -207,9 +218,20 @@ def train(args, progress=None, log=print) -> dict:
             return
         out.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.with_suffix(".tmp")
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": ema.shadow,
-                    "step": step, "elapsed": time.time() - start, "history": history,
-                    "config": cfg, "torch_rng": torch.get_rng_state(), "data_rng": rng_states}, tmp)
+        torch.save(
+            {
+                "net": net.state_dict(),
+                "opt": opt.state_dict(),
+                "ema": ema.shadow,
+                "step": step,
+                "elapsed": time.time() - start,
+                "history": history,
+                "config": cfg,
+                "torch_rng": torch.get_rng_state(),
+                "data_rng": rng_states,
+            },
+            tmp,
+        )
         os.replace(tmp, ckpt)
 
     while step < args.steps:
@@ -242,11 +264,16 @@ def train(args, progress=None, log=print) -> dict:
             ema.copy_to(net)
             val = validate(net, args, cfg, graph, schedule, val_seqs, tok)
             with torch.no_grad():
-                for p, v in zip(net.parameters(), live):
+                for p, v in zip(net.parameters(), live, strict=True):
                     p.copy_(v)
-            rec = {"step": step, "seconds": round(time.time() - start, 1),
-                   "train_loss_per_token": loss_avg / args.length, "grad_norm": float(gnorm),
-                   "val_bpc": val["bpc"], "val_bpc_se": val["bpc_se"]}
+            rec = {
+                "step": step,
+                "seconds": round(time.time() - start, 1),
+                "train_loss_per_token": loss_avg / args.length,
+                "grad_norm": float(gnorm),
+                "val_bpc": val["bpc"],
+                "val_bpc_se": val["bpc_se"],
+            }
             history.append(rec)
             log(json.dumps(rec))
         if step % args.ckpt_every == 0:
@@ -259,14 +286,24 @@ def train(args, progress=None, log=print) -> dict:
     if rank == 0:
         ema.copy_to(net)
         cfg["training"] = {
-            "data": Path(args.data).name, "train_fraction": args.train_fraction,
-            "steps": step, "batch": args.batch * world, "lr": args.lr, "warmup": args.warmup,
-            "clip": args.clip, "ema": args.ema, "seconds": round(seconds, 1), "world_size": world,
-            "threads": args.threads, "parameters": net.num_parameters(), "history": history,
+            "data": Path(args.data).name,
+            "train_fraction": args.train_fraction,
+            "steps": step,
+            "batch": args.batch * world,
+            "lr": args.lr,
+            "warmup": args.warmup,
+            "clip": args.clip,
+            "ema": args.ema,
+            "seconds": round(seconds, 1),
+            "world_size": world,
+            "threads": args.threads,
+            "parameters": net.num_parameters(),
+            "history": history,
         }
         save_model_dir(out / "model", net, cfg, args.save_dtype)
     if world > 1:
         import torch.distributed as dist
+
         dist.barrier()
         dist.destroy_process_group()
     return result
@@ -275,6 +312,7 @@ def train(args, progress=None, log=print) -> dict:
 def main(argv=None):
     args = build_parser(prog="python -m engine_sedd.training").parse_args(argv)
     from tqdm import tqdm
+
     print(json.dumps(train(args, progress=lambda **kw: tqdm(mininterval=5, **kw))))
 
 

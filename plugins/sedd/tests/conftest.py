@@ -11,9 +11,23 @@ DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "text" /
 
 def train_args(**overrides) -> argparse.Namespace:
     from engine_sedd.training import build_parser
+
     args = build_parser().parse_args([])
-    tiny = dict(length=32, hidden=32, blocks=1, heads=2, cond=16, batch=8, steps=12, warmup=4,
-                eval_every=6, eval_seqs=4, eval_times=2, ckpt_every=6, save_dtype="fp32")
+    tiny = dict(
+        length=32,
+        hidden=32,
+        blocks=1,
+        heads=2,
+        cond=16,
+        batch=8,
+        steps=12,
+        warmup=4,
+        eval_every=6,
+        eval_seqs=4,
+        eval_times=2,
+        ckpt_every=6,
+        save_dtype="fp32",
+    )
     tiny.update(overrides)
     for k, v in tiny.items():
         setattr(args, k, v)
@@ -33,6 +47,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(corpus, tmp_path_factory):
     from engine_sedd.training import train
+
     out = tmp_path_factory.mktemp("tiny_sedd")
     train(train_args(data=str(corpus), out=str(out)), log=lambda m: None)
     return out / "model"
@@ -41,12 +56,14 @@ def tiny_model(corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_artifact(tiny_model, tmp_path_factory):
     from engine_sedd.component import SEDDSampler
+
     return SEDDSampler(tiny_model).export_onnx(tmp_path_factory.mktemp("artifact") / "sedd")
 
 
 @pytest.fixture(scope="session")
 def tiny_ar(corpus, tmp_path_factory):
     from engine_sedd.training import train
+
     out = tmp_path_factory.mktemp("tiny_ar")
     train(train_args(data=str(corpus), out=str(out), objective="ar"), log=lambda m: None)
     return out / "model"

@@ -1,14 +1,15 @@
 """The sampler component, the plugin contract, the onnxruntime path and the CLI."""
+
 import json
 import subprocess
 import sys
 
+import engine_sedd.plugin
 import numpy as np
 import pytest
-from engine.interfaces import SamplingConfig
-
-import engine_sedd.plugin
 from engine_sedd.component import SEDDSampler
+
+from engine.interfaces import SamplingConfig
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +19,25 @@ def sampler(tiny_model):
 
 def test_conformance(tiny_model, tmp_path):
     import engine.testing
+
     engine.testing.check_plugin(engine_sedd.plugin, tmp_path=tmp_path, options={"sedd": {"model": str(tiny_model)}})
 
 
 def test_sample_infills_prefix_suffix_and_fixed(sampler):
-    cfg = SamplingConfig(num_samples=3, length=32, steps=8, seed=0, prefix="ROMEO:", suffix="\n",
-                         fixed={10: "the"})
+    cfg = SamplingConfig(num_samples=3, length=32, steps=8, seed=0, prefix="ROMEO:", suffix="\n", fixed={10: "the"})
     res = sampler.sample(cfg)
     for text in res.texts:
         assert len(text) == 32 and text.startswith("ROMEO:") and text.endswith("\n")
-        assert text[10:13] == "the" and "\u2591" not in text   # no MASK left
+        assert text[10:13] == "the" and "\u2591" not in text  # no MASK left
     euler = sampler.sample(SamplingConfig(num_samples=2, length=20, steps=3, seed=1, predictor="euler"))
     assert all(len(t) == 20 for t in euler.texts)
+
+
+def test_bf16_torch_sampler(tiny_model):
+    res = SEDDSampler(tiny_model, dtype="bf16").sample(SamplingConfig(num_samples=2, length=16, steps=3, seed=0))
+    assert all(len(t) == 16 for t in res.tokens)
+    with pytest.raises(ValueError, match="dtype must be fp32 or bf16"):
+        SEDDSampler(tiny_model, dtype="fp8")
 
 
 def test_bad_input_is_one_clear_error(sampler):
@@ -51,6 +59,7 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
     """Same seed, same float64 draws: identical tokens, and raw outputs agree to ~1e-5,
     for a batch and length other than the export's sample input (dynamic axes)."""
     import engine
+
     ort_sampler = engine.load_artifact(tiny_artifact, provider="cpu")
     x = np.random.default_rng(0).integers(0, sampler.graph.dim, size=(3, 27))
     sb = np.array([1e-4, 0.5, 6.9])
@@ -62,12 +71,15 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
 
 def test_onnxruntime_path_imports_no_torch(tiny_artifact):
     from engine.testing import run_without
-    code = ("import engine, sys\n"
-            f"s = engine.load_artifact({str(tiny_artifact)!r}, provider='cpu')\n"
-            "from engine.interfaces import SamplingConfig\n"
-            "r = s.sample(SamplingConfig(num_samples=2, length=24, steps=4, seed=0, suffix='.'))\n"
-            "assert 'torch' not in sys.modules\n"
-            "print(r.texts[0][-1])\n")
+
+    code = (
+        "import engine, sys\n"
+        f"s = engine.load_artifact({str(tiny_artifact)!r}, provider='cpu')\n"
+        "from engine.interfaces import SamplingConfig\n"
+        "r = s.sample(SamplingConfig(num_samples=2, length=24, steps=4, seed=0, suffix='.'))\n"
+        "assert 'torch' not in sys.modules\n"
+        "print(r.texts[0][-1])\n"
+    )
     assert run_without(code).strip().endswith(".")
 
 
@@ -76,14 +88,49 @@ def run_cli(*args, timeout=300):
 
 
 def test_cli_sample_eval_and_errors(tiny_model, tiny_artifact):
-    done = run_cli("--json", "sample", "sedd", "--model", str(tiny_model), "--steps", "4", "--length", "24",
-                   "--num-samples", "2", "--seed", "0", "--prefix", "AB", "--fix", "20=xyz")
+    done = run_cli(
+        "--json",
+        "sample",
+        "sedd",
+        "--model",
+        str(tiny_model),
+        "--steps",
+        "4",
+        "--length",
+        "24",
+        "--num-samples",
+        "2",
+        "--seed",
+        "0",
+        "--prefix",
+        "AB",
+        "--fix",
+        "20=xyz",
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert [t[:2] for t in out["texts"]] == ["AB", "AB"] and all(t[20:23] == "xyz" for t in out["texts"])
-    ort = run_cli("--json", "sample", "sedd", "--artifact", str(tiny_artifact), "--provider", "cpu",
-                  "--steps", "4", "--length", "24", "--num-samples", "2", "--seed", "0", "--prefix", "AB",
-                  "--fix", "20=xyz")
+    ort = run_cli(
+        "--json",
+        "sample",
+        "sedd",
+        "--artifact",
+        str(tiny_artifact),
+        "--provider",
+        "cpu",
+        "--steps",
+        "4",
+        "--length",
+        "24",
+        "--num-samples",
+        "2",
+        "--seed",
+        "0",
+        "--prefix",
+        "AB",
+        "--fix",
+        "20=xyz",
+    )
     assert json.loads(ort.stdout)["texts"] == out["texts"]
     bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--steps", "0")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "steps" in bad.stderr
@@ -92,8 +139,21 @@ def test_cli_sample_eval_and_errors(tiny_model, tiny_artifact):
 
 
 def test_cli_eval_bound_next_to_ar(tiny_model, tiny_ar, corpus):
-    done = run_cli("--json", "eval", "sedd", "--model", str(tiny_model), "--ar", str(tiny_ar), "--data", str(corpus),
-                   "--times", "3", "--max-seqs", "6")
+    done = run_cli(
+        "--json",
+        "eval",
+        "sedd",
+        "--model",
+        str(tiny_model),
+        "--ar",
+        str(tiny_ar),
+        "--data",
+        str(corpus),
+        "--times",
+        "3",
+        "--max-seqs",
+        "6",
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["sedd_sequences"] == out["ar_sequences"] == 6
@@ -104,3 +164,43 @@ def test_cli_eval_bound_next_to_ar(tiny_model, tiny_ar, corpus):
     assert missing.returncode == 1 and "corpus not found" in missing.stderr
     with pytest.raises(ValueError, match="autoregressive baseline"):
         SEDDSampler(tiny_ar)
+
+
+def test_cli_bench_reports_the_issue_keys(tiny_model, tiny_ar, corpus):
+    done = run_cli(
+        "--json",
+        "bench",
+        "sedd",
+        "--model",
+        str(tiny_model),
+        "--ar",
+        str(tiny_ar),
+        "--data",
+        str(corpus),
+        "--steps",
+        "2",
+        "4",
+        "--length",
+        "32",
+        "--batch",
+        "2",
+        "--eval-seqs",
+        "4",
+        "--eval-times",
+        "2",
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for key in (
+        "torch_samples_per_s",
+        "ort_samples_per_s",
+        "speedup_ort",
+        "sedd_bpc_bound",
+        "ar_bpc",
+        "bpc_ratio",
+        "device",
+    ):
+        assert key in out, key
+    assert set(out["torch_samples_per_s"]) == set(out["ort_samples_per_s"]) == {"2", "4"}
+    assert out["same_tokens_fraction"] == {"2": 1.0, "4": 1.0}
+    assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc_bound"] / out["ar_bpc"])

@@ -1,9 +1,9 @@
 """Golden float64 tests of the forward processes, schedules and score-entropy loss."""
+
 import numpy as np
 import pytest
 import torch
-
-from engine_sedd.graphs import GRAPHS, Absorbing, Uniform, finalize_log_score
+from engine_sedd.graphs import GRAPHS, Absorbing, finalize_log_score
 from engine_sedd.schedules import SCHEDULES, GeometricNoise, LogLinearNoise
 
 torch.set_num_threads(1)
@@ -14,7 +14,7 @@ def brute_force_dse(graph, log_score, sigma_bar, x, x0):
     q = torch.tensor(graph.rate_matrix(), dtype=torch.float64)
     out = np.zeros(x.shape)
     for b in range(x.shape[0]):
-        p = torch.linalg.matrix_exp(sigma_bar[b] * q).numpy()   # p[a, c] = p(a | c)
+        p = torch.linalg.matrix_exp(sigma_bar[b] * q).numpy()  # p[a, c] = p(a | c)
         for i in range(x.shape[1]):
             xt, xs = x[b, i], x0[b, i]
             for y in range(graph.dim):
@@ -44,8 +44,7 @@ def test_score_entropy_matches_brute_force(name, n):
     x0, xt = noisy_pair(graph, sigma_bar, rng)
     ls = rng.normal(size=xt.shape + (graph.dim,))
     ls = finalize_log_score(ls, xt, np.zeros(len(sigma_bar)))
-    ours = graph.score_entropy(torch.tensor(ls), torch.tensor(sigma_bar),
-                               torch.tensor(xt), torch.tensor(x0)).numpy()
+    ours = graph.score_entropy(torch.tensor(ls), torch.tensor(sigma_bar), torch.tensor(xt), torch.tensor(x0)).numpy()
     ref = brute_force_dse(graph, ls, sigma_bar, xt, x0)
     np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9)
     assert (x0 != xt).any()
@@ -77,7 +76,7 @@ def test_score_entropy_zero_at_true_ratios_and_nonnegative(name):
 def test_transitions_match_matrix_exponential(name):
     graph = GRAPHS.create(name, 6)
     q = graph.rate_matrix()
-    np.testing.assert_allclose(q.sum(0), 0.0, atol=1e-15)          # columns: rates out of a state
+    np.testing.assert_allclose(q.sum(0), 0.0, atol=1e-15)  # columns: rates out of a state
     x0 = np.arange(graph.dim)[None, :]
     for sb in (1e-4, 0.3, 2.5):
         probs = graph.transition_probs(x0, np.array([sb]))[0]
@@ -121,6 +120,7 @@ def test_loglinear_masks_fraction_t():
 
 def test_registries_are_extensible():
     from engine_sedd.registry import Registry
+
     assert {"uniform", "absorbing"} <= set(GRAPHS.names())
     assert {"loglinear", "geometric"} <= set(SCHEDULES.names())
     reg = Registry("thing")
@@ -141,6 +141,7 @@ def test_absorbing_init_identity():
     the log-linear schedule (sigma r = 1/t, masking probability (1 - eps) t)."""
     from engine_sedd.losses import sedd_loss
     from engine_sedd.model import ModelConfig, ScoreNet
+
     torch.manual_seed(0)
     vocab, length, eps = 8, 32, 1e-3
     graph, schedule = Absorbing(vocab), LogLinearNoise(eps)

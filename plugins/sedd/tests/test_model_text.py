@@ -1,9 +1,9 @@
 """Score network properties and tokenisers."""
+
 import numpy as np
 import pytest
 import torch
 from conftest import train_args
-
 from engine_sedd.model import ModelConfig, ScoreNet
 from engine_sedd.text import BPETokenizer, CharTokenizer, split_corpus, tokenizer_from_dict
 
@@ -12,7 +12,7 @@ def random_net(**kw):
     torch.manual_seed(0)
     net = ScoreNet(ModelConfig(vocab=11, hidden=32, blocks=2, heads=2, cond=16, max_len=64, **kw)).eval()
     with torch.no_grad():
-        for p in net.parameters():   # leave adaLN-Zero's all-zero start so the blocks do something
+        for p in net.parameters():  # leave adaLN-Zero's all-zero start so the blocks do something
             p.add_(0.05 * torch.randn_like(p))
     return net
 
@@ -31,7 +31,7 @@ def test_bidirectional_vs_causal_and_sigma_conditioning():
     sb = torch.tensor([1.0])
     bi, causal = random_net(), random_net(causal=True)
     with torch.no_grad():
-        assert (bi(x, sb)[0, 0] - bi(y, sb)[0, 0]).abs().max() > 1e-4          # sees the future
+        assert (bi(x, sb)[0, 0] - bi(y, sb)[0, 0]).abs().max() > 1e-4  # sees the future
         torch.testing.assert_close(causal(x, sb)[0, :-1], causal(y, sb)[0, :-1])  # does not
         assert (bi(x, sb) - bi(x, torch.tensor([2.0]))).abs().max() > 1e-4
 
@@ -65,7 +65,7 @@ def test_bpe_tokenizer_trains_locally_and_round_trips(tmp_path):
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
     tok = BPETokenizer.train([corpus], vocab_size=300)
     ids = tok.encode("the lazy fox, unseen: ünïcode!")
-    assert tok.decode(ids) == "the lazy fox, unseen: ünïcode!"       # byte level: anything encodes
+    assert tok.decode(ids) == "the lazy fox, unseen: ünïcode!"  # byte level: anything encodes
     assert len(tok.encode("the quick brown fox")) < len("the quick brown fox")
     again = tokenizer_from_dict(tok.to_dict())
     assert again.encode("the dog") == tok.encode("the dog") and again.vocab_size == tok.vocab_size
@@ -75,11 +75,13 @@ def test_training_with_bpe(corpus, tmp_path):
     from engine_sedd.bundle import load_model_dir
     from engine_sedd.component import SEDDSampler
     from engine_sedd.training import train
+
     train(train_args(data=str(corpus), out=str(tmp_path), tokenizer="bpe", bpe_vocab=300, steps=4), log=lambda m: None)
     net, cfg, graph, _, tok = load_model_dir(tmp_path / "model")
     assert cfg["tokenizer"]["kind"] == "bpe" and graph.vocab == tok.vocab_size == 300
     history = cfg["training"]["history"][-1]
     assert np.isfinite(history["val_bpc"])
     from engine.interfaces import SamplingConfig
+
     res = SEDDSampler(tmp_path / "model").sample(SamplingConfig(num_samples=1, length=16, steps=2, seed=0))
     assert len(res.tokens[0]) == 16

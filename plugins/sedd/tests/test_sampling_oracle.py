@@ -1,8 +1,8 @@
 """Markov-chain oracle tests: samplers and the ELBO with the exact absorbing score."""
+
 import numpy as np
 import pytest
 import torch
-
 from engine_sedd.graphs import Absorbing
 from engine_sedd.likelihood import sedd_bounds
 from engine_sedd.markov import MarkovChain, OracleNet
@@ -21,8 +21,17 @@ def chain():
 
 def draw(chain, steps, predictor, n=384, seed=0, fixed=None, schedule=None):
     graph = Absorbing(V)
-    return sample(chain.absorbing_score, graph, schedule or LogLinearNoise(), batch=n, length=L,
-                  steps=steps, predictor=predictor, seed=seed, fixed=fixed)
+    return sample(
+        chain.absorbing_score,
+        graph,
+        schedule or LogLinearNoise(),
+        batch=n,
+        length=L,
+        steps=steps,
+        predictor=predictor,
+        seed=seed,
+        fixed=fixed,
+    )
 
 
 def test_sample_categorical_is_inverse_cdf():
@@ -39,6 +48,7 @@ def test_sample_categorical_is_inverse_cdf():
 def test_oracle_score_is_exact_conditional(chain):
     """Brute force over all completions of a short masked sequence."""
     import itertools
+
     x = np.array([[V, 3, V, V, 1]])
     post = chain.masked_posterior(x, V)
     full = np.zeros((5, V))
@@ -68,8 +78,11 @@ def test_transition_kl_falls_with_steps_and_analytic_beats_euler(chain):
     """Geometric schedule: the predictors differ; the KL of sample transitions falls with
     steps toward the finite-sample floor, and analytic is no worse than Euler."""
     geo = GeometricNoise()
-    kl = {(p, s): chain.transition_kl(draw(chain, s, p, schedule=geo))
-          for p in ("euler", "analytic") for s in (4, 32, 128)}
+    kl = {
+        (p, s): chain.transition_kl(draw(chain, s, p, schedule=geo))
+        for p in ("euler", "analytic")
+        for s in (4, 32, 128)
+    }
     floor = chain.transition_kl(chain.sample(384, L, np.random.default_rng(9)))
     for p in ("euler", "analytic"):
         assert kl[(p, 4)] > kl[(p, 32)] > kl[(p, 128)], kl

@@ -1,4 +1,5 @@
 """Training command: checkpoints, resume, EMA, the AR objective, DDP, Markov-chain oracle."""
+
 import json
 import os
 import subprocess
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import train_args
-
 from engine_sedd.bundle import load_model_dir, read_config
 from engine_sedd.training import lr_at, train
 
@@ -59,16 +59,22 @@ def test_ar_objective_same_size(corpus, tmp_path, tiny_model):
 
 
 def test_ddp_two_gloo_processes(corpus, tmp_path):
-    code = ("import sys; sys.path.insert(0, {tests!r}); from conftest import train_args;"
-            "from engine_sedd.training import train;"
-            "train(train_args(data={data!r}, out={out!r}, steps=4, eval_every=4), log=lambda m: None)")
+    code = (
+        "import sys; sys.path.insert(0, {tests!r}); from conftest import train_args;"
+        "from engine_sedd.training import train;"
+        "train(train_args(data={data!r}, out={out!r}, steps=4, eval_every=4), log=lambda m: None)"
+    )
     code = code.format(tests=os.path.dirname(__file__), data=str(corpus), out=str(tmp_path))
     script = tmp_path / "ddp.py"
     script.write_text(code)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", str(script)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
     assert cfg["training"]["world_size"] == 2 and cfg["training"]["batch"] == 16
@@ -79,14 +85,30 @@ def test_markov_chain_bound_after_short_training(tmp_path):
     stationary samples): the mean bound is >= H - 3 SE and within 10% of H."""
     from engine_sedd.likelihood import sedd_bounds
     from engine_sedd.markov import MarkovChain
+
     chain = MarkovChain(8, seed=3)
     rng = np.random.default_rng(0)
     tokens = chain.sample(1, 60000, rng)[0]
     path = tmp_path / "chain.txt"
     path.write_text("".join("abcdefgh"[t] for t in tokens))
-    train(train_args(data=str(path), out=str(tmp_path), length=32, hidden=64, blocks=2, heads=2, cond=32,
-                     batch=64, steps=STEPS, warmup=20, lr=3e-3, ema=0.99, eval_every=10**6),
-          log=lambda m: None)
+    train(
+        train_args(
+            data=str(path),
+            out=str(tmp_path),
+            length=32,
+            hidden=64,
+            blocks=2,
+            heads=2,
+            cond=32,
+            batch=64,
+            steps=STEPS,
+            warmup=20,
+            lr=3e-3,
+            ema=0.99,
+            eval_every=10**6,
+        ),
+        log=lambda m: None,
+    )
     net, _, graph, schedule, _ = load_model_dir(tmp_path / "model")
     held_out = chain.sample(256, 32, np.random.default_rng(1))
     per = sedd_bounds(net, graph, schedule, held_out, n_times=4)
@@ -98,3 +120,18 @@ def test_markov_chain_bound_after_short_training(tmp_path):
 
 
 STEPS = 500
+
+
+def test_uniform_graph_trains_and_samples(corpus, tmp_path):
+    from engine_sedd.component import SEDDSampler
+
+    from engine.interfaces import SamplingConfig
+
+    train(train_args(data=str(corpus), out=str(tmp_path), graph="uniform", steps=4), log=lambda m: None)
+    cfg = read_config(tmp_path / "model")
+    assert cfg["graph"]["name"] == "uniform" and cfg["schedule"]["name"] == "geometric"
+    sampler = SEDDSampler(tmp_path / "model")
+    assert sampler.graph.dim == sampler.tokenizer.vocab_size
+    for predictor in ("euler", "analytic"):
+        res = sampler.sample(SamplingConfig(num_samples=2, length=24, steps=3, seed=0, predictor=predictor, prefix="A"))
+        assert all(t.startswith("A") and len(t) == 24 for t in res.texts)
