@@ -96,17 +96,22 @@ def load_shards(folder: Path):
 
 
 def distill(backend, codec, prompts: list[dict], folder: Path, *, max_new_tokens: int,
-            batch_size: int, progress=None) -> Path:
+            batch_size: int, progress=None, minutes: float | None = None) -> Path:
     """Generate greedy answers in batches, one shard per batch; finished shards are reused
-    (so an interrupted run resumes where it stopped)."""
+    (so an interrupted run resumes where it stopped). With `minutes`, generation stops when
+    that budget is spent and the data set is closed with the shards written so far."""
+    import time
     from .decoding import Policy, medusa_generate
     folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
     rec = RecordingBackend(backend)
     batches = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
     it = progress(range(len(batches)), total=len(batches), desc="self-distillation") if progress else range(len(batches))
     for bi in it:
         if (folder / f"shard_{bi:05d}.npz").exists():
             continue
+        if minutes is not None and time.monotonic() - t0 > minutes * 60:
+            break
         batch = sorted(batches[bi], key=lambda r: len(r["prompt"]))
         ids = [codec.encode_prompt(r["prompt"]) for r in batch]
         rows, _ = medusa_generate(rec, ids, tree=None, policy=Policy(), max_new_tokens=max_new_tokens,
@@ -115,7 +120,9 @@ def distill(backend, codec, prompts: list[dict], folder: Path, *, max_new_tokens
         answers = [r.tokens for r in rows]
         write_shard(folder, bi, answers, [hid[b, :len(a)] for b, a in enumerate(answers)],
                     [str(r.get("id")) for r in batch])
-    (folder / "DONE").write_text(json.dumps({"samples": len(prompts)}))
+    shards = len(list(folder.glob("shard_*.npz")))
+    (folder / "DONE").write_text(json.dumps({"batches": shards, "of": len(batches),
+                                             "complete": shards == len(batches)}))
     return folder
 
 

@@ -14,6 +14,17 @@ from engine.errors import UsageError
 _PLACEHOLDER = "\u0000PROMPT\u0000"
 
 
+class PromptError(UsageError, ValueError):
+    """An unusable prompt (a usage error on the CLI, a ValueError for the Python API)."""
+
+
+def check_prompt(prompt) -> None:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise PromptError("empty prompt: give some text to continue")
+
+
 class TextCodec:
     """tokenizers.Tokenizer + chat wrapping + EOS ids."""
 
@@ -31,8 +42,7 @@ class TextCodec:
         return self.chat_prefix is not None
 
     def encode_prompt(self, prompt: str, chat: bool | None = None) -> list[int]:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise UsageError("empty prompt: give some text to continue")
+        check_prompt(prompt)
         use_chat = self.chat if chat is None else (chat and self.chat)
         if use_chat:
             text = self.chat_prefix + prompt + self.chat_suffix

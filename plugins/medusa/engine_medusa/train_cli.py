@@ -25,6 +25,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--distill-batch", type=int, default=16)
     p.add_argument("--distill-dtype", default="bfloat16", choices=["bfloat16", "float32"],
                    help="dtype of the base while it writes the answers (bf16 is ~4x faster here)")
+    p.add_argument("--distill-minutes", type=float, default=None,
+                   help="time budget for self-distillation: stop and train on what was written")
     p.add_argument("--mode", default="medusa1", choices=["medusa1", "medusa2"])
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--layers", type=int, default=1)
@@ -81,7 +83,7 @@ def main(argv, ctx=None):
             gen = model if a.distill_dtype == "float32" else _copy_as(model, torch.bfloat16)
             log(f"self-distillation: {len(prompts)} prompts -> {folder}")
             data.distill(TorchBackend(gen, None), codec, prompts, folder, max_new_tokens=a.max_new_tokens,
-                         batch_size=a.distill_batch, progress=progress)
+                         batch_size=a.distill_batch, progress=progress, minutes=a.distill_minutes)
             del gen
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
@@ -95,7 +97,9 @@ def main(argv, ctx=None):
         unfreeze_last=a.unfreeze_last, lambda0=a.lambda0, head_lr_mult=a.head_lr_mult,
         stage1_steps=a.stage1_steps)
     out = Path(a.out)
-    extra = {"distill": {"folder": folder.name, "prompts": len(prompts), "mix": mix,
+    done = json.loads((folder / "DONE").read_text())
+    extra = {"distill": {"folder": folder.name, "prompts": len(samples), "selected": len(prompts), "mix": mix,
+                         "batches": done.get("batches"), "complete": done.get("complete", True),
                          "max_new_tokens": a.max_new_tokens, "dtype": a.distill_dtype,
                          "prompts_file": prompts_path.name}}
     if a.mode == "medusa1":
