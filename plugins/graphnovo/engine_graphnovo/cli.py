@@ -180,6 +180,9 @@ def train(argv, ctx):
     p.add_argument("--encoder-layers", type=int, default=2)
     p.add_argument("--decoder-layers", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-real", action="store_true", help="simulated spectra only")
+    p.add_argument("--max-peptides", type=int, default=200000)
+    p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument("--install", action="store_true", help="copy the weights into the package default")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.steps <= 0 or args.batch_size <= 0:
@@ -189,7 +192,9 @@ def train(argv, ctx):
     from .training import TrainConfig, train as run
 
     cfg = TrainConfig(out=args.out, minutes=args.minutes, max_steps=args.steps, batch_size=args.batch_size,
-                      lr=args.lr, real_fraction=args.real_fraction, seed=args.seed, threads=args.threads)
+                      lr=args.lr, real_fraction=args.real_fraction, seed=args.seed, threads=args.threads,
+                      use_real=not args.no_real, max_peptides=args.max_peptides,
+                      checkpoint_every=args.checkpoint_every)
     mcfg = ModelConfig(d_model=args.d_model, encoder_layers=args.encoder_layers,
                        decoder_layers=args.decoder_layers, vocab=len(ResidueTable().tokens))
     meta = run(cfg, mcfg, resume=args.resume, progress=ctx.progress, log=ctx.echo)

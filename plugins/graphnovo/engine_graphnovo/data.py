@@ -74,13 +74,19 @@ def path_label(graph: SpectrumGraph, residue_masses: np.ndarray):
     return np.array(path[:-1], dtype=np.int64), np.stack(masks), np.stack(targets)
 
 
-def token_label(table: ResidueTable, tokens: tuple[str, ...], bos: int):
-    """SeqFiller teacher-forcing label: (input ids, prefix masses, target ids)."""
+def token_label(table: ResidueTable, tokens: tuple[str, ...], bos: int, boundaries: np.ndarray):
+    """SeqFiller teacher-forcing label: (input ids, prefix masses, gap masses, targets).
+
+    ``boundaries`` are the masses of the label path's nodes (ending at the sink): the
+    gap at a position is the mass left to the next boundary, as at inference, where the
+    boundaries are the PathSearcher's nodes."""
     ids = np.array(table.encode(tokens), dtype=np.int64)
     masses = np.array([token_mass(table.tokens[i]) for i in ids])
-    prefix = np.concatenate([[0.0], np.cumsum(masses)[:-1]]).astype(np.float32)
+    prefix = np.concatenate([[0.0], np.cumsum(masses)[:-1]])
+    nxt = np.searchsorted(boundaries, prefix + 0.5)  # first boundary clearly beyond the prefix
+    gap = boundaries[np.minimum(nxt, boundaries.size - 1)] - prefix
     inputs = np.concatenate([[bos], ids[:-1]]).astype(np.int64)
-    return inputs, prefix, ids
+    return inputs, prefix.astype(np.float32), gap.astype(np.float32), ids
 
 
 def pad_sequences(seqs: list[np.ndarray], value=0) -> tuple[np.ndarray, np.ndarray]:

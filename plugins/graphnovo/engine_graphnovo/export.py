@@ -67,7 +67,7 @@ def export_artifact(component, dest: Path) -> Path:
     prefix = torch.zeros((b, 3), dtype=torch.float32)
     seq = {0: "batch", 1: "steps"}
     ps_dyn = {"memory": n_dyn, "node_mask": n_dyn, "path": seq, "next_mask": n_dyn, "out": n_dyn}
-    sf_dyn = {"memory": n_dyn, "node_mask": n_dyn, "node_masses": n_dyn, "tokens": seq, "prefix": seq,
+    sf_dyn = {"memory": n_dyn, "node_mask": n_dyn, "node_masses": n_dyn, "tokens": seq, "prefix": seq, "gap": seq,
               "precursor": {0: "batch"}, "out": {0: "batch"}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -76,7 +76,7 @@ def export_artifact(component, dest: Path) -> Path:
         _export(_Step(component.ps), [mem, t["node_mask"], path, nmask], PS_STEP_INPUTS, ps_dyn,
                 tmp / "ps_step.onnx")
         _export(_Encode(component.sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx")
-        _export(_Step(component.sf), [mem, t["node_mask"], t["masses"], tokens, prefix, t["precursor"]],
+        _export(_Step(component.sf), [mem, t["node_mask"], t["masses"], tokens, prefix, prefix + 50.0, t["precursor"]],
                 SF_STEP_INPUTS, sf_dyn, tmp / "sf_step.onnx")
         models = {
             "ps_encode": {"file": "ps_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": ["out"]},

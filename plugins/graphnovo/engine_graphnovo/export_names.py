@@ -2,4 +2,4 @@
 
 ENCODE_INPUTS = ["ions", "masses", "precursor", "charge", "pair_code", "node_mask"]
 PS_STEP_INPUTS = ["memory", "node_mask", "path", "next_mask"]
-SF_STEP_INPUTS = ["memory", "node_mask", "node_masses", "tokens", "prefix", "precursor"]
+SF_STEP_INPUTS = ["memory", "node_mask", "node_masses", "tokens", "prefix", "gap", "precursor"]

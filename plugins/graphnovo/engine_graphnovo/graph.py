@@ -50,6 +50,7 @@ class SpectrumGraph:
     charge: int
     edge_tol: float
     node_tol: float
+    jump_ok: np.ndarray | None = None  # (n, n) bool: the mass difference is a residue sum
     stats: dict = field(default_factory=dict)
 
     @property
@@ -65,7 +66,8 @@ class SpectrumGraph:
     def next_mask(self) -> np.ndarray:
         """(n, n) bool: j may follow i on a path (edge, long jump, or the sink)."""
         mask = self.adjacency()
-        mask |= (self.masses[None, :] - self.masses[:, None]) >= JUMP_MASS
+        jump = (self.masses[None, :] - self.masses[:, None]) >= JUMP_MASS
+        mask |= jump if self.jump_ok is None else jump & self.jump_ok
         mask[:, -1] = True
         mask[-1, :] = False
         mask[np.arange(self.n), np.arange(self.n)] = False
@@ -178,6 +180,16 @@ class GraphBuilder:
         out[unique] = self.residue_ids[hit[unique].argmax(1)]
         return out
 
+    def jump_feasible(self, masses: np.ndarray, M: float) -> np.ndarray:
+        """(n, n): can some residue multiset fill i -> j (any length; > table: assumed)?"""
+        diff = masses[None, :] - masses[:, None]
+        tol = self.config.edge_tol(M)
+        ok = np.zeros(diff.shape, dtype=bool)
+        up = diff > 0
+        ok[up] = self.knapsack.feasible(diff[up], tol)
+        ok[0, 1:] = self.prefix_feasible(diff[0, 1:], tol)
+        return ok
+
     # ------------------------------------------------------------ features
     def ion_features(self, masses: np.ndarray, mz: np.ndarray, inten: np.ndarray, M: float) -> np.ndarray:
         """(n, 18, 5): for a/b/y x 1+/2+ x (-, -NH3, -H2O), the nearest peak's evidence."""
@@ -214,6 +226,7 @@ class GraphBuilder:
             masses=masses, ions=self.ion_features(masses, mz, inten, M), src=src, dst=dst,
             nres=nres, single=single, precursor_mass=M, charge=int(charge),
             edge_tol=self.config.edge_tol(M), node_tol=self.config.node_tol(M),
+            jump_ok=self.jump_feasible(masses, M),
         )
 
 

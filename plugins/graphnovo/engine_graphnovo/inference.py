@@ -26,7 +26,7 @@ class Backend(Protocol):
     def ps_encode(self, feats: dict) -> np.ndarray: ...
     def ps_step(self, memory, node_mask, path, next_mask) -> np.ndarray: ...
     def sf_encode(self, feats: dict) -> np.ndarray: ...
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, precursor) -> np.ndarray: ...
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class _Beam:
     seg: int
     remaining: float
     prefix: list[float]
+    gaps: list[float]  # mass left in the current gap before each position
 
     @property
     def score(self) -> float:
@@ -110,14 +111,15 @@ def fill_beam_search(backend: Backend, builder: GraphBuilder, graph: SpectrumGra
     masses = builder.table.masses
     tol = graph.edge_tol
     final_tol = tol if final_tol is None else final_tol
-    live = [_Beam([], [], 0, segments[0].mass, [0.0])]
+    live = [_Beam([], [], 0, segments[0].mass, [0.0], [segments[0].mass])]
     done: list[_Beam] = []
     for _ in range(MAX_TOKENS):
         b = len(live)
         tokens = np.array([[bos] + x.ids for x in live], dtype=np.int64)
         prefix = np.array([x.prefix for x in live], dtype=np.float32)
+        gaps = np.array([x.gaps for x in live], dtype=np.float32)
         logp = backend.sf_step(np.repeat(memory, b, 0), np.repeat(feats["node_mask"], b, 0),
-                               np.repeat(feats["masses"], b, 0), tokens, prefix,
+                               np.repeat(feats["masses"], b, 0), tokens, prefix, gaps,
                                np.repeat(feats["precursor"], b, 0))
         cands = []
         for i, x in enumerate(live):
@@ -132,7 +134,8 @@ def fill_beam_search(backend: Backend, builder: GraphBuilder, graph: SpectrumGra
             if abs(rem) <= (final_tol if seg == len(segments) - 1 else tol):  # gap closed: carry the residual into the next gap
                 seg += 1
                 rem = segments[seg].mass + rem if seg < len(segments) else rem
-            y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]])
+            y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]],
+                      x.gaps + [rem])
             (done if seg == len(segments) else nxt).append(y)
         live = nxt
         best_done = max((d.score for d in done), default=-np.inf)
@@ -154,6 +157,20 @@ def _allowed(x: _Beam, segments: list[Segment], builder: GraphBuilder, tol: floa
 
 
 # ---------------------------------------------------------------- spectra -> hits
+
+
+def residue_aligned(tokens: tuple[str, ...], scores) -> tuple[float, ...]:
+    """One score per residue: an N-terminal token's score is averaged into the residue
+    it modifies (mzTab scores residues, and the modification belongs to the first)."""
+    out: list[float] = []
+    pending: list[float] = []
+    for tok, sc in zip(tokens, scores):
+        if tok.endswith("-"):
+            pending.append(float(sc))
+            continue
+        out.append(float(np.mean(pending + [sc])) if pending else float(sc))
+        pending = []
+    return tuple(out)
 
 
 class Pipeline:
@@ -237,9 +254,10 @@ class Pipeline:
                     failures.append((spec.source or "", spec.ref, "no path: no sequence fills the graph"))
                 continue
             pred, z = out
+            tokens = self.builder.table.decode(pred.ids)
             yield PeptideHit(
-                spectrum_ref=spec.ref, scan=spec.scan, peptide=to_proforma(self.builder.table.decode(pred.ids)),
-                score=float(pred.score), residue_scores=tuple(pred.residue_scores),
+                spectrum_ref=spec.ref, scan=spec.scan, peptide=to_proforma(tokens),
+                score=float(pred.score), residue_scores=residue_aligned(tokens, pred.residue_scores),
                 precursor_error_ppm=float(pred.precursor_error_ppm), charge=int(z),
                 precursor_mz=float(spec.precursor_mz), source=spec.source,
             )

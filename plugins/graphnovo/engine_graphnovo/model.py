@@ -201,7 +201,7 @@ class SeqFiller(nn.Module):
         d = cfg.d_model
         self.encoder = GraphEncoder(cfg)
         self.tok = nn.Embedding(cfg.vocab + 1, d)  # last id = BOS
-        self.mass_proj = nn.Linear(2 * d, d)
+        self.mass_proj = nn.Linear(3 * d, d)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, cfg.vocab)
@@ -213,13 +213,15 @@ class SeqFiller(nn.Module):
     def encode(self, ions, masses, precursor, charge, pair_code, node_mask):
         return self.encoder(ions, masses, precursor, charge, pair_code, node_mask)
 
-    def decode(self, memory, node_mask, node_masses, tokens, prefix, precursor):
+    def decode(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
         """tokens (B, T) input ids (BOS first), prefix (B, T) residue mass before each
-        position. Cross-attention sees nodes heavier than prefix + one glycine (and the
+        position, gap (B, T) mass left to the next PathSearcher node (the gap being
+        filled). Cross-attention sees nodes heavier than prefix + one glycine (and the
         sink). Returns log-probabilities (B, T, vocab)."""
         d = self.cfg.d_model
         t = tokens.shape[1]
-        menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d)], -1)
+        menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d),
+                          mass_encoding(gap, d)], -1)
         x = self.tok(tokens) + self.mass_proj(menc)
         sink = node_masses >= (precursor[:, None] - 0.05)
         ahead = node_masses[:, None, :] > (prefix[..., None] + GLYCINE - 0.05)
@@ -230,13 +232,13 @@ class SeqFiller(nn.Module):
             x = layer(x, memory, causal, cross)
         return torch.log_softmax(self.out(self.norm(x)), dim=-1)
 
-    def forward(self, ions, masses, precursor, charge, pair_code, node_mask, tokens, prefix):
+    def forward(self, ions, masses, precursor, charge, pair_code, node_mask, tokens, prefix, gap):
         """Training forward (teacher forcing): log-probabilities (B, T, vocab)."""
         mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
-        return self.decode(mem, node_mask, masses, tokens, prefix, precursor)
+        return self.decode(mem, node_mask, masses, tokens, prefix, gap, precursor)
 
-    def step(self, memory, node_mask, node_masses, tokens, prefix, precursor):
-        return self.decode(memory, node_mask, node_masses, tokens, prefix, precursor)[:, -1]
+    def step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
+        return self.decode(memory, node_mask, node_masses, tokens, prefix, gap, precursor)[:, -1]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -269,5 +271,5 @@ class TorchBackend:
         return self.ps.step(*self._t(memory, node_mask, path, next_mask)).numpy()
 
     @torch.no_grad()
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, precursor):
-        return self.sf.step(*self._t(memory, node_mask, node_masses, tokens, prefix, precursor)).numpy()
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
+        return self.sf.step(*self._t(memory, node_mask, node_masses, tokens, prefix, gap, precursor)).numpy()

@@ -32,8 +32,8 @@ class OrtBackend:
     def ps_step(self, memory, node_mask, path, next_mask):
         return self._run("ps_step", PS_STEP_INPUTS, [memory, node_mask, path, next_mask])
 
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, precursor):
-        return self._run("sf_step", SF_STEP_INPUTS, [memory, node_mask, node_masses, tokens, prefix,
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
+        return self._run("sf_step", SF_STEP_INPUTS, [memory, node_mask, node_masses, tokens, prefix, gap,
                                                      np.asarray(precursor, dtype=np.float32)])
 
 

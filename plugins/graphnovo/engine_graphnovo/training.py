@@ -52,6 +52,23 @@ class TrainConfig:
     use_real: bool = True  # mix in MassIVE-KB training spectra
 
 
+def make_example(builder: GraphBuilder, prep: PreprocessConfig, bos: int, tokens, mz, inten, pmz,
+                 charge) -> dict | None:
+    """One labelled spectrum -> graph features + PathSearcher and SeqFiller labels."""
+    mz2, it2 = preprocess(mz, inten, pmz, prep)
+    if mz2.size == 0:
+        return None
+    graph = builder.build(mz2, it2, pmz, charge)
+    path, nmask, target = path_label(graph, residue_masses(tokens))
+    bounds = np.append(graph.masses[path[1:]], graph.precursor_mass)
+    try:
+        sf_in, sf_prefix, sf_gap, sf_tgt = token_label(builder.table, tokens, bos, bounds)
+    except PeptideError:
+        return None
+    return {"feats": graph_arrays(graph), "path": path, "nmask": nmask, "target": target,
+            "sf_in": sf_in, "sf_prefix": sf_prefix, "sf_gap": sf_gap, "sf_tgt": sf_tgt}
+
+
 class Examples:
     """Training examples: simulated on the fly, real ones precomputed."""
 
@@ -65,17 +82,7 @@ class Examples:
         self.real = self._real() if real else []
 
     def example(self, tokens, mz, inten, pmz, charge) -> dict | None:
-        mz2, it2 = preprocess(mz, inten, pmz, self.prep)
-        if mz2.size == 0:
-            return None
-        graph = self.builder.build(mz2, it2, pmz, charge)
-        try:
-            sf_in, sf_prefix, sf_tgt = token_label(self.builder.table, tokens, self.bos)
-        except PeptideError:
-            return None
-        path, nmask, target = path_label(graph, residue_masses(tokens))
-        return {"feats": graph_arrays(graph), "path": path, "nmask": nmask, "target": target,
-                "sf_in": sf_in, "sf_prefix": sf_prefix, "sf_tgt": sf_tgt}
+        return make_example(self.builder, self.prep, self.bos, tokens, mz, inten, pmz, charge)
 
     def simulated(self) -> dict:
         while True:
@@ -116,11 +123,13 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     target, _ = pad_sequences([pad_n(e["target"]) for e in examples], value=0.0)
     sf_in, _ = pad_sequences([e["sf_in"] for e in examples])
     sf_prefix, _ = pad_sequences([e["sf_prefix"] for e in examples], value=0.0)
+    sf_gap, _ = pad_sequences([e["sf_gap"] for e in examples], value=0.0)
     sf_tgt, _ = pad_sequences([e["sf_tgt"] for e in examples], value=-100)
     out = {k: torch.from_numpy(np.asarray(v)) for k, v in feats.items()}
     out.update(path=torch.from_numpy(path), valid=torch.from_numpy(valid),
                nmask=torch.from_numpy(nmask), target=torch.from_numpy(target),
                sf_in=torch.from_numpy(sf_in), sf_prefix=torch.from_numpy(sf_prefix),
+               sf_gap=torch.from_numpy(sf_gap),
                sf_tgt=torch.from_numpy(sf_tgt))
     return out
 
@@ -139,7 +148,7 @@ def path_loss(ps, b: dict) -> torch.Tensor:
 
 
 def fill_loss(sf, b: dict) -> torch.Tensor:
-    logp = sf(*encode_args(b), b["sf_in"], b["sf_prefix"])
+    logp = sf(*encode_args(b), b["sf_in"], b["sf_prefix"], b["sf_gap"])
     return F.nll_loss(logp.reshape(-1, logp.shape[-1]), b["sf_tgt"].reshape(-1), ignore_index=-100)
 
 
@@ -257,8 +266,11 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     }
     if rank == 0:
         save_weights(out / "weights", ps, sf, meta)
-    if world > 1:
+    if world > 1:  # replicas must agree after synchronised updates
+        checksum = sum(float(p.double().sum()) for p in params)
+        print(f"rank {rank} parameter checksum {checksum:.10e}", flush=True)
         dist.barrier()
+        dist.destroy_process_group()
     return meta
 
 

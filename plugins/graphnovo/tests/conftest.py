@@ -15,3 +15,26 @@ def need(path: Path) -> Path:
 @pytest.fixture
 def massivekb():
     return need(SPECTRA / "massivekb" / "massivekb_selected_500.mgf")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """Random-initialised tiny models saved like trained ones (tests of the plumbing)."""
+    torch = pytest.importorskip("torch")
+    from dataclasses import asdict
+
+    from engine_graphnovo.graph import GraphConfig
+    from engine_graphnovo.masses import ResidueTable
+    from engine_graphnovo.model import ModelConfig, PathSearcher, SeqFiller
+    from engine_graphnovo.preprocess import PreprocessConfig
+    from engine_graphnovo.training import save_weights
+
+    torch.set_num_threads(1)
+    table = ResidueTable()
+    cfg = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(table.tokens))
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("weights") / "tiny"
+    meta = {"model": cfg.to_dict(), "residues": list(table.tokens), "graph": asdict(GraphConfig()),
+            "preprocess": asdict(PreprocessConfig()), "training": {"note": "untrained test model"}}
+    save_weights(out, PathSearcher(cfg), SeqFiller(cfg), meta)
+    return out

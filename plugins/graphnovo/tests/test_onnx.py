@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from engine.artifacts import read_artifact  # noqa: E402
+from engine.testing import run_without  # noqa: E402
+
+from engine_graphnovo.component import GraphNovoSequencer, example_spectra  # noqa: E402
+from engine_graphnovo.data import graph_arrays, pad_batch  # noqa: E402
+from engine_graphnovo.ort import OrtSequencer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_weights, tmp_path_factory):
+    comp = GraphNovoSequencer(weights=tiny_weights)
+    path = comp.export_onnx(tmp_path_factory.mktemp("art") / "graphnovo")
+    return comp, path
+
+
+def test_sessions_match_torch(exported):
+    comp, path = exported
+    ort = OrtSequencer(read_artifact(path), "cpu")
+    spectra = example_spectra()
+    feats = pad_batch([graph_arrays(comp.pipeline.graph(s, s.charge)) for s in spectra])
+    torch_be, ort_be = comp.pipeline.backend, ort.backend
+    for enc in ("ps_encode", "sf_encode"):
+        a, b = getattr(torch_be, enc)(feats), getattr(ort_be, enc)(feats)
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    mem = torch_be.ps_encode(feats)
+    n = feats["masses"].shape[1]
+    path = np.array([[0, 1], [0, 2], [0, 1]], dtype=np.int64)
+    nmask = np.ones((3, n), dtype=bool)
+    np.testing.assert_allclose(torch_be.ps_step(mem, feats["node_mask"], path, nmask),
+                               ort_be.ps_step(mem, feats["node_mask"], path, nmask), atol=1e-4)
+    tokens = np.array([[25, 3, 4]] * 3, dtype=np.int64)
+    prefix = np.array([[0.0, 97.05, 200.1]] * 3, dtype=np.float32)
+    args = (mem, feats["node_mask"], feats["masses"], tokens, prefix, prefix + 60.0, feats["precursor"])
+    np.testing.assert_allclose(torch_be.sf_step(*args), ort_be.sf_step(*args), atol=1e-4)
+
+
+def test_same_peptides_on_torch_and_onnxruntime_without_torch(exported):
+    comp, path = exported
+    spectra = example_spectra()
+    expected = [h.peptide for h in comp.sequence(spectra)]
+    assert len(expected) == len(spectra)
+    code = (
+        "import json\n"
+        "from engine.artifacts import read_artifact\n"
+        "from engine_graphnovo.ort import OrtSequencer\n"
+        "from engine_graphnovo.component import example_spectra\n"
+        f"seq = OrtSequencer(read_artifact({str(path)!r}), 'cpu')\n"
+        "print(json.dumps([h.peptide for h in seq.sequence(example_spectra())]))\n"
+    )
+    out = run_without(code)
+    assert json.loads(out.strip().splitlines()[-1]) == expected
+
+
+def test_tampered_artifact_is_refused(exported, tmp_path):
+    import shutil
+
+    from engine.errors import ArtifactError
+
+    _, path = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    with open(copy / "ps_step.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ArtifactError):
+        read_artifact(copy)

@@ -1,0 +1,76 @@
+import csv
+import json
+
+import pytest
+
+import engine.testing
+from engine.cli import main
+
+import engine_graphnovo.plugin as plugin
+from engine_graphnovo.component import example_spectra
+
+from conftest import SPECTRA, need
+
+
+def read_psms(path):
+    lines = path.read_text().splitlines()
+    assert lines[0] == "MTD\tmzTab-version\t1.0.0"
+    head = next(l for l in lines if l.startswith("PSH")).split("\t")
+    return [dict(zip(head, l.split("\t"))) for l in lines if l.startswith("PSM")]
+
+
+def test_conformance(tiny_weights, tmp_path):
+    pytest.importorskip("torch")
+    engine.testing.check_plugin(plugin, options={"graphnovo": {"weights": str(tiny_weights)}},
+                                spectra=example_spectra(), tmp_path=tmp_path)
+
+
+def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
+    bad = tmp_path / "bad.mgf"
+    from engine_graphnovo.component import EXAMPLES
+
+    real = EXAMPLES.read_text().split("END IONS")[0]  # a real spectrum, its charge removed
+    nocharge = "\n".join(l for l in real.splitlines() if not l.startswith(("CHARGE", "SEQ"))) + "\nEND IONS\n"
+    bad.write_text("BEGIN IONS\nTITLE=z0\nPEPMASS=500\nCHARGE=0\n100 1\nEND IONS\n" + nocharge)
+    good = need(SPECTRA / "formats" / "TMT10-Trial-8.mzML")
+    out = tmp_path / "out.mztab"
+    assert main(["--json", "sequence", "graphnovo-dp", str(good), str(bad), "-o", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["spectra"] == 6 and summary["written"] + summary["skipped"] == 6
+    assert summary["skipped_reasons"] == {"charge": 1} and summary["charge_inferred"] == 1
+    psms = read_psms(out)
+    assert len(psms) == summary["written"] == 5
+    assert psms[0]["spectra_ref"] == "ms_run[1]:controllerType=0 controllerNumber=1 scan=501"
+    assert psms[-1]["spectra_ref"] == "ms_run[2]:index=1" and psms[-1]["charge"] in ("2", "3", "4")
+    assert psms[0]["opt_global_scan"] == "501"
+    for p in psms:  # per-residue scores: one per residue of the ProForma peptide
+        assert len(p["opt_ms_run[1]_aa_scores"].split(",")) == len(p["sequence"])
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert [r["peptide"] for r in rows] == [p["opt_global_proforma"] for p in psms]
+    skipped = (tmp_path / "out.mztab.skipped.tsv").read_text().splitlines()
+    assert len(skipped) == 2 and "index=0" in skipped[1] and "charge" in skipped[1]
+    assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
+
+
+def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb):
+    pytest.importorskip("torch")
+    out = tmp_path / "o.mztab"
+    assert main(["sequence", "graphnovo", str(massivekb), "--weights", str(tiny_weights), "-o", str(out),
+                 "--path-beam", "2", "--fill-beam", "2"]) in (0, None)
+    capsys.readouterr()
+    assert main(["--json", "eval", "graphnovo", "--weights", str(tiny_weights), "--limit", "4",
+                 "--path-beam", "2", "--fill-beam", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("peptide_recall", "aa_precision", "aa_recall", "baseline_peptide_recall",
+                "baseline_aa_precision", "baseline_aa_recall", "spectra", "skipped"):
+        assert key in res
+    assert res["spectra"] == 4
+    assert 0.0 <= res["baseline_aa_recall"] <= 1.0
+
+
+def test_usage_errors_are_one_line(tmp_path, capsys):
+    assert main(["sequence", "graphnovo-dp", str(tmp_path / "x.txt"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown spectrum format" in err and "\n" not in err
+    assert main(["sequence", "graphnovo", "--weights", str(tmp_path), str(tmp_path / "a.mgf"), "-o", "x"]) == 2
+    assert "no graphnovo weights" in capsys.readouterr().err
