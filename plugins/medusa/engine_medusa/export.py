@@ -107,7 +107,8 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
                           dynamic_shapes=({0: Dim("batch")},), opset_version=OPSET, dynamo=True,
                           external_data=True)
     return {"medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
-            "heads": {"file": "heads.onnx", "inputs": ["hidden"], "outputs": ["head_topk"]}}
+            "heads": {"file": "heads.onnx", "inputs": ["hidden"], "outputs": ["head_topk"]},
+            "keep": gather_graph(folder / "keep.onnx", len(past_names))}
 
 
 def export_artifact(decoder, dest) -> Path:
@@ -131,3 +132,33 @@ def export_artifact(decoder, dest) -> Path:
                   "kv_shape": list(kv_shape(decoder.model)), "heads_config": decoder.heads_config}
         return write_artifact(dest, plugin="medusa", kind="decoder", component="medusa", files=files,
                               models=models, opset=OPSET, config=config, overwrite=True)
+
+
+def gather_graph(path: Path, n_tensors: int) -> dict:
+    """A small graph that keeps the accepted KV slots of every layer: past_i [B,h,P,d],
+    slots [B,L] -> kept_i [B,h,L,d]. With IO binding on CUDA the cache never leaves the device."""
+    import onnx
+    from onnx import TensorProto, helper
+    names = [f"past_{i}" for i in range(n_tensors)]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "heads", "past", "dim"]) for n in names]
+    inputs.append(helper.make_tensor_value_info("slots", TensorProto.INT64, ["batch", "kept"]))
+    outputs = [helper.make_tensor_value_info(f"kept_{i}", TensorProto.FLOAT, ["batch", "heads", "kept", "dim"])
+               for i in range(n_tensors)]
+    const = lambda name, vals: helper.make_node("Constant", [], [name], value=helper.make_tensor(
+        name, TensorProto.INT64, [len(vals)], vals))
+    nodes = [const("ax13", [1, 3]), const("s0", [0]), const("s1", [1]), const("s2", [2]), const("s3", [3]),
+             const("s4", [4]),
+             helper.make_node("Unsqueeze", ["slots", "ax13"], ["s4d"]),
+             helper.make_node("Shape", [names[0]], ["pshape"]),
+             helper.make_node("Shape", ["slots"], ["sshape"]),
+             helper.make_node("Slice", ["pshape", "s0", "s2"], ["bh"]),
+             helper.make_node("Slice", ["sshape", "s1", "s2"], ["kept"]),
+             helper.make_node("Slice", ["pshape", "s3", "s4"], ["dim"]),
+             helper.make_node("Concat", ["bh", "kept", "dim"], ["target"], axis=0),
+             helper.make_node("Expand", ["s4d", "target"], ["index"])]
+    nodes += [helper.make_node("GatherElements", [n, "index"], [f"kept_{i}"], axis=2) for i, n in enumerate(names)]
+    model = helper.make_model(helper.make_graph(nodes, "medusa_keep", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return {"file": path.name, "inputs": names + ["slots"], "outputs": [o.name for o in outputs]}

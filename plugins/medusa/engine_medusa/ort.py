@@ -23,6 +23,7 @@ class OrtBackend:
         kw = {"threads": threads} if threads else {}
         self.sess = artifact.session("medusa", provider, **kw)
         self.heads_sess = artifact.session("heads", provider, **kw)
+        self.keep_sess = artifact.session("keep", provider, **kw)
         self.providers = active_providers(self.sess)
         self.on_cuda = self.providers[0].startswith(("CUDA", "Tensorrt"))
         self.n_layers = cfg["n_layers"]
@@ -77,10 +78,18 @@ class OrtBackend:
         return self.hidden[:, -1]
 
     def keep(self, slots):
-        if self.on_cuda:  # gather on the host: correctness first (see MODEL_CARD)
-            self.past = [p.numpy() if hasattr(p, "numpy") else p for p in self.past]
-        idx = slots[:, None, :, None]
-        self.past = [np.take_along_axis(p, idx, axis=2) for p in self.past]
+        if not self.on_cuda:  # on the CPU numpy's gather is as fast and simpler
+            idx = slots[:, None, :, None]
+            self.past = [np.take_along_axis(p, idx, axis=2) for p in self.past]
+            return
+        binding = self.keep_sess.io_binding()
+        for i, value in enumerate(self.past):
+            binding.bind_ortvalue_input(f"past_{i}", value)
+        binding.bind_cpu_input("slots", np.ascontiguousarray(slots, np.int64))
+        for o in self.keep_sess.get_outputs():
+            binding.bind_output(o.name, "cuda")
+        self.keep_sess.run_with_iobinding(binding)
+        self.past = list(binding.get_outputs())
 
 
 class OrtMedusaDecoder(MedusaRunner, Decoder):

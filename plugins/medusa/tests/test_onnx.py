@@ -65,3 +65,18 @@ def test_ort_path_never_imports_torch(exported):
             "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_keep_graph_equals_numpy_gather(exported):
+    _, path = exported
+    art = load_artifact(path, provider="cpu")
+    be = art.backend
+    rng = np.random.default_rng(1)
+    past = [rng.standard_normal((2, be.kvh, 7, be.hd)).astype(np.float32) for _ in be.past_names]
+    slots = np.array([[0, 1, 2, 5, 6], [0, 1, 2, 4, 4]])
+    feeds = {f"past_{i}": p for i, p in enumerate(past)}
+    kept = be.keep_sess.run(None, {**feeds, "slots": slots})
+    be.past = past
+    be.keep(slots)
+    for a, b in zip(kept, be.past):
+        np.testing.assert_array_equal(a, b)
