@@ -204,3 +204,32 @@ def test_cli_bench_reports_the_issue_keys(tiny_model, tiny_ar, corpus):
     assert set(out["torch_samples_per_s"]) == set(out["ort_samples_per_s"]) == {"2", "4"}
     assert out["same_tokens_fraction"] == {"2": 1.0, "4": 1.0}
     assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc_bound"] / out["ar_bpc"])
+
+
+def test_cli_train_and_export(corpus, tmp_path):
+    tiny = ["--length", "16", "--hidden", "16", "--blocks", "1", "--heads", "2", "--cond", "8", "--batch", "4"]
+    done = run_cli(
+        "--json",
+        "--quiet",
+        "train",
+        "sedd",
+        "--data",
+        str(corpus),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--eval-seqs",
+        "2",
+        *tiny,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    bad = run_cli("train", "sedd", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))
+    assert bad.returncode == 1 and "corpus not found" in bad.stderr and not (tmp_path / "x" / "model").exists()
+    out = run_cli("--json", "export", "sedd", "--model", str(tmp_path / "run" / "model"), "--out", str(tmp_path / "a"))
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["models"]["score_net"]["inputs"] == ["tokens", "sigma_bar"]

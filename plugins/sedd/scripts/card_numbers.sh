@@ -1,0 +1,17 @@
+#!/bin/bash
+# Numbers for MODEL_CARD.md, run after runs/train_default.sh (one job at a time).
+set -e
+cd /work/main/plugins/sedd
+E=/work/venv/bin/engine
+$E --json --quiet eval sedd --ar --times 16 --threads 1 > runs/card_eval.json 2> runs/card_eval.err
+for s in 16 64 256; do
+  $E --json --quiet sample sedd --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > runs/card_sample_$s.json
+done
+$E --json --quiet sample sedd --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 --prefix "ROMEO:
+" --suffix "
+
+JULIET:
+Ay me!" > runs/card_infill.json
+$E --json --quiet sample sedd --steps 64 --length 256 --num-samples 2 --seed 0 --threads 1 --predictor euler > runs/card_sample_euler64.json
+$E --json --quiet bench sedd --threads 1 > runs/card_bench.json 2> runs/card_bench.err
+echo done > runs/card_numbers.done
