@@ -68,3 +68,19 @@ def evaluate_models(
     out.update({f"ar_{k}": v for k, v in base.items()})
     out["bpc_ratio"] = main["bpc"] / base["bpc"]
     return out
+
+
+def judge_samples(ar="default", samples: dict | None = None, tokenizer: dict | None = None) -> dict:
+    """Bits per character that the AR baseline assigns to sampled token arrays (one per key):
+    the paper's generative perplexity with our own AR model as the judge."""
+    from .component import DEFAULT_AR, resolve_model
+
+    net, cfg, _, _, tok = load_model_dir(resolve_model(DEFAULT_AR if ar in (None, "default") else ar))
+    if tokenizer is not None and tokenizer != cfg["tokenizer"]:
+        raise ValueError("the AR judge uses a different tokenizer than the samples")
+    out = {}
+    for key, tokens in (samples or {}).items():
+        nll = ar_nlls(net, np.asarray(tokens, dtype=np.int64), bos=tok.vocab_size, vocab=tok.vocab_size)
+        chars = np.mean([tok.num_chars(row) for row in np.asarray(tokens).tolist()])
+        out[key] = float(nll.mean() / (chars * np.log(2)))
+    return out

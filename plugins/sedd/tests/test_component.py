@@ -204,6 +204,7 @@ def test_cli_bench_reports_the_issue_keys(tiny_model, tiny_ar, corpus):
     assert set(out["torch_samples_per_s"]) == set(out["ort_samples_per_s"]) == {"2", "4"}
     assert out["same_tokens_fraction"] == {"2": 1.0, "4": 1.0}
     assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc_bound"] / out["ar_bpc"])
+    assert set(out["gen_bpc_under_ar"]) == {"2", "4"} and all(v > 0 for v in out["gen_bpc_under_ar"].values())
 
 
 def test_cli_train_and_export(corpus, tmp_path):
