@@ -85,6 +85,17 @@ def lm_head_fingerprint(weight: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def heads_copy(heads, dtype):
+    """A copy of MedusaHeads in dtype, with its own copy of a shared LM head."""
+    import copy
+    from .heads import MedusaHeads
+    src = heads._lm_head if heads.share_lm_head else heads.out[0]
+    clone = MedusaHeads(copy.deepcopy(src).to(dtype), heads.num_heads, heads.num_layers,
+                        heads.share_lm_head).to(dtype)
+    clone.load_state_dict(heads.state_dict())
+    return clone.eval().requires_grad_(False)
+
+
 def cache_argument(module) -> str:
     """transformers renamed `past_key_values` to `cache` during 5.x: use what forward takes."""
     import inspect
@@ -107,9 +118,12 @@ class TorchBackend:
     forward. keep(slots) keeps cache slots (np [B, L]) per row.
     """
 
-    def __init__(self, model, heads):
+    def __init__(self, model, heads, heads_dtype=torch.bfloat16):
         from transformers import DynamicCache
         self.model, self.heads = model, heads
+        # the heads only propose candidates (the base verifies them in its own dtype), so they
+        # run on a bf16 copy: their vocabulary projection is the costliest part of a step
+        self.fast_heads = heads_copy(heads, heads_dtype) if heads is not None else None
         self.dtype = next(model.parameters()).dtype
         self._cache_cls = DynamicCache
         self.cache = None
@@ -136,7 +150,11 @@ class TorchBackend:
     def head_topk(self, index: np.ndarray, k: int) -> np.ndarray:
         rows = torch.arange(self.hidden.shape[0])
         h = self.hidden[rows, torch.from_numpy(np.asarray(index, dtype=np.int64))]
-        return self.heads(h).topk(k, dim=-1).indices.numpy()
+        return self.fast_heads(h.to(self.fast_dtype)).topk(k, dim=-1).indices.numpy()
+
+    @property
+    def fast_dtype(self):
+        return next(self.fast_heads.parameters()).dtype
 
     @torch.inference_mode()
     def keep(self, slots: np.ndarray) -> None:

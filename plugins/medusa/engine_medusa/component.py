@@ -84,7 +84,8 @@ class MedusaDecoder(MedusaRunner, Decoder):
     """
 
     def __init__(self, model: str | None = None, heads="default", tree=None, topk: int | None = None,
-                 sampling: str = "lossless", chat: bool | None = None, threads: int | None = None):
+                 sampling: str = "lossless", chat: bool | None = None, threads: int | None = None,
+                 heads_dtype: str = "bfloat16"):
         from .base import DEFAULT_BASE, load_base
         import torch
         if threads:
@@ -95,18 +96,20 @@ class MedusaDecoder(MedusaRunner, Decoder):
             base = json.loads((folder / "config.json").read_text())["base_model"] if folder else DEFAULT_BASE
         self.base_name = base
         hf_model, codec = load_base(base)
-        self._init(hf_model, codec, folder, tree, topk, sampling, chat)
+        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype)
 
     @classmethod
     def from_model(cls, hf_model, codec, heads=None, tree=None, topk: int = 10,
-                   sampling: str = "lossless", chat: bool | None = None, base_name: str = "custom"):
+                   sampling: str = "lossless", chat: bool | None = None, base_name: str = "custom",
+                   heads_dtype: str = "bfloat16"):
         """Build around an already loaded model; `heads` is a MedusaHeads, a folder or None."""
         self = cls.__new__(cls)
         self.base_name = base_name
-        self._init(hf_model, codec, heads, tree, topk, sampling, chat)
+        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype)
         return self
 
-    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat):
+    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype):
+        import torch
         from .base import TorchBackend
         from .heads import MedusaHeads, load_heads
         self.model, self.heads_config = hf_model, None
@@ -125,7 +128,10 @@ class MedusaDecoder(MedusaRunner, Decoder):
             tree = FALLBACK_TREE
         if self.heads is not None and tree and max(len(p) for p in tree) > self.heads.num_heads:
             raise UsageError(f"tree is deeper than the {self.heads.num_heads} heads")
-        self._setup(TorchBackend(hf_model, self.heads), codec, tree, topk or 10, sampling, chat)
+        if heads_dtype not in ("bfloat16", "float32"):
+            raise UsageError(f"heads_dtype must be bfloat16 or float32, got {heads_dtype!r}")
+        backend = TorchBackend(hf_model, self.heads, getattr(torch, heads_dtype))
+        self._setup(backend, codec, tree, topk or 10, sampling, chat)
 
     def export_onnx(self, dest) -> Path:
         from .export import export_artifact

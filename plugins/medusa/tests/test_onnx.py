@@ -22,7 +22,7 @@ def exported(request, tmp_path_factory):
     model = request.param()
     heads = randomize_heads(MedusaHeads(model.get_output_embeddings(), 4), seed=2)
     dec = MedusaDecoder.from_model(model, char_codec(), heads=heads, tree=TREE, topk=4,
-                                   base_name=request.param.__name__)
+                                   base_name=request.param.__name__, heads_dtype="float32")
     path = dec.export_onnx(tmp_path_factory.mktemp("art") / "medusa")
     return dec, path
 
