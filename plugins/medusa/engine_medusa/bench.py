@@ -33,8 +33,8 @@ def artifact_for(decoder, cache_dir: Path, log) -> Path:
     import transformers
     key = hashlib.sha256(json.dumps({
         "base": decoder.base_name, "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
-        "weights": (decoder.heads_folder / "heads.safetensors").stat().st_mtime if getattr(decoder, "heads_folder", None) else None,
-        "tree": [list(c) for c in decoder.tree.choices] if decoder.tree else [],
+        "weights": hashlib.sha256((decoder.heads_folder / "heads.safetensors").read_bytes()).hexdigest()
+        if decoder.heads_folder else None,
         "torch": torch.__version__, "transformers": transformers.__version__}, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir / "artifacts" / f"medusa-{key}"
     if not (path / "manifest.json").exists():
@@ -70,16 +70,15 @@ def bench(argv, ctx):
     a = _parse(p, argv)
     _threads(a.threads)
     import torch
-    from engine.artifacts import load_artifact, read_artifact
+    from engine.artifacts import read_artifact
     from .ort import OrtMedusaDecoder
     from engine.interfaces import GenerationConfig
-    from .component import MedusaDecoder, resolve_heads
+    from .component import MedusaDecoder
     from .data import DEV_PROMPTS, cache_root, read_prompts
     rows = read_prompts(a.prompts or DEV_PROMPTS, a.limit or None)
     prompts = [r["prompt"] for r in rows]
     n = a.max_new_tokens
     dec = MedusaDecoder(model=a.model, heads=a.heads, tree=_tree_arg(a.tree))
-    dec.heads_folder = resolve_heads(a.heads)
     model = dec.model
     cfg = GenerationConfig(max_new_tokens=n)
     eos = list(dec.codec.eos_ids) or None
@@ -102,7 +101,14 @@ def bench(argv, ctx):
            "torch": _run("Medusa torch", component(dec), prompts, ctx.echo)}
     if not a.skip_ort:
         art = Path(a.onnx) if a.onnx else artifact_for(dec, cache_root(), ctx.echo)
-        res["ort"] = _run("Medusa onnxruntime", component(load_artifact(art, provider="cpu")), prompts, ctx.echo)
+        ort_tree = _tree_arg(a.tree)
+        stored = json.loads(p.read_text()) if dec.heads_folder and (p := dec.heads_folder / "tree.json").is_file() else {}
+        if ort_tree is None and "onnxruntime" in stored:  # tuned on onnxruntime latencies
+            ort_tree = stored["onnxruntime"]["choices"]
+        if ort_tree is None:
+            ort_tree = read_artifact(art).config["tree"]
+        res["ort"] = _run("Medusa onnxruntime", component(OrtMedusaDecoder(read_artifact(art), "cpu", tree=ort_tree)),
+                          prompts, ctx.echo)
         ort_greedy = OrtMedusaDecoder(read_artifact(art), "cpu", tree=[])  # same graph, root-only tree
         res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, ctx.echo)
     base = res["baseline"]

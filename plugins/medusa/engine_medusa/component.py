@@ -19,11 +19,14 @@ TREE_FILE = "tree.json"
 FALLBACK_TREE = [[0], [1], [0, 0], [0, 0, 0], [0, 0, 0, 0]]
 
 
-def read_tree(folder) -> tuple[list, int]:
+def read_tree(folder, backend: str = "torch") -> tuple[list, int]:
+    """The tree stored with the heads; tune-tree may store one per backend (their step
+    latencies differ), the top level being the torch one."""
     path = Path(folder) / TREE_FILE
     if not path.is_file():
         return FALLBACK_TREE, 10
     cfg = json.loads(path.read_text())
+    cfg = cfg.get(backend, cfg) if backend != "torch" else cfg
     return cfg["choices"], int(cfg.get("topk", 10))
 
 
@@ -113,6 +116,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         from .base import TorchBackend
         from .heads import MedusaHeads, load_heads
         self.model, self.heads_config = hf_model, None
+        self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
         if isinstance(heads, MedusaHeads):
             self.heads = heads
         elif heads is not None:

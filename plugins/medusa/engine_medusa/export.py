@@ -118,6 +118,11 @@ def export_artifact(decoder, dest) -> Path:
         raise UsageError("export needs Medusa heads (heads=None decodes without them)")
     tree = decoder.tree
     topk = tree.topk if tree else 10
+    choices = [list(c) for c in tree.choices] if tree else []
+    if decoder.heads_folder is not None:  # prefer the tree tuned on onnxruntime latencies
+        stored = json.loads(p.read_text()) if (p := decoder.heads_folder / "tree.json").is_file() else {}
+        if "onnxruntime" in stored and int(stored["onnxruntime"].get("topk", 10)) == topk:
+            choices = stored["onnxruntime"]["choices"]
     with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp:
         folder = Path(tmp)
         models = export_graphs(decoder.model, decoder.heads, folder, topk)
@@ -126,7 +131,7 @@ def export_artifact(decoder, dest) -> Path:
         text_dir.mkdir()
         files.update(decoder.codec.save(text_dir))
         config = {"base_model": decoder.base_name, "num_heads": decoder.heads.num_heads,
-                  "tree": [list(c) for c in tree.choices] if tree else [], "topk": topk,
+                  "tree": choices, "topk": topk,
                   "context": context_length(decoder.model.config), "sampling": decoder.sampling,
                   "chat": decoder.chat, "n_layers": len(models["medusa"]["inputs"][4:]) // 2,
                   "kv_shape": list(kv_shape(decoder.model)), "heads_config": decoder.heads_config}

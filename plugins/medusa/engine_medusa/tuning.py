@@ -14,7 +14,7 @@ from engine.errors import UsageError
 
 from .tree import expected_accept, grow_tree
 
-TREE_FILE = "tree.json"
+from .component import TREE_FILE
 
 
 def calibration_prompts(path, limit: int) -> list[str]:
@@ -48,18 +48,19 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
 def step_latency(backend, sizes, past: int = 200, repeats: int = 5) -> dict[int, float]:
     """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens."""
     rng = np.random.default_rng(0)
+    backend.reset()
+    backend.forward(rng.integers(3, 90, (1, past)), np.arange(past)[None],
+                    np.tril(np.ones((past, past), bool))[None])
     out = {}
     for q in sizes:
+        allowed = np.concatenate([np.ones((1, q, past), bool), np.tril(np.ones((q, q), bool))[None]], 2)
         times = []
         for _ in range(repeats + 1):
-            backend.reset()
-            ids = rng.integers(3, 90, (1, past))
-            backend.forward(ids, np.arange(past)[None], np.tril(np.ones((past, past), bool))[None])
-            allowed = np.concatenate([np.ones((1, q, past), bool), np.tril(np.ones((q, q), bool))[None]], 2)
             t = time.perf_counter()
             backend.forward(rng.integers(3, 90, (1, q)), past + np.arange(q)[None], allowed)
-            backend.keep(np.arange(past + 1)[None])
+            backend.keep(np.concatenate([np.arange(past), [past]])[None])  # as a step keeps 1 node
             times.append(time.perf_counter() - t)
+            backend.keep(np.arange(past)[None])  # back to the same past
         out[q] = float(np.median(times[1:]))
     return out
 
@@ -81,9 +82,15 @@ def choose_tree(acc: np.ndarray, latency: dict[int, float], max_nodes: int):
 
 
 def write_tree(folder: Path, payload: dict) -> Path:
+    """torch trees go to the top level, others under their backend's key (kept on rewrite)."""
     path = Path(folder) / TREE_FILE
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if payload["tuned_on"] == "torch":
+        new = {**payload, **{k: v for k, v in old.items() if k == "onnxruntime"}}
+    else:
+        new = {**old, payload["tuned_on"]: payload}
     tmp = path.with_name(f".{TREE_FILE}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.write_text(json.dumps(new, indent=1) + "\n")
     os.replace(tmp, path)
     return path
 
@@ -95,6 +102,8 @@ def tune_tree_cli(argv, ctx):
     p.add_argument("--model", default=None)
     p.add_argument("--prompts", default=None, help="calibration JSONL (default: shared dev.jsonl)")
     p.add_argument("--limit", type=int, default=8)
+    p.add_argument("--skip", type=int, default=40,
+                   help="skip the first N calibration prompts (the bench uses the first dev prompts)")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--max-nodes", type=int, default=24)
     p.add_argument("--past", type=int, default=200)
@@ -109,8 +118,10 @@ def tune_tree_cli(argv, ctx):
     if folder is None:
         raise UsageError("tune-tree needs heads")
     dec = MedusaDecoder(model=a.model, heads=folder, tree=[])
-    acc, raw = rank_accuracy(dec, calibration_prompts(a.prompts, a.limit), a.max_new_tokens, a.topk,
-                             progress=ctx.progress)
+    prompts = calibration_prompts(a.prompts, a.skip + a.limit)[a.skip:]
+    if not prompts:
+        raise UsageError(f"no calibration prompts left after skipping {a.skip}")
+    acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, a.topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
     if a.onnx:
         from engine.artifacts import load_artifact
@@ -122,7 +133,7 @@ def tune_tree_cli(argv, ctx):
     payload = {"choices": best["choices"], "topk": a.topk, "tuned_on": where,
                "expected_tokens_per_step": best["expected_tokens_per_step"],
                "expected_speedup": best["expected_speedup"], "rank_accuracy": np.round(acc, 4).tolist(),
-               "calibration": {"prompts": a.limit, "max_new_tokens": a.max_new_tokens,
+               "calibration": {"prompts": len(prompts), "skip": a.skip, "max_new_tokens": a.max_new_tokens,
                                "positions": raw["positions"]},
                "latency_ms": {str(k): round(v * 1e3, 2) for k, v in latency.items()},
                "candidates": [{k: v for k, v in r.items() if k != "choices"} for r in table]}

@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
 
 def test_tune_tree_stores_a_tree_with_the_heads(trained):
     out = engine("--json", "medusa", "tune-tree", "--heads", str(trained / "heads"), "--model",
-                 str(trained / "base"), "--prompts", str(trained / "p.jsonl"), "--limit", "3",
+                 str(trained / "base"), "--prompts", str(trained / "p.jsonl"), "--limit", "3", "--skip", "0",
                  "--max-new-tokens", "16", "--max-nodes", "8", "--past", "16")
     assert out.returncode == 0, out.stderr[-2000:]
     tree = json.loads((trained / "heads" / "tree.json").read_text())
