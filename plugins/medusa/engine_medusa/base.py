@@ -113,7 +113,8 @@ def float_mask(allowed: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
 class TorchBackend:
     """Runs base model + heads in torch behind the array interface the Medusa loop uses.
 
-    forward(ids, positions, allowed) -> base logits (np [B, q, V]); the cache grows by q.
+    forward(ids, positions, allowed, logits_at=None) -> base logits (np [B, q, V], or [B, 1, V]
+    at query logits_at only: a prefill needs just the last); the cache grows by q.
     head_topk(index, k) -> np [B, K, k]: each head's top-k at query index[b] of the last
     forward. keep(slots) keeps cache slots (np [B, L]) per row.
     """
@@ -137,14 +138,15 @@ class TorchBackend:
         self.hidden = None
 
     @torch.inference_mode()
-    def forward(self, ids: np.ndarray, positions: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    def forward(self, ids: np.ndarray, positions: np.ndarray, allowed: np.ndarray, logits_at=None) -> np.ndarray:
         out = self.model.base_model(
             input_ids=torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)),
             position_ids=torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64)),
             attention_mask=float_mask(allowed[:, None], self.dtype),
             use_cache=True, **{self.cache_kw: self.cache})
         self.hidden = out.last_hidden_state
-        return self.model.get_output_embeddings()(self.hidden).float().numpy()
+        h = self.hidden if logits_at is None else self.hidden[:, logits_at:logits_at + 1 or None]
+        return self.model.get_output_embeddings()(h).float().numpy()
 
     @torch.inference_mode()
     def head_topk(self, index: np.ndarray, k: int) -> np.ndarray:

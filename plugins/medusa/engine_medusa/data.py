@@ -63,8 +63,8 @@ class RecordingBackend:
         self.records = []
         self.inner.reset()
 
-    def forward(self, ids, positions, allowed):
-        logits = self.inner.forward(ids, positions, allowed)
+    def forward(self, ids, positions, allowed, **kw):
+        logits = self.inner.forward(ids, positions, allowed, **kw)
         self.records.append(self.inner.last_hidden().astype(np.float16))
         return logits
 

@@ -132,7 +132,7 @@ def medusa_generate(backend, prompts: Sequence[Sequence[int]], *, tree: TreeBuff
     rows = [RowOutput(decode, max_new_tokens, eos_ids, stop, stream) for _ in prompts]
     backend.reset()
     ids, positions, valid, allowed = prefill_arrays(prompts)
-    logits = backend.forward(ids, positions, allowed)[:, -1]
+    logits = backend.forward(ids, positions, allowed, logits_at=ids.shape[1] - 1)[:, -1]
     check_finite(logits)
     last = np.full(len(prompts), ids.shape[1] - 1)
     topk = backend.head_topk(last, tree.topk) if tree.depth else None

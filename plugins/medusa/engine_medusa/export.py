@@ -1,8 +1,9 @@
 """ONNX export: base model + Medusa heads as one graph with KV cache in/out.
 
 Graph `medusa`: input_ids [B,q], position_ids [B,q], attention_mask [B,1,q,P+q] (additive
-float), head_index [B,H] (query positions at which to evaluate the heads), past_key_i /
-past_value_i [B,h,P,d] -> logits [B,q,V], head_logits [B,H,K,V], hidden [B,q,D],
+float), head_index [B,H] (query positions at which to evaluate the heads), logits_index
+[B,Q] (query positions that need base logits: all for a tree, the last for a prefill),
+past_key_i / past_value_i [B,h,P,d] -> logits [B,Q,V], head_logits [B,H,K,V], hidden [B,q,D],
 present_key_i / present_value_i [B,h,P+q,d]; batch, q, P and H are dynamic.
 Graph `heads`: hidden [B,D] -> head_topk [B,K,k] (the next step's candidates, computed at
 the accepted node only, which the tree forward cannot know in advance).
@@ -37,7 +38,7 @@ class MedusaGraph(nn.Module):
         cache = DynamicCache(config=self.model.config)
         return cache.layers if cache.layers else range(self.model.config.num_hidden_layers)
 
-    def forward(self, input_ids, position_ids, attention_mask, head_index, *past):
+    def forward(self, input_ids, position_ids, attention_mask, head_index, logits_index, *past):
         from transformers import DynamicCache
         cache = DynamicCache(config=self.model.config)
         for i in range(self.n_layers):
@@ -46,9 +47,9 @@ class MedusaGraph(nn.Module):
                                     attention_mask=attention_mask, use_cache=True,
                                     **{self.cache_kw: cache})
         hidden = out.last_hidden_state
-        logits = self.model.get_output_embeddings()(hidden)
-        picked = torch.gather(hidden, 1, head_index[..., None].expand(-1, -1, hidden.shape[-1]))
-        head_logits = self.heads(picked)
+        gather = lambda idx: torch.gather(hidden, 1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
+        logits = self.model.get_output_embeddings()(gather(logits_index))
+        head_logits = self.heads(gather(head_index))
         presents = []
         for layer in cache.layers:
             presents += [layer.keys, layer.values]
@@ -90,16 +91,17 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
     pos = torch.arange(p, p + q).repeat(b, 1)
     mask = torch.zeros(b, 1, q, p + q, dtype=dtype)
     hidx = torch.zeros(b, h, dtype=torch.int64)
+    lidx = torch.arange(q).repeat(b, 1)
     past = [torch.zeros(b, kvh, p, hd, dtype=dtype) for _ in past_names]
-    inputs = ["input_ids", "position_ids", "attention_mask", "head_index", *past_names]
+    inputs = ["input_ids", "position_ids", "attention_mask", "head_index", "logits_index", *past_names]
     outputs = ["logits", "head_logits", "hidden", *present_names]
     Dim = torch.export.Dim
     batch, query, total, picked, plen = Dim("batch"), Dim("query"), Dim("total"), Dim("picked"), Dim("past")
     shapes = ({0: batch, 1: query}, {0: batch, 1: query}, {0: batch, 2: query, 3: total},
-              {0: batch, 1: picked}, tuple({0: batch, 2: plen} for _ in past_names))
+              {0: batch, 1: picked}, {0: batch, 1: Dim("logit_rows")}, tuple({0: batch, 2: plen} for _ in past_names))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (ids, pos, mask, hidx, *past), str(folder / "medusa.onnx"),
+        torch.onnx.export(graph, (ids, pos, mask, hidx, lidx, *past), str(folder / "medusa.onnx"),
                           input_names=inputs, output_names=outputs, dynamic_shapes=shapes,
                           opset_version=OPSET, dynamo=True, external_data=True)
         torch.onnx.export(HeadsTopK(heads, topk).eval(), (torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype),),
@@ -133,7 +135,7 @@ def export_artifact(decoder, dest) -> Path:
         config = {"base_model": decoder.base_name, "num_heads": decoder.heads.num_heads,
                   "tree": choices, "topk": topk,
                   "context": context_length(decoder.model.config), "sampling": decoder.sampling,
-                  "chat": decoder.chat, "n_layers": len(models["medusa"]["inputs"][4:]) // 2,
+                  "chat": decoder.chat, "n_layers": len(models["medusa"]["inputs"][5:]) // 2,
                   "kv_shape": list(kv_shape(decoder.model)), "heads_config": decoder.heads_config}
         return write_artifact(dest, plugin="medusa", kind="decoder", component="medusa", files=files,
                               models=models, opset=OPSET, config=config, overwrite=True)

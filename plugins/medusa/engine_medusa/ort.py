@@ -29,7 +29,7 @@ class OrtBackend:
         self.n_layers = cfg["n_layers"]
         self.kvh, self.hd = cfg["kv_shape"]
         self.context = cfg["context"]
-        self.past_names = [i.name for i in self.sess.get_inputs()][4:]
+        self.past_names = [i.name for i in self.sess.get_inputs()][5:]
         self.out_names = [o.name for o in self.sess.get_outputs()]
         self.reset()
 
@@ -41,13 +41,14 @@ class OrtBackend:
         z = np.zeros((b, self.kvh, 0, self.hd), np.float32)
         return [z] * len(self.past_names)
 
-    def forward(self, ids, positions, allowed, head_index=None):
+    def forward(self, ids, positions, allowed, head_index=None, logits_at=None):
         b = ids.shape[0]
         past = self.past if self.past is not None else self._empty_past(b)
         mask = np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32)
         hidx = np.zeros((b, 0), np.int64) if head_index is None else head_index
+        lidx = np.arange(ids.shape[1])[None].repeat(b, 0) if logits_at is None else np.full((b, 1), logits_at)
         feeds = {"input_ids": ids.astype(np.int64), "position_ids": positions.astype(np.int64),
-                 "attention_mask": mask, "head_index": hidx, **dict(zip(self.past_names, past))}
+                 "attention_mask": mask, "head_index": hidx, "logits_index": lidx, **dict(zip(self.past_names, past))}
         if self.on_cuda:
             outs = self._run_bound(feeds)
         else:
