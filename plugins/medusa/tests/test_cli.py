@@ -58,6 +58,11 @@ def test_decode_json_and_bench(trained):
                 "identical_torch", "identical_ort", "prompts", "device"):
         assert key in b
     assert b["identical_torch"] is True and b["prompts"] == 2
+    out = engine("--json", "eval", "medusa", *common, "--prompts", str(trained / "p.jsonl"), "--limit", "2",
+                 "--max-new-tokens", "12")
+    assert out.returncode == 0, out.stderr[-2000:]
+    ev = json.loads(out.stdout)
+    assert len(ev["top1"]) == 4 and ev["tokens_per_step"] >= 1.0 and ev["prompts"] == 2
 
 
 @pytest.mark.parametrize("args,message", [
