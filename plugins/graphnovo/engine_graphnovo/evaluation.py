@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from .graph import missing_fragmentation, true_prefixes
-from .masses import parse_peptide, residue_masses
+from .masses import parse_peptide, residue_mass_of, residue_masses
 from .metrics import Scorer
 from .preprocess import preprocess
 from .readers import ReaderConfig, SkipReport, read_spectra
 
 MF_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, 1.01))
+GROUP = 16  # spectra searched together
 
 
 def heldout_spectra(report: SkipReport | None = None) -> list:
@@ -36,9 +37,13 @@ class _Side:
         self.node_hits = self.node_pred = self.node_true = 0
         self.precursor_ok = self.predicted = 0
 
-    def add(self, pipeline, spec, true, mf: float) -> None:
-        graph = pipeline.graph(spec, spec.charge)
-        pred = pipeline.predict_graph(graph) if graph.n >= 2 else None
+    def add_group(self, pipeline, group: list) -> None:
+        """group: [(spectrum, true tokens, missing-fragmentation ratio)]."""
+        graphs = [pipeline.graph(spec, spec.charge) for spec, _, _ in group]
+        for (spec, true, mf), graph, pred in zip(group, graphs, pipeline.predict_graphs(graphs)):
+            self.add(pipeline, graph, pred, true, mf)
+
+    def add(self, pipeline, graph, pred, true, mf: float) -> None:
         tokens = pipeline.builder.table.decode(pred.ids) if pred else None
         self.scorer.add(tokens, true)
         next(s for (lo, hi), s in self.strata.items() if lo <= mf < hi).add(tokens, true)
@@ -68,22 +73,25 @@ def evaluate(spectra, learned, baseline, progress=None) -> dict:
     comps = {"": learned, "baseline_": baseline}
     skipped = 0
     mfs = []
+    group: list = []
     it = progress(spectra, desc="eval") if progress else spectra
-    for spec in it:
-        try:
-            true = parse_peptide(spec.label)
-        except ValueError:
-            skipped += 1
-            continue
-        mz, _ = preprocess(spec.mz, spec.intensity, spec.precursor_mz)
-        from .masses import residue_mass_of
-
-        mf = missing_fragmentation(mz, residue_masses(true), residue_mass_of(spec.precursor_mz, spec.charge),
-                                   spec.charge)
-        mfs.append(mf)
-        for key, comp in comps.items():
-            if comp is not None:
-                sides[key].add(comp.pipeline, spec, true, mf)
+    for spec in list(it) + [None]:  # None flushes the last group
+        if spec is not None:
+            try:
+                true = parse_peptide(spec.label)
+            except ValueError:
+                skipped += 1
+                continue
+            mz, _ = preprocess(spec.mz, spec.intensity, spec.precursor_mz)
+            mf = missing_fragmentation(mz, residue_masses(true), residue_mass_of(spec.precursor_mz, spec.charge),
+                                       spec.charge)
+            mfs.append(mf)
+            group.append((spec, true, mf))
+        if len(group) >= GROUP or (spec is None and group):
+            for key, comp in comps.items():
+                if comp is not None:
+                    sides[key].add_group(comp.pipeline, group)
+            group = []
     out: dict = {"spectra": len(mfs), "skipped": skipped}
     for key, comp in comps.items():
         if comp is not None:

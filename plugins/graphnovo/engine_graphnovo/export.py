@@ -61,22 +61,28 @@ def export_artifact(component, dest: Path) -> Path:
     b, n = feats["masses"].shape
     with torch.no_grad():
         mem = component.ps.encode(*enc_args)
-    path = torch.zeros((b, 3), dtype=torch.long)
-    nmask = torch.ones((b, n), dtype=torch.bool)
-    tokens = torch.full((b, 3), component.sf.bos, dtype=torch.long)
-    prefix = torch.zeros((b, 3), dtype=torch.float32)
-    seq = {0: "batch", 1: "steps"}
-    ps_dyn = {"memory": n_dyn, "node_mask": n_dyn, "path": seq, "next_mask": n_dyn, "out": n_dyn}
-    sf_dyn = {"memory": n_dyn, "node_mask": n_dyn, "node_masses": n_dyn, "tokens": seq, "prefix": seq, "gap": seq,
-              "precursor": {0: "batch"}, "out": {0: "batch"}}
+    # steps take G graphs and B beams with rows (B,) naming each beam's graph
+    beams = 3
+    rows = torch.tensor([0, 1, 1], dtype=torch.long)
+    g = t
+    path = torch.zeros((beams, 3), dtype=torch.long)
+    nmask = torch.ones((beams, n), dtype=torch.bool)
+    tokens = torch.full((beams, 3), component.sf.bos, dtype=torch.long)
+    prefix = torch.zeros((beams, 3), dtype=torch.float32)
+    seq = {0: "beams", 1: "steps"}
+    one = {0: "graphs", 1: "nodes"}
+    ps_dyn = {"memory": one, "node_mask": one, "path": seq, "next_mask": {0: "beams", 1: "nodes"},
+              "rows": {0: "beams"}, "out": {0: "beams", 1: "nodes"}}
+    sf_dyn = {"memory": one, "node_mask": one, "node_masses": one, "tokens": seq, "prefix": seq, "gap": seq,
+              "precursor": {0: "graphs"}, "rows": {0: "beams"}, "out": {0: "beams"}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         component.ps.eval(), component.sf.eval()
         _export(_Encode(component.ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx")
-        _export(_Step(component.ps), [mem, t["node_mask"], path, nmask], PS_STEP_INPUTS, ps_dyn,
+        _export(_Step(component.ps), [mem, g["node_mask"], path, nmask, rows], PS_STEP_INPUTS, ps_dyn,
                 tmp / "ps_step.onnx")
         _export(_Encode(component.sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx")
-        _export(_Step(component.sf), [mem, t["node_mask"], t["masses"], tokens, prefix, prefix + 50.0, t["precursor"]],
+        _export(_Step(component.sf), [mem, g["node_mask"], g["masses"], tokens, prefix, prefix + 50.0, g["precursor"], rows],
                 SF_STEP_INPUTS, sf_dyn, tmp / "sf_step.onnx")
         models = {
             "ps_encode": {"file": "ps_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": ["out"]},

@@ -83,24 +83,39 @@ class SpectrumGraph:
         edge = np.zeros((n, n), dtype=np.int64)
         edge[self.src, self.dst] = self.nres
         edge[self.dst, self.src] = self.nres + MAX_EDGE_RESIDUES
-        hops = np.zeros((n, n), dtype=np.int64)
-        adj = self.adjacency().astype(np.float32)
-        adj = np.maximum(adj, adj.T)
-        reach = np.eye(n, dtype=np.float32)
-        seen = reach > 0
-        for h in range(1, MAX_HOPS + 1):
-            reach = (reach @ adj) > 0
-            new = reach & ~seen
-            hops[new] = h
-            seen |= reach
-            reach = reach.astype(np.float32)
-        return edge * (MAX_HOPS + 1) + hops
+        return edge * (MAX_HOPS + 1) + hop_counts(n, self.src, self.dst)
 
     def edge_map(self) -> dict[tuple[int, int], int]:
         return {(int(a), int(b)): k for k, (a, b) in enumerate(zip(self.src, self.dst))}
 
 
 N_PAIR_CODES = (2 * MAX_EDGE_RESIDUES + 1) * (MAX_HOPS + 1)
+
+
+def hop_counts(n: int, src: np.ndarray, dst: np.ndarray, max_hops: int = MAX_HOPS) -> np.ndarray:
+    """(n, n) undirected hop distance along the sparse edges (0 = self or > max_hops).
+
+    Breadth-first over bit-packed reach sets: each hop ORs the rows of every node's
+    neighbours (reduceat over the edge list), never a dense n x n matrix product."""
+    u = np.concatenate([src, dst])
+    v = np.concatenate([dst, src])
+    order = np.argsort(u, kind="stable")
+    u, v = u[order], v[order]
+    starts = np.searchsorted(u, np.arange(n))
+    has = np.bincount(u, minlength=n) > 0
+    reach = np.packbits(np.eye(n, dtype=bool), axis=1)
+    seen = np.eye(n, dtype=bool)
+    hops = np.zeros((n, n), dtype=np.int64)
+    for h in range(1, max_hops + 1):
+        if u.size == 0:
+            break
+        spread = np.bitwise_or.reduceat(reach[v], starts[has], axis=0)
+        reach = reach.copy()
+        reach[has] |= spread
+        now = np.unpackbits(reach, axis=1, count=n).astype(bool)
+        hops[now & ~seen] = h
+        seen |= now
+    return hops
 
 
 class GraphBuilder:

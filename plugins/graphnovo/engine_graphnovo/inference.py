@@ -3,6 +3,9 @@
 PathSearcher beam search finds the most likely source -> sink node path; SeqFiller
 beam search fills each gap under the knapsack mass mask (single-residue edges forced);
 the final pick prefers sequences matching the precursor within tolerance.
+
+Several spectra are searched in lockstep: every step gathers the live beams of all of
+them into one model call (per-call overhead dominates small models on a CPU).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ MAX_TOKENS = 60
 
 class Backend(Protocol):
     def ps_encode(self, feats: dict) -> np.ndarray: ...
-    def ps_step(self, memory, node_mask, path, next_mask) -> np.ndarray: ...
+    def ps_step(self, memory, node_mask, path, next_mask, rows) -> np.ndarray: ...
     def sf_encode(self, feats: dict) -> np.ndarray: ...
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor) -> np.ndarray: ...
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class SearchConfig:
     precursor_ppm: float = 5.0
     isotopes: tuple[int, ...] = (0,)  # e.g. (0, 1) also accepts M - 1 C13 spacing
     charges: tuple[int, ...] = (2, 3, 4)  # tried when a spectrum has no charge
+    batch_spectra: int = 16  # spectra searched together
 
 
 @dataclass
@@ -53,36 +57,47 @@ class Prediction:
 # ---------------------------------------------------------------- PathSearcher
 
 
-def path_beam_search(backend: Backend, graph: SpectrumGraph, feats: dict, memory: np.ndarray,
-                     beam: int, max_steps: int) -> tuple[list[int], float]:
-    """Pointer beam search under the next-node mask; a path ends at the sink."""
-    sink = graph.n - 1
-    allowed = graph.next_mask()
-    live: list[tuple[list[int], float]] = [([0], 0.0)]
-    done: list[tuple[list[int], float]] = []
-    for _ in range(max_steps):
-        paths = np.array([p for p, _ in live], dtype=np.int64)
-        b = len(live)
-        nm = allowed[paths[:, -1]]
-        logp = backend.ps_step(np.repeat(memory, b, 0), np.repeat(feats["node_mask"], b, 0), paths, nm)
-        total = np.array([s for _, s in live])[:, None] + logp
-        total[~nm] = -np.inf
-        order = np.argsort(-total, axis=None)[:beam]
+class PathSearch:
+    """Pointer beam search for one graph under the next-node mask; ends at the sink."""
+
+    def __init__(self, graph: SpectrumGraph, beam: int, max_steps: int):
+        self.graph, self.beam, self.max_steps = graph, beam, max_steps
+        self.allowed = graph.next_mask()
+        self.live: list[tuple[list[int], float]] = [([0], 0.0)]
+        self.done: list[tuple[list[int], float]] = []
+        self.steps = 0
+
+    @property
+    def finished(self) -> bool:
+        return not self.live
+
+    def request(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        paths = np.array([p for p, _ in self.live], dtype=np.int64)
+        mask = np.zeros((len(self.live), n), dtype=bool)
+        mask[:, : self.graph.n] = self.allowed[paths[:, -1]]
+        return paths, mask
+
+    def advance(self, logp: np.ndarray) -> None:
+        g = self.graph
+        total = np.array([s for _, s in self.live])[:, None] + logp[:, : g.n]
+        total[~self.allowed[[p[-1] for p, _ in self.live]]] = -np.inf
         nxt = []
-        for flat in order:
-            i, j = divmod(int(flat), graph.n)
-            if not np.isfinite(total[i, j]):
-                continue
-            cand = (live[i][0] + [j], float(total[i, j]))
-            (done if j == sink else nxt).append(cand)
-        live = nxt
-        best_done = max((s for _, s in done), default=-np.inf)
-        if not live or max(s for _, s in live) < best_done:  # log-probs only decrease
-            break
-    if not done:  # step budget spent: close the best live path at the sink
-        p, s = max(live, key=lambda x: x[1])
-        done.append((p + [sink], s))
-    return max(done, key=lambda x: x[1])
+        for flat in np.argsort(-total, axis=None, kind="stable")[: self.beam]:
+            i, j = divmod(int(flat), g.n)
+            if np.isfinite(total[i, j]):
+                (self.done if j == g.n - 1 else nxt).append((self.live[i][0] + [j], float(total[i, j])))
+        self.live = nxt
+        self.steps += 1
+        best_done = max((s for _, s in self.done), default=-np.inf)
+        stalled = not nxt or max(s for _, s in nxt) < best_done  # log-probs only decrease
+        if stalled or self.steps >= self.max_steps:
+            if not self.done and nxt:  # step budget spent: close the best path at the sink
+                p, s = max(nxt, key=lambda x: x[1])
+                self.done.append((p + [g.n - 1], s))
+            self.live = []
+
+    def result(self) -> tuple[list[int], float]:
+        return max(self.done, key=lambda x: x[1]) if self.done else ([0, self.graph.n - 1], -np.inf)
 
 
 # ---------------------------------------------------------------- SeqFiller
@@ -102,58 +117,68 @@ class _Beam:
         return float(sum(self.logps))
 
 
-def fill_beam_search(backend: Backend, builder: GraphBuilder, graph: SpectrumGraph,
-                     feats: dict, memory: np.ndarray, segments: list[Segment], beam: int,
-                     bos: int, final_tol: float | None = None) -> list[_Beam]:
-    """Fill every gap exactly (knapsack mask), forcing single-residue edges. Residuals
-    carry into the next gap; the last gap closes within ``final_tol`` (the precursor
-    window) so that the whole sequence matches M."""
-    masses = builder.table.masses
-    tol = graph.edge_tol
-    final_tol = tol if final_tol is None else final_tol
-    live = [_Beam([], [], 0, segments[0].mass, [0.0], [segments[0].mass])]
-    done: list[_Beam] = []
-    for _ in range(MAX_TOKENS):
-        b = len(live)
-        tokens = np.array([[bos] + x.ids for x in live], dtype=np.int64)
-        prefix = np.array([x.prefix for x in live], dtype=np.float32)
-        gaps = np.array([x.gaps for x in live], dtype=np.float32)
-        logp = backend.sf_step(np.repeat(memory, b, 0), np.repeat(feats["node_mask"], b, 0),
-                               np.repeat(feats["masses"], b, 0), tokens, prefix, gaps,
-                               np.repeat(feats["precursor"], b, 0))
+class FillSearch:
+    """Fill every gap of a path exactly (knapsack mask), forcing single-residue edges.
+    Residuals carry into the next gap, so the whole sequence sums to M."""
+
+    def __init__(self, builder: GraphBuilder, graph: SpectrumGraph, segments: list[Segment], beam: int):
+        self.builder, self.graph, self.segments, self.beam = builder, graph, segments, beam
+        self.tol = graph.edge_tol
+        self.live = [_Beam([], [], 0, segments[0].mass, [0.0], [segments[0].mass])] if segments else []
+        self.done: list[_Beam] = []
+
+    @property
+    def finished(self) -> bool:
+        return not self.live
+
+    def request(self, bos: int):
+        tokens = np.array([[bos] + x.ids for x in self.live], dtype=np.int64)
+        prefix = np.array([x.prefix for x in self.live], dtype=np.float32)
+        gaps = np.array([x.gaps for x in self.live], dtype=np.float32)
+        return tokens, prefix, gaps
+
+    def advance(self, logp: np.ndarray) -> None:
+        masses, segs = self.builder.table.masses, self.segments
         cands = []
-        for i, x in enumerate(live):
-            close = final_tol if x.seg == len(segments) - 1 else tol
-            for t in _allowed(x, segments, builder, tol, close):
+        for i, x in enumerate(self.live):
+            for t in self._allowed(x):
                 cands.append((x.score + float(logp[i, t]), i, int(t), float(logp[i, t])))
         cands.sort(key=lambda c: -c[0])
         nxt = []
-        for total, i, t, lp in cands[:beam]:
-            x = live[i]
+        for _total, i, t, lp in cands[: self.beam]:
+            x = self.live[i]
             rem, seg = x.remaining - masses[t], x.seg
-            if abs(rem) <= (final_tol if seg == len(segments) - 1 else tol):  # gap closed: carry the residual into the next gap
+            if abs(rem) <= self.tol:  # gap closed: carry the residual into the next gap
                 seg += 1
-                rem = segments[seg].mass + rem if seg < len(segments) else rem
+                rem = segs[seg].mass + rem if seg < len(segs) else rem
             y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]],
                       x.gaps + [rem])
-            (done if seg == len(segments) else nxt).append(y)
-        live = nxt
-        best_done = max((d.score for d in done), default=-np.inf)
-        if not live or max(x.score for x in live) < best_done:
-            break
-    return done
+            (self.done if seg == len(segs) else nxt).append(y)
+        best_done = max((d.score for d in self.done), default=-np.inf)
+        too_long = nxt and len(nxt[0].ids) >= MAX_TOKENS
+        self.live = [] if (not nxt or too_long or max(x.score for x in nxt) < best_done) else nxt
+
+    def _allowed(self, x: _Beam) -> np.ndarray:
+        seg = self.segments[x.seg]
+        if seg.token >= 0 and abs(x.remaining - seg.mass) <= self.tol:
+            return np.array([seg.token])
+        ok = np.zeros(0, dtype=np.int64)
+        for widen in (1.0, 3.0):  # widened once if the mask is empty
+            ok = np.flatnonzero(allowed_tokens(x.remaining, not x.ids, self.builder, self.tol * widen))
+            if ok.size:
+                break
+        return ok
 
 
-def _allowed(x: _Beam, segments: list[Segment], builder: GraphBuilder, tol: float,
-             close: float) -> np.ndarray:
-    seg = segments[x.seg]
-    if seg.token >= 0 and abs(x.remaining - seg.mass) <= tol:
-        return np.array([seg.token])
-    for widen in (1.0, 3.0):  # widened once if the mask is empty
-        ok = np.flatnonzero(allowed_tokens(x.remaining, not x.ids, builder, tol * widen, close * widen))
-        if ok.size:
-            return ok
-    return ok
+def _lockstep(searches: list, call) -> None:
+    """Advance all unfinished searches together: one model call per step."""
+    while True:
+        active = [s for s in searches if not s.finished]
+        if not active:
+            return
+        outs = call(active)
+        for s, out in zip(active, outs):
+            s.advance(out)
 
 
 # ---------------------------------------------------------------- spectra -> hits
@@ -182,42 +207,66 @@ class Pipeline:
         self.builder, self.backend, self.search, self.prep = builder, backend, search, prep
         self.bos = bos if bos is not None else len(builder.table.tokens)
 
-    def graph(self, spectrum, charge: int) -> SpectrumGraph | None:
+    def graph(self, spectrum, charge: int) -> SpectrumGraph:
         mz, inten = preprocess(spectrum.mz, spectrum.intensity, spectrum.precursor_mz, self.prep)
         return self.builder.build(mz, inten, spectrum.precursor_mz, charge)
 
     def predict_graph(self, graph: SpectrumGraph) -> Prediction | None:
-        if self.backend is None:
-            out = dp_sequence(graph, self.builder)
-            if out is None:
-                return None
-            ids, scores, path = out
-            pred = Prediction(ids, scores, path, float(np.mean(scores)))
-        else:
-            pred = self._learned(graph)
-            if pred is None:
-                return None
-        self._check_precursor(pred, graph)
-        return pred
+        return self.predict_graphs([graph])[0]
 
-    def _learned(self, graph: SpectrumGraph) -> Prediction | None:
-        s = self.search
-        feats = pad_batch([graph_arrays(graph)])
-        mem = self.backend.ps_encode(feats)
-        path, path_score = path_beam_search(self.backend, graph, feats, mem, s.path_beam, s.max_path_steps)
-        segments = path_segments(graph, path)
-        sf_mem = self.backend.sf_encode(feats)
-        ppm_tol = max(s.precursor_ppm * 1e-6 * graph.precursor_mass, 0.004)
-        beams = fill_beam_search(self.backend, self.builder, graph, feats, sf_mem, segments, s.fill_beam,
-                                 self.bos, final_tol=ppm_tol)
-        if not beams:  # no exact fill: accept the graph's own tolerance
-            beams = fill_beam_search(self.backend, self.builder, graph, feats, sf_mem, segments,
-                                     s.fill_beam, self.bos)
-        if not beams:
+    def predict_graphs(self, graphs: list[SpectrumGraph]) -> list[Prediction | None]:
+        preds = self._learned(graphs) if self.backend is not None else [self._dp(g) for g in graphs]
+        for pred, g in zip(preds, graphs):
+            if pred is not None:
+                self._check_precursor(pred, g)
+        return preds
+
+    def _dp(self, graph: SpectrumGraph) -> Prediction | None:
+        out = dp_sequence(graph, self.builder)
+        if out is None:
             return None
-        masses = self.builder.table.masses
-        ranked = sorted(beams, key=lambda x: -x.score)
-        matching = [x for x in ranked if precursor_match(float(masses[x.ids].sum()), graph.precursor_mass,
+        ids, scores, path = out
+        return Prediction(ids, scores, path, float(np.mean(scores)))
+
+    def _learned(self, graphs: list[SpectrumGraph]) -> list[Prediction | None]:
+        s, be = self.search, self.backend
+        feats = pad_batch([graph_arrays(g) for g in graphs])
+        n = feats["masses"].shape[1]
+        index = {id(g): k for k, g in enumerate(graphs)}
+        mem = be.ps_encode(feats)
+
+        def ps_call(active):
+            reqs = [a.request(n) for a in active]
+            rows = np.concatenate([np.full(len(r[0]), index[id(a.graph)], dtype=np.int64)
+                                   for a, r in zip(active, reqs)])
+            logp = be.ps_step(mem, feats["node_mask"], np.concatenate([r[0] for r in reqs]),
+                              np.concatenate([r[1] for r in reqs]), rows)
+            return np.split(logp, np.cumsum([len(r[0]) for r in reqs])[:-1])
+
+        paths = [PathSearch(g, s.path_beam, s.max_path_steps) for g in graphs]
+        _lockstep(paths, ps_call)
+        sf_mem = be.sf_encode(feats)
+
+        def sf_call(active):
+            reqs = [a.request(self.bos) for a in active]
+            rows = np.concatenate([np.full(len(r[0]), index[id(a.graph)], dtype=np.int64)
+                                   for a, r in zip(active, reqs)])
+            cat = [np.concatenate([r[k] for r in reqs]) for k in range(3)]
+            logp = be.sf_step(sf_mem, feats["node_mask"], feats["masses"], *cat, feats["precursor"], rows)
+            return np.split(logp, np.cumsum([len(r[0]) for r in reqs])[:-1])
+
+        found = [p.result() for p in paths]
+        fills = [FillSearch(self.builder, g, path_segments(g, path), s.fill_beam)
+                 for g, (path, _) in zip(graphs, found)]
+        _lockstep(fills, sf_call)
+        return [self._pick(f, path, score) for f, (path, score) in zip(fills, found)]
+
+    def _pick(self, fill: FillSearch, path: list[int], path_score: float) -> Prediction | None:
+        if not fill.done:
+            return None
+        s, masses, g = self.search, self.builder.table.masses, fill.graph
+        ranked = sorted(fill.done, key=lambda x: -x.score)
+        matching = [x for x in ranked if precursor_match(float(masses[x.ids].sum()), g.precursor_mass,
                                                           s.precursor_ppm, s.isotopes)[0]]
         best = (matching or ranked)[0]
         scores = [float(np.exp(lp)) for lp in best.logps]
@@ -230,25 +279,36 @@ class Pipeline:
         if not ok:  # Casanovo's convention: a precursor mismatch costs one score unit
             pred.score -= 1.0
 
-    def predict(self, spectrum) -> tuple[Prediction, int] | None:
-        """Best prediction over the spectrum's charge (or the configured range)."""
-        charges = (spectrum.charge,) if spectrum.charge else self.search.charges
-        best = None
-        for z in charges:
-            graph = self.graph(spectrum, z)
-            if graph is None or graph.n < 2:
-                continue
-            pred = self.predict_graph(graph)
-            if pred is not None and (best is None or pred.score > best[0].score):
-                best = (pred, z)
+    def predict_many(self, spectra: list) -> list[tuple[Prediction, int] | None]:
+        """Best prediction per spectrum over its charge (or the configured charge range)."""
+        jobs = [(k, z) for k, sp in enumerate(spectra) for z in ((sp.charge,) if sp.charge else self.search.charges)]
+        graphs = [self.graph(spectra[k], z) for k, z in jobs]
+        preds = self.predict_graphs(graphs)
+        best: list[tuple[Prediction, int] | None] = [None] * len(spectra)
+        for (k, z), pred in zip(jobs, preds):
+            if pred is not None and (best[k] is None or pred.score > best[k][0].score):
+                best[k] = (pred, z)
         return best
 
+    def predict(self, spectrum) -> tuple[Prediction, int] | None:
+        return self.predict_many([spectrum])[0]
+
     def hits(self, spectra: Iterable, failures: list | None = None) -> Iterator:
-        """Spectra -> engine PeptideHit; spectra with no prediction go to ``failures``."""
+        """Spectra -> engine PeptideHit, streamed in groups of ``batch_spectra``;
+        spectra with no prediction go to ``failures``."""
+        group: list = []
+        for spec in spectra:
+            group.append(spec)
+            if len(group) >= self.search.batch_spectra:
+                yield from self._group_hits(group, failures)
+                group = []
+        if group:
+            yield from self._group_hits(group, failures)
+
+    def _group_hits(self, group: list, failures: list | None) -> Iterator:
         from engine.interfaces import PeptideHit
 
-        for spec in spectra:
-            out = self.predict(spec)
+        for spec, out in zip(group, self.predict_many(group)):
             if out is None:
                 if failures is not None:
                     failures.append((spec.source or "", spec.ref, "no path: no sequence fills the graph"))

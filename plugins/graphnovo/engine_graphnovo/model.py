@@ -75,12 +75,16 @@ class Attention(nn.Module):
             nn.init.eye_(self.post.weight)
 
     def _split(self, x):
-        b, t, _ = x.shape
-        return x.view(b, t, self.h, self.dk).transpose(1, 2)
+        # x's own batch: a batch-1 memory broadcasts against a batch of beams
+        return x.view(x.shape[0], x.shape[1], self.h, self.dk).transpose(1, 2)
 
-    def forward(self, x, mem, bias):
-        """bias: (B, H or 1, Tq, Tk) additive (NEG blocks)."""
+    def forward(self, x, mem, bias, rows=None):
+        """bias: (B, H or 1, Tq, Tk) additive (NEG blocks). ``rows`` (B,) picks each
+        query's memory from a smaller batch of graphs after projecting it (beams of
+        several graphs share one projection per graph)."""
         q, k, v = self._split(self.q(x)), self._split(self.k(mem)), self._split(self.v(mem))
+        if rows is not None:
+            k, v = k[rows], v[rows]
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.dk)
         if self.pre is not None:
             logits = self.pre(logits.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -88,7 +92,7 @@ class Attention(nn.Module):
         attn = torch.softmax(logits, dim=-1)
         if self.post is not None:
             attn = self.post(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        out = (attn @ v).transpose(1, 2).reshape(x.shape)
+        out = (attn @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
         return self.o(out)
 
 
@@ -113,10 +117,10 @@ class DecoderLayer(nn.Module):
         self.cross = Attention(cfg.d_model, cfg.heads)
         self.ff = GEGLU(cfg.d_model, cfg.ff_mult)
 
-    def forward(self, x, mem, self_bias, cross_bias):
+    def forward(self, x, mem, self_bias, cross_bias, rows=None):
         h = self.n1(x)
         x = x + self.self_attn(h, h, self_bias)
-        x = x + self.cross(self.n2(x), mem, cross_bias)
+        x = x + self.cross(self.n2(x), mem, cross_bias, rows)
         return x + self.ff(self.n3(x))
 
 
@@ -167,18 +171,22 @@ class PathSearcher(nn.Module):
     def encode(self, ions, masses, precursor, charge, pair_code, node_mask):
         return self.encoder(ions, masses, precursor, charge, pair_code, node_mask)
 
-    def decode(self, memory, node_mask, path, next_mask):
+    def decode(self, memory, node_mask, path, next_mask, rows=None):
         """path (B, T) node ids (starts with the source); next_mask (B, T, n) allowed
-        next nodes per step. Returns log-probabilities (B, T, n)."""
-        t = path.shape[1]
-        x = torch.gather(memory, 1, path[..., None].expand(-1, -1, memory.shape[-1]))
+        next nodes per step; rows (B,) graph of each path (default: its own row).
+        Returns log-probabilities (B, T, n)."""
+        b, t = path.shape
+        if rows is None:
+            rows = torch.arange(b, device=path.device)
+        x = memory[rows[:, None], path]
         x = x + self.step_emb(torch.arange(t, device=path.device).clamp(max=self.cfg.max_steps - 1))[None]
+        node_mask = node_mask[rows]
         cross = (~node_mask)[:, None, None, :].float() * NEG
         causal = _causal(t, path.device)
         for layer in self.layers:
-            x = layer(x, memory, causal, cross)
+            x = layer(x, memory, causal, cross, rows)
         q = self.pq(self.norm(x))
-        logits = q @ self.pk(memory).transpose(1, 2) / math.sqrt(q.shape[-1])
+        logits = q @ self.pk(memory)[rows].transpose(1, 2) / math.sqrt(q.shape[-1])
         logits = logits.masked_fill(~(next_mask & node_mask[:, None, :]), NEG)
         return torch.log_softmax(logits, dim=-1)
 
@@ -187,11 +195,11 @@ class PathSearcher(nn.Module):
         mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
         return self.decode(mem, node_mask, path, next_mask)
 
-    def step(self, memory, node_mask, path, next_mask):
-        """Last-step log-probabilities (B, n); next_mask (B, n)."""
+    def step(self, memory, node_mask, path, next_mask, rows):
+        """Last-step log-probabilities (B, n); next_mask (B, n); rows (B,) graph ids."""
         t = path.shape[1]
         nm = next_mask[:, None, :].expand(-1, t, -1)
-        return self.decode(memory, node_mask, path, nm)[:, -1]
+        return self.decode(memory, node_mask, path, nm, rows)[:, -1]
 
 
 class SeqFiller(nn.Module):
@@ -213,13 +221,16 @@ class SeqFiller(nn.Module):
     def encode(self, ions, masses, precursor, charge, pair_code, node_mask):
         return self.encoder(ions, masses, precursor, charge, pair_code, node_mask)
 
-    def decode(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
+    def decode(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows=None):
         """tokens (B, T) input ids (BOS first), prefix (B, T) residue mass before each
         position, gap (B, T) mass left to the next PathSearcher node (the gap being
         filled). Cross-attention sees nodes heavier than prefix + one glycine (and the
-        sink). Returns log-probabilities (B, T, vocab)."""
+        sink); rows (B,) picks each sequence's graph. Returns log-probabilities (B, T, vocab)."""
         d = self.cfg.d_model
-        t = tokens.shape[1]
+        b, t = tokens.shape
+        if rows is None:
+            rows = torch.arange(b, device=tokens.device)
+        node_mask, node_masses, precursor = node_mask[rows], node_masses[rows], precursor[rows]
         menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d),
                           mass_encoding(gap, d)], -1)
         x = self.tok(tokens) + self.mass_proj(menc)
@@ -229,7 +240,7 @@ class SeqFiller(nn.Module):
         cross = (~visible)[:, None].float() * NEG
         causal = _causal(t, tokens.device)
         for layer in self.layers:
-            x = layer(x, memory, causal, cross)
+            x = layer(x, memory, causal, cross, rows)
         return torch.log_softmax(self.out(self.norm(x)), dim=-1)
 
     def forward(self, ions, masses, precursor, charge, pair_code, node_mask, tokens, prefix, gap):
@@ -237,8 +248,8 @@ class SeqFiller(nn.Module):
         mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
         return self.decode(mem, node_mask, masses, tokens, prefix, gap, precursor)
 
-    def step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
-        return self.decode(memory, node_mask, node_masses, tokens, prefix, gap, precursor)[:, -1]
+    def step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
+        return self.decode(memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows)[:, -1]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -267,9 +278,10 @@ class TorchBackend:
         return self._encode(self.sf, feats)
 
     @torch.no_grad()
-    def ps_step(self, memory, node_mask, path, next_mask):
-        return self.ps.step(*self._t(memory, node_mask, path, next_mask)).numpy()
+    def ps_step(self, memory, node_mask, path, next_mask, rows):
+        return self.ps.step(*self._t(memory, node_mask, path, next_mask, rows)).numpy()
 
     @torch.no_grad()
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
-        return self.sf.step(*self._t(memory, node_mask, node_masses, tokens, prefix, gap, precursor)).numpy()
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
+        return self.sf.step(*self._t(memory, node_mask, node_masses, tokens, prefix, gap, precursor,
+                                     rows)).numpy()

@@ -29,12 +29,12 @@ class OrtBackend:
     def sf_encode(self, feats):
         return self._encode("sf_encode", feats)
 
-    def ps_step(self, memory, node_mask, path, next_mask):
-        return self._run("ps_step", PS_STEP_INPUTS, [memory, node_mask, path, next_mask])
+    def ps_step(self, memory, node_mask, path, next_mask, rows):
+        return self._run("ps_step", PS_STEP_INPUTS, [memory, node_mask, path, next_mask, rows])
 
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor):
+    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
         return self._run("sf_step", SF_STEP_INPUTS, [memory, node_mask, node_masses, tokens, prefix, gap,
-                                                     np.asarray(precursor, dtype=np.float32)])
+                                                     np.asarray(precursor, dtype=np.float32), rows])
 
 
 class OrtSequencer(_PipelineSequencer):

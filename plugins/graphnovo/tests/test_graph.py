@@ -106,3 +106,30 @@ def test_dp_baseline_sequences_a_perfect_ladder(builder):
     ids, scores, path = sequence_graph(g, builder)
     assert builder.table.decode(ids) == tokens
     assert len(scores) == len(tokens)
+
+
+def test_hop_counts_match_breadth_first_search():
+    from collections import deque
+
+    from engine_graphnovo.graph import hop_counts
+
+    rng = np.random.default_rng(5)
+    n = 40
+    pairs = {tuple(sorted(p)) for p in rng.integers(0, n, (60, 2)) if p[0] != p[1]}
+    src, dst = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    got = hop_counts(n, src, dst, max_hops=4)
+    nbrs = {i: set() for i in range(n)}
+    for a, b in pairs:
+        nbrs[a].add(b)
+        nbrs[b].add(a)
+    for s in range(n):
+        dist = {s: 0}
+        q = deque([s])
+        while q:
+            x = q.popleft()
+            for y in nbrs[x]:
+                if y not in dist:
+                    dist[y] = dist[x] + 1
+                    q.append(y)
+        want = np.array([dist.get(t, 0) if dist.get(t, 0) <= 4 else 0 for t in range(n)])
+        assert np.array_equal(got[s], want)

@@ -63,7 +63,7 @@ def test_step_equals_last_position_of_teacher_forcing(batch):
         mem = ps.encode(b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
         full = ps.decode(mem, b["node_mask"], b["path"], b["nmask"])
         k = 3
-        step = ps.step(mem, b["node_mask"], b["path"][:, :k], b["nmask"][:, k - 1])
+        step = ps.step(mem, b["node_mask"], b["path"][:, :k], b["nmask"][:, k - 1], torch.tensor([0]))
     torch.testing.assert_close(step, full[:, k - 1], atol=1e-5, rtol=1e-5)
 
 

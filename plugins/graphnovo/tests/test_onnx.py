@@ -30,15 +30,19 @@ def test_sessions_match_torch(exported):
     for enc in ("ps_encode", "sf_encode"):
         a, b = getattr(torch_be, enc)(feats), getattr(ort_be, enc)(feats)
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
-    mem = torch_be.ps_encode(feats)
+    mem = torch_be.ps_encode(feats)  # steps: 3 graphs, beams naming their graph by row
     n = feats["masses"].shape[1]
-    path = np.array([[0, 1], [0, 2], [0, 1]], dtype=np.int64)
-    nmask = np.ones((3, n), dtype=bool)
-    np.testing.assert_allclose(torch_be.ps_step(mem, feats["node_mask"], path, nmask),
-                               ort_be.ps_step(mem, feats["node_mask"], path, nmask), atol=1e-4)
-    tokens = np.array([[25, 3, 4]] * 3, dtype=np.int64)
-    prefix = np.array([[0.0, 97.05, 200.1]] * 3, dtype=np.float32)
-    args = (mem, feats["node_mask"], feats["masses"], tokens, prefix, prefix + 60.0, feats["precursor"])
+    rows = np.array([2, 0, 2, 1], dtype=np.int64)
+    path = np.array([[0, 1], [0, 2], [0, 1], [0, 3]], dtype=np.int64)
+    nmask = np.ones((4, n), dtype=bool)
+    a = torch_be.ps_step(mem, feats["node_mask"], path, nmask, rows)
+    np.testing.assert_allclose(a, ort_be.ps_step(mem, feats["node_mask"], path, nmask, rows), atol=1e-4)
+    np.testing.assert_allclose(a[0], a[2], atol=1e-6)  # same graph and path, same answer
+    one = torch_be.ps_step(mem[2:3], feats["node_mask"][2:3], path[:1], nmask[:1], rows[:1] * 0)
+    np.testing.assert_allclose(a[0], one[0], atol=1e-5)  # rows pick the right graph
+    tokens = np.array([[25, 3, 4]] * 4, dtype=np.int64)
+    prefix = np.array([[0.0, 97.05, 200.1]] * 4, dtype=np.float32)
+    args = (mem, feats["node_mask"], feats["masses"], tokens, prefix, prefix + 60.0, feats["precursor"], rows)
     np.testing.assert_allclose(torch_be.sf_step(*args), ort_be.sf_step(*args), atol=1e-4)
 
 
