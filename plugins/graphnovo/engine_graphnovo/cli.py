@@ -29,6 +29,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fill-beam", type=int, default=5)
     p.add_argument("--precursor-ppm", type=float, default=5.0)
     p.add_argument("--isotopes", default="0", help="isotope errors accepted, e.g. 0,1")
+    p.add_argument("--path-length-bonus", type=float, default=None,
+                   help="log-probability bonus per PathSearcher step (default: the model's)")
 
 
 def _search_options(args) -> dict:
@@ -39,8 +41,11 @@ def _search_options(args) -> dict:
         raise UsageError("--charges and --isotopes take comma-separated integers") from None
     if any(c <= 0 for c in charges):
         raise UsageError("--charges must be positive")
-    return {"charges": charges, "isotopes": isotopes, "path_beam": args.path_beam,
-            "fill_beam": args.fill_beam, "precursor_ppm": args.precursor_ppm}
+    out = {"charges": charges, "isotopes": isotopes, "path_beam": args.path_beam,
+           "fill_beam": args.fill_beam, "precursor_ppm": args.precursor_ppm}
+    if args.path_length_bonus is not None:
+        out["path_length_bonus"] = args.path_length_bonus
+    return out
 
 
 def _component(args, baseline: bool, search: dict):
@@ -53,11 +58,10 @@ def _component(args, baseline: bool, search: dict):
         from engine.artifacts import read_artifact
 
         from .component import pipeline_from_meta
-        from .inference import SearchConfig
         from .ort import OrtSequencer
 
         comp = OrtSequencer(read_artifact(args.artifact), getattr(args, "provider", "auto"))
-        comp.pipeline = pipeline_from_meta(comp.meta, comp.backend, SearchConfig(**search))
+        comp.pipeline = pipeline_from_meta(comp.meta, comp.backend, search)
         return comp
     try:
         return GraphNovoSequencer(weights=getattr(args, "weights", None), **search)

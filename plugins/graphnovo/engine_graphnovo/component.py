@@ -24,12 +24,18 @@ def example_spectra() -> list[Spectrum]:
     return list(read_spectra([EXAMPLES]))
 
 
-def _search(options: dict) -> SearchConfig:
+def _search(options: dict, defaults: dict | None = None) -> SearchConfig:
+    """User options over the model's tuned defaults (meta["search"]) over SearchConfig."""
     keys = SearchConfig.__dataclass_fields__
     unknown = sorted(set(options) - set(keys))
     if unknown:
         raise TypeError(f"unknown graphnovo options: {', '.join(unknown)}")
-    return SearchConfig(**options)
+    merged = {k: v for k, v in (defaults or {}).items() if k in keys}
+    merged.update(options)
+    for key in ("isotopes", "charges"):
+        if key in merged:
+            merged[key] = tuple(merged[key])
+    return SearchConfig(**merged)
 
 
 class _PipelineSequencer(Sequencer):
@@ -80,7 +86,7 @@ class GraphNovoSequencer(_PipelineSequencer):
         if not (self.weights / "config.json").is_file():
             raise ValueError(f"no graphnovo weights at {self.weights} (train them: engine train graphnovo)")
         self.ps, self.sf, self.meta = load_weights(self.weights)
-        self.pipeline = pipeline_from_meta(self.meta, TorchBackend(self.ps, self.sf), _search(options))
+        self.pipeline = pipeline_from_meta(self.meta, TorchBackend(self.ps, self.sf), options)
 
     def export_onnx(self, dest) -> Path:
         from .export import export_artifact
@@ -88,8 +94,12 @@ class GraphNovoSequencer(_PipelineSequencer):
         return export_artifact(self, Path(dest))
 
 
-def pipeline_from_meta(meta: dict, backend, search: SearchConfig = SearchConfig()) -> Pipeline:
-    """Rebuild the exact graph/preprocess settings a model was trained with."""
+def pipeline_from_meta(meta: dict, backend, options: dict | None = None) -> Pipeline:
+    """Rebuild the exact graph/preprocess settings a model was trained with; search
+    settings: ``options`` over the model's tuned defaults."""
     table = ResidueTable(tuple(meta["residues"]))
     builder = GraphBuilder(table, GraphConfig(**meta["graph"]))
-    return Pipeline(builder, backend, search, PreprocessConfig(**meta["preprocess"]), bos=meta["model"]["vocab"])
+    search = _search(dict(options or {}), meta.get("search"))
+    m = meta["model"]
+    cache = (m["decoder_layers"], 2, m["heads"], m["d_model"] // m["heads"])
+    return Pipeline(builder, backend, search, PreprocessConfig(**meta["preprocess"]), bos=m["vocab"], cache=cache)

@@ -26,10 +26,14 @@ MAX_TOKENS = 60
 
 
 class Backend(Protocol):
+    """Encoders return node memories; steps take one new position per beam and a
+    (layers, 2, beams, heads, steps, head_dim) key/value cache, and return
+    (log-probabilities, the extended cache)."""
+
     def ps_encode(self, feats: dict) -> np.ndarray: ...
-    def ps_step(self, memory, node_mask, path, next_mask, rows) -> np.ndarray: ...
+    def ps_step(self, memory, node_mask, last, position, next_mask, rows, past) -> tuple: ...
     def sf_encode(self, feats: dict) -> np.ndarray: ...
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows) -> np.ndarray: ...
+    def sf_step(self, memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past) -> tuple: ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class SearchConfig:
     isotopes: tuple[int, ...] = (0,)  # e.g. (0, 1) also accepts M - 1 C13 spacing
     charges: tuple[int, ...] = (2, 3, 4)  # tried when a spectrum has no charge
     batch_spectra: int = 16  # spectra searched together
+    # Summed log-probabilities favour short paths (few observed nodes, long gaps); a
+    # bonus per path step counters that. 0 = the paper's plain sum.
+    path_length_bonus: float = 0.0
 
 
 @dataclass
@@ -60,10 +67,11 @@ class Prediction:
 class PathSearch:
     """Pointer beam search for one graph under the next-node mask; ends at the sink."""
 
-    def __init__(self, graph: SpectrumGraph, beam: int, max_steps: int):
-        self.graph, self.beam, self.max_steps = graph, beam, max_steps
+    def __init__(self, graph: SpectrumGraph, beam: int, max_steps: int, bonus: float = 0.0):
+        self.graph, self.beam, self.max_steps, self.bonus = graph, beam, max_steps, bonus
         self.allowed = graph.next_mask()
         self.live: list[tuple[list[int], float]] = [([0], 0.0)]
+        self.parents = [0]  # row of each live path in the previous step's batch
         self.done: list[tuple[list[int], float]] = []
         self.steps = 0
 
@@ -72,24 +80,32 @@ class PathSearch:
         return not self.live
 
     def request(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        paths = np.array([p for p, _ in self.live], dtype=np.int64)
+        """(last node of each live path, its next-node mask padded to n)."""
+        last = np.array([p[-1] for p, _ in self.live], dtype=np.int64)
         mask = np.zeros((len(self.live), n), dtype=bool)
-        mask[:, : self.graph.n] = self.allowed[paths[:, -1]]
-        return paths, mask
+        mask[:, : self.graph.n] = self.allowed[last]
+        return last, mask
 
     def advance(self, logp: np.ndarray) -> None:
         g = self.graph
-        total = np.array([s for _, s in self.live])[:, None] + logp[:, : g.n]
+        total = np.array([s for _, s in self.live])[:, None] + logp[:, : g.n] + self.bonus
         total[~self.allowed[[p[-1] for p, _ in self.live]]] = -np.inf
-        nxt = []
+        nxt, parents = [], []
         for flat in np.argsort(-total, axis=None, kind="stable")[: self.beam]:
             i, j = divmod(int(flat), g.n)
-            if np.isfinite(total[i, j]):
-                (self.done if j == g.n - 1 else nxt).append((self.live[i][0] + [j], float(total[i, j])))
-        self.live = nxt
+            if not np.isfinite(total[i, j]):
+                continue
+            if j == g.n - 1:
+                self.done.append((self.live[i][0] + [j], float(total[i, j])))
+            else:
+                nxt.append((self.live[i][0] + [j], float(total[i, j])))
+                parents.append(i)
+        self.live, self.parents = nxt, parents
         self.steps += 1
         best_done = max((s for _, s in self.done), default=-np.inf)
-        stalled = not nxt or max(s for _, s in nxt) < best_done  # log-probs only decrease
+        # a live path gains at most the bonus per step, and each step adds >= one glycine
+        ahead = [s + self.bonus * np.ceil((g.precursor_mass - g.masses[p[-1]]) / 57.0) for p, s in nxt]
+        stalled = not nxt or max(ahead) < best_done
         if stalled or self.steps >= self.max_steps:
             if not self.done and nxt:  # step budget spent: close the best path at the sink
                 p, s = max(nxt, key=lambda x: x[1])
@@ -111,6 +127,7 @@ class _Beam:
     remaining: float
     prefix: list[float]
     gaps: list[float]  # mass left in the current gap before each position
+    parent: int = 0  # row of the beam it extends in the previous step's batch
 
     @property
     def score(self) -> float:
@@ -131,11 +148,16 @@ class FillSearch:
     def finished(self) -> bool:
         return not self.live
 
+    @property
+    def parents(self) -> list[int]:
+        return [x.parent for x in self.live]
+
     def request(self, bos: int):
-        tokens = np.array([[bos] + x.ids for x in self.live], dtype=np.int64)
-        prefix = np.array([x.prefix for x in self.live], dtype=np.float32)
-        gaps = np.array([x.gaps for x in self.live], dtype=np.float32)
-        return tokens, prefix, gaps
+        """(newest input token, prefix mass and gap mass of each live beam)."""
+        token = np.array([x.ids[-1] if x.ids else bos for x in self.live], dtype=np.int64)
+        prefix = np.array([x.prefix[-1] for x in self.live], dtype=np.float32)
+        gaps = np.array([x.gaps[-1] for x in self.live], dtype=np.float32)
+        return token, prefix, gaps
 
     def advance(self, logp: np.ndarray) -> None:
         masses, segs = self.builder.table.masses, self.segments
@@ -152,7 +174,7 @@ class FillSearch:
                 seg += 1
                 rem = segs[seg].mass + rem if seg < len(segs) else rem
             y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]],
-                      x.gaps + [rem])
+                      x.gaps + [rem], i)
             (self.done if seg == len(segs) else nxt).append(y)
         best_done = max((d.score for d in self.done), default=-np.inf)
         too_long = nxt and len(nxt[0].ids) >= MAX_TOKENS
@@ -170,13 +192,24 @@ class FillSearch:
         return ok
 
 
-def _lockstep(searches: list, call) -> None:
-    """Advance all unfinished searches together: one model call per step."""
+def _lockstep(searches: list, call, cache: tuple[int, int, int, int]) -> None:
+    """Advance all unfinished searches together: one model call per step, carrying
+    the key/value cache rows of each beam's parent into the next call."""
+    layers, two, heads, dk = cache
+    present, start = None, {}
     while True:
         active = [s for s in searches if not s.finished]
         if not active:
             return
-        outs = call(active)
+        if present is None:
+            size = sum(len(s.live) for s in active)
+            past = np.zeros((layers, two, size, heads, 0, dk), dtype=np.float32)
+        else:
+            rows = np.concatenate([start[id(s)] + np.asarray(s.parents, dtype=np.int64) for s in active])
+            past = present[:, :, rows]
+        outs, present = call(active, past)
+        offsets = np.cumsum([0] + [len(s.live) for s in active])
+        start = {id(s): int(o) for s, o in zip(active, offsets)}
         for s, out in zip(active, outs):
             s.advance(out)
 
@@ -203,9 +236,10 @@ class Pipeline:
 
     def __init__(self, builder: GraphBuilder, backend: Backend | None,
                  search: SearchConfig = SearchConfig(), prep: PreprocessConfig = PreprocessConfig(),
-                 bos: int | None = None):
+                 bos: int | None = None, cache: tuple[int, int, int, int] = (2, 2, 4, 24)):
         self.builder, self.backend, self.search, self.prep = builder, backend, search, prep
         self.bos = bos if bos is not None else len(builder.table.tokens)
+        self.cache = cache  # (decoder layers, 2, heads, head dim) of the step models
 
     def graph(self, spectrum, charge: int) -> SpectrumGraph:
         mz, inten = preprocess(spectrum.mz, spectrum.intensity, spectrum.precursor_mz, self.prep)
@@ -235,30 +269,32 @@ class Pipeline:
         index = {id(g): k for k, g in enumerate(graphs)}
         mem = be.ps_encode(feats)
 
-        def ps_call(active):
-            reqs = [a.request(n) for a in active]
+        def gather(active, reqs):
             rows = np.concatenate([np.full(len(r[0]), index[id(a.graph)], dtype=np.int64)
                                    for a, r in zip(active, reqs)])
-            logp = be.ps_step(mem, feats["node_mask"], np.concatenate([r[0] for r in reqs]),
-                              np.concatenate([r[1] for r in reqs]), rows)
-            return np.split(logp, np.cumsum([len(r[0]) for r in reqs])[:-1])
+            cat = [np.concatenate([r[k] for r in reqs]) for k in range(len(reqs[0]))]
+            return rows, cat, np.cumsum([len(r[0]) for r in reqs])[:-1]
 
-        paths = [PathSearch(g, s.path_beam, s.max_path_steps) for g in graphs]
-        _lockstep(paths, ps_call)
+        def ps_call(active, past):
+            rows, (last, mask), cut = gather(active, [a.request(n) for a in active])
+            position = np.full(len(rows), active[0].steps, dtype=np.int64)
+            logp, present = be.ps_step(mem, feats["node_mask"], last, position, mask, rows, past)
+            return np.split(logp, cut), present
+
+        paths = [PathSearch(g, s.path_beam, s.max_path_steps, s.path_length_bonus) for g in graphs]
+        _lockstep(paths, ps_call, self.cache)
         sf_mem = be.sf_encode(feats)
 
-        def sf_call(active):
-            reqs = [a.request(self.bos) for a in active]
-            rows = np.concatenate([np.full(len(r[0]), index[id(a.graph)], dtype=np.int64)
-                                   for a, r in zip(active, reqs)])
-            cat = [np.concatenate([r[k] for r in reqs]) for k in range(3)]
-            logp = be.sf_step(sf_mem, feats["node_mask"], feats["masses"], *cat, feats["precursor"], rows)
-            return np.split(logp, np.cumsum([len(r[0]) for r in reqs])[:-1])
+        def sf_call(active, past):
+            rows, cat, cut = gather(active, [a.request(self.bos) for a in active])
+            logp, present = be.sf_step(sf_mem, feats["node_mask"], feats["masses"], *cat, feats["precursor"],
+                                       rows, past)
+            return np.split(logp, cut), present
 
         found = [p.result() for p in paths]
         fills = [FillSearch(self.builder, g, path_segments(g, path), s.fill_beam)
                  for g, (path, _) in zip(graphs, found)]
-        _lockstep(fills, sf_call)
+        _lockstep(fills, sf_call, self.cache)
         return [self._pick(f, path, score) for f, (path, score) in zip(fills, found)]
 
     def _pick(self, fill: FillSearch, path: list[int], path_score: float) -> Prediction | None:

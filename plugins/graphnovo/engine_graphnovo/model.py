@@ -85,6 +85,16 @@ class Attention(nn.Module):
         q, k, v = self._split(self.q(x)), self._split(self.k(mem)), self._split(self.v(mem))
         if rows is not None:
             k, v = k[rows], v[rows]
+        return self._attend(q, k, v, bias, x.shape)
+
+    def cached(self, x, past_k, past_v):
+        """Self-attention of new positions x over the cached keys/values plus their own
+        (the caller feeds one position at a time, so no causal mask is needed)."""
+        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        return self._attend(q, k, v, 0.0, x.shape), k, v
+
+    def _attend(self, q, k, v, bias, shape):
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.dk)
         if self.pre is not None:
             logits = self.pre(logits.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -92,7 +102,7 @@ class Attention(nn.Module):
         attn = torch.softmax(logits, dim=-1)
         if self.post is not None:
             attn = self.post(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        out = (attn @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
+        out = (attn @ v).transpose(1, 2).reshape(shape[0], shape[1], -1)
         return self.o(out)
 
 
@@ -120,8 +130,25 @@ class DecoderLayer(nn.Module):
     def forward(self, x, mem, self_bias, cross_bias, rows=None):
         h = self.n1(x)
         x = x + self.self_attn(h, h, self_bias)
+        return self._rest(x, mem, cross_bias, rows)
+
+    def cached(self, x, mem, past_k, past_v, cross_bias, rows):
+        a, k, v = self.self_attn.cached(self.n1(x), past_k, past_v)
+        return self._rest(x + a, mem, cross_bias, rows), k, v
+
+    def _rest(self, x, mem, cross_bias, rows):
         x = x + self.cross(self.n2(x), mem, cross_bias, rows)
         return x + self.ff(self.n3(x))
+
+
+def run_cached(layers, x, mem, past, cross_bias, rows):
+    """Decoder layers over one new position with a (L, 2, B, H, T, dk) key/value cache;
+    returns the output and the cache extended by that position."""
+    present = []
+    for i, layer in enumerate(layers):
+        x, k, v = layer.cached(x, mem, past[i, 0], past[i, 1], cross_bias, rows)
+        present.append(torch.stack([k, v]))
+    return x, torch.stack(present)
 
 
 class GraphEncoder(nn.Module):
@@ -133,7 +160,10 @@ class GraphEncoder(nn.Module):
         d = cfg.d_model
         self.cfg = cfg
         self.ion_type = nn.Parameter(torch.randn(N_ION_TYPES, d) * 0.02)
-        self.point = nn.Sequential(nn.Linear(N_PEAK_FEATURES, d), nn.GELU(), nn.Linear(d, d))
+        # shared per-ion layer, max-pool over the 18 ion types, then a dense layer: the
+        # dense layer after pooling costs 18x less than before it
+        self.point = nn.Linear(N_PEAK_FEATURES, d)
+        self.point_out = nn.Linear(d, d)
         self.mass_proj = nn.Linear(2 * d, d)
         self.charge = nn.Embedding(cfg.max_charge + 1, d)
         self.pair_bias = nn.Embedding(N_PAIR_CODES, cfg.heads)
@@ -143,7 +173,7 @@ class GraphEncoder(nn.Module):
 
     def forward(self, ions, masses, precursor, charge, pair_code, node_mask):
         d = self.cfg.d_model
-        pooled = (self.point(ions) + self.ion_type).amax(dim=2)  # (B, n, d)
+        pooled = self.point_out(F.gelu(self.point(ions) + self.ion_type).amax(dim=2))  # (B, n, d)
         menc = torch.cat([mass_encoding(masses, d), mass_encoding(precursor[:, None] - masses, d)], -1)
         x = pooled + self.mass_proj(menc) + self.charge(charge.clamp(0, self.cfg.max_charge))[:, None]
         key_block = (~node_mask)[:, None, None, :].float() * NEG
@@ -201,6 +231,18 @@ class PathSearcher(nn.Module):
         nm = next_mask[:, None, :].expand(-1, t, -1)
         return self.decode(memory, node_mask, path, nm, rows)[:, -1]
 
+    def step_cached(self, memory, node_mask, last, position, next_mask, rows, past):
+        """One decoding step with a key/value cache: last (B,) node ids, position (B,)
+        step index, past (L, 2, B, H, T, dk). Returns (log-probabilities (B, n), present)."""
+        x = memory[rows, last][:, None] + self.step_emb(position.clamp(max=self.cfg.max_steps - 1))[:, None]
+        node_mask = node_mask[rows]
+        cross = (~node_mask)[:, None, None, :].float() * NEG
+        x, present = run_cached(self.layers, x, memory, past, cross, rows)
+        q = self.pq(self.norm(x))[:, 0]
+        logits = (self.pk(memory)[rows] @ q[..., None])[..., 0] / math.sqrt(q.shape[-1])
+        logits = logits.masked_fill(~(next_mask & node_mask), NEG)
+        return torch.log_softmax(logits, dim=-1), present
+
 
 class SeqFiller(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -226,18 +268,10 @@ class SeqFiller(nn.Module):
         position, gap (B, T) mass left to the next PathSearcher node (the gap being
         filled). Cross-attention sees nodes heavier than prefix + one glycine (and the
         sink); rows (B,) picks each sequence's graph. Returns log-probabilities (B, T, vocab)."""
-        d = self.cfg.d_model
         b, t = tokens.shape
         if rows is None:
             rows = torch.arange(b, device=tokens.device)
-        node_mask, node_masses, precursor = node_mask[rows], node_masses[rows], precursor[rows]
-        menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d),
-                          mass_encoding(gap, d)], -1)
-        x = self.tok(tokens) + self.mass_proj(menc)
-        sink = node_masses >= (precursor[:, None] - 0.05)
-        ahead = node_masses[:, None, :] > (prefix[..., None] + GLYCINE - 0.05)
-        visible = (ahead | sink[:, None, :]) & node_mask[:, None, :]
-        cross = (~visible)[:, None].float() * NEG
+        x, cross = self._inputs(node_mask, node_masses, tokens, prefix, gap, precursor, rows)
         causal = _causal(t, tokens.device)
         for layer in self.layers:
             x = layer(x, memory, causal, cross, rows)
@@ -248,8 +282,27 @@ class SeqFiller(nn.Module):
         mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
         return self.decode(mem, node_mask, masses, tokens, prefix, gap, precursor)
 
+    def _inputs(self, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
+        """Token + mass embeddings (B, T, d) and the cross-attention mass mask."""
+        d = self.cfg.d_model
+        node_mask, node_masses, precursor = node_mask[rows], node_masses[rows], precursor[rows]
+        menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d),
+                          mass_encoding(gap, d)], -1)
+        x = self.tok(tokens) + self.mass_proj(menc)
+        sink = node_masses >= (precursor[:, None] - 0.05)
+        ahead = node_masses[:, None, :] > (prefix[..., None] + GLYCINE - 0.05)
+        visible = (ahead | sink[:, None, :]) & node_mask[:, None, :]
+        return x, (~visible)[:, None].float() * NEG
+
     def step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
         return self.decode(memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows)[:, -1]
+
+    def step_cached(self, memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past):
+        """One step with a key/value cache: token, prefix, gap (B,) for the new position."""
+        x, cross = self._inputs(node_mask, node_masses, token[:, None], prefix[:, None], gap[:, None],
+                                precursor, rows)
+        x, present = run_cached(self.layers, x, memory, past, cross, rows)
+        return torch.log_softmax(self.out(self.norm(x)), dim=-1)[:, 0], present
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -278,10 +331,13 @@ class TorchBackend:
         return self._encode(self.sf, feats)
 
     @torch.no_grad()
-    def ps_step(self, memory, node_mask, path, next_mask, rows):
-        return self.ps.step(*self._t(memory, node_mask, path, next_mask, rows)).numpy()
+    def ps_step(self, *arrays):
+        """(memory, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
+        logp, present = self.ps.step_cached(*self._t(*arrays))
+        return logp.numpy(), present.numpy()
 
     @torch.no_grad()
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
-        return self.sf.step(*self._t(memory, node_mask, node_masses, tokens, prefix, gap, precursor,
-                                     rows)).numpy()
+    def sf_step(self, *arrays):
+        """(memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
+        logp, present = self.sf.step_cached(*self._t(*arrays))
+        return logp.numpy(), present.numpy()

@@ -17,11 +17,11 @@ class OrtBackend:
     def providers(self) -> list[str]:
         return self.sessions["ps_encode"].get_providers()
 
-    def _run(self, name: str, names: list[str], arrays) -> np.ndarray:
-        return self.sessions[name].run(None, dict(zip(names, arrays)))[0]
+    def _run(self, name: str, names: list[str], arrays) -> list[np.ndarray]:
+        return self.sessions[name].run(None, dict(zip(names, arrays)))
 
     def _encode(self, name, f):
-        return self._run(name, ENCODE_INPUTS, [np.ascontiguousarray(f[k]) for k in ENCODE_INPUTS])
+        return self._run(name, ENCODE_INPUTS, [np.ascontiguousarray(f[k]) for k in ENCODE_INPUTS])[0]
 
     def ps_encode(self, feats):
         return self._encode("ps_encode", feats)
@@ -29,12 +29,13 @@ class OrtBackend:
     def sf_encode(self, feats):
         return self._encode("sf_encode", feats)
 
-    def ps_step(self, memory, node_mask, path, next_mask, rows):
-        return self._run("ps_step", PS_STEP_INPUTS, [memory, node_mask, path, next_mask, rows])
+    def ps_step(self, *arrays):
+        """(memory, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
+        return tuple(self._run("ps_step", PS_STEP_INPUTS, arrays))
 
-    def sf_step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
-        return self._run("sf_step", SF_STEP_INPUTS, [memory, node_mask, node_masses, tokens, prefix, gap,
-                                                     np.asarray(precursor, dtype=np.float32), rows])
+    def sf_step(self, *arrays):
+        """(memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
+        return tuple(self._run("sf_step", SF_STEP_INPUTS, arrays))
 
 
 class OrtSequencer(_PipelineSequencer):

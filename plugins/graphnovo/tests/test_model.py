@@ -96,3 +96,30 @@ def test_kl_loss_identity_and_training_reduces_loss(batch):
         loss.backward()
         opt.step()
     assert loss.item() < 0.8 * first
+
+
+def test_cached_steps_equal_full_recomputation(batch):
+    torch.manual_seed(3)
+    ps, sf = PathSearcher(CFG).eval(), SeqFiller(CFG).eval()
+    b = collate([ex for _, ex in batch])
+    enc = (b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
+    rows = torch.tensor([1, 0, 1])  # beams of graphs 1, 0, 1
+    heads, dk = CFG.heads, CFG.d_model // CFG.heads
+    with torch.no_grad():
+        mem = ps.encode(*enc)
+        path = b["path"][rows, :4]
+        nmask = torch.ones(3, mem.shape[1], dtype=torch.bool)
+        past = torch.zeros(CFG.decoder_layers, 2, 3, heads, 0, dk)
+        for t in range(4):
+            got, past = ps.step_cached(mem, b["node_mask"], path[:, t], torch.full((3,), t), nmask, rows, past)
+            want = ps.step(mem, b["node_mask"], path[:, : t + 1], nmask, rows)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        mem = sf.encode(*enc)
+        tok, pre, gap = b["sf_in"][rows, :4], b["sf_prefix"][rows, :4], b["sf_gap"][rows, :4]
+        past = torch.zeros(CFG.decoder_layers, 2, 3, heads, 0, dk)
+        for t in range(4):
+            got, past = sf.step_cached(mem, b["node_mask"], b["masses"], tok[:, t], pre[:, t], gap[:, t],
+                                       b["precursor"], rows, past)
+            want = sf.step(mem, b["node_mask"], b["masses"], tok[:, : t + 1], pre[:, : t + 1],
+                           gap[:, : t + 1], b["precursor"], rows)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

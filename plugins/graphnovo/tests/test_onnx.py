@@ -33,17 +33,25 @@ def test_sessions_match_torch(exported):
     mem = torch_be.ps_encode(feats)  # steps: 3 graphs, beams naming their graph by row
     n = feats["masses"].shape[1]
     rows = np.array([2, 0, 2, 1], dtype=np.int64)
-    path = np.array([[0, 1], [0, 2], [0, 1], [0, 3]], dtype=np.int64)
+    cfg = comp.ps.cfg
+    past = np.random.default_rng(0).normal(size=(cfg.decoder_layers, 2, 4, cfg.heads, 3, cfg.d_model // cfg.heads)).astype(np.float32)
+    last = np.array([1, 2, 1, 3], dtype=np.int64)
+    position = np.full(4, 3, dtype=np.int64)
     nmask = np.ones((4, n), dtype=bool)
-    a = torch_be.ps_step(mem, feats["node_mask"], path, nmask, rows)
-    np.testing.assert_allclose(a, ort_be.ps_step(mem, feats["node_mask"], path, nmask, rows), atol=1e-4)
-    np.testing.assert_allclose(a[0], a[2], atol=1e-6)  # same graph and path, same answer
-    one = torch_be.ps_step(mem[2:3], feats["node_mask"][2:3], path[:1], nmask[:1], rows[:1] * 0)
-    np.testing.assert_allclose(a[0], one[0], atol=1e-5)  # rows pick the right graph
-    tokens = np.array([[25, 3, 4]] * 4, dtype=np.int64)
-    prefix = np.array([[0.0, 97.05, 200.1]] * 4, dtype=np.float32)
-    args = (mem, feats["node_mask"], feats["masses"], tokens, prefix, prefix + 60.0, feats["precursor"], rows)
-    np.testing.assert_allclose(torch_be.sf_step(*args), ort_be.sf_step(*args), atol=1e-4)
+    a, pa = torch_be.ps_step(mem, feats["node_mask"], last, position, nmask, rows, past)
+    b, pb = ort_be.ps_step(mem, feats["node_mask"], last, position, nmask, rows, past)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(pa, pb, atol=1e-4)
+    assert pa.shape[4] == 4  # the cache grew by one position
+    empty = past[:, :, :, :, :0]  # the first step has an empty cache
+    np.testing.assert_allclose(torch_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
+                               ort_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
+                               atol=1e-4)
+    token = np.array([25, 3, 4, 7], dtype=np.int64)
+    prefix = np.array([0.0, 97.05, 200.1, 57.02], dtype=np.float32)
+    args = (mem, feats["node_mask"], feats["masses"], token, prefix, prefix + 60.0, feats["precursor"], rows, past)
+    for x, y in zip(torch_be.sf_step(*args), ort_be.sf_step(*args)):
+        np.testing.assert_allclose(x, y, atol=1e-4)
 
 
 def test_same_peptides_on_torch_and_onnxruntime_without_torch(exported):
