@@ -14,13 +14,32 @@ from .graph import GraphBuilder, SpectrumGraph
 # Evidence weight per ion type (a/b/y x 1+/2+ x plain/-NH3/-H2O, graph.ion_features order).
 # y outweighs b (HCD): otherwise a node and its mirror M - p + H2O, which reads the same
 # two peaks with b and y swapped, would score the same.
-_W = np.array([0.4, 0.1, 0.1, 0.2, 0.05, 0.05,     # a 1+, a 2+
-               0.7, 0.2, 0.2, 0.35, 0.1, 0.1,      # b
-               1.0, 0.25, 0.25, 0.5, 0.1, 0.1])    # y
+_W = np.array(
+    [
+        0.4,
+        0.1,
+        0.1,
+        0.2,
+        0.05,
+        0.05,  # a 1+, a 2+
+        0.7,
+        0.2,
+        0.2,
+        0.35,
+        0.1,
+        0.1,  # b
+        1.0,
+        0.25,
+        0.25,
+        0.5,
+        0.1,
+        0.1,
+    ]
+)  # y
 RESIDUE_PENALTY = 1.0  # per residue an edge leaves between observed nodes
-JUMP_PENALTY = 1.0     # extra for a jump without a matching edge
+JUMP_PENALTY = 1.0  # extra for a jump without a matching edge
 AVERAGE_RESIDUE = 110.0
-NODE_COST = 0.5        # a node must be supported by more than one weak peak to pay off
+NODE_COST = 0.5  # a node must be supported by more than one weak peak to pay off
 
 
 def node_scores(graph: SpectrumGraph) -> np.ndarray:
@@ -32,7 +51,6 @@ def node_scores(graph: SpectrumGraph) -> np.ndarray:
 
 def edge_scores(graph: SpectrumGraph) -> np.ndarray:
     """(n, n) score of stepping i -> j; -inf where not allowed."""
-    n = graph.n
     diff = graph.masses[None, :] - graph.masses[:, None]
     est = np.maximum(np.rint(diff / AVERAGE_RESIDUE), 1)
     score = -RESIDUE_PENALTY * (est - 1) - JUMP_PENALTY

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
-import time
 from pathlib import Path
 
-import numpy as np
 from engine.errors import UsageError
 
 from .component import DEFAULT_WEIGHTS
@@ -29,8 +28,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fill-beam", type=int, default=5)
     p.add_argument("--precursor-ppm", type=float, default=5.0)
     p.add_argument("--isotopes", default="0", help="isotope errors accepted, e.g. 0,1")
-    p.add_argument("--path-length-bonus", type=float, default=None,
-                   help="log-probability bonus per PathSearcher step (default: the model's)")
+    p.add_argument(
+        "--path-length-bonus",
+        type=float,
+        default=None,
+        help="log-probability bonus per PathSearcher step (default: the model's)",
+    )
 
 
 def _search_options(args) -> dict:
@@ -41,8 +44,13 @@ def _search_options(args) -> dict:
         raise UsageError("--charges and --isotopes take comma-separated integers") from None
     if any(c <= 0 for c in charges):
         raise UsageError("--charges must be positive")
-    out = {"charges": charges, "isotopes": isotopes, "path_beam": args.path_beam,
-           "fill_beam": args.fill_beam, "precursor_ppm": args.precursor_ppm}
+    out = {
+        "charges": charges,
+        "isotopes": isotopes,
+        "path_beam": args.path_beam,
+        "fill_beam": args.fill_beam,
+        "precursor_ppm": args.precursor_ppm,
+    }
     if args.path_length_bonus is not None:
         out["path_length_bonus"] = args.path_length_bonus
     return out
@@ -117,15 +125,23 @@ def sequence(argv, ctx, baseline: bool = False):
     skipped = report.skipped + comp.failures
     write_skipped(Path(str(out) + ".skipped.tsv"), skipped)
     by_ref = {(h.source, h.spectrum_ref): h.charge for h in hits}
-    notes = report.notes + [(s.source, s.ref, f"charge: missing, tried {args.charges}, chose "
-                             f"{by_ref.get((s.source, s.ref), 'none')}") for s in inferred]
+    notes = report.notes + [
+        (s.source, s.ref, f"charge: missing, tried {args.charges}, chose {by_ref.get((s.source, s.ref), 'none')}")
+        for s in inferred
+    ]
     if notes:
         write_skipped(Path(str(out) + ".notes.tsv"), notes)
     reasons = {}
     for _, _, r in skipped:
         reasons[r.split(":", 1)[0]] = reasons.get(r.split(":", 1)[0], 0) + 1
-    return {"spectra": report.read, "written": n, "skipped": len(skipped), "skipped_reasons": reasons,
-            "charge_inferred": len(inferred), "output": str(out)}
+    return {
+        "spectra": report.read,
+        "written": n,
+        "skipped": len(skipped),
+        "skipped_reasons": reasons,
+        "charge_inferred": len(inferred),
+        "output": str(out),
+    }
 
 
 def sequence_dp(argv, ctx):
@@ -187,27 +203,55 @@ def train(argv, ctx):
     p.add_argument("--no-real", action="store_true", help="simulated spectra only")
     p.add_argument("--max-peptides", type=int, default=200000)
     p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument(
+        "--tune", action="store_true", help="tune the path length bonus on the MassIVE-KB training split afterwards"
+    )
     p.add_argument("--install", action="store_true", help="copy the weights into the package default")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.steps <= 0 or args.batch_size <= 0:
         raise UsageError("--minutes, --steps and --batch-size must be positive")
     from .masses import ResidueTable
     from .model import ModelConfig
-    from .training import TrainConfig, train as run
+    from .training import TrainConfig
+    from .training import train as run
 
-    cfg = TrainConfig(out=args.out, minutes=args.minutes, max_steps=args.steps, batch_size=args.batch_size,
-                      lr=args.lr, real_fraction=args.real_fraction, seed=args.seed, threads=args.threads,
-                      use_real=not args.no_real, max_peptides=args.max_peptides,
-                      checkpoint_every=args.checkpoint_every)
-    mcfg = ModelConfig(d_model=args.d_model, encoder_layers=args.encoder_layers,
-                       decoder_layers=args.decoder_layers, vocab=len(ResidueTable().tokens))
+    cfg = TrainConfig(
+        out=args.out,
+        minutes=args.minutes,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        real_fraction=args.real_fraction,
+        seed=args.seed,
+        threads=args.threads,
+        use_real=not args.no_real,
+        max_peptides=args.max_peptides,
+        checkpoint_every=args.checkpoint_every,
+    )
+    mcfg = ModelConfig(
+        d_model=args.d_model,
+        encoder_layers=args.encoder_layers,
+        decoder_layers=args.decoder_layers,
+        vocab=len(ResidueTable().tokens),
+    )
     meta = run(cfg, mcfg, resume=args.resume, progress=ctx.progress, log=ctx.echo)
     weights = Path(args.out) / "weights"
-    if args.install:
+    tuned = {}
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 tunes/installs
+    if args.tune and main_rank:
+        from .evaluation import tune_search
+
+        tuned = tune_search(weights, log=ctx.echo)
+    if args.install and main_rank:
         install_weights(weights)
-    return {"steps": meta["training"]["steps"], "seconds": meta["training"]["seconds"],
-            "final_path_kl": meta["training"]["final_path_kl"],
-            "final_fill_ce": meta["training"]["final_fill_ce"], "weights": str(weights)}
+    return {
+        **tuned,
+        "steps": meta["training"]["steps"],
+        "seconds": meta["training"]["seconds"],
+        "final_path_kl": meta["training"]["final_path_kl"],
+        "final_fill_ce": meta["training"]["final_fill_ce"],
+        "weights": str(weights),
+    }
 
 
 def install_weights(src: Path) -> None:

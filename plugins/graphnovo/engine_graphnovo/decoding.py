@@ -22,15 +22,20 @@ class Segment:
 def path_segments(graph: SpectrumGraph, path: list[int]) -> list[Segment]:
     edges = graph.edge_map()
     out = []
-    for a, b in zip(path[:-1], path[1:]):
+    for a, b in zip(path[:-1], path[1:], strict=False):
         k = edges.get((a, b))
         token = int(graph.single[k]) if k is not None else -1
         out.append(Segment(float(graph.masses[b] - graph.masses[a]), token, a == 0))
     return out
 
 
-def fill_knapsack(segments: list[Segment], builder: GraphBuilder, tol: float | None = None,
-                  final_tol: float | None = None, carry_residual: bool = True):
+def fill_knapsack(
+    segments: list[Segment],
+    builder: GraphBuilder,
+    tol: float | None = None,
+    final_tol: float | None = None,
+    carry_residual: bool = True,
+):
     """Non-learned fill: each gap gets a fewest-residue composition (heavy first); the
     last gap is first tried within ``final_tol`` so the sum matches the precursor.
 
@@ -74,8 +79,9 @@ def _gap_composition(seg: Segment, builder: GraphBuilder, tol: float) -> list[in
     return best
 
 
-def allowed_tokens(remaining: float, at_start: bool, builder: GraphBuilder, tol: float,
-                   close_tol: float | None = None) -> np.ndarray:
+def allowed_tokens(
+    remaining: float, at_start: bool, builder: GraphBuilder, tol: float, close_tol: float | None = None
+) -> np.ndarray:
     """SeqFiller mass mask: tokens that leave a remainder the knapsack can still fill
     (or that close the gap within close_tol, default tol). N-terminal tokens only at
     the peptide start."""
@@ -88,8 +94,9 @@ def allowed_tokens(remaining: float, at_start: bool, builder: GraphBuilder, tol:
     return ok
 
 
-def precursor_match(tokens_mass: float, precursor_mass: float, ppm: float,
-                    isotopes: tuple[int, ...] = (0,)) -> tuple[bool, float]:
+def precursor_match(
+    tokens_mass: float, precursor_mass: float, ppm: float, isotopes: tuple[int, ...] = (0,)
+) -> tuple[bool, float]:
     """Is the residue sum within ppm of M (optionally M - k isotope spacings)? Returns
     (match, error in ppm against the closest isotope)."""
     errs = [(tokens_mass - (precursor_mass - k * ISOTOPE)) / precursor_mass * 1e6 for k in isotopes]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .knapsack import MAX_EDGE_RESIDUES, UNREACHABLE, Knapsack, knapsack_for
-from .masses import CO, H2O, NH3, PROTON, AA_MASSES, ResidueTable, residue_mass_of
+from .knapsack import MAX_EDGE_RESIDUES, Knapsack, knapsack_for
+from .masses import AA_MASSES, CO, H2O, NH3, PROTON, ResidueTable, residue_mass_of
 
 JUMP_MASS = 7 * AA_MASSES["G"] + 0.04  # a next node this much heavier may skip the edge rule
 N_ION_TYPES = 18
@@ -86,7 +86,7 @@ class SpectrumGraph:
         return edge * (MAX_HOPS + 1) + hop_counts(n, self.src, self.dst)
 
     def edge_map(self) -> dict[tuple[int, int], int]:
-        return {(int(a), int(b)): k for k, (a, b) in enumerate(zip(self.src, self.dst))}
+        return {(int(a), int(b)): k for k, (a, b) in enumerate(zip(self.src, self.dst, strict=False))}
 
 
 N_PAIR_CODES = (2 * MAX_EDGE_RESIDUES + 1) * (MAX_HOPS + 1)
@@ -121,7 +121,8 @@ def hop_counts(n: int, src: np.ndarray, dst: np.ndarray, max_hops: int = MAX_HOP
 class GraphBuilder:
     """Builds graphs for one residue table (knapsack shared across spectra)."""
 
-    def __init__(self, table: ResidueTable = ResidueTable(), config: GraphConfig = GraphConfig()):
+    def __init__(self, table: ResidueTable | None = None, config: GraphConfig = GraphConfig()):
+        table = table or ResidueTable()
         self.table = table
         self.config = config
         self.knapsack: Knapsack = knapsack_for(tuple(table.residue_masses))
@@ -238,9 +239,16 @@ class GraphBuilder:
         masses, _support = self.nodes(mz, inten, M, charge)
         src, dst, nres, single = self.edges(masses, M)
         return SpectrumGraph(
-            masses=masses, ions=self.ion_features(masses, mz, inten, M), src=src, dst=dst,
-            nres=nres, single=single, precursor_mass=M, charge=int(charge),
-            edge_tol=self.config.edge_tol(M), node_tol=self.config.node_tol(M),
+            masses=masses,
+            ions=self.ion_features(masses, mz, inten, M),
+            src=src,
+            dst=dst,
+            nres=nres,
+            single=single,
+            precursor_mass=M,
+            charge=int(charge),
+            edge_tol=self.config.edge_tol(M),
+            node_tol=self.config.node_tol(M),
             jump_ok=self.jump_feasible(masses, M),
         )
 
@@ -275,8 +283,9 @@ def label_nodes(graph: SpectrumGraph, residue_masses: np.ndarray) -> list[np.nda
     return out
 
 
-def missing_fragmentation(mz: np.ndarray, residue_masses: np.ndarray, M: float, charge: int,
-                          config: GraphConfig = GraphConfig()) -> float:
+def missing_fragmentation(
+    mz: np.ndarray, residue_masses: np.ndarray, M: float, charge: int, config: GraphConfig = GraphConfig()
+) -> float:
     """1 - (true prefixes explained by any a/b/y interpretation of a peak) / (L - 1)."""
     pre = true_prefixes(residue_masses)
     if pre.size == 0:

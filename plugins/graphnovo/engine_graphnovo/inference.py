@@ -10,8 +10,9 @@ them into one model call (per-call overhead dominates small models on a CPU).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -173,8 +174,7 @@ class FillSearch:
             if abs(rem) <= self.tol:  # gap closed: carry the residual into the next gap
                 seg += 1
                 rem = segs[seg].mass + rem if seg < len(segs) else rem
-            y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]],
-                      x.gaps + [rem], i)
+            y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]], x.gaps + [rem], i)
             (self.done if seg == len(segs) else nxt).append(y)
         best_done = max((d.score for d in self.done), default=-np.inf)
         too_long = nxt and len(nxt[0].ids) >= MAX_TOKENS
@@ -209,8 +209,8 @@ def _lockstep(searches: list, call, cache: tuple[int, int, int, int]) -> None:
             past = present[:, :, rows]
         outs, present = call(active, past)
         offsets = np.cumsum([0] + [len(s.live) for s in active])
-        start = {id(s): int(o) for s, o in zip(active, offsets)}
-        for s, out in zip(active, outs):
+        start = {id(s): int(o) for s, o in zip(active, offsets, strict=False)}
+        for s, out in zip(active, outs, strict=False):
             s.advance(out)
 
 
@@ -222,7 +222,7 @@ def residue_aligned(tokens: tuple[str, ...], scores) -> tuple[float, ...]:
     it modifies (mzTab scores residues, and the modification belongs to the first)."""
     out: list[float] = []
     pending: list[float] = []
-    for tok, sc in zip(tokens, scores):
+    for tok, sc in zip(tokens, scores, strict=False):
         if tok.endswith("-"):
             pending.append(float(sc))
             continue
@@ -234,10 +234,17 @@ def residue_aligned(tokens: tuple[str, ...], scores) -> tuple[float, ...]:
 class Pipeline:
     """spectrum -> graph -> (learned | dp) -> Prediction; shared by every backend."""
 
-    def __init__(self, builder: GraphBuilder, backend: Backend | None,
-                 search: SearchConfig = SearchConfig(), prep: PreprocessConfig = PreprocessConfig(),
-                 bos: int | None = None, cache: tuple[int, int, int, int] = (2, 2, 4, 24)):
-        self.builder, self.backend, self.search, self.prep = builder, backend, search, prep
+    def __init__(
+        self,
+        builder: GraphBuilder,
+        backend: Backend | None,
+        search: SearchConfig = SearchConfig(),
+        prep: PreprocessConfig | None = None,
+        bos: int | None = None,
+        cache: tuple[int, int, int, int] = (2, 2, 4, 24),
+    ):
+        self.builder, self.backend, self.search = builder, backend, search
+        self.prep = prep or PreprocessConfig()
         self.bos = bos if bos is not None else len(builder.table.tokens)
         self.cache = cache  # (decoder layers, 2, heads, head dim) of the step models
 
@@ -250,7 +257,7 @@ class Pipeline:
 
     def predict_graphs(self, graphs: list[SpectrumGraph]) -> list[Prediction | None]:
         preds = self._learned(graphs) if self.backend is not None else [self._dp(g) for g in graphs]
-        for pred, g in zip(preds, graphs):
+        for pred, g in zip(preds, graphs, strict=False):
             if pred is not None:
                 self._check_precursor(pred, g)
         return preds
@@ -270,8 +277,9 @@ class Pipeline:
         mem = be.ps_encode(feats)
 
         def gather(active, reqs):
-            rows = np.concatenate([np.full(len(r[0]), index[id(a.graph)], dtype=np.int64)
-                                   for a, r in zip(active, reqs)])
+            rows = np.concatenate(
+                [np.full(len(r[0]), index[id(a.graph)], dtype=np.int64) for a, r in zip(active, reqs, strict=False)]
+            )
             cat = [np.concatenate([r[k] for r in reqs]) for k in range(len(reqs[0]))]
             return rows, cat, np.cumsum([len(r[0]) for r in reqs])[:-1]
 
@@ -287,23 +295,29 @@ class Pipeline:
 
         def sf_call(active, past):
             rows, cat, cut = gather(active, [a.request(self.bos) for a in active])
-            logp, present = be.sf_step(sf_mem, feats["node_mask"], feats["masses"], *cat, feats["precursor"],
-                                       rows, past)
+            logp, present = be.sf_step(
+                sf_mem, feats["node_mask"], feats["masses"], *cat, feats["precursor"], rows, past
+            )
             return np.split(logp, cut), present
 
         found = [p.result() for p in paths]
-        fills = [FillSearch(self.builder, g, path_segments(g, path), s.fill_beam)
-                 for g, (path, _) in zip(graphs, found)]
+        fills = [
+            FillSearch(self.builder, g, path_segments(g, path), s.fill_beam)
+            for g, (path, _) in zip(graphs, found, strict=False)
+        ]
         _lockstep(fills, sf_call, self.cache)
-        return [self._pick(f, path, score) for f, (path, score) in zip(fills, found)]
+        return [self._pick(f, path, score) for f, (path, score) in zip(fills, found, strict=False)]
 
     def _pick(self, fill: FillSearch, path: list[int], path_score: float) -> Prediction | None:
         if not fill.done:
             return None
         s, masses, g = self.search, self.builder.table.masses, fill.graph
         ranked = sorted(fill.done, key=lambda x: -x.score)
-        matching = [x for x in ranked if precursor_match(float(masses[x.ids].sum()), g.precursor_mass,
-                                                          s.precursor_ppm, s.isotopes)[0]]
+        matching = [
+            x
+            for x in ranked
+            if precursor_match(float(masses[x.ids].sum()), g.precursor_mass, s.precursor_ppm, s.isotopes)[0]
+        ]
         best = (matching or ranked)[0]
         scores = [float(np.exp(lp)) for lp in best.logps]
         return Prediction(best.ids, scores, path, float(np.mean(scores)), extra={"path_score": path_score})
@@ -321,7 +335,7 @@ class Pipeline:
         graphs = [self.graph(spectra[k], z) for k, z in jobs]
         preds = self.predict_graphs(graphs)
         best: list[tuple[Prediction, int] | None] = [None] * len(spectra)
-        for (k, z), pred in zip(jobs, preds):
+        for (k, z), pred in zip(jobs, preds, strict=False):
             if pred is not None and (best[k] is None or pred.score > best[k][0].score):
                 best[k] = (pred, z)
         return best
@@ -344,7 +358,7 @@ class Pipeline:
     def _group_hits(self, group: list, failures: list | None) -> Iterator:
         from engine.interfaces import PeptideHit
 
-        for spec, out in zip(group, self.predict_many(group)):
+        for spec, out in zip(group, self.predict_many(group), strict=False):
             if out is None:
                 if failures is not None:
                     failures.append((spec.source or "", spec.ref, "no path: no sequence fills the graph"))
@@ -352,8 +366,13 @@ class Pipeline:
             pred, z = out
             tokens = self.builder.table.decode(pred.ids)
             yield PeptideHit(
-                spectrum_ref=spec.ref, scan=spec.scan, peptide=to_proforma(tokens),
-                score=float(pred.score), residue_scores=residue_aligned(tokens, pred.residue_scores),
-                precursor_error_ppm=float(pred.precursor_error_ppm), charge=int(z),
-                precursor_mz=float(spec.precursor_mz), source=spec.source,
+                spectrum_ref=spec.ref,
+                scan=spec.scan,
+                peptide=to_proforma(tokens),
+                score=float(pred.score),
+                residue_scores=residue_aligned(tokens, pred.residue_scores),
+                precursor_error_ppm=float(pred.precursor_error_ppm),
+                charge=int(z),
+                precursor_mz=float(spec.precursor_mz),
+                source=spec.source,
             )

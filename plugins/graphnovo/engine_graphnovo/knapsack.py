@@ -94,7 +94,7 @@ class Knapsack:
         lo, hi = max(centre - w, 0), min(centre + w, self.size - 1)
         if lo > hi:
             return None
-        window = self.count[lo: hi + 1]
+        window = self.count[lo : hi + 1]
         if window.min() == UNREACHABLE:
             return None
         # prefer the bin closest to the target among those with the fewest residues

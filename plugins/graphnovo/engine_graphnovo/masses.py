@@ -19,29 +19,61 @@ NH3 = 17.026549101
 CO = 27.994914620
 
 AA_MASSES = {
-    "G": 57.021463721, "A": 71.037113805, "S": 87.032028435, "P": 97.052763875,
-    "V": 99.068413945, "T": 101.047678505, "C": 103.009184505, "L": 113.084064015,
-    "I": 113.084064015, "N": 114.042927470, "D": 115.026943065, "Q": 128.058577540,
-    "K": 128.094963050, "E": 129.042593135, "M": 131.040484645, "H": 137.058911875,
-    "F": 147.068413945, "R": 156.101111050, "Y": 163.063328575, "W": 186.079312980,
+    "G": 57.021463721,
+    "A": 71.037113805,
+    "S": 87.032028435,
+    "P": 97.052763875,
+    "V": 99.068413945,
+    "T": 101.047678505,
+    "C": 103.009184505,
+    "L": 113.084064015,
+    "I": 113.084064015,
+    "N": 114.042927470,
+    "D": 115.026943065,
+    "Q": 128.058577540,
+    "K": 128.094963050,
+    "E": 129.042593135,
+    "M": 131.040484645,
+    "H": 137.058911875,
+    "F": 147.068413945,
+    "R": 156.101111050,
+    "Y": 163.063328575,
+    "W": 186.079312980,
 }
 
 # name -> (monoisotopic delta, Unimod accession); aliases map onto canonical names.
 MODIFICATIONS = {
-    "Carbamidomethyl": (57.021464, 4), "Oxidation": (15.994915, 35),
-    "Deamidated": (0.984016, 7), "Acetyl": (42.010565, 1), "Carbamyl": (43.005814, 5),
-    "Ammonia-loss": (-17.026549, 385), "Gln->pyro-Glu": (-17.026549, 28),
-    "Glu->pyro-Glu": (-18.010565, 27), "Phospho": (79.966331, 21), "Methyl": (14.01565, 34),
-    "Dimethyl": (28.0313, 36), "Amidated": (-0.984016, 2), "Formyl": (27.994915, 122),
-    "Dioxidation": (31.989829, 425), "GlyGly": (114.042927, 121),
-    "TMT6plex": (229.162932, 737), "iTRAQ4plex": (144.102063, 214),
-    "Propionamide": (71.037114, 24), "Nitro": (44.985078, 354),
+    "Carbamidomethyl": (57.021464, 4),
+    "Oxidation": (15.994915, 35),
+    "Deamidated": (0.984016, 7),
+    "Acetyl": (42.010565, 1),
+    "Carbamyl": (43.005814, 5),
+    "Ammonia-loss": (-17.026549, 385),
+    "Gln->pyro-Glu": (-17.026549, 28),
+    "Glu->pyro-Glu": (-18.010565, 27),
+    "Phospho": (79.966331, 21),
+    "Methyl": (14.01565, 34),
+    "Dimethyl": (28.0313, 36),
+    "Amidated": (-0.984016, 2),
+    "Formyl": (27.994915, 122),
+    "Dioxidation": (31.989829, 425),
+    "GlyGly": (114.042927, 121),
+    "TMT6plex": (229.162932, 737),
+    "iTRAQ4plex": (144.102063, 214),
+    "Propionamide": (71.037114, 24),
+    "Nitro": (44.985078, 354),
     "Pyro-carbamidomethyl": (39.994915, 26),
 }
 ALIASES = {
-    "deamidation": "Deamidated", "cam": "Carbamidomethyl", "ox": "Oxidation",
-    "oxidised": "Oxidation", "oxidized": "Oxidation", "phosphorylation": "Phospho",
-    "acetylation": "Acetyl", "carbamylation": "Carbamyl", "o": "Oxidation",
+    "deamidation": "Deamidated",
+    "cam": "Carbamidomethyl",
+    "ox": "Oxidation",
+    "oxidised": "Oxidation",
+    "oxidized": "Oxidation",
+    "phosphorylation": "Phospho",
+    "acetylation": "Acetyl",
+    "carbamylation": "Carbamyl",
+    "o": "Oxidation",
 }
 BY_UNIMOD = {acc: name for name, (_, acc) in MODIFICATIONS.items()}
 BY_LOWER = {name.lower(): name for name in MODIFICATIONS}
@@ -49,9 +81,31 @@ BY_LOWER = {name.lower(): name for name in MODIFICATIONS}
 PYRO_NAMES = {"pyro_glu", "pyro-glu", "pyroglu", "pyro-glu from q", "pyro-glu from e"}
 
 DEFAULT_RESIDUES = (
-    "G", "A", "S", "P", "V", "T", "C[Carbamidomethyl]", "L", "N", "D", "Q", "K", "E", "M",
-    "H", "F", "R", "Y", "W", "M[Oxidation]", "N[Deamidated]", "Q[Deamidated]",
-    "[Acetyl]-", "[Carbamyl]-", "[Ammonia-loss]-",
+    "G",
+    "A",
+    "S",
+    "P",
+    "V",
+    "T",
+    "C[Carbamidomethyl]",
+    "L",
+    "N",
+    "D",
+    "Q",
+    "K",
+    "E",
+    "M",
+    "H",
+    "F",
+    "R",
+    "Y",
+    "W",
+    "M[Oxidation]",
+    "N[Deamidated]",
+    "Q[Deamidated]",
+    "[Acetyl]-",
+    "[Carbamyl]-",
+    "[Ammonia-loss]-",
 )
 
 MASS_MATCH = 0.011  # Da: a signed-mass notation resolves to a named modification within this
@@ -127,12 +181,12 @@ def parse_peptide(text: str) -> tuple[str, ...]:
         if name in ("Gln->pyro-Glu", "Glu->pyro-Glu"):  # written as a residue modification
             name = "Ammonia-loss" if name == "Gln->pyro-Glu" else name
         tokens.append(f"[{name}]-")
-        s = s[m.end():]
+        s = s[m.end() :]
     pos = 0
     while pos < len(s):
         r = _RESIDUE.match(s, pos)
         if not r:
-            raise PeptideError(f"cannot read peptide {text!r} at {s[pos:pos + 8]!r}")
+            raise PeptideError(f"cannot read peptide {text!r} at {s[pos : pos + 8]!r}")
         aa = r.group(1)
         if aa not in AA_MASSES:
             raise PeptideError(f"unknown residue {aa!r} in {text!r}")
@@ -151,7 +205,7 @@ def _pyro_to_nterm(tokens: tuple[str, ...]) -> tuple[str, ...]:
             continue
         if t in ("Q[Gln->pyro-Glu]", "E[Glu->pyro-Glu]"):
             nterm = "[Ammonia-loss]-" if t[0] == "Q" else "[Glu->pyro-Glu]-"
-            return tokens[:i] + (nterm, t[0]) + tokens[i + 1:]
+            return tokens[:i] + (nterm, t[0]) + tokens[i + 1 :]
         break
     return tokens
 

@@ -45,7 +45,7 @@ def mass_encoding(mass: torch.Tensor, d: int) -> torch.Tensor:
     """Sinusoids of a mass in Da with wavelengths 0.001 .. 10000 Da."""
     half = d // 2
     exponent = torch.arange(half, dtype=torch.float32, device=mass.device) / max(half - 1, 1)
-    wavelength = 1e-3 * (1e7 ** exponent)
+    wavelength = 1e-3 * (1e7**exponent)
     angle = mass.unsqueeze(-1).float() * (2 * math.pi / wavelength)
     return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
 
@@ -286,8 +286,9 @@ class SeqFiller(nn.Module):
         """Token + mass embeddings (B, T, d) and the cross-attention mass mask."""
         d = self.cfg.d_model
         node_mask, node_masses, precursor = node_mask[rows], node_masses[rows], precursor[rows]
-        menc = torch.cat([mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d),
-                          mass_encoding(gap, d)], -1)
+        menc = torch.cat(
+            [mass_encoding(prefix, d), mass_encoding(precursor[:, None] - prefix, d), mass_encoding(gap, d)], -1
+        )
         x = self.tok(tokens) + self.mass_proj(menc)
         sink = node_masses >= (precursor[:, None] - 0.05)
         ahead = node_masses[:, None, :] > (prefix[..., None] + GLYCINE - 0.05)
@@ -299,8 +300,7 @@ class SeqFiller(nn.Module):
 
     def step_cached(self, memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past):
         """One step with a key/value cache: token, prefix, gap (B,) for the new position."""
-        x, cross = self._inputs(node_mask, node_masses, token[:, None], prefix[:, None], gap[:, None],
-                                precursor, rows)
+        x, cross = self._inputs(node_mask, node_masses, token[:, None], prefix[:, None], gap[:, None], precursor, rows)
         x, present = run_cached(self.layers, x, memory, past, cross, rows)
         return torch.log_softmax(self.out(self.norm(x)), dim=-1)[:, 0], present
 

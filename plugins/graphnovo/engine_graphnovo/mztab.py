@@ -6,18 +6,47 @@ import csv
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .masses import MODIFICATIONS, parse_peptide, precursor_mz
 
-PSH = ["sequence", "PSM_ID", "accession", "unique", "database", "database_version",
-       "search_engine", "search_engine_score[1]", "modifications", "retention_time", "charge",
-       "exp_mass_to_charge", "calc_mass_to_charge", "spectra_ref", "pre", "post", "start", "end",
-       "opt_ms_run[1]_aa_scores", "opt_global_scan", "opt_global_precursor_error_ppm",
-       "opt_global_proforma"]
-CSV_COLUMNS = ["file", "spectra_ref", "scan", "peptide", "score", "charge", "precursor_mz",
-               "calc_mz", "precursor_error_ppm", "aa_scores"]
+PSH = [
+    "sequence",
+    "PSM_ID",
+    "accession",
+    "unique",
+    "database",
+    "database_version",
+    "search_engine",
+    "search_engine_score[1]",
+    "modifications",
+    "retention_time",
+    "charge",
+    "exp_mass_to_charge",
+    "calc_mass_to_charge",
+    "spectra_ref",
+    "pre",
+    "post",
+    "start",
+    "end",
+    "opt_ms_run[1]_aa_scores",
+    "opt_global_scan",
+    "opt_global_precursor_error_ppm",
+    "opt_global_proforma",
+]
+CSV_COLUMNS = [
+    "file",
+    "spectra_ref",
+    "scan",
+    "peptide",
+    "score",
+    "charge",
+    "precursor_mz",
+    "calc_mz",
+    "precursor_error_ppm",
+    "aa_scores",
+]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -55,12 +84,20 @@ def _accession(name: str) -> str:
     return f"CHEMMOD:{name}"
 
 
-def write_mztab(path, hits: Iterable, runs: list[str], *, software: str = "engine graphnovo",
-                description: str = "GraphNovo de novo peptide sequencing") -> int:
+def write_mztab(
+    path,
+    hits: Iterable,
+    runs: list[str],
+    *,
+    software: str = "engine graphnovo",
+    description: str = "GraphNovo de novo peptide sequencing",
+) -> int:
     """Write hits (engine PeptideHit with .source) to mzTab; returns the row count."""
     run_index = {str(Path(r)): i + 1 for i, r in enumerate(runs)}
     lines = [
-        "MTD\tmzTab-version\t1.0.0", "MTD\tmzTab-mode\tSummary", "MTD\tmzTab-type\tIdentification",
+        "MTD\tmzTab-version\t1.0.0",
+        "MTD\tmzTab-mode\tSummary",
+        "MTD\tmzTab-type\tIdentification",
         f"MTD\tdescription\t{description}",
         f"MTD\tsoftware[1]\t[MS, MS:1001456, analysis software, {software}]",
         "MTD\tpsm_search_engine_score[1]\t[MS, MS:1001143, search engine specific score for PSMs, ]",
@@ -75,12 +112,30 @@ def write_mztab(path, hits: Iterable, runs: list[str], *, software: str = "engin
         seq, mods = _plain_and_mods(hit.peptide)
         calc = precursor_mz(parse_peptide(hit.peptide), hit.charge)
         run = run_index.get(str(Path(hit.source)) if hit.source else "", 1)
-        row = [seq, str(count), "null", "null", "null", "null", "[MS, MS:1003281, GraphNovo, ]",
-               f"{hit.score:.6f}", mods, "null", str(hit.charge), f"{hit.precursor_mz:.6f}",
-               f"{calc:.6f}", f"ms_run[{run}]:{hit.spectrum_ref}", "null", "null", "null", "null",
-               ",".join(f"{s:.5f}" for s in hit.residue_scores),
-               "null" if hit.scan is None else str(hit.scan), f"{hit.precursor_error_ppm:.3f}",
-               hit.peptide]
+        row = [
+            seq,
+            str(count),
+            "null",
+            "null",
+            "null",
+            "null",
+            "[MS, MS:1003281, GraphNovo, ]",
+            f"{hit.score:.6f}",
+            mods,
+            "null",
+            str(hit.charge),
+            f"{hit.precursor_mz:.6f}",
+            f"{calc:.6f}",
+            f"ms_run[{run}]:{hit.spectrum_ref}",
+            "null",
+            "null",
+            "null",
+            "null",
+            ",".join(f"{s:.5f}" for s in hit.residue_scores),
+            "null" if hit.scan is None else str(hit.scan),
+            f"{hit.precursor_error_ppm:.3f}",
+            hit.peptide,
+        ]
         lines.append("PSM\t" + "\t".join(_clean(v) for v in row))
         count += 1
     _atomic_write(Path(path), "\n".join(lines) + "\n")
@@ -100,9 +155,20 @@ def write_csv(path, hits: Iterable) -> int:
     count = 0
     for h in hits:
         calc = precursor_mz(parse_peptide(h.peptide), h.charge)
-        writer.writerow([h.source or "", h.spectrum_ref, "" if h.scan is None else h.scan, h.peptide,
-                         f"{h.score:.6f}", h.charge, f"{h.precursor_mz:.6f}", f"{calc:.6f}",
-                         f"{h.precursor_error_ppm:.3f}", ";".join(f"{s:.5f}" for s in h.residue_scores)])
+        writer.writerow(
+            [
+                h.source or "",
+                h.spectrum_ref,
+                "" if h.scan is None else h.scan,
+                h.peptide,
+                f"{h.score:.6f}",
+                h.charge,
+                f"{h.precursor_mz:.6f}",
+                f"{calc:.6f}",
+                f"{h.precursor_error_ppm:.3f}",
+                ";".join(f"{s:.5f}" for s in h.residue_scores),
+            ]
+        )
         count += 1
     _atomic_write(Path(path), buf.getvalue())
     return count

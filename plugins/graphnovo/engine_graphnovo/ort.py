@@ -11,14 +11,15 @@ from .export_names import ENCODE_INPUTS, PS_STEP_INPUTS, SF_STEP_INPUTS
 class OrtBackend:
     def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
         extra = {"threads": threads} if threads else {}
-        self.sessions = {name: artifact.session(name, provider, **extra)
-                         for name in ("ps_encode", "ps_step", "sf_encode", "sf_step")}
+        self.sessions = {
+            name: artifact.session(name, provider, **extra) for name in ("ps_encode", "ps_step", "sf_encode", "sf_step")
+        }
 
     def providers(self) -> list[str]:
         return self.sessions["ps_encode"].get_providers()
 
     def _run(self, name: str, names: list[str], arrays) -> list[np.ndarray]:
-        return self.sessions[name].run(None, dict(zip(names, arrays)))
+        return self.sessions[name].run(None, dict(zip(names, arrays, strict=False)))
 
     def _encode(self, name, f):
         return self._run(name, ENCODE_INPUTS, [np.ascontiguousarray(f[k]) for k in ENCODE_INPUTS])[0]

@@ -17,8 +17,9 @@ class PreprocessConfig:
     sqrt_intensity: bool = True  # compresses the dynamic range before ranking
 
 
-def preprocess(mz: np.ndarray, intensity: np.ndarray, precursor_mz: float,
-               config: PreprocessConfig = PreprocessConfig()) -> tuple[np.ndarray, np.ndarray]:
+def preprocess(
+    mz: np.ndarray, intensity: np.ndarray, precursor_mz: float, config: PreprocessConfig = PreprocessConfig()
+) -> tuple[np.ndarray, np.ndarray]:
     """Filter peaks; returns sorted m/z and intensities scaled to a maximum of 1.
 
     An empty result is possible (every peak filtered): callers skip such spectra."""

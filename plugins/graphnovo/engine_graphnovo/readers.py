@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
+
 from engine.interfaces import Spectrum
 
 from .masses import PeptideError, apply_mods, parse_peptide, residue_mass_of, to_proforma
@@ -66,7 +67,9 @@ def detect_format(path: Path) -> str:
 
 
 def read_spectra(
-    paths, report: SkipReport | None = None, config: ReaderConfig = ReaderConfig(),
+    paths,
+    report: SkipReport | None = None,
+    config: ReaderConfig = ReaderConfig(),
     labels: str | Path | None = None,
 ) -> Iterator[Spectrum]:
     """Stream good MS2 spectra of several files; bad ones go to ``report``."""
@@ -122,8 +125,15 @@ def _validate(rec: dict, path: Path, report: SkipReport, config: ReaderConfig, f
         return None
     order = np.argsort(mz, kind="stable")
     return Spectrum(
-        ref=ref, precursor_mz=float(pmz), charge=charge, mz=mz[order], intensity=inten[order],
-        scan=rec.get("scan"), index=rec.get("index"), title=rec.get("title"), label=label,
+        ref=ref,
+        precursor_mz=float(pmz),
+        charge=charge,
+        mz=mz[order],
+        intensity=inten[order],
+        scan=rec.get("scan"),
+        index=rec.get("index"),
+        title=rec.get("title"),
+        label=label,
         source=src,
     )
 
@@ -155,8 +165,7 @@ def _precursor_problem(pmz, charge, config: ReaderConfig) -> str | None:
         return f"charge: charge {charge} above {config.max_charge}"
     mass = residue_mass_of(pmz, charge)
     if not config.min_precursor_mass <= mass <= config.max_precursor_mass:
-        return (f"precursor: mass {mass:.2f} Da outside "
-                f"{config.min_precursor_mass:g}-{config.max_precursor_mass:g}")
+        return f"precursor: mass {mass:.2f} Da outside {config.min_precursor_mass:g}-{config.max_precursor_mass:g}"
     return None
 
 
@@ -205,10 +214,14 @@ def _mgf(path: Path):
             pmz = pep[0] if isinstance(pep, (tuple, list)) else pep
             scan = p.get("scans")
             yield {
-                "ref": f"index={i}", "index": i, "title": p.get("title"),
+                "ref": f"index={i}",
+                "index": i,
+                "title": p.get("title"),
                 "scan": _int_or_none(str(scan).split(",")[0]) if scan is not None else None,
-                "precursor_mz": _float_or_none(pmz), "charge": _charge(p.get("charge")),
-                "mz": spec.get("m/z array", []), "intensity": spec.get("intensity array", []),
+                "precursor_mz": _float_or_none(pmz),
+                "charge": _charge(p.get("charge")),
+                "mz": spec.get("m/z array", []),
+                "intensity": spec.get("intensity array", []),
                 "seq": p.get("seq"),
             }
 
@@ -221,8 +234,14 @@ def _mzml(path: Path):
             if spec.get("ms level") != 2:
                 continue
             native = spec.get("id", f"index={i}")
-            rec = {"ref": native, "index": i, "scan": _scan_of(native), "title": native,
-                   "mz": spec.get("m/z array", []), "intensity": spec.get("intensity array", [])}
+            rec = {
+                "ref": native,
+                "index": i,
+                "scan": _scan_of(native),
+                "title": native,
+                "mz": spec.get("m/z array", []),
+                "intensity": spec.get("intensity array", []),
+            }
             try:
                 ion = spec["precursorList"]["precursor"][0]["selectedIonList"]["selectedIon"][0]
                 rec["precursor_mz"] = _float_or_none(ion.get("selected ion m/z"))
@@ -240,9 +259,14 @@ def _mzxml(path: Path):
             if int(spec.get("msLevel", 0)) != 2:
                 continue
             num = _int_or_none(spec.get("num"))
-            rec = {"ref": f"scan={num}" if num is not None else f"index={i}", "index": i,
-                   "scan": num, "title": spec.get("id"),
-                   "mz": spec.get("m/z array", []), "intensity": spec.get("intensity array", [])}
+            rec = {
+                "ref": f"scan={num}" if num is not None else f"index={i}",
+                "index": i,
+                "scan": num,
+                "title": spec.get("id"),
+                "mz": spec.get("m/z array", []),
+                "intensity": spec.get("intensity array", []),
+            }
             try:
                 prec = spec["precursorMz"][0]
                 rec["precursor_mz"] = _float_or_none(prec.get("precursorMz"))
@@ -293,9 +317,15 @@ def _msp_record(index: int, head: dict, peaks: list) -> dict:
     fields = dict(re.findall(r"(\w+)=(\"[^\"]*\"|\S+)", comment))
     pmz = _float_or_none(head.get("precursormz") or fields.get("Parent"))
     arr = np.asarray(peaks, dtype=np.float64).reshape(-1, 2)
-    rec = {"ref": f"index={index}", "index": index, "title": name,
-           "precursor_mz": pmz, "charge": _int_or_none(head.get("charge") or z.split("_")[0]),
-           "mz": arr[:, 0], "intensity": arr[:, 1]}
+    rec = {
+        "ref": f"index={index}",
+        "index": index,
+        "title": name,
+        "precursor_mz": pmz,
+        "charge": _int_or_none(head.get("charge") or z.split("_")[0]),
+        "mz": arr[:, 0],
+        "intensity": arr[:, 1],
+    }
     try:
         # the Name may repeat mods as M(O); Mods= is the authority
         rec["tokens"] = apply_mods(re.sub(r"\([^)]*\)", "", seq), _msp_mods(fields.get("Mods", "0")))

@@ -41,7 +41,7 @@ def tryptic_peptides(proteins, min_len: int = 7, max_len: int = 25, missed: int 
         pieces = [p for p in re.sub(r"(?<=[KR])(?!P)", " ", prot).split(" ") if p]
         for i in range(len(pieces)):
             for k in range(missed + 1):
-                pep = "".join(pieces[i: i + k + 1])
+                pep = "".join(pieces[i : i + k + 1])
                 if min_len <= len(pep) <= max_len and set(pep) <= STANDARD:
                     out.add(pep)
     return sorted(out)
@@ -77,8 +77,9 @@ def modify(seq: str, rng: np.random.Generator, cfg: SimConfig) -> tuple[str, ...
     return tuple(toks)
 
 
-def simulate(tokens: tuple[str, ...], charge: int, rng: np.random.Generator,
-             cfg: SimConfig = SimConfig()) -> tuple[np.ndarray, np.ndarray, float, float]:
+def simulate(
+    tokens: tuple[str, ...], charge: int, rng: np.random.Generator, cfg: SimConfig = SimConfig()
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """-> (mz, intensity, precursor m/z, missing rate used)."""
     rm = residue_masses(tokens)
     M = float(rm.sum())
@@ -92,7 +93,10 @@ def simulate(tokens: tuple[str, ...], charge: int, rng: np.random.Generator,
     mz_list, int_list = [], []
     max_z = max(1, min(3, charge - 1 if charge > 2 else 1))
     for kind, neutral, base, p_seen in (
-        ("y", M - prefix + H2O, 1.0, 0.85), ("b", prefix, 0.5, 0.65), ("a", prefix - CO, 0.15, 0.3)):
+        ("y", M - prefix + H2O, 1.0, 0.85),
+        ("b", prefix, 0.5, 0.65),
+        ("a", prefix - CO, 0.15, 0.3),
+    ):
         for z in range(1, max_z + 1):
             for loss, lscale, p_loss in ((0.0, 1.0, 1.0), (H2O, 0.15, 0.3), (NH3, 0.1, 0.25)):
                 seen = keep & (rng.random(L - 1) < p_seen * p_loss * (0.6 if z > 1 else 1.0))

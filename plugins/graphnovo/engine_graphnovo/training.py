@@ -28,6 +28,7 @@ from .simulator import SimConfig, modify, read_fasta, sample_charge, simulate, t
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 PROTEOMES = ("ecoli_UP000000625.fasta.gz", "yeast_UP000002311.fasta.gz")
 MASSIVEKB = DATA / "spectra" / "massivekb" / "massivekb_selected_500.mgf"
+SIM = SimConfig()
 
 
 def is_heldout(title: str, fraction: float = 0.3) -> bool:
@@ -52,8 +53,9 @@ class TrainConfig:
     use_real: bool = True  # mix in MassIVE-KB training spectra
 
 
-def make_example(builder: GraphBuilder, prep: PreprocessConfig, bos: int, tokens, mz, inten, pmz,
-                 charge) -> dict | None:
+def make_example(
+    builder: GraphBuilder, prep: PreprocessConfig, bos: int, tokens, mz, inten, pmz, charge
+) -> dict | None:
     """One labelled spectrum -> graph features + PathSearcher and SeqFiller labels."""
     mz2, it2 = preprocess(mz, inten, pmz, prep)
     if mz2.size == 0:
@@ -65,15 +67,31 @@ def make_example(builder: GraphBuilder, prep: PreprocessConfig, bos: int, tokens
         sf_in, sf_prefix, sf_gap, sf_tgt = token_label(builder.table, tokens, bos, bounds)
     except PeptideError:
         return None
-    return {"feats": graph_arrays(graph), "path": path, "nmask": nmask, "target": target,
-            "sf_in": sf_in, "sf_prefix": sf_prefix, "sf_gap": sf_gap, "sf_tgt": sf_tgt}
+    return {
+        "feats": graph_arrays(graph),
+        "path": path,
+        "nmask": nmask,
+        "target": target,
+        "sf_in": sf_in,
+        "sf_prefix": sf_prefix,
+        "sf_gap": sf_gap,
+        "sf_tgt": sf_tgt,
+    }
 
 
 class Examples:
     """Training examples: simulated on the fly, real ones precomputed."""
 
-    def __init__(self, builder: GraphBuilder, prep: PreprocessConfig, rng: np.random.Generator,
-                 bos: int, sim: SimConfig = SimConfig(), max_peptides: int = 200000, real: bool = True):
+    def __init__(
+        self,
+        builder: GraphBuilder,
+        prep: PreprocessConfig,
+        rng: np.random.Generator,
+        bos: int,
+        sim: SimConfig = SIM,
+        max_peptides: int = 200000,
+        real: bool = True,
+    ):
         self.builder, self.prep, self.rng, self.bos, self.sim = builder, prep, rng, bos, sim
         peps: list[str] = []
         for name in PROTEOMES:
@@ -118,7 +136,10 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     feats = pad_batch([e["feats"] for e in examples])
     n = feats["masses"].shape[1]
     path, valid = pad_sequences([e["path"] for e in examples])
-    pad_n = lambda a: np.pad(a, [(0, 0), (0, n - a.shape[1])])
+
+    def pad_n(a):
+        return np.pad(a, [(0, 0), (0, n - a.shape[1])])
+
     nmask, _ = pad_sequences([pad_n(e["nmask"]) for e in examples], value=False)
     target, _ = pad_sequences([pad_n(e["target"]) for e in examples], value=0.0)
     sf_in, _ = pad_sequences([e["sf_in"] for e in examples])
@@ -126,11 +147,16 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     sf_gap, _ = pad_sequences([e["sf_gap"] for e in examples], value=0.0)
     sf_tgt, _ = pad_sequences([e["sf_tgt"] for e in examples], value=-100)
     out = {k: torch.from_numpy(np.asarray(v)) for k, v in feats.items()}
-    out.update(path=torch.from_numpy(path), valid=torch.from_numpy(valid),
-               nmask=torch.from_numpy(nmask), target=torch.from_numpy(target),
-               sf_in=torch.from_numpy(sf_in), sf_prefix=torch.from_numpy(sf_prefix),
-               sf_gap=torch.from_numpy(sf_gap),
-               sf_tgt=torch.from_numpy(sf_tgt))
+    out.update(
+        path=torch.from_numpy(path),
+        valid=torch.from_numpy(valid),
+        nmask=torch.from_numpy(nmask),
+        target=torch.from_numpy(target),
+        sf_in=torch.from_numpy(sf_in),
+        sf_prefix=torch.from_numpy(sf_prefix),
+        sf_gap=torch.from_numpy(sf_gap),
+        sf_tgt=torch.from_numpy(sf_tgt),
+    )
     return out
 
 
@@ -198,8 +224,9 @@ def _dist_setup() -> tuple[int, int]:
     return (dist.get_rank() if world > 1 else 0), world
 
 
-def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False,
-          progress=None, log=print) -> dict:
+def train(
+    cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False, progress=None, log=print
+) -> dict:
     torch.set_num_threads(cfg.threads)
     rank, world = _dist_setup()
     table, gcfg, prep = ResidueTable(), GraphConfig(), PreprocessConfig()
@@ -208,8 +235,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     ps, sf = PathSearcher(model_cfg), SeqFiller(model_cfg)
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
     builder = GraphBuilder(table, gcfg)
-    examples = Examples(builder, prep, rng, bos=model_cfg.vocab, max_peptides=cfg.max_peptides,
-                        real=cfg.use_real)
+    examples = Examples(builder, prep, rng, bos=model_cfg.vocab, max_peptides=cfg.max_peptides, real=cfg.use_real)
     params = list(ps.parameters()) + list(sf.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     out = Path(cfg.out)
@@ -227,7 +253,6 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     if world > 1:
         tps = torch.nn.parallel.DistributedDataParallel(ps)
         tsf = torch.nn.parallel.DistributedDataParallel(sf)
-    total_steps = cfg.max_steps
     start = time.time() - seconds
     history = []
     bar = progress(total=cfg.max_steps, desc="train graphnovo") if progress and rank == 0 else None
@@ -248,21 +273,31 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         if bar is not None:
             bar.update(1)
         if rank == 0 and step % cfg.log_every == 0:
-            a = np.mean(history[-cfg.log_every:], axis=0)
+            a = np.mean(history[-cfg.log_every :], axis=0)
             log(f"step {step} path_kl {a[0]:.4f} fill_ce {a[1]:.4f} lr {lr:.2e} {time.time() - start:.0f}s")
         if rank == 0 and step % cfg.checkpoint_every == 0:
             _checkpoint(ckpt, ps, sf, opt, step, time.time() - start, rng)
     seconds = time.time() - start
     if rank == 0:
         _checkpoint(ckpt, ps, sf, opt, step, seconds, rng)
-    last = np.mean(history[-cfg.log_every:], axis=0) if history else (float("nan"),) * 2
+    last = np.mean(history[-cfg.log_every :], axis=0) if history else (float("nan"),) * 2
     meta = {
-        "model": model_cfg.to_dict(), "residues": list(table.tokens), "graph": asdict(gcfg),
+        "model": model_cfg.to_dict(),
+        "residues": list(table.tokens),
+        "graph": asdict(gcfg),
         "preprocess": asdict(prep),
-        "training": {"steps": step, "seconds": round(seconds, 1), "batch_size": cfg.batch_size,
-                     "world_size": world, "lr": cfg.lr, "real_fraction": cfg.real_fraction,
-                     "real_train_spectra": len(examples.real), "final_path_kl": float(last[0]),
-                     "final_fill_ce": float(last[1]), "seed": cfg.seed},
+        "training": {
+            "steps": step,
+            "seconds": round(seconds, 1),
+            "batch_size": cfg.batch_size,
+            "world_size": world,
+            "lr": cfg.lr,
+            "real_fraction": cfg.real_fraction,
+            "real_train_spectra": len(examples.real),
+            "final_path_kl": float(last[0]),
+            "final_fill_ce": float(last[1]),
+            "seed": cfg.seed,
+        },
     }
     if rank == 0:
         save_weights(out / "weights", ps, sf, meta)
@@ -277,6 +312,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
 def _checkpoint(path: Path, ps, sf, opt, step: int, seconds: float, rng) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"ps": ps.state_dict(), "sf": sf.state_dict(), "opt": opt.state_dict(),
-                "step": step, "seconds": seconds, "rng": [rng.bit_generator.state]}, tmp)
+    torch.save(
+        {
+            "ps": ps.state_dict(),
+            "sf": sf.state_dict(),
+            "opt": opt.state_dict(),
+            "step": step,
+            "seconds": seconds,
+            "rng": [rng.bit_generator.state],
+        },
+        tmp,
+    )
     tmp.replace(path)

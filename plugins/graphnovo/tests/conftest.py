@@ -34,7 +34,12 @@ def tiny_weights(tmp_path_factory):
     cfg = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(table.tokens))
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("weights") / "tiny"
-    meta = {"model": cfg.to_dict(), "residues": list(table.tokens), "graph": asdict(GraphConfig()),
-            "preprocess": asdict(PreprocessConfig()), "training": {"note": "untrained test model"}}
+    meta = {
+        "model": cfg.to_dict(),
+        "residues": list(table.tokens),
+        "graph": asdict(GraphConfig()),
+        "preprocess": asdict(PreprocessConfig()),
+        "training": {"note": "untrained test model"},
+    }
     save_weights(out, PathSearcher(cfg), SeqFiller(cfg), meta)
     return out

@@ -2,10 +2,14 @@ import itertools
 
 import numpy as np
 import pytest
-
 from engine_graphnovo.baseline import best_path, edge_scores, node_scores, sequence_graph
 from engine_graphnovo.graph import (
-    JUMP_MASS, GraphBuilder, graph_stats, label_nodes, missing_fragmentation, true_prefixes,
+    JUMP_MASS,
+    GraphBuilder,
+    graph_stats,
+    label_nodes,
+    missing_fragmentation,
+    true_prefixes,
 )
 from engine_graphnovo.masses import H2O, PROTON, ResidueTable, parse_peptide, precursor_mz, residue_masses
 
@@ -41,7 +45,7 @@ def test_perfect_ladder_gives_true_path(builder):
     chain = [0] + [int(h[0]) for h in labels]
     edges = g.edge_map()
     table = builder.table
-    for (a, b_), tok in zip(zip(chain[:-1], chain[1:]), tokens):
+    for (a, b_), tok in zip(zip(chain[:-1], chain[1:], strict=False), tokens, strict=False):
         k = edges[(a, b_)]
         assert g.nres[k] == 1
         assert table.tokens[g.single[k]] == tok  # no E/D (= deamidated Q/N), K/Q or F/M[Oxidation]
@@ -84,7 +88,7 @@ def _brute_best(g):
     for k in range(0, g.n - 1):
         for mid in itertools.combinations(inner, k):
             path = (0,) + mid + (g.n - 1,)
-            s = sum(es[a, b] + ns[b] for a, b in zip(path[:-1], path[1:]))
+            s = sum(es[a, b] + ns[b] for a, b in zip(path[:-1], path[1:], strict=False))
             best = max(best, s)
     return best
 

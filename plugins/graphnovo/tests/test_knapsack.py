@@ -2,7 +2,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from engine_graphnovo.knapsack import UNREACHABLE, Knapsack, _window_min, to_bins
 
 MASSES = np.array([57.021463721, 71.037113805, 87.032028435, 128.058577540, 128.094963050])
@@ -30,7 +29,7 @@ def test_window_min_matches_naive():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 255, 500).astype(np.uint8)
     for w in (0, 1, 3, 8, 21):
-        naive = np.array([a[max(0, i - w): i + w + 1].min() for i in range(a.size)])
+        naive = np.array([a[max(0, i - w) : i + w + 1].min() for i in range(a.size)])
         assert np.array_equal(_window_min(a, w), naive)
 
 

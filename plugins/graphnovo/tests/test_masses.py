@@ -1,28 +1,40 @@
 import numpy as np
 import pytest
-
 from engine_graphnovo.masses import (
-    AA_MASSES, H2O, PROTON, PeptideError, ResidueTable, apply_mods, normalize_il, parse_peptide,
-    peptide_mass, precursor_mz, residue_masses, to_proforma,
+    AA_MASSES,
+    H2O,
+    PROTON,
+    PeptideError,
+    ResidueTable,
+    apply_mods,
+    normalize_il,
+    parse_peptide,
+    peptide_mass,
+    precursor_mz,
+    residue_masses,
+    to_proforma,
 )
 
 CAM = "C[Carbamidomethyl]"
 
 
-@pytest.mark.parametrize("text, tokens", [
-    ("PEPTIDE", tuple("PEPTIDE")),
-    ("C+57.021M+15.995K", (CAM, "M[Oxidation]", "K")),
-    ("C(+57.02)K", (CAM, "K")),
-    ("C[Carbamidomethyl]M[Oxidation]", (CAM, "M[Oxidation]")),
-    ("C[UNIMOD:4]N[UNIMOD:7]", (CAM, "N[Deamidated]")),
-    ("+43.006-PEPK", ("[Carbamyl]-", "P", "E", "P", "K")),
-    ("+42.011PEPK", ("[Acetyl]-", "P", "E", "P", "K")),
-    ("[Acetyl]-PEPK", ("[Acetyl]-", "P", "E", "P", "K")),
-    ("Q[Gln->pyro-Glu]K", ("[Ammonia-loss]-", "Q", "K")),
-    ("-17.027QK", ("[Ammonia-loss]-", "Q", "K")),
-    ("PEPK/2", ("P", "E", "P", "K")),
-    ("M(O)K", ("M[Oxidation]", "K")),
-])
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("PEPTIDE", tuple("PEPTIDE")),
+        ("C+57.021M+15.995K", (CAM, "M[Oxidation]", "K")),
+        ("C(+57.02)K", (CAM, "K")),
+        ("C[Carbamidomethyl]M[Oxidation]", (CAM, "M[Oxidation]")),
+        ("C[UNIMOD:4]N[UNIMOD:7]", (CAM, "N[Deamidated]")),
+        ("+43.006-PEPK", ("[Carbamyl]-", "P", "E", "P", "K")),
+        ("+42.011PEPK", ("[Acetyl]-", "P", "E", "P", "K")),
+        ("[Acetyl]-PEPK", ("[Acetyl]-", "P", "E", "P", "K")),
+        ("Q[Gln->pyro-Glu]K", ("[Ammonia-loss]-", "Q", "K")),
+        ("-17.027QK", ("[Ammonia-loss]-", "Q", "K")),
+        ("PEPK/2", ("P", "E", "P", "K")),
+        ("M(O)K", ("M[Oxidation]", "K")),
+    ],
+)
 def test_notations_resolve_to_proforma_tokens(text, tokens):
     assert parse_peptide(text) == tokens
 
@@ -72,7 +84,9 @@ def test_residue_table_encodes_il_and_rejects_outside_tokens():
 def test_massivekb_labels_match_precursors(massivekb):
     from engine_graphnovo.readers import read_spectra
 
-    errs = [abs(precursor_mz(parse_peptide(s.label), s.charge) - s.precursor_mz) * s.charge
-            for s in read_spectra([massivekb])]
+    errs = [
+        abs(precursor_mz(parse_peptide(s.label), s.charge) - s.precursor_mz) * s.charge
+        for s in read_spectra([massivekb])
+    ]
     assert len(errs) == 500
     assert max(errs) < 0.05  # every notation and modification resolved to the right mass

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from engine_graphnovo.masses import parse_peptide, residue_masses
 from engine_graphnovo.metrics import Scorer, aa_matches
 

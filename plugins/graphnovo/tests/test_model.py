@@ -7,8 +7,8 @@ from engine_graphnovo.data import token_label  # noqa: E402
 from engine_graphnovo.graph import GraphBuilder  # noqa: E402
 from engine_graphnovo.masses import ResidueTable, parse_peptide  # noqa: E402
 from engine_graphnovo.model import ModelConfig, PathSearcher, SeqFiller  # noqa: E402
-from engine_graphnovo.simulator import SimConfig, simulate  # noqa: E402
 from engine_graphnovo.preprocess import PreprocessConfig, preprocess  # noqa: E402
+from engine_graphnovo.simulator import SimConfig, simulate  # noqa: E402
 from engine_graphnovo.training import collate, fill_loss, make_example, path_loss  # noqa: E402
 
 TABLE = ResidueTable()
@@ -44,7 +44,10 @@ def test_padding_does_not_change_outputs(batch):
     alone = collate([batch[2][1]])
     n = alone["masses"].shape[1]
     with torch.no_grad():
-        args = lambda b: (b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
+
+        def args(b):
+            return b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"]
+
         lp_full = ps(*args(full), full["path"], full["nmask"])[2, : alone["path"].shape[1], :n]
         lp_alone = ps(*args(alone), alone["path"], alone["nmask"])[0]
         t = alone["sf_in"].shape[1]
@@ -80,8 +83,16 @@ def test_kl_loss_identity_and_training_reduces_loss(batch):
     ps, sf = PathSearcher(CFG), SeqFiller(CFG)
     b = collate([ex for _, ex in batch])
     # KL(target || p) = cross-entropy - entropy(target)
-    logp = ps(b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"],
-              b["path"], b["nmask"] | ~b["valid"][..., None])
+    logp = ps(
+        b["ions"],
+        b["masses"],
+        b["precursor"],
+        b["charge"],
+        b["pair_code"],
+        b["node_mask"],
+        b["path"],
+        b["nmask"] | ~b["valid"][..., None],
+    )
     t = b["target"]
     ce = -(t * logp).sum(-1)
     ent = -(t * torch.log(t.clamp_min(1e-12))).sum(-1)
@@ -118,8 +129,17 @@ def test_cached_steps_equal_full_recomputation(batch):
         tok, pre, gap = b["sf_in"][rows, :4], b["sf_prefix"][rows, :4], b["sf_gap"][rows, :4]
         past = torch.zeros(CFG.decoder_layers, 2, 3, heads, 0, dk)
         for t in range(4):
-            got, past = sf.step_cached(mem, b["node_mask"], b["masses"], tok[:, t], pre[:, t], gap[:, t],
-                                       b["precursor"], rows, past)
-            want = sf.step(mem, b["node_mask"], b["masses"], tok[:, : t + 1], pre[:, : t + 1],
-                           gap[:, : t + 1], b["precursor"], rows)
+            got, past = sf.step_cached(
+                mem, b["node_mask"], b["masses"], tok[:, t], pre[:, t], gap[:, t], b["precursor"], rows, past
+            )
+            want = sf.step(
+                mem,
+                b["node_mask"],
+                b["masses"],
+                tok[:, : t + 1],
+                pre[:, : t + 1],
+                gap[:, : t + 1],
+                b["precursor"],
+                rows,
+            )
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -6,12 +6,12 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from engine.artifacts import read_artifact  # noqa: E402
-from engine.testing import run_without  # noqa: E402
-
 from engine_graphnovo.component import GraphNovoSequencer, example_spectra  # noqa: E402
 from engine_graphnovo.data import graph_arrays, pad_batch  # noqa: E402
 from engine_graphnovo.ort import OrtSequencer  # noqa: E402
+
+from engine.artifacts import read_artifact  # noqa: E402
+from engine.testing import run_without  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,8 @@ def test_sessions_match_torch(exported):
     n = feats["masses"].shape[1]
     rows = np.array([2, 0, 2, 1], dtype=np.int64)
     cfg = comp.ps.cfg
-    past = np.random.default_rng(0).normal(size=(cfg.decoder_layers, 2, 4, cfg.heads, 3, cfg.d_model // cfg.heads)).astype(np.float32)
+    shape = (cfg.decoder_layers, 2, 4, cfg.heads, 3, cfg.d_model // cfg.heads)
+    past = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     last = np.array([1, 2, 1, 3], dtype=np.int64)
     position = np.full(4, 3, dtype=np.int64)
     nmask = np.ones((4, n), dtype=bool)
@@ -44,13 +45,15 @@ def test_sessions_match_torch(exported):
     np.testing.assert_allclose(pa, pb, atol=1e-4)
     assert pa.shape[4] == 4  # the cache grew by one position
     empty = past[:, :, :, :, :0]  # the first step has an empty cache
-    np.testing.assert_allclose(torch_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
-                               ort_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        torch_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
+        ort_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
+        atol=1e-4,
+    )
     token = np.array([25, 3, 4, 7], dtype=np.int64)
     prefix = np.array([0.0, 97.05, 200.1, 57.02], dtype=np.float32)
     args = (mem, feats["node_mask"], feats["masses"], token, prefix, prefix + 60.0, feats["precursor"], rows, past)
-    for x, y in zip(torch_be.sf_step(*args), ort_be.sf_step(*args)):
+    for x, y in zip(torch_be.sf_step(*args), ort_be.sf_step(*args), strict=False):
         np.testing.assert_allclose(x, y, atol=1e-4)
 
 

@@ -1,28 +1,27 @@
 import csv
 import json
 
+import engine_graphnovo.plugin as plugin
 import pytest
+from conftest import SPECTRA, need
+from engine_graphnovo.component import example_spectra
 
 import engine.testing
 from engine.cli import main
-
-import engine_graphnovo.plugin as plugin
-from engine_graphnovo.component import example_spectra
-
-from conftest import SPECTRA, need
 
 
 def read_psms(path):
     lines = path.read_text().splitlines()
     assert lines[0] == "MTD\tmzTab-version\t1.0.0"
-    head = next(l for l in lines if l.startswith("PSH")).split("\t")
-    return [dict(zip(head, l.split("\t"))) for l in lines if l.startswith("PSM")]
+    head = next(x for x in lines if x.startswith("PSH")).split("\t")
+    return [dict(zip(head, x.split("\t"), strict=True)) for x in lines if x.startswith("PSM")]
 
 
 def test_conformance(tiny_weights, tmp_path):
     pytest.importorskip("torch")
-    engine.testing.check_plugin(plugin, options={"graphnovo": {"weights": str(tiny_weights)}},
-                                spectra=example_spectra(), tmp_path=tmp_path)
+    engine.testing.check_plugin(
+        plugin, options={"graphnovo": {"weights": str(tiny_weights)}}, spectra=example_spectra(), tmp_path=tmp_path
+    )
 
 
 def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
@@ -30,7 +29,7 @@ def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
     from engine_graphnovo.component import EXAMPLES
 
     real = EXAMPLES.read_text().split("END IONS")[0]  # a real spectrum, its charge removed
-    nocharge = "\n".join(l for l in real.splitlines() if not l.startswith(("CHARGE", "SEQ"))) + "\nEND IONS\n"
+    nocharge = "\n".join(x for x in real.splitlines() if not x.startswith(("CHARGE", "SEQ"))) + "\nEND IONS\n"
     bad.write_text("BEGIN IONS\nTITLE=z0\nPEPMASS=500\nCHARGE=0\n100 1\nEND IONS\n" + nocharge)
     good = need(SPECTRA / "formats" / "TMT10-Trial-8.mzML")
     out = tmp_path / "out.mztab"
@@ -57,16 +56,57 @@ def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb):
     from engine_graphnovo.component import EXAMPLES
 
     out = tmp_path / "o.mztab"
-    assert main(["--json", "sequence", "graphnovo", str(EXAMPLES), "--weights", str(tiny_weights), "-o", str(out),
-                 "--path-beam", "2", "--fill-beam", "2"]) == 0
+    assert (
+        main(
+            [
+                "--json",
+                "sequence",
+                "graphnovo",
+                str(EXAMPLES),
+                "--weights",
+                str(tiny_weights),
+                "-o",
+                str(out),
+                "--path-beam",
+                "2",
+                "--fill-beam",
+                "2",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["spectra"] == 3 and summary["written"] + summary["skipped"] == 3
     assert len(read_psms(out)) == summary["written"]
-    assert main(["--json", "eval", "graphnovo", "--weights", str(tiny_weights), "--limit", "4",
-                 "--path-beam", "2", "--fill-beam", "2"]) == 0
+    assert (
+        main(
+            [
+                "--json",
+                "eval",
+                "graphnovo",
+                "--weights",
+                str(tiny_weights),
+                "--limit",
+                "4",
+                "--path-beam",
+                "2",
+                "--fill-beam",
+                "2",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
-    for key in ("peptide_recall", "aa_precision", "aa_recall", "baseline_peptide_recall",
-                "baseline_aa_precision", "baseline_aa_recall", "spectra", "skipped"):
+    for key in (
+        "peptide_recall",
+        "aa_precision",
+        "aa_recall",
+        "baseline_peptide_recall",
+        "baseline_aa_precision",
+        "baseline_aa_recall",
+        "spectra",
+        "skipped",
+    ):
         assert key in res
     assert res["spectra"] == 4
     assert 0.0 <= res["baseline_aa_recall"] <= 1.0
@@ -78,3 +118,18 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert "unknown spectrum format" in err and "\n" not in err
     assert main(["sequence", "graphnovo", "--weights", str(tmp_path), str(tmp_path / "a.mgf"), "-o", "x"]) == 2
     assert "no graphnovo weights" in capsys.readouterr().err
+
+
+def test_bundled_default_model_sequences_right_after_setup(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from engine_graphnovo.component import DEFAULT_WEIGHTS, EXAMPLES
+
+    if not (DEFAULT_WEIGHTS / "config.json").is_file():
+        pytest.skip("no bundled default weights")
+    size = sum(f.stat().st_size for f in DEFAULT_WEIGHTS.iterdir())
+    assert size <= 25 * 2**20
+    meta = json.loads((DEFAULT_WEIGHTS / "config.json").read_text())
+    assert meta["training"]["steps"] > 0
+    out = tmp_path / "default.mztab"
+    assert main(["--json", "sequence", "graphnovo", str(EXAMPLES), "-o", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 3

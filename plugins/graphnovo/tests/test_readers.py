@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
-
-from engine_graphnovo.readers import ReaderConfig, SkipReport, read_peprec, read_spectra
-
 from conftest import SPECTRA, need
+from engine_graphnovo.readers import ReaderConfig, SkipReport, read_peprec, read_spectra
 
 
 def _read(path, **kw):
@@ -101,8 +99,13 @@ def test_bad_spectra_are_counted_with_reasons(tmp_path):
     assert [s.title for s in spectra] == ["good", "unknown-mod", "no-charge"]
     assert spectra[0].label == "PEPTIDEK" and spectra[1].label is None and spectra[2].charge is None
     reasons = {ref: r.split(":")[0] for _, ref, r in report.skipped}
-    assert reasons == {"index=1": "charge", "index=2": "empty", "index=3": "nan", "index=4": "precursor",
-                       "file": "unreadable"}
+    assert reasons == {
+        "index=1": "charge",
+        "index=2": "empty",
+        "index=3": "nan",
+        "index=4": "precursor",
+        "file": "unreadable",
+    }
     assert report.notes[0][1] == "index=5" and "Frobnication" in report.notes[0][2]
     # eval needs labels: the unreadable label skips the spectrum instead
     strict, rep2 = _read(path, config=ReaderConfig(require_label=True))

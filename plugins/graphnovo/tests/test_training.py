@@ -10,15 +10,30 @@ pytest.importorskip("torch")
 
 from conftest import DATA, need  # noqa: E402
 
-TINY = ["--steps", "2", "--batch-size", "2", "--no-real", "--max-peptides", "500", "--d-model", "16",
-        "--encoder-layers", "1", "--decoder-layers", "1", "--checkpoint-every", "1"]
+TINY = [
+    "--steps",
+    "2",
+    "--batch-size",
+    "2",
+    "--no-real",
+    "--max-peptides",
+    "500",
+    "--d-model",
+    "16",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--checkpoint-every",
+    "1",
+]
 
 
 def test_train_checkpoint_resume_and_weights(tmp_path):
     need(DATA / "proteomes")
-    from engine.cli import main
-
     from engine_graphnovo.training import load_weights
+
+    from engine.cli import main
 
     out = tmp_path / "run"
     assert main(["--quiet", "train", "graphnovo", "--out", str(out), *TINY]) == 0
@@ -34,8 +49,23 @@ def test_train_checkpoint_resume_and_weights(tmp_path):
 def test_torchrun_ddp_two_gloo_processes(tmp_path):
     need(DATA / "proteomes")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "engine", "--quiet", "train", "graphnovo", "--out", str(tmp_path / "ddp"), *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "engine",
+        "--quiet",
+        "train",
+        "graphnovo",
+        "--out",
+        str(tmp_path / "ddp"),
+        *TINY,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     sums = re.findall(r"rank (\d) parameter checksum (\S+)", done.stdout + done.stderr)
