@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import missing_fragmentation, true_prefixes
+from .graph import graph_stats, missing_fragmentation, true_prefixes
 from .masses import parse_peptide, residue_mass_of, residue_masses
 from .metrics import Scorer
 from .preprocess import preprocess
@@ -36,6 +36,7 @@ class _Side:
         self.strata = {b: Scorer() for b in MF_BINS}
         self.node_hits = self.node_pred = self.node_true = 0
         self.precursor_ok = self.predicted = 0
+        self.graphs: list[dict] = []
 
     def add_group(self, pipeline, group: list) -> None:
         """group: [(spectrum, true tokens, missing-fragmentation ratio)]."""
@@ -45,6 +46,7 @@ class _Side:
 
     def add(self, pipeline, graph, pred, true, mf: float) -> None:
         tokens = pipeline.builder.table.decode(pred.ids) if pred else None
+        self.graphs.append(graph_stats(graph, residue_masses(true)))
         self.scorer.add(tokens, true)
         next(s for (lo, hi), s in self.strata.items() if lo <= mf < hi).add(tokens, true)
         pre = true_prefixes(residue_masses(true))
@@ -63,6 +65,13 @@ class _Side:
         out[f"{prefix}node_precision"] = self.node_hits / max(self.node_pred, 1)
         out[f"{prefix}node_recall"] = self.node_hits / max(self.node_true, 1)
         out[f"{prefix}precursor_match"] = self.precursor_ok / max(self.predicted, 1)
+        if self.graphs:
+            out[f"{prefix}graph"] = {
+                "median_nodes": float(np.median([g["nodes"] for g in self.graphs])),
+                "median_edges": float(np.median([g["edges"] for g in self.graphs])),
+                "mean_prefix_coverage": float(np.mean([g.get("prefix_coverage", 0.0) for g in self.graphs])),
+                "mean_node_precision": float(np.mean([g.get("node_precision", 0.0) for g in self.graphs])),
+            }
         out[f"{prefix}by_missing_fragmentation"] = {
             f"{lo:.1f}-{min(hi, 1.0):.1f}": {**s.result(), "spectra": s.peptides} for (lo, hi), s in self.strata.items()
         }

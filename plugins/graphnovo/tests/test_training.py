@@ -53,10 +53,9 @@ def test_torchrun_ddp_two_gloo_processes(tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free local rendezvous port
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29517",
         "-m",
         "engine",
         "--quiet",
