@@ -35,6 +35,9 @@ def save_model_dir(dest, net, config: dict, dtype: str = "fp32") -> Path:
     state = {k: v.detach().to(DTYPES[dtype]).contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"))
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    for f in tmp.iterdir():  # mkdtemp is private (0700); a model folder is ordinary data
+        f.chmod(0o644)
+    tmp.chmod(0o755)
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -162,151 +162,176 @@ def _dist():
     return 0, 1
 
 
-def train(args, progress=None, log=print) -> dict:
-    torch.set_num_threads(args.threads)
-    rank, world = _dist()
-    out = Path(args.out)
-    tok, train_tokens, val_tokens = prepare_data(args)
-    graph = schedule = None
-    if args.objective == "sedd":
-        graph = GRAPHS.create(args.graph, tok.vocab_size)
-        schedule = SCHEDULES.create(args.schedule or DEFAULT_SCHEDULE.get(args.graph, "loglinear"))
-    cfg = make_config(args, tok, graph, schedule)
-    torch.manual_seed(args.seed)
-    net = ScoreNet(ModelConfig(**cfg["model"]))
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
-    ema = EMA(net, args.ema)
-    step, elapsed, history = 0, 0.0, []
-    ckpt = out / "checkpoint.pt"
-    if args.resume:
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
-        state = torch.load(ckpt, weights_only=False)
-        if state["config"] != cfg:
+class Trainer:
+    """One training run: model, optimiser, EMA, data stream and checkpoints."""
+
+    def __init__(self, args, log=print):
+        torch.set_num_threads(args.threads)
+        self.args, self.log = args, log
+        self.rank, self.world = _dist()
+        self.out = Path(args.out)
+        self.ckpt = self.out / "checkpoint.pt"
+        self.tok, train_tokens, val_tokens = prepare_data(args)
+        self.graph = self.schedule = None
+        if args.objective == "sedd":
+            self.graph = GRAPHS.create(args.graph, self.tok.vocab_size)
+            self.schedule = SCHEDULES.create(args.schedule or DEFAULT_SCHEDULE.get(args.graph, "loglinear"))
+        self.cfg = make_config(args, self.tok, self.graph, self.schedule)
+        torch.manual_seed(args.seed)
+        self.net = ScoreNet(ModelConfig(**self.cfg["model"]))
+        self.opt = torch.optim.AdamW(
+            self.net.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay
+        )
+        self.ema = EMA(self.net, args.ema)
+        self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
+        self.step, self.history, self.rng_states, self.loss_avg = 0, [], [], None
+        self.start = time.time()
+        if args.resume:
+            self.resume()
+        self.model = self.net
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.net)
+        self.data = torch.from_numpy(train_tokens)
+        val = chunk(val_tokens, args.length)
+        self.val_seqs = val[np.linspace(0, len(val) - 1, min(args.eval_seqs, len(val))).astype(int)]
+
+    def resume(self):
+        if not self.ckpt.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {self.ckpt}")
+        state = torch.load(self.ckpt, weights_only=False)
+        if state["config"] != self.cfg:
             raise ValueError("--resume: checkpoint was trained with a different configuration")
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        ema.shadow = state["ema"]
-        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.ema.shadow = state["ema"]
+        self.step, self.history = state["step"], state["history"]
+        self.start = time.time() - state["elapsed"]
         if "torch_rng" in state:  # older checkpoints lack the generator states
             torch.set_rng_state(state["torch_rng"])
-    model = net
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+        if self.rank < len(state.get("data_rng", [])):
+            self.gen.set_state(state["data_rng"][self.rank])
 
-        model = DistributedDataParallel(net)
-    gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
-    if args.resume and rank < len(state.get("data_rng", [])):
-        gen.set_state(state["data_rng"][rank])
-    data = torch.from_numpy(train_tokens)
-    offsets = torch.arange(args.length)
-    val_seqs = chunk(val_tokens, args.length)
-    val_seqs = val_seqs[np.linspace(0, len(val_seqs) - 1, min(args.eval_seqs, len(val_seqs))).astype(int)]
-    bos, vocab = tok.vocab_size, tok.vocab_size
-    net.train()
-    start = time.time() - elapsed
-    bar = progress(total=args.steps, desc=f"train {args.objective}") if progress else None
-    if bar is not None and step:
-        bar.update(step)
-    loss_avg = None
-    rng_states = []
+    def loss(self, x0):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+            if self.args.objective == "sedd":
+                return sedd_loss(self.model, self.graph, self.schedule, x0, generator=self.gen).mean()
+            return ar_nll(self.model, x0, self.tok.vocab_size, self.tok.vocab_size).mean()
 
-    def save_checkpoint():
-        nonlocal rng_states
-        rng_states = _gather_states(gen.get_state(), world)
-        if rank != 0:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(
-            {
-                "net": net.state_dict(),
-                "opt": opt.state_dict(),
-                "ema": ema.shadow,
-                "step": step,
-                "elapsed": time.time() - start,
-                "history": history,
-                "config": cfg,
-                "torch_rng": torch.get_rng_state(),
-                "data_rng": rng_states,
-            },
-            tmp,
-        )
-        os.replace(tmp, ckpt)
-
-    while step < args.steps:
-        if args.stop_at is not None and step >= args.stop_at:
-            break
-        if args.max_minutes is not None and time.time() - start > 60 * args.max_minutes:
-            log(f"stopping at step {step}: --max-minutes {args.max_minutes} reached")
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
-        starts = torch.randint(0, len(data) - args.length, (args.batch,), generator=gen)
-        x0 = data[starts[:, None] + offsets]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            if args.objective == "sedd":
-                loss = sedd_loss(model, graph, schedule, x0, generator=gen).mean()
-            else:
-                loss = ar_nll(model, x0, bos, vocab).mean()
-        opt.zero_grad(set_to_none=True)
+    def train_step(self) -> float:
+        args = self.args
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, args)
+        starts = torch.randint(0, len(self.data) - args.length, (args.batch,), generator=self.gen)
+        loss = self.loss(self.data[starts[:, None] + torch.arange(args.length)])
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
-        opt.step()
-        ema.update(net, step)
-        step += 1
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss_per_token=f"{loss_avg / args.length:.3f}")
-        if rank == 0 and (step % args.eval_every == 0 or step == args.steps):
-            live = [p.detach().clone() for p in net.parameters()]
-            ema.copy_to(net)
-            val = validate(net, args, cfg, graph, schedule, val_seqs, tok)
-            with torch.no_grad():
-                for p, v in zip(net.parameters(), live, strict=True):
-                    p.copy_(v)
-            rec = {
-                "step": step,
-                "seconds": round(time.time() - start, 1),
-                "train_loss_per_token": loss_avg / args.length,
-                "grad_norm": float(gnorm),
-                "val_bpc": val["bpc"],
-                "val_bpc_se": val["bpc_se"],
-            }
-            history.append(rec)
-            log(json.dumps(rec))
-        if step % args.ckpt_every == 0:
-            save_checkpoint()
-    if bar is not None:
-        bar.close()
-    save_checkpoint()
-    seconds = time.time() - start
-    result = {"steps": step, "seconds": round(seconds, 1), "out": str(out / "model")}
-    if rank == 0:
-        ema.copy_to(net)
-        cfg["training"] = {
+        gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), args.clip)
+        self.opt.step()
+        self.ema.update(self.net, self.step)
+        self.step += 1
+        value = loss.item()
+        self.loss_avg = value if self.loss_avg is None else 0.98 * self.loss_avg + 0.02 * value
+        return float(gnorm)
+
+    def evaluate(self, gnorm: float):
+        """Validation bound (or exact NLL for AR) of the EMA weights."""
+        live = [p.detach().clone() for p in self.net.parameters()]
+        self.ema.copy_to(self.net)
+        val = validate(self.net, self.args, self.cfg, self.graph, self.schedule, self.val_seqs, self.tok)
+        with torch.no_grad():
+            for p, v in zip(self.net.parameters(), live, strict=True):
+                p.copy_(v)
+        rec = {
+            "step": self.step,
+            "seconds": round(time.time() - self.start, 1),
+            "train_loss_per_token": self.loss_avg / self.args.length,
+            "grad_norm": gnorm,
+            "val_bpc": val["bpc"],
+            "val_bpc_se": val["bpc_se"],
+        }
+        self.history.append(rec)
+        self.log(json.dumps(rec))
+
+    def save_checkpoint(self):
+        self.rng_states = _gather_states(self.gen.get_state(), self.world)
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt.with_suffix(".tmp")
+        state = {
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "ema": self.ema.shadow,
+            "step": self.step,
+            "elapsed": time.time() - self.start,
+            "history": self.history,
+            "config": self.cfg,
+            "torch_rng": torch.get_rng_state(),
+            "data_rng": self.rng_states,
+        }
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt)
+
+    def should_stop(self) -> bool:
+        args = self.args
+        if args.stop_at is not None and self.step >= args.stop_at:
+            return True
+        if args.max_minutes is not None and time.time() - self.start > 60 * args.max_minutes:
+            self.log(f"stopping at step {self.step}: --max-minutes {args.max_minutes} reached")
+            return True
+        return False
+
+    def save_model(self, seconds: float):
+        """EMA weights + config with the training record, as a model folder (rank 0)."""
+        args = self.args
+        self.ema.copy_to(self.net)
+        self.cfg["training"] = {
             "data": Path(args.data).name,
             "train_fraction": args.train_fraction,
-            "steps": step,
-            "batch": args.batch * world,
+            "steps": self.step,
+            "batch": args.batch * self.world,
             "lr": args.lr,
             "warmup": args.warmup,
             "clip": args.clip,
             "ema": args.ema,
             "seconds": round(seconds, 1),
-            "world_size": world,
+            "world_size": self.world,
             "threads": args.threads,
-            "parameters": net.num_parameters(),
-            "history": history,
+            "parameters": self.net.num_parameters(),
+            "history": self.history,
         }
-        save_model_dir(out / "model", net, cfg, args.save_dtype)
-    if world > 1:
+        save_model_dir(self.out / "model", self.net, self.cfg, args.save_dtype)
+
+
+def train(args, progress=None, log=print) -> dict:
+    t = Trainer(args, log)
+    bar = progress(total=args.steps, desc=f"train {args.objective}") if progress else None
+    if bar is not None and t.step:
+        bar.update(t.step)
+    t.net.train()
+    while t.step < args.steps and not t.should_stop():
+        gnorm = t.train_step()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss_per_token=f"{t.loss_avg / args.length:.3f}")
+        if t.rank == 0 and (t.step % args.eval_every == 0 or t.step == args.steps):
+            t.evaluate(gnorm)
+        if t.step % args.ckpt_every == 0:
+            t.save_checkpoint()
+    if bar is not None:
+        bar.close()
+    t.save_checkpoint()
+    seconds = time.time() - t.start
+    if t.rank == 0:
+        t.save_model(seconds)
+    if t.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    return result
+    return {"steps": t.step, "seconds": round(seconds, 1), "out": str(t.out / "model")}
 
 
 def main(argv=None):

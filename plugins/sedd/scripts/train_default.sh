@@ -7,3 +7,8 @@ timeout 70m /work/venv/bin/python -m engine_sedd.training --objective sedd --ste
 STEPS=$(/work/venv/bin/python -c "import json;print(json.load(open('runs/default_sedd/model/config.json'))['training']['steps'])")
 timeout 70m /work/venv/bin/python -m engine_sedd.training --objective ar --steps $STEPS --max-minutes 58 --out runs/default_ar $COMMON > runs/default_ar.log 2>&1
 echo done > runs/train_default.done
+# install as the bundled default model and AR baseline
+rm -rf engine_sedd/weights/default engine_sedd/weights/ar_baseline
+mkdir -p engine_sedd/weights
+cp -r runs/default_sedd/model engine_sedd/weights/default
+cp -r runs/default_ar/model engine_sedd/weights/ar_baseline
