@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .data import graph_arrays, pad_batch
-from .export_names import ENCODE_INPUTS, PS_STEP_INPUTS, SF_STEP_INPUTS, STEP_OUTPUTS
+from .export_names import ENCODE_INPUTS, PS_STATE, PS_STEP_INPUTS, SF_STATE, SF_STEP_INPUTS, STEP_OUTPUTS
 
 OPSET = 17
 
@@ -21,7 +21,7 @@ class _Encode(nn.Module):
         self.model = model
 
     def forward(self, *args):
-        return self.model.encode(*args)
+        return self.model.encode_for_steps(*args)
 
 
 class _Step(nn.Module):
@@ -62,81 +62,79 @@ def export_artifact(component, dest: Path) -> Path:
     feats = _sample(component)
     t = {k: torch.from_numpy(v) for k, v in feats.items()}
     enc_args = [t[k] for k in ENCODE_INPUTS]
-    n_dyn = {0: "batch", 1: "nodes"}
+    graphs, nodes = {0: "graphs", 1: "nodes"}, {0: "graphs", 1: "nodes"}
+    kv = {2: "graphs", 4: "nodes"}  # (L, 2, G, H, n, dk)
     enc_dyn = {
-        "ions": n_dyn,
-        "masses": n_dyn,
-        "precursor": {0: "batch"},
-        "charge": {0: "batch"},
-        "pair_code": {0: "batch", 1: "nodes", 2: "nodes2"},
-        "node_mask": n_dyn,
-        "out": n_dyn,
+        "ions": nodes,
+        "masses": nodes,
+        "precursor": {0: "graphs"},
+        "charge": {0: "graphs"},
+        "pair_code": {0: "graphs", 1: "nodes", 2: "nodes2"},
+        "node_mask": nodes,
+        "memory": graphs,
+        "keys": graphs,
+        "cross_kv": kv,
     }
-    b, n = feats["masses"].shape
+    n = feats["masses"].shape[1]
     with torch.no_grad():
-        mem = component.ps.encode(*enc_args)
-    # steps take G graphs and B beams (rows (B,) names each beam's graph) plus a
-    # (L, 2, B, H, T, dk) key/value cache
+        ps_state = component.ps.encode_for_steps(*enc_args)
+        sf_state = component.sf.encode_for_steps(*enc_args)
+    # steps: K beams for each of G graphs (graph-major), a (L, 2, G*K, H, T, dk) cache;
+    # exported with G = 2 != K = 3 so that neither size is baked in
     cfg = component.ps.cfg
-    beams = 3
-    rows = torch.tensor([0, 1, 1], dtype=torch.long)
-    g = t
-    last = torch.tensor([0, 1, 2], dtype=torch.long)
-    position = torch.full((beams,), 2, dtype=torch.long)
-    nmask = torch.ones((beams, n), dtype=torch.bool)
-    past = torch.zeros((cfg.decoder_layers, 2, beams, cfg.heads, 2, cfg.d_model // cfg.heads))
-    token = torch.full((beams,), component.sf.bos, dtype=torch.long)
-    prefix = torch.zeros((beams,), dtype=torch.float32)
-    one = {0: "graphs", 1: "nodes"}
-    beam = {0: "beams"}
-    cache = {"past": {2: "beams", 4: "steps"}, "present": {2: "beams", 4: "steps1"}}
-    ps_dyn = {
-        "memory": one,
-        "node_mask": one,
+    g, k = feats["masses"].shape[0], 3
+    last = torch.tensor([[0, 1, 2]] * g, dtype=torch.long)
+    position = torch.full((g, k), 2, dtype=torch.long)
+    nmask = torch.ones((g, k, n), dtype=torch.bool)
+    past = torch.zeros((cfg.decoder_layers, 2, g * k, cfg.heads, 2, cfg.d_model // cfg.heads))
+    token = torch.full((g, k), component.sf.bos, dtype=torch.long)
+    prefix = torch.zeros((g, k), dtype=torch.float32)
+    beam = {0: "graphs", 1: "beams"}
+    step_dyn = {
+        "memory": graphs,
+        "keys": graphs,
+        "cross_kv": kv,
+        "node_mask": nodes,
+        "node_masses": nodes,
+        "precursor": {0: "graphs"},
         "last": beam,
         "position": beam,
-        "next_mask": {0: "beams", 1: "nodes"},
-        "rows": beam,
-        "out": {0: "beams", 1: "nodes"},
-        **cache,
-    }
-    sf_dyn = {
-        "memory": one,
-        "node_mask": one,
-        "node_masses": one,
         "token": beam,
         "prefix": beam,
         "gap": beam,
-        "precursor": {0: "graphs"},
-        "rows": beam,
-        "out": beam,
-        **cache,
+        "next_mask": {0: "graphs", 1: "beams", 2: "nodes"},
+        "past": {2: "slots", 4: "steps"},
+        "present": {2: "slots", 4: "steps1"},
     }
+    ps_args = [*ps_state, t["node_mask"], last, position, nmask, past]
+    sf_args = [*sf_state, t["node_mask"], t["masses"], token, prefix, prefix + 50.0, t["precursor"], past]
+    ps_out = {**step_dyn, "out": {0: "graphs", 1: "beams", 2: "nodes"}}
+    sf_out = {**step_dyn, "out": beam}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         component.ps.eval(), component.sf.eval()
-        _export(_Encode(component.ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx")
+        _export(_Encode(component.ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx", PS_STATE)
         _export(
             _Step(component.ps),
-            [mem, g["node_mask"], last, position, nmask, rows, past],
+            ps_args,
             PS_STEP_INPUTS,
-            ps_dyn,
+            _only(ps_out, PS_STEP_INPUTS),
             tmp / "ps_step.onnx",
             STEP_OUTPUTS,
         )
-        _export(_Encode(component.sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx")
+        _export(_Encode(component.sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx", SF_STATE)
         _export(
             _Step(component.sf),
-            [mem, g["node_mask"], g["masses"], token, prefix, prefix + 50.0, g["precursor"], rows, past],
+            sf_args,
             SF_STEP_INPUTS,
-            sf_dyn,
+            _only(sf_out, SF_STEP_INPUTS),
             tmp / "sf_step.onnx",
             STEP_OUTPUTS,
         )
         models = {
-            "ps_encode": {"file": "ps_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": ["out"]},
+            "ps_encode": {"file": "ps_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": PS_STATE},
             "ps_step": {"file": "ps_step.onnx", "inputs": PS_STEP_INPUTS, "outputs": STEP_OUTPUTS},
-            "sf_encode": {"file": "sf_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": ["out"]},
+            "sf_encode": {"file": "sf_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": SF_STATE},
             "sf_step": {"file": "sf_step.onnx", "inputs": SF_STEP_INPUTS, "outputs": STEP_OUTPUTS},
         }
         files = {m["file"]: tmp / m["file"] for m in models.values()}
@@ -151,3 +149,8 @@ def export_artifact(component, dest: Path) -> Path:
             config={"meta": component.meta},
             overwrite=True,
         )
+
+
+def _only(dynamic: dict, names: list[str]) -> dict:
+    """Dynamic axes of the named inputs plus the step outputs."""
+    return {k: v for k, v in dynamic.items() if k in names or k in STEP_OUTPUTS}

@@ -1,6 +1,8 @@
 """ONNX input names shared by the exporter (torch) and the onnxruntime loop (no torch)."""
 
 ENCODE_INPUTS = ["ions", "masses", "precursor", "charge", "pair_code", "node_mask"]
-PS_STEP_INPUTS = ["memory", "node_mask", "last", "position", "next_mask", "rows", "past"]
-SF_STEP_INPUTS = ["memory", "node_mask", "node_masses", "token", "prefix", "gap", "precursor", "rows", "past"]
+PS_STATE = ["memory", "keys", "cross_kv"]  # ps_encode outputs, fed to every ps_step
+SF_STATE = ["cross_kv"]
+PS_STEP_INPUTS = PS_STATE + ["node_mask", "last", "position", "next_mask", "past"]
+SF_STEP_INPUTS = SF_STATE + ["node_mask", "node_masses", "token", "prefix", "gap", "precursor", "past"]
 STEP_OUTPUTS = ["out", "present"]

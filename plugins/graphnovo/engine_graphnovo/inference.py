@@ -24,17 +24,19 @@ from .masses import to_proforma
 from .preprocess import PreprocessConfig, preprocess
 
 MAX_TOKENS = 60
+WIDEN = 3.0  # tolerance factor when a gap has no exact fill
 
 
 class Backend(Protocol):
-    """Encoders return node memories; steps take one new position per beam and a
-    (layers, 2, beams, heads, steps, head_dim) key/value cache, and return
+    """Encoders return a per-graph state (a tuple of arrays: memory, pointer keys,
+    cross-attention keys/values); steps take that state, one new position per beam and
+    a (layers, 2, beams, heads, steps, head_dim) self-attention cache, and return
     (log-probabilities, the extended cache)."""
 
-    def ps_encode(self, feats: dict) -> np.ndarray: ...
-    def ps_step(self, memory, node_mask, last, position, next_mask, rows, past) -> tuple: ...
-    def sf_encode(self, feats: dict) -> np.ndarray: ...
-    def sf_step(self, memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past) -> tuple: ...
+    def ps_encode(self, feats: dict) -> tuple: ...
+    def ps_step(self, *state_and_inputs) -> tuple: ...
+    def sf_encode(self, feats: dict) -> tuple: ...
+    def sf_step(self, *state_and_inputs) -> tuple: ...
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class _Beam:
     prefix: list[float]
     gaps: list[float]  # mass left in the current gap before each position
     parent: int = 0  # row of the beam it extends in the previous step's batch
+    fresh: bool = True  # at the start of its current gap
 
     @property
     def score(self) -> float:
@@ -171,10 +174,14 @@ class FillSearch:
         for _total, i, t, lp in cands[: self.beam]:
             x = self.live[i]
             rem, seg = x.remaining - masses[t], x.seg
-            if abs(rem) <= self.tol:  # gap closed: carry the residual into the next gap
+            # widened masks may leave up to WIDEN x tol; nothing lighter than a residue fits
+            closed = (x.fresh and segs[seg].token == t) or abs(rem) <= WIDEN * self.tol
+            if closed:  # carry the (bounded) residual into the next gap
                 seg += 1
+                rem = float(np.clip(rem, -self.tol, self.tol))
                 rem = segs[seg].mass + rem if seg < len(segs) else rem
-            y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, x.prefix + [x.prefix[-1] + masses[t]], x.gaps + [rem], i)
+            prefix = x.prefix + [x.prefix[-1] + masses[t]]
+            y = _Beam(x.ids + [t], x.logps + [lp], seg, rem, prefix, x.gaps + [rem], i, closed)
             (self.done if seg == len(segs) else nxt).append(y)
         best_done = max((d.score for d in self.done), default=-np.inf)
         too_long = nxt and len(nxt[0].ids) >= MAX_TOKENS
@@ -182,10 +189,10 @@ class FillSearch:
 
     def _allowed(self, x: _Beam) -> np.ndarray:
         seg = self.segments[x.seg]
-        if seg.token >= 0 and abs(x.remaining - seg.mass) <= self.tol:
+        if seg.token >= 0 and x.fresh:  # a single-residue edge: its residue is forced
             return np.array([seg.token])
         ok = np.zeros(0, dtype=np.int64)
-        for widen in (1.0, 3.0):  # widened once if the mask is empty
+        for widen in (1.0, WIDEN):  # widened once if the mask is empty
             ok = np.flatnonzero(allowed_tokens(x.remaining, not x.ids, self.builder, self.tol * widen))
             if ok.size:
                 break
@@ -193,25 +200,35 @@ class FillSearch:
 
 
 def _lockstep(searches: list, call, cache: tuple[int, int, int, int]) -> None:
-    """Advance all unfinished searches together: one model call per step, carrying
-    the key/value cache rows of each beam's parent into the next call."""
+    """Advance all unfinished searches together, one model call per step. A call sees
+    K beam slots per search (graph-major; short searches padded by repeating their
+    first beam) and returns each search's rows; the self-attention cache rows of each
+    beam's parent are carried into the next call."""
     layers, two, heads, dk = cache
-    present, start = None, {}
+    present, prev = None, {}
     while True:
         active = [s for s in searches if not s.finished]
         if not active:
             return
+        k = max(len(s.live) for s in active)
         if present is None:
-            size = sum(len(s.live) for s in active)
-            past = np.zeros((layers, two, size, heads, 0, dk), dtype=np.float32)
+            past = np.zeros((layers, two, len(active) * k, heads, 0, dk), dtype=np.float32)
         else:
-            rows = np.concatenate([start[id(s)] + np.asarray(s.parents, dtype=np.int64) for s in active])
+            rows = []
+            for s in active:
+                g, kp = prev[id(s)]
+                parents = list(s.parents)
+                rows += [g * kp + p for p in parents + parents[:1] * (k - len(parents))]
             past = present[:, :, rows]
-        outs, present = call(active, past)
-        offsets = np.cumsum([0] + [len(s.live) for s in active])
-        start = {id(s): int(o) for s, o in zip(active, offsets, strict=False)}
-        for s, out in zip(active, outs, strict=False):
-            s.advance(out)
+        logp, present = call(active, k, past)
+        prev = {id(s): (i, k) for i, s in enumerate(active)}
+        for i, s in enumerate(active):
+            s.advance(logp[i, : len(s.live)])
+
+
+def _pad(rows: list[np.ndarray], k: int) -> np.ndarray:
+    """Stack per-search arrays (b_i, ...) into (G, k, ...), repeating row 0 as padding."""
+    return np.stack([np.concatenate([r, np.repeat(r[:1], k - len(r), axis=0)]) for r in rows])
 
 
 # ---------------------------------------------------------------- spectra -> hits
@@ -276,34 +293,46 @@ class Pipeline:
         index = {id(g): k for k, g in enumerate(graphs)}
         mem = be.ps_encode(feats)
 
-        def gather(active, reqs):
-            rows = np.concatenate(
-                [np.full(len(r[0]), index[id(a.graph)], dtype=np.int64) for a, r in zip(active, reqs, strict=False)]
-            )
-            cat = [np.concatenate([r[k] for r in reqs]) for k in range(len(reqs[0]))]
-            return rows, cat, np.cumsum([len(r[0]) for r in reqs])[:-1]
+        subsets: dict = {}
 
-        def ps_call(active, past):
-            rows, (last, mask), cut = gather(active, [a.request(n) for a in active])
-            position = np.full(len(rows), active[0].steps, dtype=np.int64)
-            logp, present = be.ps_step(mem, feats["node_mask"], last, position, mask, rows, past)
-            return np.split(logp, cut), present
+        def subset(state, axes, active):
+            """The state rows of the active graphs (cached while the set is unchanged)."""
+            gidx = tuple(index[id(a.graph)] for a in active)
+            key = (id(state), gidx)
+            if key not in subsets:
+                subsets[key] = tuple(np.take(x, gidx, axis=ax) for x, ax in zip(state, axes, strict=True))
+            return subsets[key], np.asarray(gidx)
+
+        def ps_call(active, k, past):
+            state, gidx = subset(mem, (0, 0, 2), active)
+            reqs = [a.request(n) for a in active]
+            last, mask = _pad([r[0] for r in reqs], k), _pad([r[1] for r in reqs], k)
+            position = np.full(last.shape, active[0].steps, dtype=np.int64)
+            return be.ps_step(*state, feats["node_mask"][gidx], last, position, mask, past)
 
         paths = [PathSearch(g, s.path_beam, s.max_path_steps, s.path_length_bonus) for g in graphs]
         _lockstep(paths, ps_call, self.cache)
         sf_mem = be.sf_encode(feats)
 
-        def sf_call(active, past):
-            rows, cat, cut = gather(active, [a.request(self.bos) for a in active])
-            logp, present = be.sf_step(
-                sf_mem, feats["node_mask"], feats["masses"], *cat, feats["precursor"], rows, past
+        def sf_call(active, k, past):
+            state, gidx = subset(sf_mem, (2,), active)
+            reqs = [a.request(self.bos) for a in active]
+            token, prefix, gap = (_pad([r[j] for r in reqs], k) for j in range(3))
+            return be.sf_step(
+                *state,
+                feats["node_mask"][gidx],
+                feats["masses"][gidx],
+                token,
+                prefix,
+                gap,
+                feats["precursor"][gidx],
+                past,
             )
-            return np.split(logp, cut), present
 
         found = [p.result() for p in paths]
         fills = [
             FillSearch(self.builder, g, path_segments(g, path), s.fill_beam)
-            for g, (path, _) in zip(graphs, found, strict=False)
+            for g, (path, _) in zip(graphs, found, strict=True)
         ]
         _lockstep(fills, sf_call, self.cache)
         return [self._pick(f, path, score) for f, (path, score) in zip(fills, found, strict=False)]

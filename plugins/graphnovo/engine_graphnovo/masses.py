@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -280,7 +281,8 @@ def residue_masses(tokens: tuple[str, ...]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ResidueTable:
-    """The configurable vocabulary: ProForma tokens, their masses, N-terminal flags."""
+    """The configurable vocabulary: ProForma tokens, their masses, N-terminal flags.
+    (Derived arrays are cached: treat them as read-only.)"""
 
     tokens: tuple[str, ...] = DEFAULT_RESIDUES
 
@@ -292,19 +294,19 @@ class ResidueTable:
         if not any(not t.endswith("-") for t in self.tokens):
             raise ValueError("residue table has no residues")
 
-    @property
+    @cached_property
     def masses(self) -> np.ndarray:
         return np.array([token_mass(t) for t in self.tokens], dtype=np.float64)
 
-    @property
+    @cached_property
     def nterm(self) -> np.ndarray:
         return np.array([t.endswith("-") for t in self.tokens], dtype=bool)
 
-    @property
+    @cached_property
     def residue_masses(self) -> np.ndarray:
         return self.masses[~self.nterm]
 
-    @property
+    @cached_property
     def nterm_offsets(self) -> np.ndarray:
         """0 plus every N-terminal delta: a prefix mass may be shifted by one of them."""
         return np.concatenate([[0.0], self.masses[self.nterm]])

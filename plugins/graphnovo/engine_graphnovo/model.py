@@ -78,14 +78,27 @@ class Attention(nn.Module):
         # x's own batch: a batch-1 memory broadcasts against a batch of beams
         return x.view(x.shape[0], x.shape[1], self.h, self.dk).transpose(1, 2)
 
+    def project(self, mem):
+        """Keys and values of a memory, (2, G, H, n, dk): computed once per graph."""
+        return torch.stack([self._split(self.k(mem)), self._split(self.v(mem))])
+
     def forward(self, x, mem, bias, rows=None):
         """bias: (B, H or 1, Tq, Tk) additive (NEG blocks). ``rows`` (B,) picks each
-        query's memory from a smaller batch of graphs after projecting it (beams of
-        several graphs share one projection per graph)."""
-        q, k, v = self._split(self.q(x)), self._split(self.k(mem)), self._split(self.v(mem))
+        query's memory from a smaller batch of graphs after projecting it."""
+        q = self._split(self.q(x))
+        k, v = self.project(mem)
         if rows is not None:
             k, v = k[rows], v[rows]
         return self._attend(q, k, v, bias, x.shape)
+
+    def grouped(self, x, kv, bias):
+        """Cross-attention of G*K one-position queries (K beams per graph, graph-major)
+        to their graph's precomputed keys/values kv (2, G, H, n, dk); bias (G, 1, K, n).
+        Beams of a graph share its keys: nothing is gathered per beam."""
+        k, v = kv
+        g = k.shape[0]
+        q = self.q(x).view(g, -1, self.h, self.dk).transpose(1, 2)  # (G, H, K, dk)
+        return self._attend(q, k, v, bias, (g, q.shape[2])).reshape(x.shape)
 
     def cached(self, x, past_k, past_v):
         """Self-attention of new positions x over the cached keys/values plus their own
@@ -132,21 +145,30 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn(h, h, self_bias)
         return self._rest(x, mem, cross_bias, rows)
 
-    def cached(self, x, mem, past_k, past_v, cross_bias, rows):
-        a, k, v = self.self_attn.cached(self.n1(x), past_k, past_v)
-        return self._rest(x + a, mem, cross_bias, rows), k, v
-
     def _rest(self, x, mem, cross_bias, rows):
         x = x + self.cross(self.n2(x), mem, cross_bias, rows)
         return x + self.ff(self.n3(x))
 
+    def cached(self, x, past_k, past_v, cross_bias, cross_kv):
+        """x (G*K, 1, d): one new position per beam, beams grouped by graph."""
+        a, k, v = self.self_attn.cached(self.n1(x), past_k, past_v)
+        x = x + a
+        x = x + self.cross.grouped(self.n2(x), cross_kv, cross_bias)
+        return x + self.ff(self.n3(x)), k, v
 
-def run_cached(layers, x, mem, past, cross_bias, rows):
-    """Decoder layers over one new position with a (L, 2, B, H, T, dk) key/value cache;
-    returns the output and the cache extended by that position."""
+
+def cross_cache(layers, memory):
+    """(L, 2, G, H, n, dk): every decoder layer's cross-attention keys/values."""
+    return torch.stack([layer.cross.project(memory) for layer in layers])
+
+
+def run_cached(layers, x, past, cross_bias, cross_kv):
+    """Decoder layers over one new position per beam (x (G*K, 1, d), K beams per graph)
+    with a (L, 2, G*K, H, T, dk) self-attention cache and per-graph cross keys/values
+    (L, 2, G, H, n, dk); returns the output and the extended self-attention cache."""
     present = []
     for i, layer in enumerate(layers):
-        x, k, v = layer.cached(x, mem, past[i, 0], past[i, 1], cross_bias, rows)
+        x, k, v = layer.cached(x, past[i, 0], past[i, 1], cross_bias, cross_kv[i])
         present.append(torch.stack([k, v]))
     return x, torch.stack(present)
 
@@ -231,16 +253,24 @@ class PathSearcher(nn.Module):
         nm = next_mask[:, None, :].expand(-1, t, -1)
         return self.decode(memory, node_mask, path, nm, rows)[:, -1]
 
-    def step_cached(self, memory, node_mask, last, position, next_mask, rows, past):
-        """One decoding step with a key/value cache: last (B,) node ids, position (B,)
-        step index, past (L, 2, B, H, T, dk). Returns (log-probabilities (B, n), present)."""
-        x = memory[rows, last][:, None] + self.step_emb(position.clamp(max=self.cfg.max_steps - 1))[:, None]
-        node_mask = node_mask[rows]
+    def encode_for_steps(self, ions, masses, precursor, charge, pair_code, node_mask):
+        """Per-graph state for cached steps: (memory, pointer keys, cross keys/values)."""
+        memory = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
+        return memory, self.pk(memory), cross_cache(self.layers, memory)
+
+    def step_cached(self, memory, keys, cross_kv, node_mask, last, position, next_mask, past):
+        """One decoding step for K beams of each of G graphs: last, position (G, K),
+        next_mask (G, K, n), past (L, 2, G*K, H, T, dk) with beams graph-major.
+        Returns (log-probabilities (G, K, n), present)."""
+        g, k = last.shape
+        d = memory.shape[-1]
+        x = torch.gather(memory, 1, last[..., None].expand(-1, -1, d))
+        x = x + self.step_emb(position.clamp(max=self.cfg.max_steps - 1))
         cross = (~node_mask)[:, None, None, :].float() * NEG
-        x, present = run_cached(self.layers, x, memory, past, cross, rows)
-        q = self.pq(self.norm(x))[:, 0]
-        logits = (self.pk(memory)[rows] @ q[..., None])[..., 0] / math.sqrt(q.shape[-1])
-        logits = logits.masked_fill(~(next_mask & node_mask), NEG)
+        x, present = run_cached(self.layers, x.reshape(g * k, 1, d), past, cross, cross_kv)
+        q = self.pq(self.norm(x)).reshape(g, k, d)
+        logits = q @ keys.transpose(1, 2) / math.sqrt(d)
+        logits = logits.masked_fill(~(next_mask & node_mask[:, None, :]), NEG)
         return torch.log_softmax(logits, dim=-1), present
 
 
@@ -298,11 +328,20 @@ class SeqFiller(nn.Module):
     def step(self, memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows):
         return self.decode(memory, node_mask, node_masses, tokens, prefix, gap, precursor, rows)[:, -1]
 
-    def step_cached(self, memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past):
-        """One step with a key/value cache: token, prefix, gap (B,) for the new position."""
-        x, cross = self._inputs(node_mask, node_masses, token[:, None], prefix[:, None], gap[:, None], precursor, rows)
-        x, present = run_cached(self.layers, x, memory, past, cross, rows)
-        return torch.log_softmax(self.out(self.norm(x)), dim=-1)[:, 0], present
+    def encode_for_steps(self, ions, masses, precursor, charge, pair_code, node_mask):
+        """Per-graph state for cached steps: the cross-attention keys/values."""
+        return (cross_cache(self.layers, self.encode(ions, masses, precursor, charge, pair_code, node_mask)),)
+
+    def step_cached(self, cross_kv, node_mask, node_masses, token, prefix, gap, precursor, past):
+        """One step for K beams of each of G graphs: token, prefix, gap (G, K) describe
+        each beam's new position; past (L, 2, G*K, H, T, dk), beams graph-major.
+        Returns (log-probabilities (G, K, vocab), present)."""
+        g, k = token.shape
+        rows = torch.arange(g, device=token.device)
+        # the K beams of a graph enter _inputs like K positions of one sequence
+        x, cross = self._inputs(node_mask, node_masses, token, prefix, gap, precursor, rows)
+        x, present = run_cached(self.layers, x.reshape(g * k, 1, -1), past, cross, cross_kv)
+        return torch.log_softmax(self.out(self.norm(x)), dim=-1).reshape(g, k, -1), present
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -322,7 +361,7 @@ class TorchBackend:
     @torch.no_grad()
     def _encode(self, model, f):
         args = self._t(f["ions"], f["masses"], f["precursor"], f["charge"], f["pair_code"], f["node_mask"])
-        return model.encode(*args).numpy()
+        return tuple(t.numpy() for t in model.encode_for_steps(*args))
 
     def ps_encode(self, feats):
         return self._encode(self.ps, feats)
@@ -332,12 +371,12 @@ class TorchBackend:
 
     @torch.no_grad()
     def ps_step(self, *arrays):
-        """(memory, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
+        """(*state, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
         logp, present = self.ps.step_cached(*self._t(*arrays))
         return logp.numpy(), present.numpy()
 
     @torch.no_grad()
     def sf_step(self, *arrays):
-        """(memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
+        """(*state, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
         logp, present = self.sf.step_cached(*self._t(*arrays))
         return logp.numpy(), present.numpy()

@@ -22,7 +22,7 @@ class OrtBackend:
         return self.sessions[name].run(None, dict(zip(names, arrays, strict=False)))
 
     def _encode(self, name, f):
-        return self._run(name, ENCODE_INPUTS, [np.ascontiguousarray(f[k]) for k in ENCODE_INPUTS])[0]
+        return tuple(self._run(name, ENCODE_INPUTS, [np.ascontiguousarray(f[k]) for k in ENCODE_INPUTS]))
 
     def ps_encode(self, feats):
         return self._encode("ps_encode", feats)
@@ -31,11 +31,11 @@ class OrtBackend:
         return self._encode("sf_encode", feats)
 
     def ps_step(self, *arrays):
-        """(memory, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
+        """(*state, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
         return tuple(self._run("ps_step", PS_STEP_INPUTS, arrays))
 
     def sf_step(self, *arrays):
-        """(memory, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
+        """(*state, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
         return tuple(self._run("sf_step", SF_STEP_INPUTS, arrays))
 
 

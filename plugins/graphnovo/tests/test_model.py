@@ -114,23 +114,38 @@ def test_cached_steps_equal_full_recomputation(batch):
     ps, sf = PathSearcher(CFG).eval(), SeqFiller(CFG).eval()
     b = collate([ex for _, ex in batch])
     enc = (b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
-    rows = torch.tensor([1, 0, 1])  # beams of graphs 1, 0, 1
+    g, k = 3, 2  # two beams per graph, graph-major: rows 0 0 1 1 2 2
+    rows = torch.arange(g).repeat_interleave(k)
+    other = torch.tensor([1, 2, 0]).repeat_interleave(k)
+    flip = torch.arange(g * k) % 2 == 1  # the second beam of a graph follows another graph's label
     heads, dk = CFG.heads, CFG.d_model // CFG.heads
     with torch.no_grad():
         mem = ps.encode(*enc)
-        path = b["path"][rows, :4]
-        nmask = torch.ones(3, mem.shape[1], dtype=torch.bool)
-        past = torch.zeros(CFG.decoder_layers, 2, 3, heads, 0, dk)
+        state = ps.encode_for_steps(*enc)
+        path = torch.where(flip[:, None], b["path"][other, :4], b["path"][rows, :4])
+        n = mem.shape[1]
+        nmask = torch.ones(g * k, n, dtype=torch.bool)
+        past = torch.zeros(CFG.decoder_layers, 2, g * k, heads, 0, dk)
         for t in range(4):
-            got, past = ps.step_cached(mem, b["node_mask"], path[:, t], torch.full((3,), t), nmask, rows, past)
+            pos = torch.full((g, k), t)
+            got, past = ps.step_cached(*state, b["node_mask"], path[:, t].view(g, k), pos, nmask.view(g, k, n), past)
             want = ps.step(mem, b["node_mask"], path[:, : t + 1], nmask, rows)
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got.reshape(g * k, n), want, atol=1e-5, rtol=1e-5)
         mem = sf.encode(*enc)
-        tok, pre, gap = b["sf_in"][rows, :4], b["sf_prefix"][rows, :4], b["sf_gap"][rows, :4]
-        past = torch.zeros(CFG.decoder_layers, 2, 3, heads, 0, dk)
+        state = sf.encode_for_steps(*enc)
+        names = ("sf_in", "sf_prefix", "sf_gap")
+        tok, pre, gap = (torch.where(flip[:, None], b[x][other, :4], b[x][rows, :4]) for x in names)
+        past = torch.zeros(CFG.decoder_layers, 2, g * k, heads, 0, dk)
         for t in range(4):
             got, past = sf.step_cached(
-                mem, b["node_mask"], b["masses"], tok[:, t], pre[:, t], gap[:, t], b["precursor"], rows, past
+                *state,
+                b["node_mask"],
+                b["masses"],
+                tok[:, t].view(g, k),
+                pre[:, t].view(g, k),
+                gap[:, t].view(g, k),
+                b["precursor"],
+                past,
             )
             want = sf.step(
                 mem,
@@ -142,4 +157,4 @@ def test_cached_steps_equal_full_recomputation(batch):
                 b["precursor"],
                 rows,
             )
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got.reshape(g * k, -1), want, atol=1e-5, rtol=1e-5)

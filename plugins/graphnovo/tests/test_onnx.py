@@ -28,32 +28,33 @@ def test_sessions_match_torch(exported):
     feats = pad_batch([graph_arrays(comp.pipeline.graph(s, s.charge)) for s in spectra])
     torch_be, ort_be = comp.pipeline.backend, ort.backend
     for enc in ("ps_encode", "sf_encode"):
-        a, b = getattr(torch_be, enc)(feats), getattr(ort_be, enc)(feats)
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
-    mem = torch_be.ps_encode(feats)  # steps: 3 graphs, beams naming their graph by row
+        for a, b in zip(getattr(torch_be, enc)(feats), getattr(ort_be, enc)(feats), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    mem = torch_be.ps_encode(feats)  # steps: 3 graphs x 2 beams, graph-major
     n = feats["masses"].shape[1]
-    rows = np.array([2, 0, 2, 1], dtype=np.int64)
     cfg = comp.ps.cfg
-    shape = (cfg.decoder_layers, 2, 4, cfg.heads, 3, cfg.d_model // cfg.heads)
+    g, k = 3, 2
+    shape = (cfg.decoder_layers, 2, g * k, cfg.heads, 3, cfg.d_model // cfg.heads)
     past = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    last = np.array([1, 2, 1, 3], dtype=np.int64)
-    position = np.full(4, 3, dtype=np.int64)
-    nmask = np.ones((4, n), dtype=bool)
-    a, pa = torch_be.ps_step(mem, feats["node_mask"], last, position, nmask, rows, past)
-    b, pb = ort_be.ps_step(mem, feats["node_mask"], last, position, nmask, rows, past)
+    last = np.array([[1, 2], [1, 3], [2, 2]], dtype=np.int64)
+    position = np.full((g, k), 3, dtype=np.int64)
+    nmask = np.ones((g, k, n), dtype=bool)
+    a, pa = torch_be.ps_step(*mem, feats["node_mask"], last, position, nmask, past)
+    b, pb = ort_be.ps_step(*mem, feats["node_mask"], last, position, nmask, past)
     np.testing.assert_allclose(a, b, atol=1e-4)
     np.testing.assert_allclose(pa, pb, atol=1e-4)
-    assert pa.shape[4] == 4  # the cache grew by one position
+    assert a.shape == (g, k, n) and pa.shape[4] == 4  # the cache grew by one position
     empty = past[:, :, :, :, :0]  # the first step has an empty cache
     np.testing.assert_allclose(
-        torch_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
-        ort_be.ps_step(mem, feats["node_mask"], last, position * 0, nmask, rows, empty)[0],
+        torch_be.ps_step(*mem, feats["node_mask"], last, position * 0, nmask, empty)[0],
+        ort_be.ps_step(*mem, feats["node_mask"], last, position * 0, nmask, empty)[0],
         atol=1e-4,
     )
-    token = np.array([25, 3, 4, 7], dtype=np.int64)
-    prefix = np.array([0.0, 97.05, 200.1, 57.02], dtype=np.float32)
-    args = (mem, feats["node_mask"], feats["masses"], token, prefix, prefix + 60.0, feats["precursor"], rows, past)
-    for x, y in zip(torch_be.sf_step(*args), ort_be.sf_step(*args), strict=False):
+    token = np.array([[25, 3], [4, 7], [9, 9]], dtype=np.int64)
+    prefix = np.array([[0.0, 97.05], [200.1, 57.02], [300.0, 310.0]], dtype=np.float32)
+    sf_state = torch_be.sf_encode(feats)
+    args = (*sf_state, feats["node_mask"], feats["masses"], token, prefix, prefix + 60.0, feats["precursor"], past)
+    for x, y in zip(torch_be.sf_step(*args), ort_be.sf_step(*args), strict=True):
         np.testing.assert_allclose(x, y, atol=1e-4)
 
 
