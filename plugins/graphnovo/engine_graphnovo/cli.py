@@ -24,6 +24,12 @@ def _parser(ctx, description: str) -> argparse.ArgumentParser:
 
 def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--charges", default="2,3,4", help="charges tried when a spectrum has none")
+    g = p.add_argument_group("preprocessing (default: the model's own; Casanovo-like)")
+    g.add_argument("--min-mz", type=float)
+    g.add_argument("--max-mz", type=float)
+    g.add_argument("--top-n", type=int, help="keep the N most intense peaks")
+    g.add_argument("--min-intensity", type=float, help="minimum intensity relative to the base peak")
+    g.add_argument("--precursor-window", type=float, help="Da removed around the precursor m/z (0: keep)")
     p.add_argument("--path-beam", type=int, default=5)
     p.add_argument("--fill-beam", type=int, default=5)
     p.add_argument("--precursor-ppm", type=float, default=5.0)
@@ -77,6 +83,24 @@ def _component(args, baseline: bool, search: dict):
         raise UsageError(str(exc)) from None
 
 
+def _with_preprocessing(comp, args):
+    """Override the component's peak preprocessing with the options given."""
+    import dataclasses
+
+    names = {
+        "min_mz": "min_mz",
+        "max_mz": "max_mz",
+        "top_n": "top_n",
+        "min_intensity": "min_relative_intensity",
+        "precursor_window": "remove_precursor_tol",
+    }
+    changes = {field: getattr(args, opt) for opt, field in names.items() if getattr(args, opt) is not None}
+    if changes.get("top_n", 1) <= 0:
+        raise UsageError("--top-n must be positive")
+    comp.pipeline.prep = dataclasses.replace(comp.pipeline.prep, **changes)
+    return comp
+
+
 def _check_files(files: list[str]) -> list[Path]:
     from .readers import detect_format
 
@@ -107,7 +131,7 @@ def sequence(argv, ctx, baseline: bool = False):
     from .mztab import write_csv, write_mztab, write_skipped
 
     paths = _check_files(args.files)
-    comp = _component(args, baseline, _search_options(args))
+    comp = _with_preprocessing(_component(args, baseline, _search_options(args)), args)
     report = SkipReport()
     spectra = read_spectra(paths, report, ReaderConfig(), labels=args.labels)
     inferred = []
@@ -171,8 +195,8 @@ def eval(argv, ctx, baseline_only: bool = False):  # noqa: A001 - the verb's nam
     else:
         spectra = heldout_spectra(report)
     spectra = list(spectra)[: args.limit or None]
-    learned = None if baseline_only else _component(args, False, search)
-    baseline = _component(args, True, search)
+    learned = None if baseline_only else _with_preprocessing(_component(args, False, search), args)
+    baseline = _with_preprocessing(_component(args, True, search), args)
     result = evaluate(spectra, learned, baseline, progress=ctx.progress)
     result["skipped"] += len(report)
     result["skipped_reasons"] = report.reasons()

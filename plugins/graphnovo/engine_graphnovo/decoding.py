@@ -20,10 +20,9 @@ class Segment:
 
 
 def path_segments(graph: SpectrumGraph, path: list[int]) -> list[Segment]:
-    edges = graph.edge_map()
     out = []
     for a, b in zip(path[:-1], path[1:], strict=False):
-        k = edges.get((a, b))
+        k = graph.edge_index(a, b)
         token = int(graph.single[k]) if k is not None else -1
         out.append(Segment(float(graph.masses[b] - graph.masses[a]), token, a == 0))
     return out

@@ -85,8 +85,10 @@ class SpectrumGraph:
         edge[self.dst, self.src] = self.nres + MAX_EDGE_RESIDUES
         return edge * (MAX_HOPS + 1) + hop_counts(n, self.src, self.dst)
 
-    def edge_map(self) -> dict[tuple[int, int], int]:
-        return {(int(a), int(b)): k for k, (a, b) in enumerate(zip(self.src, self.dst, strict=False))}
+    def edge_index(self, a: int, b: int) -> int | None:
+        """Index of the edge a -> b in the edge arrays, or None."""
+        k = np.flatnonzero((self.src == a) & (self.dst == b))
+        return int(k[0]) if k.size else None
 
 
 N_PAIR_CODES = (2 * MAX_EDGE_RESIDUES + 1) * (MAX_HOPS + 1)

@@ -43,10 +43,10 @@ def test_perfect_ladder_gives_true_path(builder):
     assert np.all(np.diff(g.masses) > 0)
     labels = label_nodes(g, rm)
     chain = [0] + [int(h[0]) for h in labels]
-    edges = g.edge_map()
+
     table = builder.table
     for (a, b_), tok in zip(zip(chain[:-1], chain[1:], strict=False), tokens, strict=False):
-        k = edges[(a, b_)]
+        k = g.edge_index(a, b_)
         assert g.nres[k] == 1
         assert table.tokens[g.single[k]] == tok  # no E/D (= deamidated Q/N), K/Q or F/M[Oxidation]
 
