@@ -1,0 +1,46 @@
+import numpy as np
+
+from engine_graphnovo.masses import CO, H2O, NH3, PROTON, parse_peptide, precursor_mz, residue_masses
+from engine_graphnovo.simulator import SimConfig, modify, simulate, tryptic_peptides
+
+
+def test_trypsin_rules():
+    peps = tryptic_peptides(["AAAAAAAKPAAAAAAARBBAAAAAAAK"], min_len=2, max_len=40, missed=1)
+    # K before P is not cleaved; B is not a standard residue so pieces with it are dropped
+    assert "AAAAAAAKPAAAAAAAR" in peps
+    assert "AAAAAAAK" not in peps
+    assert all(set(p) <= set("ACDEFGHIKLMNPQRSTVWY") for p in peps)
+
+
+def _theoretical(tokens, charge):
+    rm = residue_masses(tokens)
+    pre = np.cumsum(rm)[:-1]
+    out = []
+    for neutral in (pre, pre - CO, rm.sum() - pre + H2O):
+        for z in range(1, max(1, min(3, charge - 1)) + 1):
+            for loss in (0.0, H2O, NH3):
+                out.append((neutral - loss + z * PROTON) / z)
+    return np.concatenate(out)
+
+
+def test_fragments_are_theoretical_ions_and_missing_rate_controls_them():
+    rng = np.random.default_rng(0)
+    tokens = parse_peptide("PEPTIDEKLLSAMPLER")
+    clean = SimConfig(missing=(0.0, 0.0), noise_peaks=(0, 1), mass_error=0.0, precursor_ppm=0.0)
+    mz, inten, pmz, missing = simulate(tokens, 3, rng, clean)
+    theo = _theoretical(tokens, 3)
+    assert missing == 0.0 and mz.size > 20
+    assert np.min(np.abs(mz[:, None] - theo[None, :]), axis=1).max() < 1e-6
+    assert abs(pmz - precursor_mz(tokens, 3)) < 1e-9
+    none = SimConfig(missing=(1.0, 1.0), noise_peaks=(0, 1), mass_error=0.0)
+    mz, _, _, _ = simulate(tokens, 3, rng, none)
+    assert mz.size == 0  # every cleavage missing, no noise: an empty spectrum
+
+
+def test_modifications_stay_in_the_default_vocabulary():
+    from engine_graphnovo.masses import ResidueTable
+
+    rng = np.random.default_rng(1)
+    table = ResidueTable()
+    for pep in ["QCMNK", "MMMNQQK", "ACDEFGHIKLMNPQRSTVWY"] * 20:
+        table.encode(modify(pep, rng, SimConfig(p_oxidation=0.5, p_deamidation=0.5, p_nterm=0.5)))
