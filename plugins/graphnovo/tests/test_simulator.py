@@ -1,5 +1,4 @@
 import numpy as np
-
 from engine_graphnovo.masses import CO, H2O, NH3, PROTON, parse_peptide, precursor_mz, residue_masses
 from engine_graphnovo.simulator import SimConfig, modify, simulate, tryptic_peptides
 
