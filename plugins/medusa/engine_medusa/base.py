@@ -160,13 +160,19 @@ class TorchBackend:
 
     @torch.inference_mode()
     def keep(self, slots: np.ndarray) -> None:
-        idx = torch.from_numpy(np.asarray(slots, dtype=np.int64))
+        """Keep cache slots per row. Only the tail after the shared prefix is gathered, in
+        place, and the cache is then cut to length (a view): no full-cache copy per step."""
+        from .decoding import shared_prefix
+        past = shared_prefix(slots)
+        tail = torch.from_numpy(np.ascontiguousarray(slots[:, past:], dtype=np.int64))
+        n = past + tail.shape[1]
         for layer in self.cache.layers:
-            g = idx[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
-            layer.keys = layer.keys.gather(2, g)
-            layer.values = layer.values.gather(2, g)
-
-
+            for name in ("keys", "values"):
+                t = getattr(layer, name)
+                if tail.shape[1]:
+                    g = tail[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[-1])
+                    t[:, :, past:n] = t.gather(2, g)
+                setattr(layer, name, t[:, :, :n])
 
     def last_hidden(self) -> np.ndarray:
         """Final hidden state of the last query of the latest forward: np [B, d]."""

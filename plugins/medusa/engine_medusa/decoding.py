@@ -100,6 +100,12 @@ class RowOutput:
             self.emitted = end
 
 
+def shared_prefix(slots: np.ndarray) -> int:
+    """Length of the leading run of slots that every row keeps in place (0, 1, 2, ...)."""
+    same = (slots == np.arange(slots.shape[1])[None]).all(axis=0)
+    return int(np.argmin(same)) if not same.all() else slots.shape[1]
+
+
 def prefill_arrays(prompts: Sequence[Sequence[int]], pad_id: int = 0):
     """Left-padded ids [B, L], positions [B, L], valid [B, L] and the prefill mask [B, L, L]."""
     width = max(len(p) for p in prompts)

@@ -6,6 +6,7 @@ import numpy as np
 from engine.interfaces import Decoder
 
 from .component import MedusaRunner
+from .decoding import shared_prefix
 from .textio import TextCodec
 
 _MIN = np.finfo(np.float32).min
@@ -79,9 +80,13 @@ class OrtBackend:
         return self.hidden[:, -1]
 
     def keep(self, slots):
-        if not self.on_cuda:  # on the CPU numpy's gather is as fast and simpler
-            idx = slots[:, None, :, None]
-            self.past = [np.take_along_axis(p, idx, axis=2) for p in self.past]
+        if not self.on_cuda:  # CPU: gather only the tail after the shared prefix, in place
+            past = shared_prefix(slots)
+            idx = slots[:, None, past:, None]
+            n = slots.shape[1]
+            for p in self.past:
+                p[:, :, past:n] = np.take_along_axis(p, idx, axis=2)
+            self.past = [p[:, :, :n] for p in self.past]
             return
         binding = self.keep_sess.io_binding()
         for i, value in enumerate(self.past):

@@ -58,7 +58,8 @@ def step_latency(backend, sizes, past: int = 200, repeats: int = 5) -> dict[int,
         for _ in range(repeats + 1):
             t = time.perf_counter()
             backend.forward(rng.integers(3, 90, (1, q)), past + np.arange(q)[None], allowed)
-            backend.keep(np.concatenate([np.arange(past), [past]])[None])  # as a step keeps 1 node
+            if q > 1:  # a tree step keeps its accepted nodes; plain decoding keeps all (no gather)
+                backend.keep(np.concatenate([np.arange(past), [past + q - 1]])[None])
             times.append(time.perf_counter() - t)
             backend.keep(np.arange(past)[None])  # back to the same past
         out[q] = float(np.median(times[1:]))
