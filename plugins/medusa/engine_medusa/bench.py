@@ -107,9 +107,9 @@ def bench(argv, ctx):
             ort_tree = stored["onnxruntime"]["choices"]
         if ort_tree is None:
             ort_tree = read_artifact(art).config["tree"]
-        res["ort"] = _run("Medusa onnxruntime", component(OrtMedusaDecoder(read_artifact(art), "cpu", tree=ort_tree)),
+        res["ort"] = _run("Medusa onnxruntime", component(OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=ort_tree)),
                           prompts, ctx.echo)
-        ort_greedy = OrtMedusaDecoder(read_artifact(art), "cpu", tree=[])  # same graph, root-only tree
+        ort_greedy = OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=[])  # same graph, root-only tree
         res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, ctx.echo)
     base = res["baseline"]
     out = {"baseline_tokens_per_s": round(base["tokens_per_s"], 2),

@@ -48,8 +48,10 @@ def _tree_arg(text):
 def load_decoder(args):
     """MedusaDecoder (torch) or, with --onnx ARTIFACT, the onnxruntime decoder."""
     if getattr(args, "onnx", None):
-        from engine.artifacts import load_artifact
-        return load_artifact(args.onnx, provider=args.provider)
+        from engine.artifacts import read_artifact
+        from .ort import OrtMedusaDecoder
+        return OrtMedusaDecoder(read_artifact(args.onnx), args.provider, threads=args.threads,
+                                tree=_tree_arg(args.tree))
     _threads(args.threads)
     from .component import MedusaDecoder
     return MedusaDecoder(model=args.model, heads=args.heads, tree=_tree_arg(args.tree),

@@ -1,6 +1,8 @@
 """Medusa on onnxruntime alone (numpy + onnxruntime + tokenizers; never imports torch)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from engine.interfaces import Decoder
@@ -21,7 +23,10 @@ class OrtBackend:
     def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
         from engine.runtime import active_providers
         cfg = artifact.config
-        kw = {"threads": threads} if threads else {}
+        # default 1 intra-op thread: on the shared 2-core machines here more threads thrash
+        # (measured: a decode step 304 ms with 2 threads vs ~110 ms with 1 under load)
+        threads = threads or int(os.environ.get("ENGINE_MEDUSA_THREADS", "1"))
+        kw = {"threads": threads}
         self.sess = artifact.session("medusa", provider, **kw)
         self.heads_sess = artifact.session("heads", provider, **kw)
         self.keep_sess = artifact.session("keep", provider, **kw)

@@ -125,8 +125,9 @@ def tune_tree_cli(argv, ctx):
     acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, a.topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
     if a.onnx:
-        from engine.artifacts import load_artifact
-        backend, where = load_artifact(a.onnx, provider="cpu").backend, "onnxruntime"
+        from engine.artifacts import read_artifact
+        from .ort import OrtBackend
+        backend, where = OrtBackend(read_artifact(a.onnx), "cpu", a.threads), "onnxruntime"
     else:
         backend, where = dec.backend, "torch"
     latency = step_latency(backend, sizes, a.past)
