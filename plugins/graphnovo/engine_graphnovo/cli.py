@@ -228,7 +228,7 @@ def train(argv, ctx):
     p.add_argument("--max-peptides", type=int, default=200000)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument(
-        "--tune", action="store_true", help="tune the path length bonus on the MassIVE-KB training split afterwards"
+        "--tune", action="store_true", help="tune the path length bonus on fresh simulated spectra afterwards"
     )
     p.add_argument("--install", action="store_true", help="copy the weights into the package default")
     args = p.parse_args(argv)
