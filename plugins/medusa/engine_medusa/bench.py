@@ -99,6 +99,7 @@ def bench(argv, ctx):
 
     res = {"baseline": _run("HF generate", hf, prompts, ctx.echo),
            "torch": _run("Medusa torch", component(dec), prompts, ctx.echo)}
+    ort_tree = None
     if not a.skip_ort:
         art = Path(a.onnx) if a.onnx else artifact_for(dec, cache_root(), ctx.echo)
         ort_tree = _tree_arg(a.tree)
@@ -126,5 +127,6 @@ def bench(argv, ctx):
            "identical_ort_greedy": res["ort_greedy"]["outputs"] == base["outputs"] if "ort" in res else None,
            "ort_tokens_per_step": round(res["ort"]["tokens_per_step"], 3) if "ort" in res else None,
            "prompts": len(prompts), "max_new_tokens": n, "tree_nodes": dec.tree.size if dec.tree else 1,
+           "ort_tree_nodes": len(ort_tree) + 1 if "ort" in res else None,
            "device": device_name(a.threads)}
     return out
