@@ -15,8 +15,10 @@ def user_errors():
     """Bad input becomes one line: ValueError/KeyError -> usage error, missing files -> engine error."""
     try:
         yield
-    except (ValueError, KeyError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from exc
+    except KeyError as exc:  # str(KeyError) wraps its message in quotes
+        raise UsageError(str(exc.args[0]) if exc.args else "missing key") from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     except FileNotFoundError as exc:
         raise EngineError(str(exc)) from exc
 

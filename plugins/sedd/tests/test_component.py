@@ -136,6 +136,12 @@ def test_cli_sample_eval_and_errors(tiny_model, tiny_artifact):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "steps" in bad.stderr
     bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--length", "999")
     assert bad.returncode == 2 and "exceeds the model's maximum" in bad.stderr
+    bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--length", "8", "--prefix", "é")
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("vocabulary: 'é'")
+    bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--length", "8", "--predictor", "leap")
+    assert (
+        bad.returncode == 2 and bad.stderr.strip() == "engine: error: unknown predictor 'leap'; known: analytic, euler"
+    )
 
 
 def test_cli_eval_bound_next_to_ar(tiny_model, tiny_ar, corpus):
