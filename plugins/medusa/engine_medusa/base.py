@@ -4,6 +4,7 @@ No model code is copied: tree attention is an additive float 4D mask plus explic
 position ids, which every HF causal LM accepts. The heads read the final (normed)
 hidden state from `model.base_model`, i.e. the tensor `get_output_embeddings()` consumes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,6 +49,7 @@ def canonical_base_name(name: str) -> str:
 def load_base(name: str = DEFAULT_BASE, dtype=torch.float32):
     """Return (model, TextCodec) for a HF causal LM id, local dir or GGUF file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     where, gguf = resolve_base(name)
     kw = {"gguf_file": gguf} if gguf else {}
     try:
@@ -88,10 +90,11 @@ def lm_head_fingerprint(weight: torch.Tensor) -> str:
 def heads_copy(heads, dtype):
     """A copy of MedusaHeads in dtype, with its own copy of a shared LM head."""
     import copy
+
     from .heads import MedusaHeads
+
     src = heads._lm_head if heads.share_lm_head else heads.out[0]
-    clone = MedusaHeads(copy.deepcopy(src).to(dtype), heads.num_heads, heads.num_layers,
-                        heads.share_lm_head).to(dtype)
+    clone = MedusaHeads(copy.deepcopy(src).to(dtype), heads.num_heads, heads.num_layers, heads.share_lm_head).to(dtype)
     clone.load_state_dict(heads.state_dict())
     return clone.eval().requires_grad_(False)
 
@@ -99,6 +102,7 @@ def heads_copy(heads, dtype):
 def cache_argument(module) -> str:
     """transformers renamed `past_key_values` to `cache` during 5.x: use what forward takes."""
     import inspect
+
     params = inspect.signature(module.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
@@ -121,6 +125,7 @@ class TorchBackend:
 
     def __init__(self, model, heads, heads_dtype=torch.bfloat16):
         from transformers import DynamicCache
+
         self.model, self.heads = model, heads
         # the heads only propose candidates (the base verifies them in its own dtype), so they
         # run on a bf16 copy: their vocabulary projection is the costliest part of a step
@@ -143,9 +148,11 @@ class TorchBackend:
             input_ids=torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)),
             position_ids=torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64)),
             attention_mask=float_mask(allowed[:, None], self.dtype),
-            use_cache=True, **{self.cache_kw: self.cache})
+            use_cache=True,
+            **{self.cache_kw: self.cache},
+        )
         self.hidden = out.last_hidden_state
-        h = self.hidden if logits_at is None else self.hidden[:, logits_at:logits_at + 1 or None]
+        h = self.hidden if logits_at is None else self.hidden[:, logits_at : logits_at + 1 or None]
         return self.model.get_output_embeddings()(h).float().numpy()
 
     @torch.inference_mode()
@@ -163,6 +170,7 @@ class TorchBackend:
         """Keep cache slots per row. Only the tail after the shared prefix is gathered, in
         place, and the cache is then cut to length (a view): no full-cache copy per step."""
         from .decoding import shared_prefix
+
         past = shared_prefix(slots)
         tail = torch.from_numpy(np.ascontiguousarray(slots[:, past:], dtype=np.int64))
         n = past + tail.shape[1]

@@ -3,6 +3,7 @@
 Greedy, batch 1, one process, each method warmed up first; tokens/s over all prompts,
 tokens per step, speed-ups over HF generate, and token equality with it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,6 @@ import json
 import platform
 import time
 from pathlib import Path
-
-from engine.errors import UsageError
 
 
 def device_name(threads: int) -> str:
@@ -31,11 +30,21 @@ def artifact_for(decoder, cache_dir: Path, log) -> Path:
     """Export once per (heads, tree, versions); later benches reuse the artifact."""
     import torch
     import transformers
-    key = hashlib.sha256(json.dumps({
-        "base": decoder.base_name, "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
-        "weights": hashlib.sha256((decoder.heads_folder / "heads.safetensors").read_bytes()).hexdigest()
-        if decoder.heads_folder else None,
-        "torch": torch.__version__, "transformers": transformers.__version__}, sort_keys=True).encode()).hexdigest()[:12]
+
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "base": decoder.base_name,
+                "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
+                "weights": hashlib.sha256((decoder.heads_folder / "heads.safetensors").read_bytes()).hexdigest()
+                if decoder.heads_folder
+                else None,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]
     path = cache_dir / "artifacts" / f"medusa-{key}"
     if not (path / "manifest.json").exists():
         log(f"exporting the ONNX artifact to {path} (once; takes a few minutes)")
@@ -67,14 +76,18 @@ def bench(argv, ctx):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-ort", action="store_true")
     from .cli import _parse, _threads, _tree_arg
+
     a = _parse(p, argv)
     _threads(a.threads)
     import torch
+
     from engine.artifacts import read_artifact
-    from .ort import OrtMedusaDecoder
     from engine.interfaces import GenerationConfig
+
     from .component import MedusaDecoder
     from .data import DEV_PROMPTS, cache_root, read_prompts
+    from .ort import OrtMedusaDecoder
+
     rows = read_prompts(a.prompts or DEV_PROMPTS, a.limit or None)
     prompts = [r["prompt"] for r in rows]
     n = a.max_new_tokens
@@ -86,47 +99,62 @@ def bench(argv, ctx):
     def hf(prompt, warmup=False):
         ids = torch.tensor([dec.encode(prompt)])
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8 if warmup else n,
-                                 do_sample=False, eos_token_id=eos, pad_token_id=eos[0] if eos else 0)
-        toks = out[0, ids.shape[1]:].tolist()
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=8 if warmup else n,
+                do_sample=False,
+                eos_token_id=eos,
+                pad_token_id=eos[0] if eos else 0,
+            )
+        toks = out[0, ids.shape[1] :].tolist()
         return toks, len(toks)
 
     def component(d):
         def run(prompt, warmup=False):
             r = d.generate(prompt, GenerationConfig(max_new_tokens=8) if warmup else cfg)
             return r.tokens, r.stats.steps
+
         return run
 
-    res = {"baseline": _run("HF generate", hf, prompts, ctx.echo),
-           "torch": _run("Medusa torch", component(dec), prompts, ctx.echo)}
+    res = {
+        "baseline": _run("HF generate", hf, prompts, ctx.echo),
+        "torch": _run("Medusa torch", component(dec), prompts, ctx.echo),
+    }
     ort_tree = None
     if not a.skip_ort:
         art = Path(a.onnx) if a.onnx else artifact_for(dec, cache_root(), ctx.echo)
         ort_tree = _tree_arg(a.tree)
-        stored = json.loads(p.read_text()) if dec.heads_folder and (p := dec.heads_folder / "tree.json").is_file() else {}
+        tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
+        stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
         if ort_tree is None and "onnxruntime" in stored:  # tuned on onnxruntime latencies
             ort_tree = stored["onnxruntime"]["choices"]
         if ort_tree is None:
             ort_tree = read_artifact(art).config["tree"]
-        res["ort"] = _run("Medusa onnxruntime", component(OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=ort_tree)),
-                          prompts, ctx.echo)
+        ort_dec = OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=ort_tree)
+        res["ort"] = _run("Medusa onnxruntime", component(ort_dec), prompts, ctx.echo)
         ort_greedy = OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=[])  # same graph, root-only tree
         res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, ctx.echo)
     base = res["baseline"]
-    out = {"baseline_tokens_per_s": round(base["tokens_per_s"], 2),
-           "ort_greedy_tokens_per_s": round(res["ort_greedy"]["tokens_per_s"], 2) if "ort" in res else None,
-           "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
-           "ort_tokens_per_s": round(res["ort"]["tokens_per_s"], 2) if "ort" in res else None,
-           "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
-           "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
-           "speedup_ort": round(res["ort"]["tokens_per_s"] / base["tokens_per_s"], 3) if "ort" in res else None,
-           "speedup_ort_vs_ort_greedy": round(res["ort"]["tokens_per_s"] / res["ort_greedy"]["tokens_per_s"], 3)
-           if "ort" in res else None,
-           "identical_torch": res["torch"]["outputs"] == base["outputs"],
-           "identical_ort": res["ort"]["outputs"] == base["outputs"] if "ort" in res else None,
-           "identical_ort_greedy": res["ort_greedy"]["outputs"] == base["outputs"] if "ort" in res else None,
-           "ort_tokens_per_step": round(res["ort"]["tokens_per_step"], 3) if "ort" in res else None,
-           "prompts": len(prompts), "max_new_tokens": n, "tree_nodes": dec.tree.size if dec.tree else 1,
-           "ort_tree_nodes": len(ort_tree) + 1 if "ort" in res else None,
-           "device": device_name(a.threads)}
+    out = {
+        "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
+        "ort_greedy_tokens_per_s": round(res["ort_greedy"]["tokens_per_s"], 2) if "ort" in res else None,
+        "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
+        "ort_tokens_per_s": round(res["ort"]["tokens_per_s"], 2) if "ort" in res else None,
+        "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
+        "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
+        "speedup_ort": round(res["ort"]["tokens_per_s"] / base["tokens_per_s"], 3) if "ort" in res else None,
+        "speedup_ort_vs_ort_greedy": round(res["ort"]["tokens_per_s"] / res["ort_greedy"]["tokens_per_s"], 3)
+        if "ort" in res
+        else None,
+        "identical_torch": res["torch"]["outputs"] == base["outputs"],
+        "identical_ort": res["ort"]["outputs"] == base["outputs"] if "ort" in res else None,
+        "identical_ort_greedy": res["ort_greedy"]["outputs"] == base["outputs"] if "ort" in res else None,
+        "ort_tokens_per_step": round(res["ort"]["tokens_per_step"], 3) if "ort" in res else None,
+        "prompts": len(prompts),
+        "max_new_tokens": n,
+        "tree_nodes": dec.tree.size if dec.tree else 1,
+        "ort_tree_nodes": len(ort_tree) + 1 if "ort" in res else None,
+        "device": device_name(a.threads),
+    }
     return out

@@ -1,10 +1,10 @@
 """CLI commands: engine decode|train|eval|export|demo medusa, engine medusa tune-tree."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from engine.errors import UsageError
 
@@ -24,6 +24,7 @@ def _parse(parser, argv):
 
 def _threads(n):
     import torch
+
     torch.set_num_threads(max(1, int(n)))
 
 
@@ -31,8 +32,9 @@ def _model_args(p):
     p.add_argument("--model", default=None, help="base model: HF id, local dir or .gguf (default: the heads' base)")
     p.add_argument("--heads", default="default", help="heads folder, 'default' or 'none'")
     p.add_argument("--tree", default=None, help="tree as JSON rank paths, e.g. '[[0],[0,0],[1]]'")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: the CPU here is shared; more threads thrash)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: the CPU here is shared; more threads thrash)"
+    )
 
 
 def _tree_arg(text):
@@ -49,13 +51,18 @@ def load_decoder(args):
     """MedusaDecoder (torch) or, with --onnx ARTIFACT, the onnxruntime decoder."""
     if getattr(args, "onnx", None):
         from engine.artifacts import read_artifact
+
         from .ort import OrtMedusaDecoder
-        return OrtMedusaDecoder(read_artifact(args.onnx), args.provider, threads=args.threads,
-                                tree=_tree_arg(args.tree))
+
+        return OrtMedusaDecoder(
+            read_artifact(args.onnx), args.provider, threads=args.threads, tree=_tree_arg(args.tree)
+        )
     _threads(args.threads)
     from .component import MedusaDecoder
-    return MedusaDecoder(model=args.model, heads=args.heads, tree=_tree_arg(args.tree),
-                         sampling=getattr(args, "sampling", "lossless"))
+
+    return MedusaDecoder(
+        model=args.model, heads=args.heads, tree=_tree_arg(args.tree), sampling=getattr(args, "sampling", "lossless")
+    )
 
 
 def decode(argv, ctx):
@@ -74,35 +81,62 @@ def decode(argv, ctx):
     p.add_argument("--no-stream", action="store_true")
     a = _parse(p, argv)
     from engine.interfaces import GenerationConfig
+
     prompts = a.prompt
     if any(not p.strip() for p in prompts):  # fail before loading any model
         raise UsageError("empty prompt: give some text to continue")
     stream = None
     if len(prompts) == 1 and not a.no_stream and not ctx.json:
-        stream = lambda s: (sys.stdout.write(s), sys.stdout.flush())
-    cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
-                           top_k=a.top_k, seed=a.seed, stop=tuple(a.stop), stream=stream)
+
+        def stream(piece):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    cfg = GenerationConfig(
+        max_new_tokens=a.max_new_tokens,
+        temperature=a.temperature,
+        top_p=a.top_p,
+        top_k=a.top_k,
+        seed=a.seed,
+        stop=tuple(a.stop),
+        stream=stream,
+    )
     dec = load_decoder(a)
     results = dec.generate_batch(prompts, cfg)
     if ctx.json:
-        print(json.dumps([{"prompt": pr, "text": r.text, "tokens": list(r.tokens), "steps": r.stats.steps,
-                           "tokens_per_step": round(r.stats.tokens_per_step, 3),
-                           "tokens_per_s": round(r.stats.tokens_per_second, 2)} for pr, r in zip(prompts, results)]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "prompt": pr,
+                        "text": r.text,
+                        "tokens": list(r.tokens),
+                        "steps": r.stats.steps,
+                        "tokens_per_step": round(r.stats.tokens_per_step, 3),
+                        "tokens_per_s": round(r.stats.tokens_per_second, 2),
+                    }
+                    for pr, r in zip(prompts, results, strict=True)
+                ]
+            )
+        )
         return 0
-    for pr, r in zip(prompts, results):
+    for pr, r in zip(prompts, results, strict=True):
         if stream is None:
             if len(prompts) > 1:
                 print(f"### {pr}")
             print(r.text)
         else:
             print()
-        ctx.echo(f"[{r.stats.new_tokens} tokens, {r.stats.steps} steps, "
-                 f"{r.stats.tokens_per_step:.2f} tokens/step, {r.stats.tokens_per_second:.1f} tokens/s]")
+        ctx.echo(
+            f"[{r.stats.new_tokens} tokens, {r.stats.steps} steps, "
+            f"{r.stats.tokens_per_step:.2f} tokens/step, {r.stats.tokens_per_second:.1f} tokens/s]"
+        )
     return 0
 
 
 def train(argv, ctx):
     from .train_cli import main
+
     return main(argv, ctx)
 
 
@@ -119,6 +153,7 @@ def export(argv, ctx):
 def evaluate(argv, ctx):
     """Per-head accuracy and measured tokens/step on prompts (greedy)."""
     from .tuning import evaluate_heads
+
     p = _parser(ctx, "Measure per-head top-1/top-5 accuracy and tokens per step on prompts.")
     _model_args(p)
     p.add_argument("--prompts", default=None, help="JSONL with a 'prompt' field (default: dev.jsonl)")
@@ -143,5 +178,6 @@ def medusa_main(argv, ctx):
     if argv[0] != "tune-tree":
         raise UsageError(f"unknown medusa command {argv[0]!r} (known: tune-tree)")
     from .tuning import tune_tree_cli
+
     ctx.prog = f"{ctx.prog} tune-tree"
     return tune_tree_cli(argv[1:], ctx)

@@ -1,4 +1,5 @@
 """The `medusa` decoder component (torch path)."""
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,14 @@ def resolve_heads(heads) -> Path | None:
 
 
 def results_from_rows(rows, seconds: float) -> list[GenerationResult]:
-    return [GenerationResult(tokens=tuple(r.tokens), text=r.text,
-                             stats=GenerationStats(steps=r.steps, new_tokens=len(r.tokens), seconds=seconds))
-            for r in rows]
+    return [
+        GenerationResult(
+            tokens=tuple(r.tokens),
+            text=r.text,
+            stats=GenerationStats(steps=r.steps, new_tokens=len(r.tokens), seconds=seconds),
+        )
+        for r in rows
+    ]
 
 
 class MedusaRunner:
@@ -69,12 +75,24 @@ class MedusaRunner:
         if isinstance(prompts, str):
             raise UsageError("generate_batch takes a list of prompts")
         ids = [self.encode(p) for p in prompts]
-        policy = Policy(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-                        mode=self.sampling, rng=np.random.default_rng(config.seed))
+        policy = Policy(
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+            mode=self.sampling,
+            rng=np.random.default_rng(config.seed),
+        )
         rows, seconds = medusa_generate(
-            self.backend, ids, tree=self.tree, policy=policy, max_new_tokens=config.max_new_tokens,
-            decode=self.codec.decode, eos_ids=self.codec.eos_ids if config.eos else (),
-            stop=config.stop, stream=config.stream)
+            self.backend,
+            ids,
+            tree=self.tree,
+            policy=policy,
+            max_new_tokens=config.max_new_tokens,
+            decode=self.codec.decode,
+            eos_ids=self.codec.eos_ids if config.eos else (),
+            stop=config.stop,
+            stream=config.stream,
+        )
         return results_from_rows(rows, seconds)
 
 
@@ -86,11 +104,21 @@ class MedusaDecoder(MedusaRunner, Decoder):
     tree: rank paths (default: the tree stored with the heads); sampling: "lossless"|"typical".
     """
 
-    def __init__(self, model: str | None = None, heads="default", tree=None, topk: int | None = None,
-                 sampling: str = "lossless", chat: bool | None = None, threads: int | None = None,
-                 heads_dtype: str = "bfloat16"):
-        from .base import DEFAULT_BASE, load_base
+    def __init__(
+        self,
+        model: str | None = None,
+        heads="default",
+        tree=None,
+        topk: int | None = None,
+        sampling: str = "lossless",
+        chat: bool | None = None,
+        threads: int | None = None,
+        heads_dtype: str = "bfloat16",
+    ):
         import torch
+
+        from .base import DEFAULT_BASE, load_base
+
         if threads:
             torch.set_num_threads(int(threads))
         folder = resolve_heads(heads)
@@ -102,9 +130,18 @@ class MedusaDecoder(MedusaRunner, Decoder):
         self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype)
 
     @classmethod
-    def from_model(cls, hf_model, codec, heads=None, tree=None, topk: int = 10,
-                   sampling: str = "lossless", chat: bool | None = None, base_name: str = "custom",
-                   heads_dtype: str = "bfloat16"):
+    def from_model(
+        cls,
+        hf_model,
+        codec,
+        heads=None,
+        tree=None,
+        topk: int = 10,
+        sampling: str = "lossless",
+        chat: bool | None = None,
+        base_name: str = "custom",
+        heads_dtype: str = "bfloat16",
+    ):
         """Build around an already loaded model; `heads` is a MedusaHeads, a folder or None."""
         self = cls.__new__(cls)
         self.base_name = base_name
@@ -113,8 +150,10 @@ class MedusaDecoder(MedusaRunner, Decoder):
 
     def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype):
         import torch
+
         from .base import TorchBackend
         from .heads import MedusaHeads, load_heads
+
         self.model, self.heads_config = hf_model, None
         self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
         if isinstance(heads, MedusaHeads):
@@ -139,4 +178,5 @@ class MedusaDecoder(MedusaRunner, Decoder):
 
     def export_onnx(self, dest) -> Path:
         from .export import export_artifact
+
         return export_artifact(self, dest)

@@ -1,5 +1,6 @@
 """Self-distillation data: the base model answers training prompts; answers + final hidden
 states are cached on disk (sharded .npz) and reused by Medusa-1/Medusa-2 training."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,7 @@ def read_prompts(path, limit: int | None = None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def select_prompts(rows: list[dict], per_category: dict[str, int], seed: int = 0,
-                   max_chars: int = 1200) -> list[dict]:
+def select_prompts(rows: list[dict], per_category: dict[str, int], seed: int = 0, max_chars: int = 1200) -> list[dict]:
     """A seeded sample of prompts per category (train.jsonl is 83% math: balance it)."""
     rng = random.Random(seed)
     out = []
@@ -77,9 +77,13 @@ def write_shard(folder: Path, index: int, answers: list[list[int]], hidden: list
     offsets = np.cumsum([0] + [len(a) for a in answers]).astype(np.int64)
     path = folder / f"shard_{index:05d}.npz"
     tmp = folder / f".tmp_{index:05d}.npz"
-    np.savez(tmp, tokens=np.concatenate([np.asarray(a, np.int32) for a in answers]),
-             hidden=np.concatenate(hidden).astype(np.float16), offsets=offsets,
-             ids=np.asarray(ids))
+    np.savez(
+        tmp,
+        tokens=np.concatenate([np.asarray(a, np.int32) for a in answers]),
+        hidden=np.concatenate(hidden).astype(np.float16),
+        offsets=offsets,
+        ids=np.asarray(ids),
+    )
     os.replace(tmp, path)
     return path
 
@@ -91,22 +95,35 @@ def load_shards(folder: Path):
         z = np.load(path)
         off = z["offsets"]
         for i, sid in enumerate(z["ids"]):
-            samples.append((str(sid), z["tokens"][off[i]:off[i + 1]], z["hidden"][off[i]:off[i + 1]]))
+            samples.append((str(sid), z["tokens"][off[i] : off[i + 1]], z["hidden"][off[i] : off[i + 1]]))
     return samples
 
 
-def distill(backend, codec, prompts: list[dict], folder: Path, *, max_new_tokens: int,
-            batch_size: int, progress=None, minutes: float | None = None) -> Path:
+def distill(
+    backend,
+    codec,
+    prompts: list[dict],
+    folder: Path,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    progress=None,
+    minutes: float | None = None,
+) -> Path:
     """Generate greedy answers in batches, one shard per batch; finished shards are reused
     (so an interrupted run resumes where it stopped). With `minutes`, generation stops when
     that budget is spent and the data set is closed with the shards written so far."""
     import time
+
     from .decoding import Policy, medusa_generate
+
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     rec = RecordingBackend(backend)
-    batches = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
-    it = progress(range(len(batches)), total=len(batches), desc="self-distillation") if progress else range(len(batches))
+    batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    it = range(len(batches))
+    if progress:
+        it = progress(it, total=len(batches), desc="self-distillation")
     for bi in it:
         if (folder / f"shard_{bi:05d}.npz").exists():
             continue
@@ -114,15 +131,24 @@ def distill(backend, codec, prompts: list[dict], folder: Path, *, max_new_tokens
             break
         batch = sorted(batches[bi], key=lambda r: len(r["prompt"]))
         ids = [codec.encode_prompt(r["prompt"]) for r in batch]
-        rows, _ = medusa_generate(rec, ids, tree=None, policy=Policy(), max_new_tokens=max_new_tokens,
-                                  decode=lambda t: "", eos_ids=codec.eos_ids)
+        rows, _ = medusa_generate(
+            rec,
+            ids,
+            tree=None,
+            policy=Policy(),
+            max_new_tokens=max_new_tokens,
+            decode=lambda t: "",
+            eos_ids=codec.eos_ids,
+        )
         hid = np.stack(rec.records, axis=1)  # [B, steps, d]
         answers = [r.tokens for r in rows]
-        write_shard(folder, bi, answers, [hid[b, :len(a)] for b, a in enumerate(answers)],
-                    [str(r.get("id")) for r in batch])
+        write_shard(
+            folder, bi, answers, [hid[b, : len(a)] for b, a in enumerate(answers)], [str(r.get("id")) for r in batch]
+        )
     shards = len(list(folder.glob("shard_*.npz")))
-    (folder / "DONE").write_text(json.dumps({"batches": shards, "of": len(batches),
-                                             "complete": shards == len(batches)}))
+    (folder / "DONE").write_text(
+        json.dumps({"batches": shards, "of": len(batches), "complete": shards == len(batches)})
+    )
     return folder
 
 
@@ -133,8 +159,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("ENGINE_MEDUSA_CACHE", Path.home() / ".cache" / "engine-medusa"))
 
 
-def distill_folder(base: str, prompts_path, mix: dict, seed: int, max_new_tokens: int,
-                   dtype: str = "bfloat16") -> Path:
+def distill_folder(base: str, prompts_path, mix: dict, seed: int, max_new_tokens: int, dtype: str = "bfloat16") -> Path:
     digest = hashlib.sha256(Path(prompts_path).read_bytes()).hexdigest()[:12]
     key = cache_key(base=base, prompts=digest, mix=mix, seed=seed, max_new=max_new_tokens)
     return cache_root() / "distill" / (key + ("-bf16" if dtype == "bfloat16" else ""))

@@ -4,6 +4,7 @@ Batches of prompts of different lengths are left-padded; padding and rejected tr
 stay in the KV cache as slots that no query may attend to, so every row keeps its own
 positions and accepted path. An empty tree (root only) is plain one-token-per-step decoding.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,6 +29,7 @@ def check_finite(logits: np.ndarray) -> None:
 @attrs.define
 class Policy:
     """How tokens are chosen: greedy (temperature 0), lossless or typical sampling."""
+
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
@@ -57,8 +59,9 @@ class Policy:
 class RowOutput:
     """Collects one row's tokens; applies max_new_tokens, EOS, stop strings and streaming."""
 
-    def __init__(self, decode: Callable, max_new: int, eos_ids, stop: Sequence[str],
-                 stream: Callable[[str], None] | None):
+    def __init__(
+        self, decode: Callable, max_new: int, eos_ids, stop: Sequence[str], stream: Callable[[str], None] | None
+    ):
         self.decode, self.max_new, self.eos_ids = decode, max_new, set(eos_ids)
         self.stop, self.stream = tuple(stop), stream
         self.tokens: list[int] = []
@@ -96,7 +99,7 @@ class RowOutput:
                         end = min(end, len(self.text) - n)
                         break
         if end > self.emitted:
-            self.stream(self.text[self.emitted:end])
+            self.stream(self.text[self.emitted : end])
             self.emitted = end
 
 
@@ -112,17 +115,26 @@ def prefill_arrays(prompts: Sequence[Sequence[int]], pad_id: int = 0):
     ids = np.full((len(prompts), width), pad_id, np.int64)
     valid = np.zeros((len(prompts), width), bool)
     for b, p in enumerate(prompts):
-        ids[b, width - len(p):] = p
-        valid[b, width - len(p):] = True
+        ids[b, width - len(p) :] = p
+        valid[b, width - len(p) :] = True
     positions = np.maximum(np.cumsum(valid, axis=1) - 1, 0)
     causal = np.tril(np.ones((width, width), bool))
     allowed = (causal[None] & valid[:, None, :]) | np.eye(width, dtype=bool)[None]
     return ids, positions, valid, allowed
 
 
-def medusa_generate(backend, prompts: Sequence[Sequence[int]], *, tree: TreeBuffers | None,
-                    policy: Policy, max_new_tokens: int, decode: Callable, eos_ids=(),
-                    stop: Sequence[str] = (), stream=None) -> tuple[list[RowOutput], float]:
+def medusa_generate(
+    backend,
+    prompts: Sequence[Sequence[int]],
+    *,
+    tree: TreeBuffers | None,
+    policy: Policy,
+    max_new_tokens: int,
+    decode: Callable,
+    eos_ids=(),
+    stop: Sequence[str] = (),
+    stream=None,
+) -> tuple[list[RowOutput], float]:
     """Generate for a batch of token-id prompts; returns (row outputs, seconds)."""
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -142,9 +154,9 @@ def medusa_generate(backend, prompts: Sequence[Sequence[int]], *, tree: TreeBuff
     check_finite(logits)
     last = np.full(len(prompts), ids.shape[1] - 1)
     topk = backend.head_topk(last, tree.topk) if tree.depth else None
-    root = np.array([policy.first(l) for l in logits], np.int64)
+    root = np.array([policy.first(row) for row in logits], np.int64)
     next_pos = np.array([len(p) for p in prompts], np.int64)
-    for r, t in zip(rows, root):
+    for r, t in zip(rows, root, strict=True):
         r.steps = 1
         r.push(t)
     while not all(r.done for r in rows):
@@ -173,8 +185,8 @@ def medusa_generate(backend, prompts: Sequence[Sequence[int]], *, tree: TreeBuff
         slots[:, :past] = np.arange(past)
         keep = np.zeros((len(rows), width), bool)
         for b, p in enumerate(paths):
-            slots[b, past:past + len(p)] = past + p
-            keep[b, :len(p)] = True
+            slots[b, past : past + len(p)] = past + p
+            keep[b, : len(p)] = True
         if slots.shape[1] != past + n or (slots != np.arange(past + n)).any():  # plain decoding keeps all
             backend.keep(slots)
         valid = np.concatenate([valid, keep], axis=1)

@@ -8,10 +8,10 @@ present_key_i / present_value_i [B,h,P+q,d]; batch, q, P and H are dynamic.
 Graph `heads`: hidden [B,D] -> head_topk [B,K,k] (the next step's candidates, computed at
 the accepted node only, which the tree forward cannot know in advance).
 """
+
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,19 +35,28 @@ class MedusaGraph(nn.Module):
 
     def _layers(self):
         from transformers import DynamicCache
+
         cache = DynamicCache(config=self.model.config)
         return cache.layers if cache.layers else range(self.model.config.num_hidden_layers)
 
     def forward(self, input_ids, position_ids, attention_mask, head_index, logits_index, *past):
         from transformers import DynamicCache
+
         cache = DynamicCache(config=self.model.config)
         for i in range(self.n_layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
-        out = self.model.base_model(input_ids=input_ids, position_ids=position_ids,
-                                    attention_mask=attention_mask, use_cache=True,
-                                    **{self.cache_kw: cache})
+        out = self.model.base_model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            use_cache=True,
+            **{self.cache_kw: cache},
+        )
         hidden = out.last_hidden_state
-        gather = lambda idx: torch.gather(hidden, 1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
+
+        def gather(idx):
+            return torch.gather(hidden, 1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
+
         logits = self.model.get_output_embeddings()(gather(logits_index))
         head_logits = self.heads(gather(head_index))
         presents = []
@@ -97,25 +106,50 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
     outputs = ["logits", "head_logits", "hidden", *present_names]
     Dim = torch.export.Dim
     batch, query, total, picked, plen = Dim("batch"), Dim("query"), Dim("total"), Dim("picked"), Dim("past")
-    shapes = ({0: batch, 1: query}, {0: batch, 1: query}, {0: batch, 2: query, 3: total},
-              {0: batch, 1: picked}, {0: batch, 1: Dim("logit_rows")}, tuple({0: batch, 2: plen} for _ in past_names))
+    shapes = (
+        {0: batch, 1: query},
+        {0: batch, 1: query},
+        {0: batch, 2: query, 3: total},
+        {0: batch, 1: picked},
+        {0: batch, 1: Dim("logit_rows")},
+        tuple({0: batch, 2: plen} for _ in past_names),
+    )
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (ids, pos, mask, hidx, lidx, *past), str(folder / "medusa.onnx"),
-                          input_names=inputs, output_names=outputs, dynamic_shapes=shapes,
-                          opset_version=OPSET, dynamo=True, external_data=True)
-        torch.onnx.export(HeadsTopK(heads, topk).eval(), (torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype),),
-                          str(folder / "heads.onnx"), input_names=["hidden"], output_names=["head_topk"],
-                          dynamic_shapes=({0: Dim("batch")},), opset_version=OPSET, dynamo=True,
-                          external_data=True)
-    return {"medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
-            "heads": {"file": "heads.onnx", "inputs": ["hidden"], "outputs": ["head_topk"]},
-            "keep": gather_graph(folder / "keep.onnx", len(past_names))}
+        torch.onnx.export(
+            graph,
+            (ids, pos, mask, hidx, lidx, *past),
+            str(folder / "medusa.onnx"),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=shapes,
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=True,
+        )
+        hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
+        torch.onnx.export(
+            HeadsTopK(heads, topk).eval(),
+            (hidden,),
+            str(folder / "heads.onnx"),
+            input_names=["hidden"],
+            output_names=["head_topk"],
+            dynamic_shapes=({0: Dim("batch")},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=True,
+        )
+    return {
+        "medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
+        "heads": {"file": "heads.onnx", "inputs": ["hidden"], "outputs": ["head_topk"]},
+        "keep": gather_graph(folder / "keep.onnx", len(past_names)),
+    }
 
 
 def export_artifact(decoder, dest) -> Path:
     """Export a MedusaDecoder (torch) into an engine artifact at dest."""
     from engine.artifacts import write_artifact
+
     if decoder.heads is None:
         raise UsageError("export needs Medusa heads (heads=None decodes without them)")
     tree = decoder.tree
@@ -132,13 +166,29 @@ def export_artifact(decoder, dest) -> Path:
         text_dir = folder / "text"
         text_dir.mkdir()
         files.update(decoder.codec.save(text_dir))
-        config = {"base_model": decoder.base_name, "num_heads": decoder.heads.num_heads,
-                  "tree": choices, "topk": topk,
-                  "context": context_length(decoder.model.config), "sampling": decoder.sampling,
-                  "chat": decoder.chat, "n_layers": len(models["medusa"]["inputs"][5:]) // 2,
-                  "kv_shape": list(kv_shape(decoder.model)), "heads_config": decoder.heads_config}
-        return write_artifact(dest, plugin="medusa", kind="decoder", component="medusa", files=files,
-                              models=models, opset=OPSET, config=config, overwrite=True)
+        config = {
+            "base_model": decoder.base_name,
+            "num_heads": decoder.heads.num_heads,
+            "tree": choices,
+            "topk": topk,
+            "context": context_length(decoder.model.config),
+            "sampling": decoder.sampling,
+            "chat": decoder.chat,
+            "n_layers": len(models["medusa"]["inputs"][5:]) // 2,
+            "kv_shape": list(kv_shape(decoder.model)),
+            "heads_config": decoder.heads_config,
+        }
+        return write_artifact(
+            dest,
+            plugin="medusa",
+            kind="decoder",
+            component="medusa",
+            files=files,
+            models=models,
+            opset=OPSET,
+            config=config,
+            overwrite=True,
+        )
 
 
 def gather_graph(path: Path, n_tensors: int) -> dict:
@@ -146,26 +196,40 @@ def gather_graph(path: Path, n_tensors: int) -> dict:
     slots [B,L] -> kept_i [B,h,L,d]. With IO binding on CUDA the cache never leaves the device."""
     import onnx
     from onnx import TensorProto, helper
+
     names = [f"past_{i}" for i in range(n_tensors)]
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "heads", "past", "dim"]) for n in names]
     inputs.append(helper.make_tensor_value_info("slots", TensorProto.INT64, ["batch", "kept"]))
-    outputs = [helper.make_tensor_value_info(f"kept_{i}", TensorProto.FLOAT, ["batch", "heads", "kept", "dim"])
-               for i in range(n_tensors)]
-    const = lambda name, vals: helper.make_node("Constant", [], [name], value=helper.make_tensor(
-        name, TensorProto.INT64, [len(vals)], vals))
-    nodes = [const("ax13", [1, 3]), const("s0", [0]), const("s1", [1]), const("s2", [2]), const("s3", [3]),
-             const("s4", [4]),
-             helper.make_node("Unsqueeze", ["slots", "ax13"], ["s4d"]),
-             helper.make_node("Shape", [names[0]], ["pshape"]),
-             helper.make_node("Shape", ["slots"], ["sshape"]),
-             helper.make_node("Slice", ["pshape", "s0", "s2"], ["bh"]),
-             helper.make_node("Slice", ["sshape", "s1", "s2"], ["kept"]),
-             helper.make_node("Slice", ["pshape", "s3", "s4"], ["dim"]),
-             helper.make_node("Concat", ["bh", "kept", "dim"], ["target"], axis=0),
-             helper.make_node("Expand", ["s4d", "target"], ["index"])]
+    outputs = [
+        helper.make_tensor_value_info(f"kept_{i}", TensorProto.FLOAT, ["batch", "heads", "kept", "dim"])
+        for i in range(n_tensors)
+    ]
+
+    def const(name, vals):
+        return helper.make_node(
+            "Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [len(vals)], vals)
+        )
+
+    nodes = [
+        const("ax13", [1, 3]),
+        const("s0", [0]),
+        const("s1", [1]),
+        const("s2", [2]),
+        const("s3", [3]),
+        const("s4", [4]),
+        helper.make_node("Unsqueeze", ["slots", "ax13"], ["s4d"]),
+        helper.make_node("Shape", [names[0]], ["pshape"]),
+        helper.make_node("Shape", ["slots"], ["sshape"]),
+        helper.make_node("Slice", ["pshape", "s0", "s2"], ["bh"]),
+        helper.make_node("Slice", ["sshape", "s1", "s2"], ["kept"]),
+        helper.make_node("Slice", ["pshape", "s3", "s4"], ["dim"]),
+        helper.make_node("Concat", ["bh", "kept", "dim"], ["target"], axis=0),
+        helper.make_node("Expand", ["s4d", "target"], ["index"]),
+    ]
     nodes += [helper.make_node("GatherElements", [n, "index"], [f"kept_{i}"], axis=2) for i, n in enumerate(names)]
-    model = helper.make_model(helper.make_graph(nodes, "medusa_keep", inputs, outputs),
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "medusa_keep", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return {"file": path.name, "inputs": names + ["slots"], "outputs": [o.name for o in outputs]}

@@ -4,6 +4,7 @@ Each ResBlock is exactly the identity at init (weight AND bias zero); W2 starts 
 of the base LM head, or is the frozen base LM head itself (`share_lm_head`), in which case
 only the residual blocks are trained and stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,16 +37,14 @@ class ResBlock(nn.Module):
 class MedusaHeads(nn.Module):
     """K heads on the base's final hidden state; forward(h [..., d]) -> logits [..., K, V]."""
 
-    def __init__(self, lm_head: nn.Linear, num_heads: int = 4, num_layers: int = 1,
-                 share_lm_head: bool = True):
+    def __init__(self, lm_head: nn.Linear, num_heads: int = 4, num_layers: int = 1, share_lm_head: bool = True):
         super().__init__()
         if num_heads < 1 or num_layers < 1:
             raise UsageError("num_heads and num_layers must be >= 1")
         vocab, d = lm_head.weight.shape
         self.num_heads, self.num_layers, self.share_lm_head = num_heads, num_layers, share_lm_head
         # one fresh ResBlock per layer per head (the reference's [ResBlock] * n shares them)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(*[ResBlock(d) for _ in range(num_layers)]) for _ in range(num_heads))
+        self.blocks = nn.ModuleList(nn.Sequential(*[ResBlock(d) for _ in range(num_layers)]) for _ in range(num_heads))
         if share_lm_head:
             self.out = None
             object.__setattr__(self, "_lm_head", lm_head)  # not a submodule: not saved/trained
@@ -67,11 +66,17 @@ class MedusaHeads(nn.Module):
 
 
 def heads_config(heads: MedusaHeads, base_name: str, lm_head_weight, **extra) -> dict:
-    return {"format": "medusa-heads/1", "base_model": canonical_base_name(base_name),
-            "lm_head_fingerprint": lm_head_fingerprint(lm_head_weight),
-            "num_heads": heads.num_heads, "num_layers": heads.num_layers,
-            "share_lm_head": heads.share_lm_head, "hidden_size": lm_head_weight.shape[1],
-            "vocab_size": lm_head_weight.shape[0], **extra}
+    return {
+        "format": "medusa-heads/1",
+        "base_model": canonical_base_name(base_name),
+        "lm_head_fingerprint": lm_head_fingerprint(lm_head_weight),
+        "num_heads": heads.num_heads,
+        "num_layers": heads.num_layers,
+        "share_lm_head": heads.share_lm_head,
+        "hidden_size": lm_head_weight.shape[1],
+        "vocab_size": lm_head_weight.shape[0],
+        **extra,
+    }
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -86,10 +91,12 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_heads(folder, heads: MedusaHeads, config: dict, *, dtype=torch.float16,
-               extra_tensors: dict | None = None) -> Path:
+def save_heads(
+    folder, heads: MedusaHeads, config: dict, *, dtype=torch.float16, extra_tensors: dict | None = None
+) -> Path:
     """safetensors (fp16 by default) + config.json, each written atomically."""
     from safetensors.torch import save_file
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in heads.state_dict().items()}
@@ -109,12 +116,15 @@ def read_config(folder) -> dict:
 def load_heads(folder, model, *, check_base: bool = True) -> tuple[MedusaHeads, dict]:
     """Load heads for `model`; refuses heads trained on another base (LM-head fingerprint)."""
     from safetensors.torch import load_file
+
     cfg = read_config(folder)
     lm_head = model.get_output_embeddings()
     fp = lm_head_fingerprint(lm_head.weight)
     if check_base and cfg["lm_head_fingerprint"] != fp:
-        raise UsageError(f"heads in {folder} were trained for {cfg['base_model']} "
-                         f"(LM head {cfg['lm_head_fingerprint']}), not this base (LM head {fp})")
+        raise UsageError(
+            f"heads in {folder} were trained for {cfg['base_model']} "
+            f"(LM head {cfg['lm_head_fingerprint']}), not this base (LM head {fp})"
+        )
     heads = MedusaHeads(lm_head, cfg["num_heads"], cfg["num_layers"], cfg["share_lm_head"])
     tensors = load_file(str(Path(folder) / WEIGHTS))
     dtype = lm_head.weight.dtype

@@ -1,4 +1,5 @@
 """Medusa on onnxruntime alone (numpy + onnxruntime + tokenizers; never imports torch)."""
+
 from __future__ import annotations
 
 import os
@@ -22,6 +23,7 @@ class OrtBackend:
 
     def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
         from engine.runtime import active_providers
+
         cfg = artifact.config
         # default 1 intra-op thread: on the shared 2-core machines here more threads thrash
         # (measured: a decode step 304 ms with 2 threads vs ~110 ms with 1 under load)
@@ -53,8 +55,14 @@ class OrtBackend:
         mask = np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32)
         hidx = np.zeros((b, 0), np.int64) if head_index is None else head_index
         lidx = np.arange(ids.shape[1])[None].repeat(b, 0) if logits_at is None else np.full((b, 1), logits_at)
-        feeds = {"input_ids": ids.astype(np.int64), "position_ids": positions.astype(np.int64),
-                 "attention_mask": mask, "head_index": hidx, "logits_index": lidx, **dict(zip(self.past_names, past))}
+        feeds = {
+            "input_ids": ids.astype(np.int64),
+            "position_ids": positions.astype(np.int64),
+            "attention_mask": mask,
+            "head_index": hidx,
+            "logits_index": lidx,
+            **dict(zip(self.past_names, past, strict=True)),
+        }
         if self.on_cuda:
             outs = self._run_bound(feeds)
         else:
@@ -65,6 +73,7 @@ class OrtBackend:
     def _run_bound(self, feeds):
         """CUDA: bind inputs; presents stay OrtValues on the device (fed back as past)."""
         import onnxruntime as ort
+
         binding = self.sess.io_binding()
         for name, value in feeds.items():
             if isinstance(value, ort.OrtValue):
@@ -106,8 +115,9 @@ class OrtBackend:
 class OrtMedusaDecoder(MedusaRunner, Decoder):
     """The medusa decoder running an exported artifact."""
 
-    def __init__(self, artifact, provider: str = "auto", threads: int | None = None,
-                 tree=None, sampling: str | None = None):
+    def __init__(
+        self, artifact, provider: str = "auto", threads: int | None = None, tree=None, sampling: str | None = None
+    ):
         cfg = artifact.config
         codec = TextCodec.load(artifact.file("tokenizer.json"), artifact.file("text.json"))
         self.artifact = artifact

@@ -4,6 +4,7 @@ Both paths tokenize with the `tokenizers` library from the same tokenizer.json, 
 a prompt in the chat template as `prefix + prompt + suffix` (rendered once with a
 placeholder), so the two paths always see identical token ids.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,17 @@ def check_prompt(prompt) -> None:
 class TextCodec:
     """tokenizers.Tokenizer + chat wrapping + EOS ids."""
 
-    def __init__(self, tokenizer_json: str, *, chat_prefix: str | None = None,
-                 chat_suffix: str | None = None, eos_ids=(), add_special: bool = True):
+    def __init__(
+        self,
+        tokenizer_json: str,
+        *,
+        chat_prefix: str | None = None,
+        chat_suffix: str | None = None,
+        eos_ids=(),
+        add_special: bool = True,
+    ):
         from tokenizers import Tokenizer
+
         self.tokenizer_json = tokenizer_json
         self.tok = Tokenizer.from_str(tokenizer_json)
         self.chat_prefix, self.chat_suffix = chat_prefix, chat_suffix
@@ -53,8 +62,12 @@ class TextCodec:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def to_config(self) -> dict:
-        return {"chat_prefix": self.chat_prefix, "chat_suffix": self.chat_suffix,
-                "eos_ids": list(self.eos_ids), "add_special": self.add_special}
+        return {
+            "chat_prefix": self.chat_prefix,
+            "chat_suffix": self.chat_suffix,
+            "eos_ids": list(self.eos_ids),
+            "add_special": self.add_special,
+        }
 
     def save(self, folder: Path) -> dict[str, Path]:
         """Write tokenizer.json + text.json into folder; returns {name: path}."""
@@ -64,19 +77,18 @@ class TextCodec:
         return {"tokenizer.json": folder / "tokenizer.json", "text.json": folder / "text.json"}
 
     @classmethod
-    def load(cls, tokenizer_path: Path, text_path: Path) -> "TextCodec":
+    def load(cls, tokenizer_path: Path, text_path: Path) -> TextCodec:
         cfg = json.loads(Path(text_path).read_text(encoding="utf-8"))
         return cls(Path(tokenizer_path).read_text(encoding="utf-8"), **cfg)
 
     @classmethod
-    def from_hf(cls, hf_tokenizer, eos_ids) -> "TextCodec":
+    def from_hf(cls, hf_tokenizer, eos_ids) -> TextCodec:
         """Build from a transformers fast tokenizer (torch side only)."""
         prefix = suffix = None
         if getattr(hf_tokenizer, "chat_template", None):
             text = hf_tokenizer.apply_chat_template(
-                [{"role": "user", "content": _PLACEHOLDER}], add_generation_prompt=True,
-                tokenize=False)
+                [{"role": "user", "content": _PLACEHOLDER}], add_generation_prompt=True, tokenize=False
+            )
             if text.count(_PLACEHOLDER) == 1:
                 prefix, suffix = text.split(_PLACEHOLDER)
-        return cls(hf_tokenizer.backend_tokenizer.to_str(), chat_prefix=prefix,
-                   chat_suffix=suffix, eos_ids=eos_ids)
+        return cls(hf_tokenizer.backend_tokenizer.to_str(), chat_prefix=prefix, chat_suffix=suffix, eos_ids=eos_ids)

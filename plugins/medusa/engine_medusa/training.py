@@ -6,6 +6,7 @@ Medusa-2: stage 1 trains the heads alone, stage 2 trains jointly with the last N
 layers unfrozen: loss = KL(teacher || student) on the base head + lambda_0 * sum_k 0.8^k L_k,
 the teacher being the frozen original model; the heads get lr * head_lr_mult.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,20 +31,20 @@ HEAD_DECAY = 0.8
 
 @attrs.define
 class TrainConfig:
-    mode: str = "medusa1"               # medusa1 | medusa2
+    mode: str = "medusa1"  # medusa1 | medusa2
     num_heads: int = 4
     num_layers: int = 1
     share_lm_head: bool = True
     epochs: float = 1.0
-    max_steps: int = 0                   # 0: from epochs
-    batch_size: int = 256                # positions (medusa1) or sequences (medusa2)
+    max_steps: int = 0  # 0: from epochs
+    batch_size: int = 256  # positions (medusa1) or sequences (medusa2)
     lr: float = 1e-3
     warmup: float = 0.1
     weight_decay: float = 0.0
     val_fraction: float = 0.05
     seed: int = 0
     checkpoint_every: int = 100
-    bf16: bool = True                    # autocast the vocabulary projections (CPU AMX)
+    bf16: bool = True  # autocast the vocabulary projections (CPU AMX)
     # Medusa-2
     unfreeze_last: int = 2
     lambda0: float = 0.2
@@ -67,8 +68,16 @@ def head_weights(k: int) -> torch.Tensor:
 def medusa_loss(head_logits, targets, weights):
     """sum_k w_k CE_k over positions with a target (-100 = none); returns (loss, per-head CE)."""
     k = head_logits.shape[-2]
-    ce = torch.stack([F.cross_entropy(head_logits[..., i, :].float().reshape(-1, head_logits.shape[-1]),
-                                      targets[..., i].reshape(-1), ignore_index=-100) for i in range(k)])
+    ce = torch.stack(
+        [
+            F.cross_entropy(
+                head_logits[..., i, :].float().reshape(-1, head_logits.shape[-1]),
+                targets[..., i].reshape(-1),
+                ignore_index=-100,
+            )
+            for i in range(k)
+        ]
+    )
     ce = torch.nan_to_num(ce)  # a head with no target in the batch contributes nothing
     return (weights * ce).sum(), ce.detach()
 
@@ -78,7 +87,7 @@ def head_targets(tokens: np.ndarray, k: int) -> np.ndarray:
     m = len(tokens)
     t = np.full((m, k), -100, np.int64)
     for i in range(k):
-        t[: max(m - i - 1, 0), i] = tokens[i + 1:]
+        t[: max(m - i - 1, 0), i] = tokens[i + 1 :]
     return t
 
 
@@ -102,7 +111,7 @@ def head_accuracy(heads, hidden, targets, batch: int = 512, bf16: bool = True):
     top1, top5, n = torch.zeros(k), torch.zeros(k), torch.zeros(k)
     rank_hits = torch.zeros(k, 10)
     for s in range(0, len(hidden), batch):
-        h, t = hidden[s:s + batch], targets[s:s + batch]
+        h, t = hidden[s : s + batch], targets[s : s + batch]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = heads(h.to(heads_dtype(heads)))
         top = logits.float().topk(10, dim=-1).indices  # [b, K, 10]
@@ -113,8 +122,12 @@ def head_accuracy(heads, hidden, targets, batch: int = 512, bf16: bool = True):
         rank_hits += (hit & valid[..., None]).sum(0).float()
         n += valid.sum(0)
     n = n.clamp(min=1)
-    return {"top1": (top1 / n).tolist(), "top5": (top5 / n).tolist(),
-            "rank_acc": (rank_hits / n[:, None]).tolist(), "positions": int(n[0])}
+    return {
+        "top1": (top1 / n).tolist(),
+        "top5": (top5 / n).tolist(),
+        "rank_acc": (rank_hits / n[:, None]).tolist(),
+        "positions": int(n[0]),
+    }
 
 
 def heads_dtype(heads):
@@ -122,6 +135,7 @@ def heads_dtype(heads):
 
 
 # ----------------------------------------------------------------------------- runtime
+
 
 def dist_info():
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -161,9 +175,14 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def state(self):
-        return {"step": self.step, "opt": self.opt.state_dict(), "history": self.history,
-                "modules": {n: {k: v for k, v in m.state_dict().items()} for n, m in self.modules.items()},
-                "rng": torch.get_rng_state(), "cfg": attrs.asdict(self.cfg)}
+        return {
+            "step": self.step,
+            "opt": self.opt.state_dict(),
+            "history": self.history,
+            "modules": {n: {k: v for k, v in m.state_dict().items()} for n, m in self.modules.items()},
+            "rng": torch.get_rng_state(),
+            "cfg": attrs.asdict(self.cfg),
+        }
 
     def resume(self) -> bool:
         if not self.ckpt.is_file():
@@ -191,11 +210,13 @@ class Trainer:
     def run(self, total: int, batch_fn, loss_fn, params):
         warm = max(1, int(self.cfg.warmup * total))
         it = range(self.step, total)
-        bar = self.progress(it, total=total - self.step, desc=f"train {self.cfg.mode}") if (self.progress and self.rank == 0) else it
+        bar = it
+        if self.progress and self.rank == 0:
+            bar = self.progress(it, total=total - self.step, desc=f"train {self.cfg.mode}")
         t0 = time.time()
         for step in bar:
             scale = cosine_lr(step, total, warm)
-            for g, lr in zip(self.opt.param_groups, self.base_lrs):
+            for g, lr in zip(self.opt.param_groups, self.base_lrs, strict=True):
                 g["lr"] = lr * scale
             loss, ce = loss_fn(batch_fn(step))
             self.opt.zero_grad(set_to_none=True)
@@ -205,8 +226,14 @@ class Trainer:
             self.opt.step()
             self.step = step + 1
             if step % 10 == 0 or self.step == total:
-                self.history.append({"step": self.step, "loss": float(loss.detach()), "ce": [round(float(c), 4) for c in ce],
-                                     "seconds": round(time.time() - t0, 1)})
+                self.history.append(
+                    {
+                        "step": self.step,
+                        "loss": float(loss.detach()),
+                        "ce": [round(float(c), 4) for c in ce],
+                        "seconds": round(time.time() - t0, 1),
+                    }
+                )
             if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         self.save_checkpoint()
@@ -214,17 +241,20 @@ class Trainer:
 
 def _position_batches(n: int, batch: int, seed: int, rank: int, world: int):
     """Deterministic shuffled position batches, sharded across DDP ranks."""
+
     def batch_at(step):
         per_epoch = max(1, n // (batch * world))
         epoch, i = divmod(step, per_epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
         start = (i * world + rank) * batch
-        return perm[start:start + batch]
+        return perm[start : start + batch]
+
     return batch_at
 
 
-def train_medusa1(samples, lm_head, cfg: TrainConfig, out: Path, base_name: str, *,
-                  resume=False, progress=None, log=print):
+def train_medusa1(
+    samples, lm_head, cfg: TrainConfig, out: Path, base_name: str, *, resume=False, progress=None, log=print
+):
     """Train heads on cached hidden states. Returns (heads, report dict)."""
     torch.manual_seed(cfg.seed)
     train, val = split_samples(samples, cfg.val_fraction, cfg.seed)
@@ -247,11 +277,19 @@ def train_medusa1(samples, lm_head, cfg: TrainConfig, out: Path, base_name: str,
     before = head_accuracy(heads, h_va, t_va, bf16=cfg.bf16) if trainer.step == 0 else None
     t0 = time.time()
     trainer.run(total, batch_at, loss_fn, params)
-    report = {"mode": "medusa1", "steps": total, "train_positions": len(h_tr), "val_positions": len(h_va),
-              "train_samples": len(train), "val_samples": len(val),
-              "seconds": round(time.time() - t0, 1), "world_size": trainer.world,
-              "val_accuracy": head_accuracy(heads, h_va, t_va, bf16=cfg.bf16), "val_accuracy_at_init": before,
-              "history": trainer.history}
+    report = {
+        "mode": "medusa1",
+        "steps": total,
+        "train_positions": len(h_tr),
+        "val_positions": len(h_va),
+        "train_samples": len(train),
+        "val_samples": len(val),
+        "seconds": round(time.time() - t0, 1),
+        "world_size": trainer.world,
+        "val_accuracy": head_accuracy(heads, h_va, t_va, bf16=cfg.bf16),
+        "val_accuracy_at_init": before,
+        "history": trainer.history,
+    }
     if trainer.rank == 0:
         finish(heads, lm_head, cfg, out, base_name, report)
     return heads.eval(), report
@@ -267,6 +305,7 @@ def finish(heads, lm_head, cfg, out: Path, base_name: str, report: dict, extra_t
 
 
 # ----------------------------------------------------------------------------- Medusa-2
+
 
 def sequences_from(samples, prompt_ids: dict, max_len: int):
     """(ids [T], first answer position) per sample: prompt tokens + distilled answer."""
@@ -289,8 +328,8 @@ def _pad_batch(seqs, k: int):
     att = torch.zeros(len(seqs), width, dtype=torch.long)
     tgt = torch.full((len(seqs), width, k + 1), -100, dtype=torch.long)
     for b, (s, start) in enumerate(seqs):
-        ids[b, :len(s)] = torch.tensor(s)
-        att[b, :len(s)] = 1
+        ids[b, : len(s)] = torch.tensor(s)
+        att[b, : len(s)] = 1
         # position j (>= start - 1) predicts s[j+1] (base) and s[j+1+i] (head i)
         for i in range(k + 1):
             for j in range(start - 1, len(s) - 1 - i):
@@ -298,8 +337,9 @@ def _pad_batch(seqs, k: int):
     return ids, att, tgt
 
 
-def train_medusa2(model, seqs, cfg: TrainConfig, out: Path, base_name: str, *, heads=None,
-                  resume=False, progress=None, log=print):
+def train_medusa2(
+    model, seqs, cfg: TrainConfig, out: Path, base_name: str, *, heads=None, resume=False, progress=None, log=print
+):
     """Two-stage Medusa-2: heads only for stage1_steps, then joint with the last N layers."""
     torch.manual_seed(cfg.seed)
     lm_head = model.get_output_embeddings()
@@ -307,8 +347,7 @@ def train_medusa2(model, seqs, cfg: TrainConfig, out: Path, base_name: str, *, h
     heads = heads or MedusaHeads(lm_head, cfg.num_heads, cfg.num_layers, cfg.share_lm_head)
     backbone = _unfreeze_last(model, cfg.unfreeze_last)
     head_params = [p for p in heads.parameters() if p.requires_grad]
-    groups = [{"params": head_params, "lr": cfg.lr * cfg.head_lr_mult},
-              {"params": backbone, "lr": cfg.lr}]
+    groups = [{"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}, {"params": backbone, "lr": cfg.lr}]
     trainer = Trainer(cfg, out, groups, {"heads": heads, "backbone": _ParamBag(model, backbone)}, progress, log)
     if resume:
         trainer.resume()
@@ -335,16 +374,23 @@ def train_medusa2(model, seqs, cfg: TrainConfig, out: Path, base_name: str, *, h
         with torch.no_grad():
             t_logits = teacher(input_ids=ids, attention_mask=att).logits[mask].float()
         s_logits = lm_head(hidden)[mask].float()
-        kl = F.kl_div(F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1), log_target=True,
-                      reduction="batchmean")
+        kl = F.kl_div(F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1), log_target=True, reduction="batchmean")
         return kl + cfg.lambda0 * l_heads, torch.cat([kl.detach()[None], ce])
 
     t0 = time.time()
     trainer.run(total, batch_fn, loss_fn, head_params + backbone)
     model.eval()
-    report = {"mode": "medusa2", "steps": total, "stage1_steps": cfg.stage1_steps, "train_samples": len(train),
-              "val_samples": len(val), "seconds": round(time.time() - t0, 1), "world_size": trainer.world,
-              "val_accuracy": _seq_accuracy(model, heads, val, cfg), "history": trainer.history}
+    report = {
+        "mode": "medusa2",
+        "steps": total,
+        "stage1_steps": cfg.stage1_steps,
+        "train_samples": len(train),
+        "val_samples": len(val),
+        "seconds": round(time.time() - t0, 1),
+        "world_size": trainer.world,
+        "val_accuracy": _seq_accuracy(model, heads, val, cfg),
+        "history": trainer.history,
+    }
     if trainer.rank == 0:
         names = {id(p): n for n, p in model.named_parameters()}
         extra = {"base." + names[id(p)]: p for p in backbone}
@@ -356,8 +402,9 @@ def train_medusa2(model, seqs, cfg: TrainConfig, out: Path, base_name: str, *, h
 def _seq_accuracy(model, heads, seqs, cfg):
     ids, att, tgt = _pad_batch(seqs, cfg.num_heads)
     hidden = model.base_model(input_ids=ids, attention_mask=att).last_hidden_state
-    return head_accuracy(heads, hidden.reshape(-1, hidden.shape[-1]), tgt[..., 1:].reshape(-1, cfg.num_heads),
-                         bf16=cfg.bf16)
+    return head_accuracy(
+        heads, hidden.reshape(-1, hidden.shape[-1]), tgt[..., 1:].reshape(-1, cfg.num_heads), bf16=cfg.bf16
+    )
 
 
 class _ParamBag(torch.nn.Module):
@@ -387,7 +434,7 @@ def _unfreeze_last(model, n: int):
     if blocks is None:
         raise UsageError("cannot find the transformer blocks to unfreeze")
     params = []
-    for block in list(blocks)[len(blocks) - n:] if n > 0 else []:
+    for block in list(blocks)[len(blocks) - n :] if n > 0 else []:
         for p in block.parameters():
             p.requires_grad_(True)
             params.append(p)

@@ -4,6 +4,7 @@ A tree is a list of rank paths ("choices"): [0, 1] = head-1 rank 0, then head-2 
 Node 0 is the root (the base model's own next token); node i >= 1 is the i-th choice in
 the reference's order (by depth, then lexicographically).
 """
+
 from __future__ import annotations
 
 import attrs
@@ -27,14 +28,14 @@ def _validate(choices) -> list[tuple[int, ...]]:
 
 @attrs.frozen(eq=False)
 class TreeBuffers:
-    choices: tuple                 # sorted rank paths (node i+1 = choices[i])
+    choices: tuple  # sorted rank paths (node i+1 = choices[i])
     topk: int
-    tree_indices: np.ndarray       # [N] index into [root, head1 top-k, head2 top-k, ...]
-    positions: np.ndarray          # [N] depth of each node
-    attn: np.ndarray               # [N, N] bool: node i sees node j (ancestor or self)
-    retrieve: np.ndarray           # [L, D+1] node indices of each leaf path, -1 padded
-    parent: np.ndarray             # [N] parent node (-1 for the root)
-    children: tuple                # children[i] = node indices in rank order
+    tree_indices: np.ndarray  # [N] index into [root, head1 top-k, head2 top-k, ...]
+    positions: np.ndarray  # [N] depth of each node
+    attn: np.ndarray  # [N, N] bool: node i sees node j (ancestor or self)
+    retrieve: np.ndarray  # [L, D+1] node indices of each leaf path, -1 padded
+    parent: np.ndarray  # [N] parent node (-1 for the root)
+    children: tuple  # children[i] = node indices in rank order
 
     @property
     def size(self) -> int:
@@ -77,9 +78,10 @@ def build_tree(choices, topk: int = 10) -> TreeBuffers:
     retrieve = np.full((max(len(leaves), 1), width), -1, np.int64)
     retrieve[:, 0] = 0
     for r, row in enumerate(leaves):
-        retrieve[r, :len(row)] = row
-    return TreeBuffers(tuple(paths), topk, tree_indices, positions, attn, retrieve, parent,
-                       tuple(tuple(c) for c in children))
+        retrieve[r, : len(row)] = row
+    return TreeBuffers(
+        tuple(paths), topk, tree_indices, positions, attn, retrieve, parent, tuple(tuple(c) for c in children)
+    )
 
 
 def tree_tokens(tree: TreeBuffers, root: np.ndarray, head_topk: np.ndarray) -> np.ndarray:
@@ -95,6 +97,7 @@ def tree_tokens(tree: TreeBuffers, root: np.ndarray, head_topk: np.ndarray) -> n
 
 # --------------------------------------------------------------------- tree optimisation
 
+
 def expected_accept(choices, acc: np.ndarray) -> float:
     """Expected tokens per step = 1 + sum over nodes of the product of accuracies on its path.
 
@@ -108,7 +111,10 @@ def grow_tree(acc: np.ndarray, size: int) -> list[list[int]]:
     with the highest product of accuracies along its path."""
     acc = np.asarray(acc, dtype=np.float64)
     heads, ranks = acc.shape
-    value = lambda p: float(np.prod([acc[d, r] for d, r in enumerate(p)]))
+
+    def value(p):
+        return float(np.prod([acc[d, r] for d, r in enumerate(p)]))
+
     chosen: list[tuple[int, ...]] = []
     frontier = {(0,)}
     while len(chosen) < size and frontier:

@@ -1,5 +1,6 @@
 """Tree optimisation: per-head rank accuracies on calibration prompts, a sparse tree grown
 greedily, and its size chosen by the step latency measured on this device."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,13 @@ import numpy as np
 
 from engine.errors import UsageError
 
-from .tree import expected_accept, grow_tree
-
 from .component import TREE_FILE
+from .tree import expected_accept, grow_tree
 
 
 def calibration_prompts(path, limit: int) -> list[str]:
     from .data import DEV_PROMPTS, read_prompts
+
     return [r["prompt"] for r in read_prompts(path or DEV_PROMPTS, limit)]
 
 
@@ -26,22 +27,32 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
     """acc[k, r]: how often head k+1's rank-r token is the base's greedy token k+2 steps on,
     measured on the base's own greedy continuations of the prompts."""
     import torch
+
     from .data import RecordingBackend
     from .decoding import Policy, medusa_generate
     from .training import head_accuracy, head_targets
+
     rec = RecordingBackend(decoder.backend)
     hidden, targets = [], []
-    chunks = [prompts[i:i + batch] for i in range(0, len(prompts), batch)]
-    for chunk in (progress(chunks, total=len(chunks), desc="calibration") if progress else chunks):
+    chunks = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
+    for chunk in progress(chunks, total=len(chunks), desc="calibration") if progress else chunks:
         ids = [decoder.encode(p) for p in chunk]
-        rows, _ = medusa_generate(rec, ids, tree=None, policy=Policy(), max_new_tokens=max_new_tokens,
-                                  decode=lambda t: "", eos_ids=decoder.codec.eos_ids)
+        rows, _ = medusa_generate(
+            rec,
+            ids,
+            tree=None,
+            policy=Policy(),
+            max_new_tokens=max_new_tokens,
+            decode=lambda t: "",
+            eos_ids=decoder.codec.eos_ids,
+        )
         hid = np.stack(rec.records, axis=1)
         for b, r in enumerate(rows):
-            hidden.append(hid[b, :len(r.tokens)].astype(np.float32))
+            hidden.append(hid[b, : len(r.tokens)].astype(np.float32))
             targets.append(head_targets(np.asarray(r.tokens), decoder.heads.num_heads))
-    acc = head_accuracy(decoder.heads, torch.from_numpy(np.concatenate(hidden)),
-                        torch.from_numpy(np.concatenate(targets)), bf16=False)
+    acc = head_accuracy(
+        decoder.heads, torch.from_numpy(np.concatenate(hidden)), torch.from_numpy(np.concatenate(targets)), bf16=False
+    )
     return np.asarray(acc["rank_acc"])[:, :ranks], acc
 
 
@@ -49,8 +60,7 @@ def step_latency(backend, sizes, past: int = 200, repeats: int = 5) -> dict[int,
     """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens."""
     rng = np.random.default_rng(0)
     backend.reset()
-    backend.forward(rng.integers(3, 90, (1, past)), np.arange(past)[None],
-                    np.tril(np.ones((past, past), bool))[None])
+    backend.forward(rng.integers(3, 90, (1, past)), np.arange(past)[None], np.tril(np.ones((past, past), bool))[None])
     out = {}
     for q in sizes:
         allowed = np.concatenate([np.ones((1, q, past), bool), np.tril(np.ones((q, q), bool))[None]], 2)
@@ -75,9 +85,15 @@ def choose_tree(acc: np.ndarray, latency: dict[int, float], max_nodes: int):
             continue
         tree = grow_tree(acc, size)
         e = expected_accept(tree, acc)
-        table.append({"nodes": q, "expected_tokens_per_step": round(e, 3),
-                      "relative_step_cost": round(latency[q] / latency[1], 3),
-                      "expected_speedup": round(e * latency[1] / latency[q], 3), "choices": tree})
+        table.append(
+            {
+                "nodes": q,
+                "expected_tokens_per_step": round(e, 3),
+                "relative_step_cost": round(latency[q] / latency[1], 3),
+                "expected_speedup": round(e * latency[1] / latency[q], 3),
+                "choices": tree,
+            }
+        )
     best = max(table, key=lambda r: r["expected_speedup"])
     return best, table
 
@@ -98,13 +114,18 @@ def write_tree(folder: Path, payload: dict) -> Path:
 
 def tune_tree_cli(argv, ctx):
     from .cli import _parse, _threads
+
     p = argparse.ArgumentParser(prog=ctx.prog, description=__doc__.splitlines()[0])
     p.add_argument("--heads", default="default")
     p.add_argument("--model", default=None)
     p.add_argument("--prompts", default=None, help="calibration JSONL (default: shared dev.jsonl)")
     p.add_argument("--limit", type=int, default=8)
-    p.add_argument("--skip", type=int, default=40,
-                   help="skip the first N calibration prompts (the bench uses the first dev prompts)")
+    p.add_argument(
+        "--skip",
+        type=int,
+        default=40,
+        help="skip the first N calibration prompts (the bench uses the first dev prompts)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--max-nodes", type=int, default=24)
     p.add_argument("--past", type=int, default=200)
@@ -115,34 +136,47 @@ def tune_tree_cli(argv, ctx):
     a = _parse(p, argv)
     _threads(a.threads)
     from .component import MedusaDecoder, resolve_heads
+
     folder = resolve_heads(a.heads)
     if folder is None:
         raise UsageError("tune-tree needs heads")
     dec = MedusaDecoder(model=a.model, heads=folder, tree=[])
-    prompts = calibration_prompts(a.prompts, a.skip + a.limit)[a.skip:]
+    prompts = calibration_prompts(a.prompts, a.skip + a.limit)[a.skip :]
     if not prompts:
         raise UsageError(f"no calibration prompts left after skipping {a.skip}")
     acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, a.topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
     if a.onnx:
         from engine.artifacts import read_artifact
+
         from .ort import OrtBackend
+
         backend, where = OrtBackend(read_artifact(a.onnx), "cpu", a.threads), "onnxruntime"
     else:
         backend, where = dec.backend, "torch"
     latency = step_latency(backend, sizes, a.past)
     best, table = choose_tree(acc, latency, a.max_nodes)
-    payload = {"choices": best["choices"], "topk": a.topk, "tuned_on": where,
-               "expected_tokens_per_step": best["expected_tokens_per_step"],
-               "expected_speedup": best["expected_speedup"], "rank_accuracy": np.round(acc, 4).tolist(),
-               "calibration": {"prompts": len(prompts), "skip": a.skip, "max_new_tokens": a.max_new_tokens,
-                               "positions": raw["positions"]},
-               "latency_ms": {str(k): round(v * 1e3, 2) for k, v in latency.items()},
-               "candidates": [{k: v for k, v in r.items() if k != "choices"} for r in table]}
+    payload = {
+        "choices": best["choices"],
+        "topk": a.topk,
+        "tuned_on": where,
+        "expected_tokens_per_step": best["expected_tokens_per_step"],
+        "expected_speedup": best["expected_speedup"],
+        "rank_accuracy": np.round(acc, 4).tolist(),
+        "calibration": {
+            "prompts": len(prompts),
+            "skip": a.skip,
+            "max_new_tokens": a.max_new_tokens,
+            "positions": raw["positions"],
+        },
+        "latency_ms": {str(k): round(v * 1e3, 2) for k, v in latency.items()},
+        "candidates": [{k: v for k, v in r.items() if k != "choices"} for r in table],
+    }
     if not a.dry_run:
         write_tree(folder, payload)
         ctx.echo(f"wrote {folder / TREE_FILE}")
-    return {k: payload[k] for k in ("choices", "tuned_on", "expected_tokens_per_step", "expected_speedup", "latency_ms")}
+    keys = ("choices", "tuned_on", "expected_tokens_per_step", "expected_speedup", "latency_ms")
+    return {k: payload[k] for k in keys}
 
 
 def evaluate_heads(decoder, prompts_path, limit, max_new_tokens, progress=None):
@@ -152,11 +186,16 @@ def evaluate_heads(decoder, prompts_path, limit, max_new_tokens, progress=None):
     prompts = calibration_prompts(prompts_path, limit)
     acc, raw = rank_accuracy(decoder, prompts, max_new_tokens, progress=progress)
     from engine.interfaces import GenerationConfig
+
     tokens = steps = 0
     for p in prompts:
         r = decoder.generate(p, GenerationConfig(max_new_tokens=max_new_tokens))
         tokens, steps = tokens + r.stats.new_tokens, steps + r.stats.steps
-    return {"top1": [round(x, 4) for x in raw["top1"]], "top5": [round(x, 4) for x in raw["top5"]],
-            "positions": raw["positions"], "tokens_per_step": round(tokens / steps, 3),
-            "expected_tokens_per_step": round(expected_accept(decoder.tree.choices if decoder.tree else [], acc), 3),
-            "prompts": len(prompts)}
+    return {
+        "top1": [round(x, 4) for x in raw["top1"]],
+        "top5": [round(x, 4) for x in raw["top5"]],
+        "positions": raw["positions"],
+        "tokens_per_step": round(tokens / steps, 3),
+        "expected_tokens_per_step": round(expected_accept(decoder.tree.choices if decoder.tree else [], acc), 3),
+        "prompts": len(prompts),
+    }

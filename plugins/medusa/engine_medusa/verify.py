@@ -4,6 +4,7 @@ Each rule takes one row's tree (candidate tokens [N], base logits [N, V] at ever
 and returns (accepted node path starting at the root 0, the next root token). The next
 root is the base model's token after the last accepted node, so no extra forward is needed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,9 +48,9 @@ def _best_path(tree: TreeBuffers, ok: np.ndarray, score: np.ndarray | None = Non
     best = lengths.max()
     rows = np.flatnonzero(lengths == best)
     if score is not None and len(rows) > 1 and best > 0:
-        sums = score[np.maximum(ret[rows, 1:best + 1], 0)].sum(axis=1)
+        sums = score[np.maximum(ret[rows, 1 : best + 1], 0)].sum(axis=1)
         rows = rows[[int(np.argmax(sums))]]
-    return ret[rows[0], :best + 1]
+    return ret[rows[0], : best + 1]
 
 
 def verify_greedy(tree: TreeBuffers, tokens: np.ndarray, logits: np.ndarray):
@@ -61,9 +62,18 @@ def verify_greedy(tree: TreeBuffers, tokens: np.ndarray, logits: np.ndarray):
     return path, int(am[path[-1]])
 
 
-def verify_typical(tree: TreeBuffers, tokens: np.ndarray, logits: np.ndarray, *,
-                   temperature: float, rng: np.random.Generator, eps: float = 0.09,
-                   delta: float = 0.3, top_k: int = 0, top_p: float = 1.0):
+def verify_typical(
+    tree: TreeBuffers,
+    tokens: np.ndarray,
+    logits: np.ndarray,
+    *,
+    temperature: float,
+    rng: np.random.Generator,
+    eps: float = 0.09,
+    delta: float = 0.3,
+    top_k: int = 0,
+    top_p: float = 1.0,
+):
     """Typical acceptance: accept x iff p(x) > min(eps, delta * exp(-H(p))) at its parent;
     among the longest paths take the highest summed log p. Not distribution-preserving."""
     p = warp(logits, max(temperature, 1e-5), top_k, top_p)
@@ -79,8 +89,16 @@ def verify_typical(tree: TreeBuffers, tokens: np.ndarray, logits: np.ndarray, *,
     return path, sample(p[path[-1]], rng)
 
 
-def verify_lossless(tree: TreeBuffers, tokens: np.ndarray, logits: np.ndarray, *,
-                    temperature: float, rng: np.random.Generator, top_k: int = 0, top_p: float = 1.0):
+def verify_lossless(
+    tree: TreeBuffers,
+    tokens: np.ndarray,
+    logits: np.ndarray,
+    *,
+    temperature: float,
+    rng: np.random.Generator,
+    top_k: int = 0,
+    top_p: float = 1.0,
+):
     """Tree-aware rejection sampling (SpecInfer-style, deterministic drafts).
 
     At a node with target distribution p, try its children in rank order: accept child x

@@ -12,6 +12,7 @@ SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 def _one_thread():
     try:
         import torch
+
         torch.set_num_threads(1)
     except ImportError:
         pass

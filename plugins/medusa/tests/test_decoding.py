@@ -3,13 +3,13 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from engine.errors import EngineError, UsageError
 from engine_medusa.base import TorchBackend
 from engine_medusa.decoding import Policy, medusa_generate
 from engine_medusa.heads import MedusaHeads
 from engine_medusa.tree import build_tree
 from tiny import randomize_heads, tiny_gpt2, tiny_llama
+
+from engine.errors import EngineError, UsageError
 
 TREE = [[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0], [0, 0, 0, 0]]
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11, 3], [4] * 12, [30, 31, 32, 33, 34, 35, 36]]
@@ -21,14 +21,20 @@ def backend_for(model, seed=1, scale=0.3):
 
 
 def hf_greedy(model, prompt, n):
-    out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False,
-                         eos_token_id=None, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out[0, len(prompt) :].tolist()
 
 
 def run(backend, prompts, tree=TREE, n=30, policy=None, **kw):
-    rows, _ = medusa_generate(backend, prompts, tree=build_tree(tree, 4), policy=policy or Policy(),
-                              max_new_tokens=n, decode=lambda t: "".join(chr(65 + x % 26) for x in t), **kw)
+    rows, _ = medusa_generate(
+        backend,
+        prompts,
+        tree=build_tree(tree, 4),
+        policy=policy or Policy(),
+        max_new_tokens=n,
+        decode=lambda t: "".join(chr(65 + x % 26) for x in t),
+        **kw,
+    )
     return rows
 
 
@@ -36,7 +42,7 @@ def run(backend, prompts, tree=TREE, n=30, policy=None, **kw):
 def test_greedy_medusa_equals_hf_generate_batched(make):
     model = make()
     rows = run(backend_for(model), PROMPTS, n=40)
-    for p, r in zip(PROMPTS, rows):
+    for p, r in zip(PROMPTS, rows, strict=True):
         assert r.tokens == hf_greedy(model, p, 40)
     assert any(r.steps < len(r.tokens) for r in rows)  # some candidates were accepted
 
@@ -53,12 +59,12 @@ def test_eos_and_stop_strings_and_streaming():
     ref = hf_greedy(model, PROMPTS[0], 30)
     eos = ref[7]
     rows = run(backend_for(model), [PROMPTS[0]], n=30, eos_ids=(eos,))
-    assert rows[0].tokens == ref[:ref.index(eos) + 1]
+    assert rows[0].tokens == ref[: ref.index(eos) + 1]
     text = "".join(chr(65 + x % 26) for x in ref)
     stop = text[10:12]
     pieces = []
     rows = run(backend_for(model), [PROMPTS[0]], n=30, stop=(stop,), stream=pieces.append)
-    assert rows[0].text == text[:text.find(stop)]
+    assert rows[0].text == text[: text.find(stop)]
     assert "".join(pieces) == rows[0].text
     assert rows[0].done
 
@@ -118,8 +124,7 @@ def _chi2_pvalue(counts, expected):
 def _lossless_counts(model, prompt, verify_mode, samples, seed=0):
     be = backend_for(model, seed=3, scale=0.5)
     policy = Policy(temperature=0.8, mode=verify_mode, rng=np.random.default_rng(seed))
-    rows = run(be, [prompt] * samples, n=3, policy=policy,
-               tree=[[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0]])
+    rows = run(be, [prompt] * samples, n=3, policy=policy, tree=[[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0]])
     return [tuple(r.tokens[:3]) for r in rows], rows
 
 

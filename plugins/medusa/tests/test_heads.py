@@ -1,9 +1,9 @@
 import pytest
 import torch
+from engine_medusa.heads import MedusaHeads, heads_config, load_heads, read_config, save_heads
+from tiny import randomize_heads, tiny_gpt2, tiny_llama
 
 from engine.errors import UsageError
-from engine_medusa.heads import MedusaHeads, load_heads, read_config, heads_config, save_heads
-from tiny import randomize_heads, tiny_gpt2, tiny_llama
 
 
 @pytest.mark.parametrize("share", [True, False])

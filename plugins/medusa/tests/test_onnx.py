@@ -1,17 +1,18 @@
 """Export base + heads as one graph; the numpy + onnxruntime Medusa loop must give the
 torch path's greedy tokens."""
+
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-
-from engine.artifacts import load_artifact
-from engine.interfaces import GenerationConfig
 from engine_medusa.component import MedusaDecoder
 from engine_medusa.heads import MedusaHeads
 from tiny import char_codec, randomize_heads, tiny_gpt2, tiny_llama
+
+from engine.artifacts import load_artifact
+from engine.interfaces import GenerationConfig
 
 TREE = [[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0], [0, 0, 0, 0]]
 PROMPTS = ["Hello", "a longer prompt here", "xyz"]
@@ -21,8 +22,9 @@ PROMPTS = ["Hello", "a longer prompt here", "xyz"]
 def exported(request, tmp_path_factory):
     model = request.param()
     heads = randomize_heads(MedusaHeads(model.get_output_embeddings(), 4), seed=2)
-    dec = MedusaDecoder.from_model(model, char_codec(), heads=heads, tree=TREE, topk=4,
-                                   base_name=request.param.__name__, heads_dtype="float32")
+    dec = MedusaDecoder.from_model(
+        model, char_codec(), heads=heads, tree=TREE, topk=4, base_name=request.param.__name__, heads_dtype="float32"
+    )
     path = dec.export_onnx(tmp_path_factory.mktemp("art") / "medusa")
     return dec, path
 
@@ -50,19 +52,23 @@ def test_ort_loop_gives_torch_greedy_tokens(exported):
     dec, path = exported
     ort_dec = load_artifact(path, provider="cpu")
     cfg = GenerationConfig(max_new_tokens=24, eos=False)
-    for a, b in zip(dec.generate_batch(PROMPTS, cfg), ort_dec.generate_batch(PROMPTS, cfg)):
+    for a, b in zip(dec.generate_batch(PROMPTS, cfg), ort_dec.generate_batch(PROMPTS, cfg), strict=True):
         assert a.tokens == b.tokens and a.text == b.text
         assert a.stats.steps == b.stats.steps
-    assert ort_dec.generate("Hello", GenerationConfig(max_new_tokens=8)).tokens == \
-        dec.generate("Hello", GenerationConfig(max_new_tokens=8)).tokens
+    assert (
+        ort_dec.generate("Hello", GenerationConfig(max_new_tokens=8)).tokens
+        == dec.generate("Hello", GenerationConfig(max_new_tokens=8)).tokens
+    )
 
 
 def test_ort_path_never_imports_torch(exported):
     _, path = exported
-    code = ("import sys; from engine.artifacts import load_artifact; from engine.interfaces import "
-            f"GenerationConfig; d = load_artifact({str(path)!r}, provider='cpu'); "
-            "d.generate('Hi', GenerationConfig(max_new_tokens=4)); "
-            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    code = (
+        "import sys; from engine.artifacts import load_artifact; from engine.interfaces import "
+        f"GenerationConfig; d = load_artifact({str(path)!r}, provider='cpu'); "
+        "d.generate('Hi', GenerationConfig(max_new_tokens=4)); "
+        "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
@@ -78,5 +84,5 @@ def test_keep_graph_equals_numpy_gather(exported):
     kept = be.keep_sess.run(None, {**feeds, "slots": slots})
     be.past = past
     be.keep(slots)
-    for a, b in zip(kept, be.past):
+    for a, b in zip(kept, be.past, strict=True):
         np.testing.assert_array_equal(a, b)

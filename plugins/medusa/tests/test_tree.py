@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from engine_medusa.tree import build_tree, expected_accept, grow_tree, tree_tokens
 
 from engine.errors import UsageError
-from engine_medusa.tree import build_tree, expected_accept, grow_tree, tree_tokens
 
 EXAMPLE = [[0], [0, 0], [0, 1], [0, 2], [1], [1, 0], [1, 1], [1, 2]]
 

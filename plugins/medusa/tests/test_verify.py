@@ -1,5 +1,4 @@
 import numpy as np
-
 from engine_medusa.tree import build_tree
 from engine_medusa.verify import verify_greedy, verify_lossless, verify_typical, warp
 

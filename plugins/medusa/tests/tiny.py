@@ -1,4 +1,5 @@
 """Tiny random causal LMs built from configs (no downloads) for fast tests."""
+
 from __future__ import annotations
 
 import torch
@@ -6,18 +7,29 @@ import torch
 
 def tiny_llama(vocab: int = 96, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
 def tiny_gpt2(vocab: int = 96, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
+
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256,
-                     bos_token_id=1, eos_token_id=2)
+    cfg = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=1, eos_token_id=2)
     return GPT2LMHeadModel(cfg).eval()
 
 
@@ -32,8 +44,9 @@ def randomize_heads(heads, scale: float = 0.3, seed: int = 1):
 
 def char_codec(vocab: int = 96):
     """A character-level tokenizer (tokenizers library) over the tiny models' vocabulary."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from engine_medusa.textio import TextCodec
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
     chars = [chr(32 + i) for i in range(vocab - 3)]
     table = {"<unk>": 0, "<bos>": 1, "<eos>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
     tok = Tokenizer(models.WordLevel(table, unk_token="<unk>"))
@@ -45,12 +58,17 @@ def char_codec(vocab: int = 96):
 
 def save_tiny(folder, make=None, seed: int = 0):
     """Save a tiny random model + char tokenizer as a local HF model directory."""
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
     model = (make or tiny_llama)(seed=seed)
     codec = char_codec(model.config.vocab_size)
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(codec.tokenizer_json),
-                                  unk_token="<unk>", bos_token="<bos>", eos_token="<eos>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(codec.tokenizer_json),
+        unk_token="<unk>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+    )
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return model
