@@ -40,7 +40,7 @@ def _sampler(args):
         return engine.load_artifact(args.artifact, provider=args.provider)
     from .component import SEDDSampler
 
-    return SEDDSampler(args.model, threads=args.threads)
+    return SEDDSampler(args.model, threads=args.threads, device=args.device)
 
 
 def sample(argv, ctx):
@@ -57,6 +57,7 @@ def sample(argv, ctx):
     p.add_argument("--suffix")
     p.add_argument("--fix", action="append", metavar="POS=TEXT", help="hold TEXT at POS (repeatable)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="torch device for the network (cpu, cuda)")
     args = p.parse_args(argv)
     from engine.interfaces import SamplingConfig
 

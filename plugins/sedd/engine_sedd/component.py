@@ -29,6 +29,8 @@ class SEDDSampler(SEDDSamplerBase):
     def __init__(self, model=None, threads: int | None = None, device: str = "cpu", dtype: str = "fp32"):
         if threads:
             torch.set_num_threads(int(threads))
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but this torch build sees no CUDA GPU")
         if dtype not in ("fp32", "bf16"):
             raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}")
         self.model_dir = resolve_model(model)
