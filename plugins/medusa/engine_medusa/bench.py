@@ -27,7 +27,7 @@ def device_name(threads: int) -> str:
 
 
 def artifact_for(decoder, cache_dir: Path, log) -> Path:
-    """Export once per (heads, tree, versions); later benches reuse the artifact."""
+    """Export once per (heads, versions); the tree is chosen at load time, so it is not in the key."""
     import torch
     import transformers
 

@@ -11,7 +11,9 @@ the accepted node only, which the tree forward cannot know in advance).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -114,7 +116,8 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
         {0: batch, 1: Dim("logit_rows")},
         tuple({0: batch, 2: plen} for _ in past_names),
     )
-    with warnings.catch_warnings(), torch.no_grad():
+    # the exporter prints progress on stdout: keep stdout clean for --json output
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
