@@ -56,8 +56,11 @@ __all__ = [
 ]
 
 
-def load_artifact(path: Any, provider: str = "auto", engine: Engine | None = None) -> Any:
-    """Verify the artifact at ``path`` and return the component its plugin builds from it."""
+def load_artifact(path: Any, provider: str = "auto", engine: Engine | None = None, **options: Any) -> Any:
+    """Verify the artifact at ``path`` and return the component its plugin builds from it.
+
+    ``options`` go to the plugin's artifact loader (for example ``threads=1``).
+    """
     from engine.artifacts import load_artifact as _load
 
-    return _load(path, provider=provider, engine=engine)
+    return _load(path, provider=provider, engine=engine, **options)

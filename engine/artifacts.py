@@ -214,8 +214,11 @@ def _verify_file(root: Path, name: str, entry: Mapping[str, Any]) -> None:
         raise ArtifactError(f"artifact file {target} fails its sha256 check (modified after export)")
 
 
-def load_artifact(path: str | os.PathLike[str], provider: str = "auto", engine: Any = None) -> Any:
-    """Verify the artifact and return the component its plugin's loader builds."""
+def load_artifact(path: str | os.PathLike[str], provider: str = "auto", engine: Any = None, **options: Any) -> Any:
+    """Verify the artifact and return the component its plugin's loader builds.
+
+    ``options`` (a thread count, say) are passed on to the plugin's artifact loader.
+    """
     from engine.registry import resolve
 
     artifact = read_artifact(path)
@@ -226,4 +229,4 @@ def load_artifact(path: str | os.PathLike[str], provider: str = "auto", engine: 
     spec = engine.get(artifact.kind, artifact.component)
     if spec.artifact_loader is None:
         raise ArtifactError(f"{artifact.kind} {artifact.component!r} (plugin {spec.plugin}) cannot load artifacts")
-    return resolve(spec.artifact_loader, f"artifact loader of {spec.name!r}")(artifact, provider=provider)
+    return resolve(spec.artifact_loader, f"artifact loader of {spec.name!r}")(artifact, provider=provider, **options)

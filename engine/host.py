@@ -253,11 +253,11 @@ class Engine:
     def commands(self) -> dict[str, CommandSpec]:
         return dict(self._commands)
 
-    def load_artifact(self, path: Any, provider: str = "auto") -> Any:
-        """Verify an exported artifact and hand it to the plugin that made it."""
+    def load_artifact(self, path: Any, provider: str = "auto", **options: Any) -> Any:
+        """Verify an exported artifact and hand it, with ``options``, to the plugin that made it."""
         from engine.artifacts import load_artifact
 
-        return load_artifact(path, provider=provider, engine=self)
+        return load_artifact(path, provider=provider, engine=self, **options)
 
     # ------------------------------------------------------------------ progress
 

@@ -108,8 +108,8 @@ def test_load_artifact_dispatches_to_the_plugin(artifact, make_module):
         from engine import hookimpl
         plugin_api_version = 1
         LOADED = []
-        def load(artifact, provider):
-            LOADED.append((artifact.config, provider))
+        def load(artifact, provider, **options):
+            LOADED.append((artifact.config, provider, options))
             return "runtime component"
         @hookimpl
         def register_decoders(registry):
@@ -118,4 +118,5 @@ def test_load_artifact_dispatches_to_the_plugin(artifact, make_module):
     )
     host = engine.Engine(plugins=[mod], autoload=False)
     assert engine.load_artifact(artifact, provider="cpu", engine=host) == "runtime component"
-    assert mod.LOADED == [({"max_length": 8}, "cpu")]
+    assert host.load_artifact(artifact, threads=1) == "runtime component"
+    assert mod.LOADED == [({"max_length": 8}, "cpu", {}), ({"max_length": 8}, "auto", {"threads": 1})]
