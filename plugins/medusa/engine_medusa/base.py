@@ -7,8 +7,10 @@ hidden state from `model.base_model`, i.e. the tensor `get_output_embeddings()` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,10 @@ def canonical_base_name(name: str) -> str:
 def load_base(name: str = DEFAULT_BASE, dtype=torch.float32):
     """Return (model, TextCodec) for a HF causal LM id, local dir or GGUF file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    if not sys.stderr.isatty():  # the engine's rule: no progress bars off a terminal
+        _silence_transformers_bars(hf_logging)
     where, gguf = resolve_base(name)
     kw = {"gguf_file": gguf} if gguf else {}
     try:
@@ -59,6 +64,16 @@ def load_base(name: str = DEFAULT_BASE, dtype=torch.float32):
         raise UsageError(f"cannot load base model {name!r}: {str(e).splitlines()[0]}") from None
     model.eval().requires_grad_(False)
     return model, TextCodec.from_hf(tok, eos_ids(model))
+
+
+def _silence_transformers_bars(hf_logging) -> None:
+    hf_logging.disable_progress_bar()
+    # The GGUF converter uses a bare tqdm that ignores transformers' switch.
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None and not isinstance(bar, functools.partial):
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
 
 
 def eos_ids(model) -> tuple[int, ...]:
