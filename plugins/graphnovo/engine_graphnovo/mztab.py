@@ -119,7 +119,7 @@ def write_mztab(
             "null",
             "null",
             "null",
-            "[MS, MS:1003281, GraphNovo, ]",
+            "[, , engine graphnovo, ]",
             f"{hit.score:.6f}",
             mods,
             "null",
