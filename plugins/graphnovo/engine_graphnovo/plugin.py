@@ -15,12 +15,12 @@ def register_sequencers(registry):
         description="GraphNovo de novo peptide sequencing: spectrum graph, PathSearcher, SeqFiller",
         capabilities=("onnx-export",),
         default_model="engine_graphnovo/weights/default",
-        commands={verb: _COMMANDS + verb for verb in ("sequence", "train", "eval", "export", "bench")},
+        commands={verb: _COMMANDS + verb for verb in ("sequence", "train", "eval", "export", "bench", "demo")},
         artifact_loader="engine_graphnovo.ort:load_artifact",
     )
     registry.add(
         "graphnovo-dp",
         "engine_graphnovo.component:DPSequencer",
         description="Non-learned baseline: DP best path through the GraphNovo spectrum graph, knapsack fill",
-        commands={"sequence": _COMMANDS + "sequence_dp", "eval": _COMMANDS + "eval_dp"},
+        commands={"sequence": _COMMANDS + "sequence_dp", "eval": _COMMANDS + "eval_dp", "demo": _COMMANDS + "demo_dp"},
     )

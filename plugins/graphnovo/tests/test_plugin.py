@@ -133,3 +133,18 @@ def test_bundled_default_model_sequences_right_after_setup(tmp_path, capsys):
     out = tmp_path / "default.mztab"
     assert main(["--json", "sequence", "graphnovo", str(EXAMPLES), "-o", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["written"] == 3
+
+
+@pytest.mark.parametrize("name", ["graphnovo", "graphnovo-dp"])
+def test_demo_shows_label_and_prediction(name, capsys):
+    from engine_graphnovo.component import DEFAULT_WEIGHTS
+
+    if name == "graphnovo":
+        pytest.importorskip("torch")
+    assert main(["demo", name]) == 0
+    out = capsys.readouterr().out
+    if name == "graphnovo" and not (DEFAULT_WEIGHTS / "config.json").is_file():
+        assert "no default model" in out
+        return
+    rows = [line for line in out.splitlines() if "label" in line and "predicted" in line]
+    assert len(rows) == 3 and "LLPAFLK" in rows[0]
