@@ -72,7 +72,7 @@ def _parser(engine: Engine | None) -> argparse.ArgumentParser:
     lister.add_argument("kind", nargs="?", choices=[f"{k}s" for k in KINDS], help="only this kind")
     for verb in VERBS:
         cmd = sub.add_parser(verb, help=VERB_HELP[verb], add_help=verb == "demo")
-        cmd.add_argument("component", nargs="?" if verb == "demo" else None, help="component name")
+        cmd.add_argument("component", nargs="?", help="component name")
         cmd.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the component's command")
     for spec in engine.commands.values() if engine else ():
         extra = sub.add_parser(spec.verb, help=spec.help or f"commands of plugin {spec.plugin}", add_help=False)
@@ -121,18 +121,15 @@ def _main(argv: list[str]) -> int:
     if argv[:1] in ([], ["-h"], ["--help"]) or argv == ["--version"]:
         return _help_or_version(argv)
     engine = Engine()
-    args = _parser(engine).parse_args(argv[:1] if argv[0] in engine.commands else _head(argv))
+    parser = _parser(engine)
+    args = parser.parse_args(_head(argv))
     if args.version:
         return _help_or_version(["--version"])
     if args.command is None:
-        _parser(engine).print_help()
+        parser.print_help()
         return 2
-    rest, flags = _split_globals(argv[argv.index(args.command) + 1 :])
-    flags = {
-        "json": args.json or flags.get("json", False),
-        "quiet": args.quiet or flags.get("quiet", False),
-        "debug": args.debug or flags.get("debug", False),
-    }
+    rest, late = _split_globals(argv[argv.index(args.command) + 1 :])
+    flags = {name: getattr(args, name) or late.get(name, False) for name in ("json", "quiet", "debug")}
     if args.command == "plugins":
         return _plugins(engine, flags["json"])
     if args.command == "list":
@@ -157,7 +154,7 @@ def _head(argv: list[str]) -> list[str]:
     """Top-level flags and the verb only: the rest belongs to the component's command."""
     for i, arg in enumerate(argv):
         if not arg.startswith("-"):
-            return argv[: i + 1] + (["_"] if arg in VERBS and arg != "demo" else [])
+            return argv[: i + 1]
     return argv
 
 
