@@ -13,6 +13,8 @@ import numpy as np
 
 from engine.errors import UsageError
 
+from .decoding import Policy, medusa_generate
+
 DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 TRAIN_PROMPTS = DATA_DIR / "prompts" / "train.jsonl"
 DEV_PROMPTS = DATA_DIR / "prompts" / "dev.jsonl"
@@ -68,6 +70,19 @@ class RecordingBackend:
         self.records.append(self.inner.last_hidden().astype(np.float16))
         return logits
 
+    def greedy(self, ids: list[list[int]], max_new_tokens: int, eos_ids) -> tuple[list, np.ndarray]:
+        """Plain greedy answers to ``ids`` and the hidden state of every step, [B, steps, d]."""
+        rows, _ = medusa_generate(
+            self,
+            ids,
+            tree=None,
+            policy=Policy(),
+            max_new_tokens=max_new_tokens,
+            decode=lambda t: "",
+            eos_ids=eos_ids,
+        )
+        return rows, np.stack(self.records, axis=1)
+
 
 def cache_key(**params) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
@@ -115,8 +130,6 @@ def distill(
     that budget is spent and the data set is closed with the shards written so far."""
     import time
 
-    from .decoding import Policy, medusa_generate
-
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     rec = RecordingBackend(backend)
@@ -131,16 +144,7 @@ def distill(
             break
         batch = sorted(batches[bi], key=lambda r: len(r["prompt"]))
         ids = [codec.encode_prompt(r["prompt"]) for r in batch]
-        rows, _ = medusa_generate(
-            rec,
-            ids,
-            tree=None,
-            policy=Policy(),
-            max_new_tokens=max_new_tokens,
-            decode=lambda t: "",
-            eos_ids=codec.eos_ids,
-        )
-        hid = np.stack(rec.records, axis=1)  # [B, steps, d]
+        rows, hid = rec.greedy(ids, max_new_tokens, codec.eos_ids)
         answers = [r.tokens for r in rows]
         write_shard(
             folder, bi, answers, [hid[b, : len(a)] for b, a in enumerate(answers)], [str(r.get("id")) for r in batch]

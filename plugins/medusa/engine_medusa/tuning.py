@@ -29,7 +29,6 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
     import torch
 
     from .data import RecordingBackend
-    from .decoding import Policy, medusa_generate
     from .training import head_accuracy, head_targets
 
     rec = RecordingBackend(decoder.backend)
@@ -37,16 +36,7 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
     chunks = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
     for chunk in progress(chunks, total=len(chunks), desc="calibration") if progress else chunks:
         ids = [decoder.encode(p) for p in chunk]
-        rows, _ = medusa_generate(
-            rec,
-            ids,
-            tree=None,
-            policy=Policy(),
-            max_new_tokens=max_new_tokens,
-            decode=lambda t: "",
-            eos_ids=decoder.codec.eos_ids,
-        )
-        hid = np.stack(rec.records, axis=1)
+        rows, hid = rec.greedy(ids, max_new_tokens, decoder.codec.eos_ids)
         for b, r in enumerate(rows):
             hidden.append(hid[b, : len(r.tokens)].astype(np.float32))
             targets.append(head_targets(np.asarray(r.tokens), decoder.heads.num_heads))
