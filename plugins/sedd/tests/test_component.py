@@ -88,49 +88,12 @@ def run_cli(*args, timeout=300):
 
 
 def test_cli_sample_eval_and_errors(tiny_model, tiny_artifact):
-    done = run_cli(
-        "--json",
-        "sample",
-        "sedd",
-        "--model",
-        str(tiny_model),
-        "--steps",
-        "4",
-        "--length",
-        "24",
-        "--num-samples",
-        "2",
-        "--seed",
-        "0",
-        "--prefix",
-        "AB",
-        "--fix",
-        "20=xyz",
-    )
+    draw = ("--steps", "4", "--length", "24", "--num-samples", "2", "--seed", "0", "--prefix", "AB", "--fix", "20=xyz")
+    done = run_cli("--json", "sample", "sedd", "--model", str(tiny_model), *draw)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert [t[:2] for t in out["texts"]] == ["AB", "AB"] and all(t[20:23] == "xyz" for t in out["texts"])
-    ort = run_cli(
-        "--json",
-        "sample",
-        "sedd",
-        "--artifact",
-        str(tiny_artifact),
-        "--provider",
-        "cpu",
-        "--steps",
-        "4",
-        "--length",
-        "24",
-        "--num-samples",
-        "2",
-        "--seed",
-        "0",
-        "--prefix",
-        "AB",
-        "--fix",
-        "20=xyz",
-    )
+    ort = run_cli("--json", "sample", "sedd", "--artifact", str(tiny_artifact), "--provider", "cpu", *draw)
     assert json.loads(ort.stdout)["texts"] == out["texts"]
     bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--steps", "0")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "steps" in bad.stderr
