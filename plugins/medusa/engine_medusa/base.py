@@ -134,8 +134,9 @@ class TorchBackend:
 
     forward(ids, positions, allowed, logits_at=None) -> base logits (np [B, q, V], or [B, 1, V]
     at query logits_at only: a prefill needs just the last); the cache grows by q.
-    head_topk(index, k) -> np [B, K, k]: each head's top-k at query index[b] of the last
-    forward. keep(slots) keeps cache slots (np [B, L]) per row.
+    head_topk(index, k, depth=None) -> np [B, depth or K, k]: the top-k of each of the first
+    depth heads (all by default) at query index[b] of the last forward.
+    keep(slots) keeps cache slots (np [B, L]) per row.
     """
 
     def __init__(self, model, heads, heads_dtype=torch.bfloat16):
@@ -171,10 +172,11 @@ class TorchBackend:
         return self.model.get_output_embeddings()(h).float().numpy()
 
     @torch.inference_mode()
-    def head_topk(self, index: np.ndarray, k: int) -> np.ndarray:
+    def head_topk(self, index: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
         rows = torch.arange(self.hidden.shape[0])
         h = self.hidden[rows, torch.from_numpy(np.asarray(index, dtype=np.int64))]
-        return self.fast_heads(h.to(self.fast_dtype)).topk(k, dim=-1).indices.numpy()
+        select = None if depth is None else torch.arange(depth)
+        return self.fast_heads(h.to(self.fast_dtype), select).topk(k, dim=-1).indices.numpy()
 
     @property
     def fast_dtype(self):

@@ -31,6 +31,8 @@ def artifact_for(decoder, cache_dir: Path, log) -> Path:
     import torch
     import transformers
 
+    from .export import EXPORT_FORMAT
+
     key = hashlib.sha256(
         json.dumps(
             {
@@ -40,6 +42,7 @@ def artifact_for(decoder, cache_dir: Path, log) -> Path:
                 if decoder.heads_folder
                 else None,
                 "torch": torch.__version__,
+                "export_format": EXPORT_FORMAT,
                 "transformers": transformers.__version__,
             },
             sort_keys=True,

@@ -153,7 +153,7 @@ def medusa_generate(
     logits = backend.forward(ids, positions, allowed, logits_at=ids.shape[1] - 1)[:, -1]
     check_finite(logits)
     last = np.full(len(prompts), ids.shape[1] - 1)
-    topk = backend.head_topk(last, tree.topk) if tree.depth else None
+    topk = backend.head_topk(last, tree.topk, tree.depth) if tree.depth else None
     root = np.array([policy.first(row) for row in logits], np.int64)
     next_pos = np.array([len(p) for p in prompts], np.int64)
     for r, t in zip(rows, root, strict=True):
@@ -192,6 +192,6 @@ def medusa_generate(
         valid = np.concatenate([valid, keep], axis=1)
         next_pos += np.array([len(p) for p in paths])
         last = np.array([p[-1] for p in paths])
-        topk = backend.head_topk(last, tree.topk) if tree.depth else None
+        topk = backend.head_topk(last, tree.topk, tree.depth) if tree.depth else None
         root = nxt
     return rows, time.perf_counter() - t0

@@ -5,8 +5,9 @@ float), head_index [B,H] (query positions at which to evaluate the heads), logit
 [B,Q] (query positions that need base logits: all for a tree, the last for a prefill),
 past_key_i / past_value_i [B,h,P,d] -> logits [B,Q,V], head_logits [B,H,K,V], hidden [B,q,D],
 present_key_i / present_value_i [B,h,P+q,d]; batch, q, P and H are dynamic.
-Graph `heads`: hidden [B,D] -> head_topk [B,K,k] (the next step's candidates, computed at
-the accepted node only, which the tree forward cannot know in advance).
+Graph `heads`: hidden [B,D], heads [n] (which heads: a tree d deep needs 0..d-1) ->
+head_topk [B,n,k] (the next step's candidates, computed at the accepted node only, which
+the tree forward cannot know in advance).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.errors import UsageError
 from .base import cache_argument, context_length
 
 OPSET = 20
+EXPORT_FORMAT = 2  # 2: the heads graph takes which heads to run
 
 
 class MedusaGraph(nn.Module):
@@ -72,8 +74,8 @@ class HeadsTopK(nn.Module):
         super().__init__()
         self.heads, self.k = heads, k
 
-    def forward(self, hidden):
-        return self.heads(hidden).topk(self.k, dim=-1).indices
+    def forward(self, hidden, select):
+        return self.heads(hidden, select).topk(self.k, dim=-1).indices
 
 
 def kv_shape(model):
@@ -133,18 +135,18 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
         torch.onnx.export(
             HeadsTopK(heads, topk).eval(),
-            (hidden,),
+            (hidden, torch.arange(heads.num_heads)),
             str(folder / "heads.onnx"),
-            input_names=["hidden"],
+            input_names=["hidden", "heads"],
             output_names=["head_topk"],
-            dynamic_shapes=({0: Dim("batch")},),
+            dynamic_shapes=({0: Dim("batch")}, {0: Dim("n_heads", min=1, max=heads.num_heads)}),
             opset_version=OPSET,
             dynamo=True,
             external_data=True,
         )
     return {
         "medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
-        "heads": {"file": "heads.onnx", "inputs": ["hidden"], "outputs": ["head_topk"]},
+        "heads": {"file": "heads.onnx", "inputs": ["hidden", "heads"], "outputs": ["head_topk"]},
         "keep": gather_graph(folder / "keep.onnx", len(past_names)),
     }
 

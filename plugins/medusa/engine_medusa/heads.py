@@ -58,11 +58,16 @@ class MedusaHeads(nn.Module):
         """Per-head features [..., K, d] (input of the vocabulary projection)."""
         return torch.stack([b(h) for b in self.blocks], dim=-2)
 
-    def forward(self, h):
+    def forward(self, h, select=None):
+        """Logits [..., K, V]; with select (int64 [n], head numbers) only those heads [..., n, V].
+
+        A tree d deep reads heads 0..d-1 only, and the vocabulary projection is the costly
+        part, so the shared-LM-head heads project only the selected ones."""
         z = self.residual(h)
         if self.out is None:
-            return self._lm_head(z)
-        return torch.stack([o(z[..., k, :]) for k, o in enumerate(self.out)], dim=-2)
+            return self._lm_head(z if select is None else z.index_select(-2, select))
+        logits = torch.stack([o(z[..., k, :]) for k, o in enumerate(self.out)], dim=-2)
+        return logits if select is None else logits.index_select(-2, select)
 
 
 def heads_config(heads: MedusaHeads, base_name: str, lm_head_weight, **extra) -> dict:

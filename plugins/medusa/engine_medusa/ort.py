@@ -31,6 +31,8 @@ class OrtBackend:
         kw = {"threads": threads}
         self.sess = artifact.session("medusa", provider, **kw)
         self.heads_sess = artifact.session("heads", provider, **kw)
+        self.select_heads = len(self.heads_sess.get_inputs()) == 2
+        self.num_heads = cfg["num_heads"]
         self.keep_sess = artifact.session("keep", provider, **kw)
         self.providers = active_providers(self.sess)
         self.on_cuda = self.providers[0].startswith(("CUDA", "Tensorrt"))
@@ -86,9 +88,12 @@ class OrtBackend:
         outs = binding.get_outputs()
         return [o.numpy() for o in outs[:3]] + list(outs[3:])
 
-    def head_topk(self, index, k):
+    def head_topk(self, index, k, depth=None):
         h = self.hidden[np.arange(self.hidden.shape[0]), index]
-        return self.heads_sess.run(None, {"hidden": np.ascontiguousarray(h, np.float32)})[0]
+        feeds = {"hidden": np.ascontiguousarray(h, np.float32)}
+        if self.select_heads:  # artifacts exported before head selection compute all heads
+            feeds["heads"] = np.arange(depth or self.num_heads, dtype=np.int64)
+        return self.heads_sess.run(None, feeds)[0]
 
     def last_hidden(self):
         return self.hidden[:, -1]

@@ -60,3 +60,13 @@ def test_heads_for_another_base_are_refused(tmp_path):
 def test_missing_heads_folder_is_a_clear_error(tmp_path):
     with pytest.raises(UsageError, match="no Medusa heads"):
         load_heads(tmp_path, tiny_llama())
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_selected_heads_equal_the_same_heads_of_the_full_forward(share):
+    m = tiny_llama()
+    heads = randomize_heads(MedusaHeads(m.get_output_embeddings(), 4, share_lm_head=share))
+    h = torch.randn(3, m.config.hidden_size)
+    full = heads(h)
+    for sel in ([0], [0, 1, 2], [3, 1]):
+        assert torch.equal(heads(h, torch.tensor(sel)), full[:, sel])

@@ -48,6 +48,22 @@ def test_graph_outputs_match_torch(exported):
     assert be.past[0].shape[2] == 6
 
 
+def test_ort_heads_graph_runs_only_the_heads_a_tree_needs(exported):
+    dec, path = exported
+    be = load_artifact(path, provider="cpu").backend
+    ids = np.array([[5, 9, 13]])
+    allowed = np.tril(np.ones((3, 3), bool))[None]
+    for backend in (be, dec.backend):
+        backend.reset()
+        backend.forward(ids, np.arange(3)[None], allowed)
+    full = dec.backend.head_topk(np.array([2]), 4)
+    for depth in (1, 3):
+        got = be.head_topk(np.array([2]), 4, depth)
+        assert got.shape == (1, depth, 4)
+        np.testing.assert_array_equal(got, full[:, :depth])
+        np.testing.assert_array_equal(dec.backend.head_topk(np.array([2]), 4, depth), full[:, :depth])
+
+
 def test_ort_loop_gives_torch_greedy_tokens(exported):
     dec, path = exported
     ort_dec = load_artifact(path, provider="cpu")
