@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.datasets import shared_data
 from engine.errors import UsageError
 
 from .decoding import Policy, medusa_generate
 
-DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-TRAIN_PROMPTS = DATA_DIR / "prompts" / "train.jsonl"
-DEV_PROMPTS = DATA_DIR / "prompts" / "dev.jsonl"
+TRAIN_PROMPTS = shared_data("prompts", "train.jsonl")
+DEV_PROMPTS = shared_data("prompts", "dev.jsonl")
 
 
 def read_prompts(path, limit: int | None = None) -> list[dict]:

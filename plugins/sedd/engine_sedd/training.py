@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.datasets import shared_data
+
 from .bundle import save_model_dir
 from .graphs import GRAPHS
 from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
@@ -23,7 +25,7 @@ from .model import ModelConfig, ScoreNet
 from .schedules import SCHEDULES
 from .text import BPETokenizer, CharTokenizer, read_corpus, split_corpus
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "text" / "tinyshakespeare.txt"
+DEFAULT_DATA = shared_data("text", "tinyshakespeare.txt")
 DEFAULT_SCHEDULE = {"absorbing": "loglinear", "uniform": "geometric"}
 
 
