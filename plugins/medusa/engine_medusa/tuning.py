@@ -46,44 +46,52 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
     return np.asarray(acc["rank_acc"])[:, :ranks], acc
 
 
-def step_latency(backend, sizes, past: int = 200, repeats: int = 5) -> dict[int, float]:
-    """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens."""
+def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = 200, repeats: int = 15):
+    """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens,
+    and of the heads' top-k for a tree d deep. Sizes are timed in turn within each round, so a
+    change in machine load hits all of them alike (the machines here are shared)."""
     rng = np.random.default_rng(0)
     backend.reset()
     backend.forward(rng.integers(3, 90, (1, past)), np.arange(past)[None], np.tril(np.ones((past, past), bool))[None])
-    out = {}
-    for q in sizes:
-        allowed = np.concatenate([np.ones((1, q, past), bool), np.tril(np.ones((q, q), bool))[None]], 2)
-        times = []
-        for _ in range(repeats + 1):
+    times = {q: [] for q in sizes}
+    head_times = {d: [] for d in depths}
+    for _ in range(repeats + 1):  # the first round warms up
+        for q in sizes:
+            allowed = np.concatenate([np.ones((1, q, past), bool), np.tril(np.ones((q, q), bool))[None]], 2)
             t = time.perf_counter()
             backend.forward(rng.integers(3, 90, (1, q)), past + np.arange(q)[None], allowed)
             if q > 1:  # a tree step keeps its accepted nodes; plain decoding keeps all (no gather)
                 backend.keep(np.concatenate([np.arange(past), [past + q - 1]])[None])
-            times.append(time.perf_counter() - t)
+            times[q].append(time.perf_counter() - t)
             backend.keep(np.arange(past)[None])  # back to the same past
-        out[q] = float(np.median(times[1:]))
-    return out
+        for d in depths:
+            t = time.perf_counter()
+            backend.head_topk(np.zeros(1, np.int64), topk, d)  # at a query of the last forward
+            head_times[d].append(time.perf_counter() - t)
+    return (
+        {q: float(np.median(ts[1:])) for q, ts in times.items()},
+        {d: float(np.median(ts[1:])) for d, ts in head_times.items()},
+    )
 
 
-def choose_tree(acc: np.ndarray, latency: dict[int, float], max_nodes: int):
-    """Largest expected speed = expected tokens per step / (step latency / decode latency)."""
-    table = []
-    for size in range(0, max_nodes):
-        q = size + 1
-        if q not in latency:
-            continue
-        tree = grow_tree(acc, size)
-        e = expected_accept(tree, acc)
-        table.append(
-            {
-                "nodes": q,
-                "expected_tokens_per_step": round(e, 3),
-                "relative_step_cost": round(latency[q] / latency[1], 3),
-                "expected_speedup": round(e * latency[1] / latency[q], 3),
-                "choices": tree,
-            }
-        )
+def choose_tree(acc: np.ndarray, latency: dict[int, float], max_nodes: int, head_latency: dict | None = None):
+    """Largest expected speed = expected tokens per step / (Medusa step / plain decode step).
+    A Medusa step is the tree forward plus the heads a tree that deep reads (plain decoding
+    runs none), so trees are grown for every depth limit: a shallow tree can win on cost."""
+    head_latency = head_latency or {}
+    table, seen = [], set()
+    for depth in range(1, acc.shape[0] + 1):
+        for size in range(0, max_nodes):
+            q = size + 1
+            tree = grow_tree(acc[:depth], size)
+            if q not in latency or str(tree) in seen:
+                continue
+            seen.add(str(tree))
+            e = expected_accept(tree, acc)
+            cost = latency[q] + head_latency.get(max(map(len, tree), default=0), 0.0)
+            row = {"nodes": q, "depth": max(map(len, tree), default=0), "expected_tokens_per_step": round(e, 3)}
+            row.update(relative_step_cost=round(cost / latency[1], 3), expected_speedup=round(e * latency[1] / cost, 3))
+            table.append({**row, "choices": tree})
     best = max(table, key=lambda r: r["expected_speedup"])
     return best, table
 
@@ -144,8 +152,8 @@ def tune_tree_cli(argv, ctx):
         backend, where = OrtBackend(read_artifact(a.onnx), "cpu", a.threads), "onnxruntime"
     else:
         backend, where = dec.backend, "torch"
-    latency = step_latency(backend, sizes, a.past)
-    best, table = choose_tree(acc, latency, a.max_nodes)
+    latency, head_latency = step_latency(backend, sizes, range(1, acc.shape[0] + 1), a.topk, a.past)
+    best, table = choose_tree(acc, latency, a.max_nodes, head_latency)
     payload = {
         "choices": best["choices"],
         "topk": a.topk,
@@ -160,6 +168,7 @@ def tune_tree_cli(argv, ctx):
             "positions": raw["positions"],
         },
         "latency_ms": {str(k): round(v * 1e3, 2) for k, v in latency.items()},
+        "heads_latency_ms": {str(k): round(v * 1e3, 2) for k, v in head_latency.items()},
         "candidates": [{k: v for k, v in r.items() if k != "choices"} for r in table],
     }
     if not a.dry_run:

@@ -56,3 +56,43 @@ def test_grow_tree_greedy_order_and_expectation():
     assert expected_accept([[0], [0, 0]], acc) == pytest.approx(1 + 0.6 + 0.24)
     # the greedy tree maximises the expectation among trees of its size here
     assert expected_accept(grow_tree(acc, 3), acc) >= expected_accept([[0], [0, 0], [0, 1]], acc)
+
+
+def test_tree_choice_charges_the_heads_a_deeper_tree_reads():
+    from engine_medusa.tuning import choose_tree
+
+    acc = np.array([[0.6, 0.2, 0.1], [0.4, 0.1, 0.05]])
+    flat = {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}
+    best, _ = choose_tree(acc, flat, 4)  # free steps: the largest expectation wins
+    assert best["choices"] == [[0], [1], [0, 0]]
+    # the second head costs more than its 0.24 expected tokens bring: one deep and wider wins
+    best, table = choose_tree(acc, flat, 4, {1: 0.05, 2: 0.5})
+    assert best["choices"] == [[0], [1], [2]] and best["depth"] == 1
+    assert best["expected_speedup"] == pytest.approx(1.9 / 1.05, abs=1e-3)
+    deep = next(r for r in table if r["choices"] == [[0], [1], [0, 0]])
+    assert deep["relative_step_cost"] == pytest.approx(1.5)
+    assert len({str(r["choices"]) for r in table}) == len(table)
+
+
+def test_step_latency_times_every_size_and_depth():
+    from engine_medusa.tuning import step_latency
+
+    class Backend:
+        calls = []
+
+        def reset(self):
+            pass
+
+        def forward(self, ids, positions, allowed):
+            assert allowed.shape[1:] == (ids.shape[1], positions.max() + 1)
+            self.calls.append(("forward", ids.shape[1]))
+
+        def keep(self, slots):
+            pass
+
+        def head_topk(self, index, k, depth):
+            self.calls.append(("heads", depth))
+
+    latency, heads = step_latency(Backend(), [1, 3], [1, 2], topk=4, past=8, repeats=2)
+    assert set(latency) == {1, 3} and set(heads) == {1, 2}
+    assert Backend.calls.count(("forward", 3)) == 3 and Backend.calls.count(("heads", 2)) == 3
