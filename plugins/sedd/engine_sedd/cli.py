@@ -125,7 +125,7 @@ def export(argv, ctx):
     p = argparse.ArgumentParser(prog=ctx.prog, description="Export the score network to an engine artifact.")
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--out", required=True, help="artifact folder to write")
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, 20)")
     args = p.parse_args(argv)
     from .component import SEDDSampler
 

@@ -45,7 +45,7 @@ class SEDDSampler(SEDDSamplerBase):
         with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
             return self.net(tokens, sb).float().cpu().numpy()
 
-    def export_onnx(self, dest, opset: int = 18):
-        from .export import export_artifact
+    def export_onnx(self, dest, opset: int | None = None):
+        from .export import OPSET, export_artifact
 
-        return export_artifact(self.net, self.config, dest, opset=opset)
+        return export_artifact(self.net, self.config, dest, opset=opset or OPSET)

