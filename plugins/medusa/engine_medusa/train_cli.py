@@ -159,6 +159,9 @@ def main(argv, ctx=None):
         acc = report["val_accuracy"]
         log("per-head val top-1: " + " ".join(f"{x:.3f}" for x in acc["top1"]))
         log("per-head val top-5: " + " ".join(f"{x:.3f}" for x in acc["top5"]))
+    if torch.distributed.is_initialized():  # gloo threads still running at exit can abort the process
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return {k: v for k, v in report.items() if k not in ("history",)}
 
 
