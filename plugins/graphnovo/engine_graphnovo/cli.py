@@ -30,8 +30,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-n", type=int, help="keep the N most intense peaks")
     g.add_argument("--min-intensity", type=float, help="minimum intensity relative to the base peak")
     g.add_argument("--precursor-window", type=float, help="Da removed around the precursor m/z (0: keep)")
-    p.add_argument("--path-beam", type=int, default=5)
-    p.add_argument("--fill-beam", type=int, default=5)
+    p.add_argument("--path-beam", type=int, default=None, help="PathSearcher beam (default: the model's)")
+    p.add_argument("--fill-beam", type=int, default=None, help="SeqFiller beam (default: the model's)")
     p.add_argument("--precursor-ppm", type=float, default=5.0)
     p.add_argument("--isotopes", default="0", help="isotope errors accepted, e.g. 0,1")
     p.add_argument(
@@ -50,13 +50,13 @@ def _search_options(args) -> dict:
         raise UsageError("--charges and --isotopes take comma-separated integers") from None
     if any(c <= 0 for c in charges):
         raise UsageError("--charges must be positive")
-    out = {
-        "charges": charges,
-        "isotopes": isotopes,
-        "path_beam": args.path_beam,
-        "fill_beam": args.fill_beam,
-        "precursor_ppm": args.precursor_ppm,
-    }
+    out = {"charges": charges, "isotopes": isotopes, "precursor_ppm": args.precursor_ppm}
+    for key in ("path_beam", "fill_beam"):  # unset: the model's tuned beams
+        value = getattr(args, key)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive")
+        if value is not None:
+            out[key] = value
     if args.path_length_bonus is not None:
         out["path_length_bonus"] = args.path_length_bonus
     return out
@@ -74,8 +74,11 @@ def _component(args, baseline: bool, search: dict):
         from .component import pipeline_from_meta
         from .ort import OrtSequencer
 
-        comp = OrtSequencer(read_artifact(args.artifact), getattr(args, "provider", "auto"))
-        comp.pipeline = pipeline_from_meta(comp.meta, comp.backend, search)
+        try:
+            comp = OrtSequencer(read_artifact(args.artifact), getattr(args, "provider", "auto"))
+            comp.pipeline = pipeline_from_meta(comp.meta, comp.backend, search)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         return comp
     try:
         return GraphNovoSequencer(weights=getattr(args, "weights", None), **search)
@@ -228,7 +231,9 @@ def train(argv, ctx):
     p.add_argument("--max-peptides", type=int, default=200000)
     p.add_argument("--checkpoint-every", type=int, default=200)
     p.add_argument(
-        "--tune", action="store_true", help="tune the path length bonus on fresh simulated spectra afterwards"
+        "--tune",
+        action="store_true",
+        help="tune the path length bonus and the beam width (5/10/20) on fresh simulated spectra afterwards",
     )
     p.add_argument("--install", action="store_true", help="copy the weights into the package default")
     args = p.parse_args(argv)
@@ -301,10 +306,15 @@ def bench(argv, ctx):
     p.add_argument("--limit", type=int, default=60, help="held-out spectra to time")
     p.add_argument("--weights")
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
+    p.add_argument("--path-beam", type=int, help="PathSearcher beam (default: the model's)")
+    p.add_argument("--fill-beam", type=int, help="SeqFiller beam (default: the model's)")
     args = p.parse_args(argv)
     from .evaluation import bench as run
 
-    return run(args.limit, args.weights, args.threads)
+    search = {k: v for k, v in (("path_beam", args.path_beam), ("fill_beam", args.fill_beam)) if v is not None}
+    if any(v <= 0 for v in search.values()):
+        raise UsageError("--path-beam and --fill-beam must be positive")
+    return run(args.limit, args.weights, args.threads, search)
 
 
 # ---------------------------------------------------------------- demo

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.interfaces import PeptideHit, Sequencer, Spectrum
 
-from .graph import GraphBuilder, GraphConfig
+from .graph import GraphBuilder, GraphConfig, check_features
 from .inference import Pipeline, SearchConfig
 from .masses import ResidueTable
 from .preprocess import PreprocessConfig
@@ -96,7 +96,9 @@ class GraphNovoSequencer(_PipelineSequencer):
 
 def pipeline_from_meta(meta: dict, backend, options: dict | None = None) -> Pipeline:
     """Rebuild the exact graph/preprocess settings a model was trained with; search
-    settings: ``options`` over the model's tuned defaults."""
+    settings: ``options`` over the model's tuned defaults. A model trained on other
+    input features than this code builds is refused (ValueError, one line)."""
+    check_features(meta["model"])
     table = ResidueTable(tuple(meta["residues"]))
     builder = GraphBuilder(table, GraphConfig(**meta["graph"]))
     search = _search(dict(options or {}), meta.get("search"))

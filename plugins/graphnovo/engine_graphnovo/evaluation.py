@@ -143,36 +143,72 @@ def simulated_spectra(count: int, seed: int = 12345) -> list:
     return out
 
 
-def tune_search(weights: Path, bonuses=(0.0, 1.0, 2.0, 3.0), limit: int = 96, log=print) -> dict:
-    """Pick the PathSearcher length bonus on fresh SIMULATED spectra (never the held-out
-    real part; the real training spectra are memorised and would mislead) by peptide
-    recall, then AA precision; store it in the weights' config."""
+def tune_search(weights: Path, bonuses=(0.0, 1.0, 2.0, 3.0), beams=(5, 10, 20), limit: int = 256, log=print) -> dict:
+    """Pick the search setting on fresh SIMULATED spectra (never the held-out real part;
+    the real training spectra are memorised and would mislead): first the PathSearcher
+    length bonus at the smallest beam, then the beam (the same width for PathSearcher and
+    SeqFiller) with that bonus, each by peptide recall, then AA precision (ties: the
+    smaller bonus / beam). Both are stored in the weights' config; the measurements are
+    returned (with torch spectra/s on this machine, for the speed side of the beam)."""
     import json
 
     from .component import GraphNovoSequencer
 
     spectra = simulated_spectra(limit)
-    results = {}
+    evaluate(spectra[:4], GraphNovoSequencer(weights), None)  # one-time lazy set-up, kept out of the timings
+
+    def measure(**search) -> dict:
+        comp = GraphNovoSequencer(weights, **search)
+        t0 = time.perf_counter()
+        r = evaluate(spectra, comp, None)
+        return {
+            "peptide_recall": r["peptide_recall"],
+            "aa_precision": r["aa_precision"],
+            "aa_recall": r["aa_recall"],
+            "spectra_per_s": len(spectra) / (time.perf_counter() - t0),
+        }
+
+    def key(r: dict) -> tuple:
+        return (r["peptide_recall"], r["aa_precision"])
+
+    beams = sorted(beams)
+    base = {"path_beam": beams[0], "fill_beam": beams[0]}
+    by_bonus = {}
     for b in bonuses:
-        r = evaluate(spectra, GraphNovoSequencer(weights, path_length_bonus=b), None)
-        results[b] = (r["peptide_recall"], r["aa_precision"])
+        by_bonus[b] = measure(path_length_bonus=b, **base)
+        r = by_bonus[b]
         log(f"path_length_bonus {b}: peptide recall {r['peptide_recall']:.3f} aa precision {r['aa_precision']:.3f}")
-    best = max(bonuses, key=lambda b: results[b])
+    best = max(bonuses, key=lambda b: key(by_bonus[b]))
+    by_beam = {beams[0]: by_bonus[best]}
+    for k in beams[1:]:
+        by_beam[k] = measure(path_length_bonus=best, path_beam=k, fill_beam=k)
+    for k, r in by_beam.items():
+        log(
+            f"beam {k}: peptide recall {r['peptide_recall']:.3f} aa precision {r['aa_precision']:.3f} "
+            f"aa recall {r['aa_recall']:.3f} ({r['spectra_per_s']:.1f} spectra/s torch)"
+        )
+    beam = max(beams, key=lambda k: key(by_beam[k]))
     cfg_path = Path(weights) / "config.json"
     meta = json.loads(cfg_path.read_text())
-    meta["search"] = {**meta.get("search", {}), "path_length_bonus": best}
+    meta["search"] = {**meta.get("search", {}), "path_length_bonus": best, "path_beam": beam, "fill_beam": beam}
     meta.setdefault("training", {})["search_tuned_on"] = f"{len(spectra)} fresh simulated spectra (seed 12345)"
     tmp = cfg_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
     tmp.replace(cfg_path)
-    return {"path_length_bonus": best, "tuning": {str(k): v for k, v in results.items()}}
+    return {
+        "path_length_bonus": best,
+        "beam": beam,
+        "tuning": {str(k): v for k, v in by_bonus.items()},
+        "beam_tuning": {str(k): v for k, v in by_beam.items()},
+    }
 
 
-def bench(limit: int, weights=None, threads: int = 1) -> dict:
-    """Spectra per second over held-out MassIVE-KB spectra, one process, ``threads``."""
+def bench(limit: int, weights=None, threads: int = 1, search: dict | None = None) -> dict:
+    """Spectra per second over held-out MassIVE-KB spectra, one process, ``threads``;
+    ``search`` overrides the model's search setting (e.g. beams) for torch and onnxruntime."""
     import torch
 
-    from .component import DPSequencer, GraphNovoSequencer
+    from .component import DPSequencer, GraphNovoSequencer, pipeline_from_meta
     from .data import graph_arrays
     from .ort import OrtSequencer
 
@@ -184,7 +220,9 @@ def bench(limit: int, weights=None, threads: int = 1) -> dict:
         graph_arrays(dp.pipeline.graph(s, s.charge))
     graph_s = time.perf_counter() - t0
     rates = {"spectra": len(spectra), "threads": threads, "graph_spectra_per_s": len(spectra) / graph_s}
-    learned = GraphNovoSequencer(weights=weights)
+    search = dict(search or {})
+    learned = GraphNovoSequencer(weights=weights, **search)
+    rates["path_beam"], rates["fill_beam"] = learned.pipeline.search.path_beam, learned.pipeline.search.fill_beam
     peptides = {}
     for name, comp in (("dp", dp), ("torch", learned)):
         t0 = time.perf_counter()
@@ -195,6 +233,7 @@ def bench(limit: int, weights=None, threads: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         art = read_artifact(learned.export_onnx(Path(tmp) / "artifact"))
         ort = OrtSequencer(art, "cpu", threads)
+        ort.pipeline = pipeline_from_meta(ort.meta, ort.backend, search)
         t0 = time.perf_counter()
         peptides["ort"] = {h.spectrum_ref: h.peptide for h in ort.sequence(spectra)}
         rates["ort_spectra_per_s"] = len(spectra) / (time.perf_counter() - t0)

@@ -18,7 +18,11 @@ from .masses import AA_MASSES, CO, H2O, NH3, PROTON, ResidueTable, residue_mass_
 
 JUMP_MASS = 7 * AA_MASSES["G"] + 0.04  # a next node this much heavier may skip the edge rule
 N_ION_TYPES = 18
-N_PEAK_FEATURES = 5  # present, relative intensity, global rank, local rank, mass error
+# per ion interpretation: present, relative intensity, global rank, local rank, local
+# significance, mass error (the model's config records this count: models.check_features)
+N_PEAK_FEATURES = 6
+LEGACY_PEAK_FEATURES = 5  # models saved before the count was recorded (no local significance)
+SIGNIFICANCE_SCALE = 3.0  # local significance = tanh(log(intensity / local median) / 3)
 MAX_HOPS = 4
 
 
@@ -29,7 +33,7 @@ class GraphConfig:
     a_ion_max_mz: float = 250.0
     y2_min_mz: float = 400.0
     max_nodes: int = 128
-    local_window: float = 50.0  # Da, for local intensity rank / significance
+    local_window: float = 50.0  # Da (+-), for the local intensity rank and local significance
 
     def node_tol(self, mass: float) -> float:
         return self.ms2_tol + self.ms1_ppm * 1e-6 * mass
@@ -41,7 +45,7 @@ class GraphConfig:
 @dataclass
 class SpectrumGraph:
     masses: np.ndarray  # (n,) ascending; 0 = source, n-1 = sink (M)
-    ions: np.ndarray  # (n, 18, 5) float32 peak evidence per ion type
+    ions: np.ndarray  # (n, 18, N_PEAK_FEATURES) float32 peak evidence per ion type
     src: np.ndarray  # (E,) edge tails, src < dst
     dst: np.ndarray
     nres: np.ndarray  # (E,) fewest residues matching the edge (1..6)
@@ -210,7 +214,9 @@ class GraphBuilder:
 
     # ------------------------------------------------------------ features
     def ion_features(self, masses: np.ndarray, mz: np.ndarray, inten: np.ndarray, M: float) -> np.ndarray:
-        """(n, 18, 5): for a/b/y x 1+/2+ x (-, -NH3, -H2O), the nearest peak's evidence."""
+        """(n, 18, N_PEAK_FEATURES): for a/b/y x 1+/2+ x (-, -NH3, -H2O), the nearest
+        peak's evidence: present, relative intensity, global rank, local rank, local
+        significance, mass error / MS2 tolerance (all 0 when no peak is in tolerance)."""
         c = self.config
         pre, suf = masses[:, None], (M - masses)[:, None]
         losses = np.array([0.0, NH3, H2O])[None, :]
@@ -231,8 +237,8 @@ class GraphBuilder:
         err = mz[nearest] - theo
         ok = np.abs(err) <= c.ms2_tol
         feats[..., 0] = ok
-        feats[..., 1:4] = np.where(ok[..., None], peak[nearest], 0.0)
-        feats[..., 4] = np.where(ok, err / c.ms2_tol, 0.0)
+        feats[..., 1:-1] = np.where(ok[..., None], peak[nearest], 0.0)
+        feats[..., -1] = np.where(ok, err / c.ms2_tol, 0.0)
         return feats
 
     # ------------------------------------------------------------ all
@@ -256,14 +262,47 @@ class GraphBuilder:
 
 
 def _peak_features(mz: np.ndarray, inten: np.ndarray, window: float) -> np.ndarray:
-    """(p, 3): relative intensity, global rank (1 = top), local rank within +-window."""
+    """(p, 4): relative intensity, global rank (1 = top), local rank within +-window,
+    local significance (see ``local_significance``)."""
     n = mz.size
     rel = inten / inten.max()
     grank = np.empty(n)
     grank[np.argsort(-inten, kind="stable")] = np.arange(n)
     near = np.abs(mz[:, None] - mz[None, :]) <= window
     lrank = (near & (inten[None, :] > inten[:, None])).sum(1)
-    return np.stack([rel, 1.0 - grank / max(n, 1), 1.0 / (1.0 + lrank)], axis=1).astype(np.float32)
+    sig = local_significance(inten, near)
+    return np.stack([rel, 1.0 - grank / max(n, 1), 1.0 / (1.0 + lrank), sig], axis=1).astype(np.float32)
+
+
+def local_significance(inten: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """tanh(log(intensity / median intensity of the peaks near it) / SIGNIFICANCE_SCALE).
+
+    ``near`` (p, p) bool: peak j lies within the local window of peak i (the peak itself
+    included, so every window holds at least one peak). The median of each row's window
+    comes from one sort of a (p, p) matrix with +inf outside the window: no loop per
+    peak. A peak as intense as its local median scores 0, a peak e times its median
+    tanh(1/3) = 0.32; the range is (-1, 1)."""
+    x = np.maximum(np.asarray(inten, dtype=np.float64), 1e-12)
+    vals = np.sort(np.where(near, x[None, :], np.inf), axis=1)
+    k = near.sum(1)
+    rows = np.arange(x.size)
+    median = 0.5 * (vals[rows, (k - 1) // 2] + vals[rows, k // 2])
+    return np.tanh(np.log(x / median) / SIGNIFICANCE_SCALE)
+
+
+def check_features(model: dict, source: str = "model") -> None:
+    """Refuse a model whose input features differ from the ones this code builds.
+
+    ``model`` is the ``model`` section of a weights/artifact config; models saved before
+    the feature count was recorded had LEGACY_PEAK_FEATURES."""
+    got = (int(model.get("ion_types", N_ION_TYPES)), int(model.get("peak_features", LEGACY_PEAK_FEATURES)))
+    want = (N_ION_TYPES, N_PEAK_FEATURES)
+    if got != want:
+        raise ValueError(
+            f"graphnovo {source} was trained on {got[0]} ion types x {got[1]} peak features, this version "
+            f"builds {want[0]} x {want[1]} (local significance added): retrain it (engine train graphnovo) "
+            "or use the engine-graphnovo version it was made with"
+        )
 
 
 # ---------------------------------------------------------------- statistics

@@ -36,6 +36,10 @@ class ModelConfig:
     max_charge: int = 8
     max_steps: int = 64
     vocab: int = 25  # SeqFiller tokens (residue table size)
+    # input features, recorded so a model is refused (graph.check_features) when the
+    # graph code builds different ones
+    ion_types: int = N_ION_TYPES
+    peak_features: int = N_PEAK_FEATURES
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,10 +185,10 @@ class GraphEncoder(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.cfg = cfg
-        self.ion_type = nn.Parameter(torch.randn(N_ION_TYPES, d) * 0.02)
+        self.ion_type = nn.Parameter(torch.randn(cfg.ion_types, d) * 0.02)
         # shared per-ion layer, max-pool over the 18 ion types, then a dense layer: the
         # dense layer after pooling costs 18x less than before it
-        self.point = nn.Linear(N_PEAK_FEATURES, d)
+        self.point = nn.Linear(cfg.peak_features, d)
         self.point_out = nn.Linear(d, d)
         self.mass_proj = nn.Linear(2 * d, d)
         self.charge = nn.Embedding(cfg.max_charge + 1, d)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .data import graph_arrays, pad_batch, pad_sequences, path_label, token_label
-from .graph import GraphBuilder, GraphConfig
+from .graph import GraphBuilder, GraphConfig, check_features
 from .masses import PeptideError, ResidueTable, parse_peptide, residue_masses
 from .model import ModelConfig, PathSearcher, SeqFiller
 from .preprocess import PreprocessConfig, preprocess
@@ -205,6 +205,7 @@ def load_weights(weights_dir: Path):
     """-> (PathSearcher, SeqFiller, meta) in fp32 eval mode."""
     weights_dir = Path(weights_dir)
     meta = json.loads((weights_dir / "config.json").read_text())
+    check_features(meta["model"], f"model at {weights_dir}")
     cfg = ModelConfig(**meta["model"])
     ps, sf = PathSearcher(cfg), SeqFiller(cfg)
     for name, model in (("pathsearcher", ps), ("seqfiller", sf)):

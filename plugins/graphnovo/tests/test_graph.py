@@ -137,3 +137,51 @@ def test_hop_counts_match_breadth_first_search():
                     q.append(y)
         want = np.array([dist.get(t, 0) if dist.get(t, 0) <= 4 else 0 for t in range(n)])
         assert np.array_equal(got[s], want)
+
+
+def test_local_significance_by_hand():
+    from engine_graphnovo.graph import _peak_features, local_significance
+
+    # windows (+-50 Da, the peak itself included):
+    #   100 -> {100, 120, 140}: intensities {0.2, 0.8, 0.1}, median 0.2
+    #   120 -> {100, 120, 140}: median 0.2
+    #   140 -> {100, 120, 140, 185}: {0.2, 0.8, 0.1, 0.4}, median (0.2 + 0.4) / 2 = 0.3
+    #   185 -> {140, 185}: {0.1, 0.4}, median 0.25
+    #   400 -> {400}: median 0.05 (a lone peak is as intense as its background)
+    mz = np.array([100.0, 120.0, 140.0, 185.0, 400.0])
+    inten = np.array([0.2, 0.8, 0.1, 0.4, 0.05])
+    median = np.array([0.2, 0.2, 0.3, 0.25, 0.05])
+    want = np.tanh(np.log(inten / median) / 3.0)
+    assert want[0] == 0.0 and want[4] == 0.0
+    assert want[1] == pytest.approx(np.tanh(np.log(4.0) / 3.0))
+    near = np.abs(mz[:, None] - mz[None, :]) <= 50.0
+    np.testing.assert_allclose(local_significance(inten, near), want, rtol=0, atol=1e-12)
+    feats = _peak_features(mz, inten, 50.0)
+    assert feats.shape == (5, 4)
+    np.testing.assert_allclose(feats[:, 3], want, rtol=0, atol=1e-6)
+    # relative intensity, global rank (1 = top) and local rank keep their meaning
+    np.testing.assert_allclose(feats[:, 0], inten / 0.8, rtol=1e-6)
+    np.testing.assert_allclose(feats[:, 1], [0.6, 1.0, 0.4, 0.8, 0.2], atol=1e-6)
+    np.testing.assert_allclose(feats[:, 2], [1 / 2, 1.0, 1 / 4, 1.0, 1.0], atol=1e-6)
+
+
+def test_ion_features_carry_local_significance(builder):
+    from engine_graphnovo.graph import N_PEAK_FEATURES
+
+    tokens, mz, inten, pmz = by_spectrum("SAMPLYR")
+    g = builder.build(mz, inten, pmz, 2)
+    assert g.ions.shape == (g.n, 18, N_PEAK_FEATURES) == (g.n, 18, 6)
+    present = g.ions[..., 0] > 0
+    sig = g.ions[..., 4]
+    assert np.all(np.abs(sig) < 1) and not np.any(sig[~present]) and np.any(sig[present] != 0)
+    assert np.all(np.abs(g.ions[..., 5][present]) <= 1.0)  # mass error / tolerance stays last
+
+
+def test_models_with_other_features_are_refused():
+    from engine_graphnovo.graph import N_PEAK_FEATURES, check_features
+
+    check_features({"ion_types": 18, "peak_features": N_PEAK_FEATURES})
+    for model in ({}, {"ion_types": 18, "peak_features": 5}):  # {}: saved before the count was recorded
+        with pytest.raises(ValueError, match="5 peak features") as err:
+            check_features(model, "model at x")
+        assert "\n" not in str(err.value)

@@ -148,3 +148,33 @@ def test_demo_shows_label_and_prediction(name, capsys):
         return
     rows = [line for line in out.splitlines() if "label" in line and "predicted" in line]
     assert len(rows) == 3 and "LLPAFLK" in rows[0]
+
+
+def test_model_with_other_peak_features_is_refused_in_one_line(tiny_weights, tmp_path, capsys):
+    """A model saved before local significance (5 peak features, no recorded count) is
+    refused by the torch loader, the CLI and the shared pipeline (onnxruntime path)."""
+    import shutil
+
+    from engine_graphnovo.component import EXAMPLES, pipeline_from_meta
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_weights, old)
+    meta = json.loads((old / "config.json").read_text())
+    for key in ("ion_types", "peak_features"):
+        del meta["model"][key]
+    (old / "config.json").write_text(json.dumps(meta))
+    assert main(["sequence", "graphnovo", str(EXAMPLES), "--weights", str(old), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "5 peak features" in err and "retrain" in err and "\n" not in err
+    with pytest.raises(ValueError, match="5 peak features"):
+        pipeline_from_meta(meta, backend=None)
+
+
+def test_bench_takes_beam_overrides(tiny_weights, capsys, massivekb):
+    pytest.importorskip("torch")
+    args = ["--json", "bench", "graphnovo", "--weights", str(tiny_weights), "--limit", "2"]
+    assert main([*args, "--path-beam", "3", "--fill-beam", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["path_beam"], res["fill_beam"], res["spectra"]) == (3, 2, 2)
+    assert res["ort_torch_same_peptides"] == 1.0
+    assert main([*args, "--path-beam", "0"]) == 2
