@@ -18,6 +18,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.datasets import shared_data
+
 from .data import graph_arrays, pad_batch, pad_sequences, path_label, token_label
 from .graph import GraphBuilder, GraphConfig, check_features
 from .masses import PeptideError, ResidueTable, parse_peptide, residue_masses
@@ -25,7 +27,7 @@ from .model import ModelConfig, PathSearcher, SeqFiller
 from .preprocess import PreprocessConfig, preprocess
 from .simulator import SimConfig, modify, read_fasta, sample_charge, simulate, tryptic_peptides
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DATA = shared_data()
 PROTEOMES = ("ecoli_UP000000625.fasta.gz", "yeast_UP000002311.fasta.gz")
 MASSIVEKB = DATA / "spectra" / "massivekb" / "massivekb_selected_500.mgf"
 SIM = SimConfig()
