@@ -30,8 +30,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-n", type=int, help="keep the N most intense peaks")
     g.add_argument("--min-intensity", type=float, help="minimum intensity relative to the base peak")
     g.add_argument("--precursor-window", type=float, help="Da removed around the precursor m/z (0: keep)")
-    p.add_argument("--path-beam", type=int, default=None, help="PathSearcher beam (default: the model's)")
-    p.add_argument("--fill-beam", type=int, default=None, help="SeqFiller beam (default: the model's)")
+    _beam_args(p)
     p.add_argument("--precursor-ppm", type=float, default=5.0)
     p.add_argument("--isotopes", default="0", help="isotope errors accepted, e.g. 0,1")
     p.add_argument(
@@ -42,6 +41,23 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _beam_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path-beam", type=int, help="PathSearcher beam (default: the model's)")
+    p.add_argument("--fill-beam", type=int, help="SeqFiller beam (default: the model's)")
+
+
+def _beam_options(args) -> dict:
+    """The beams given on the command line (unset: the model's tuned beams)."""
+    out = {}
+    for key in ("path_beam", "fill_beam"):
+        value = getattr(args, key)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive")
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _search_options(args) -> dict:
     try:
         charges = tuple(int(c) for c in args.charges.split(","))
@@ -50,13 +66,7 @@ def _search_options(args) -> dict:
         raise UsageError("--charges and --isotopes take comma-separated integers") from None
     if any(c <= 0 for c in charges):
         raise UsageError("--charges must be positive")
-    out = {"charges": charges, "isotopes": isotopes, "precursor_ppm": args.precursor_ppm}
-    for key in ("path_beam", "fill_beam"):  # unset: the model's tuned beams
-        value = getattr(args, key)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{key.replace('_', '-')} must be positive")
-        if value is not None:
-            out[key] = value
+    out = {"charges": charges, "isotopes": isotopes, "precursor_ppm": args.precursor_ppm, **_beam_options(args)}
     if args.path_length_bonus is not None:
         out["path_length_bonus"] = args.path_length_bonus
     return out
@@ -306,15 +316,11 @@ def bench(argv, ctx):
     p.add_argument("--limit", type=int, default=60, help="held-out spectra to time")
     p.add_argument("--weights")
     p.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
-    p.add_argument("--path-beam", type=int, help="PathSearcher beam (default: the model's)")
-    p.add_argument("--fill-beam", type=int, help="SeqFiller beam (default: the model's)")
+    _beam_args(p)
     args = p.parse_args(argv)
     from .evaluation import bench as run
 
-    search = {k: v for k, v in (("path_beam", args.path_beam), ("fill_beam", args.fill_beam)) if v is not None}
-    if any(v <= 0 for v in search.values()):
-        raise UsageError("--path-beam and --fill-beam must be positive")
-    return run(args.limit, args.weights, args.threads, search)
+    return run(args.limit, args.weights, args.threads, _beam_options(args))
 
 
 # ---------------------------------------------------------------- demo
