@@ -26,7 +26,7 @@ from engine.interfaces import (
 )
 from engine.progress import ProgressEvent
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "PLUGIN_API_VERSION",
@@ -56,11 +56,13 @@ __all__ = [
 ]
 
 
-def load_artifact(path: Any, provider: str = "auto", engine: Engine | None = None, **options: Any) -> Any:
+def load_artifact(
+    path: Any, provider: str = "auto", threads: int | None = None, engine: Engine | None = None, **options: Any
+) -> Any:
     """Verify the artifact at ``path`` and return the component its plugin builds from it.
 
-    ``options`` go to the plugin's artifact loader (for example ``threads=1``).
+    The plugin's loader gets ``provider``, ``threads`` and the other ``options``.
     """
     from engine.artifacts import load_artifact as _load
 
-    return _load(path, provider=provider, engine=engine, **options)
+    return _load(path, provider=provider, engine=engine, threads=threads, **options)

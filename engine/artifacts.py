@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from engine.errors import ArtifactError
+from engine.io.files import TEMP_SUFFIX, dir_mode, remove_stale_temporaries, temp_prefix
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -120,13 +121,14 @@ def write_artifact(
     a model name to ``{"file": ..., "inputs": [...], "outputs": [...]}``.
     """
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise ArtifactError(f"{dest} already exists (pass overwrite=True to replace it)")
+    check_destination(dest, overwrite)
     for name, model in models.items():
         if model.get("file") not in files:
             raise ArtifactError(f"model {name!r} names file {model.get('file')!r}, which is not among the files")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    remove_stale_temporaries(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=TEMP_SUFFIX, dir=dest.parent))
+    os.chmod(tmp, dir_mode())  # mkdtemp makes 0700: give what mkdir would
     try:
         entries = {name: _copy_in(tmp, _safe_name(name), src) for name, src in files.items()}
         manifest = {
@@ -148,6 +150,25 @@ def write_artifact(
     return dest
 
 
+def write_component_artifact(component: Any, dest: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """:func:`write_artifact` with the plugin, kind, name and version of ``component``'s registration."""
+    spec = component.spec
+    return write_artifact(
+        dest, plugin=spec.plugin, kind=spec.kind, component=spec.name, plugin_version=spec.plugin_version, **kwargs
+    )
+
+
+def check_destination(dest: Path, overwrite: bool) -> None:
+    """Refuse a destination that exists, unless it is an artifact and ``overwrite`` is set:
+    export never deletes what it did not write."""
+    if not os.path.lexists(dest):
+        return
+    if not (dest.is_dir() and (dest / MANIFEST).is_file()):
+        raise ArtifactError(f"{dest} exists and is not an engine artifact; choose another destination")
+    if not overwrite:
+        raise ArtifactError(f"artifact {dest} already exists (use --force, or overwrite=True, to replace it)")
+
+
 def _copy_in(root: Path, name: str, src: str | os.PathLike[str] | bytes) -> dict[str, Any]:
     target = root / name
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +183,9 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
     if not dest.exists():
         os.replace(tmp, dest)
         return
-    old = dest.with_name(f".{dest.name}.old")
+    # a folder cannot be swapped in one rename: move the old one aside under a temporary
+    # name (removed at once, or by the next export if this one is killed in between)
+    old = dest.with_name(f"{temp_prefix(dest)}old{TEMP_SUFFIX}")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(dest, old)
     os.replace(tmp, dest)
@@ -186,11 +209,13 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
 
 
 def _check_manifest(root: Path, manifest: Any) -> None:
+    """Every field the engine reads, with its type: a malformed manifest is one ArtifactError line."""
+    where = f"{root}/{MANIFEST}"
     if not isinstance(manifest, dict):
-        raise ArtifactError(f"{root}/{MANIFEST} is not a JSON object")
+        raise ArtifactError(f"{where} is not a JSON object")
     version = manifest.get("schema_version")
-    if not isinstance(version, int):
-        raise ArtifactError(f"{root}/{MANIFEST} has no integer schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ArtifactError(f"{where} has no integer schema_version")
     if version > SCHEMA_VERSION:
         raise ArtifactError(
             f"{root} uses artifact schema {version}, newer than this engine reads "
@@ -198,7 +223,22 @@ def _check_manifest(root: Path, manifest: Any) -> None:
         )
     for key in ("plugin", "component", "files", "models"):
         if not isinstance(manifest.get(key), dict):
-            raise ArtifactError(f"{root}/{MANIFEST} lacks the {key!r} section")
+            raise ArtifactError(f"{where} lacks the {key!r} section")
+    for key in ("kind", "name"):
+        if not isinstance(manifest["component"].get(key), str):
+            raise ArtifactError(f"{where}: component.{key} must be a string")
+    if not isinstance(manifest.get("config", {}), dict):
+        raise ArtifactError(f"{where}: config must be an object")
+    for name, entry in manifest["files"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and _is_size(entry.get("size"))):
+            raise ArtifactError(f"{where}: files[{name!r}] must be {{'sha256': str, 'size': int}}")
+    for name, model in manifest["models"].items():
+        if not (isinstance(model, dict) and model.get("file") in manifest["files"]):
+            raise ArtifactError(f"{where}: models[{name!r}] must name one of the artifact's files")
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _verify_file(root: Path, name: str, entry: Mapping[str, Any]) -> None:
@@ -214,12 +254,15 @@ def _verify_file(root: Path, name: str, entry: Mapping[str, Any]) -> None:
         raise ArtifactError(f"artifact file {target} fails its sha256 check (modified after export)")
 
 
-def load_artifact(path: str | os.PathLike[str], provider: str = "auto", engine: Any = None, **options: Any) -> Any:
+def load_artifact(
+    path: str | os.PathLike[str], provider: str = "auto", engine: Any = None, threads: int | None = None, **options: Any
+) -> Any:
     """Verify the artifact and return the component its plugin's loader builds.
 
-    ``options`` (a thread count, say) are passed on to the plugin's artifact loader.
+    The loader is called as ``loader(artifact, provider=..., threads=..., **options)``.
     """
-    from engine.registry import resolve
+    from engine.registry import accepts, resolve
+    from engine.runtime import resolve_threads
 
     artifact = read_artifact(path)
     if engine is None:
@@ -229,4 +272,8 @@ def load_artifact(path: str | os.PathLike[str], provider: str = "auto", engine: 
     spec = engine.get(artifact.kind, artifact.component)
     if spec.artifact_loader is None:
         raise ArtifactError(f"{artifact.kind} {artifact.component!r} (plugin {spec.plugin}) cannot load artifacts")
-    return resolve(spec.artifact_loader, f"artifact loader of {spec.name!r}")(artifact, provider=provider, **options)
+    loader = resolve(spec.artifact_loader, f"artifact loader of {spec.name!r}")
+    if accepts(loader, "threads"):
+        options["threads"] = resolve_threads(threads)
+    with spec.needs("torch"):
+        return spec.stamp(loader(artifact, provider=provider, **options), "artifact loader")

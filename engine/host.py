@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -14,20 +15,22 @@ import pluggy
 
 from engine import hookspecs
 from engine.errors import IncompatiblePluginError, PluginError, UnknownComponentError
-from engine.interfaces import KINDS
+from engine.kinds import KINDS, KINDS_BY_NAME
 from engine.progress import Emit, Progress, ProgressEvent
 from engine.registry import VERBS, CommandRegistry, CommandSpec, ComponentSpec, KindRegistry
 
 log = logging.getLogger("engine")
 
 #: The plugin contract this engine implements; plugins declare ``plugin_api_version``.
-PLUGIN_API_VERSION = 1
-#: Plugin API versions this engine accepts.
-SUPPORTED_API_VERSIONS = (1,)
+PLUGIN_API_VERSION = 2
+#: Plugin API versions this engine accepts (1: components bring their own CLI commands).
+SUPPORTED_API_VERSIONS = (1, 2)
 ENTRY_POINT_GROUP = "engine"
-REGISTER_HOOKS = {kind: f"register_{kind}s" for kind in KINDS}
+REGISTER_HOOKS = {name: kind.hook for name, kind in KINDS_BY_NAME.items()}
+#: Distributions built from this repository: they win a name clash with any other plugin.
+BUNDLED_DISTRIBUTIONS = frozenset({"engine-medusa", "engine-sedd", "engine-graphnovo"})
 #: Top-level CLI verbs a plugin command may not take.
-RESERVED_VERBS = frozenset({*VERBS, "plugins", "list", "help", "version"})
+RESERVED_VERBS = frozenset({*VERBS, "plugins", "list", "doctor", "help", "version"})
 
 
 @attrs.define
@@ -41,10 +44,17 @@ class PluginInfo:
     components: list[str] = attrs.field(factory=list)
     commands: list[str] = attrs.field(factory=list)
     error: str | None = None
+    #: names this plugin registered that another plugin holds (only those were dropped)
+    clashes: list[str] = attrs.field(factory=list)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def problem(self) -> str | None:
+        """The load error, else the clashes, as one line; None when all is well."""
+        return self.error or ("; ".join(self.clashes) if self.clashes else None)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -57,6 +67,22 @@ def _env_list(env: Mapping[str, str], key: str) -> frozenset[str] | None:
 
 def _env_flag(env: Mapping[str, str], key: str) -> bool:
     return env.get(key, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def spec_of(component: Any) -> ComponentSpec:
+    """The registration of a component built directly (not through an Engine): the spec of
+    its kind whose factory or artifact loader lives in the component's module."""
+    module = type(component).__module__
+    for spec in _installed().components(getattr(component, "kind", None)):
+        targets = (spec.factory, spec.artifact_loader)
+        if any(isinstance(t, str) and t.partition(":")[0] == module for t in targets):
+            return spec
+    raise PluginError(f"{type(component).__name__} is not registered by any installed plugin")
+
+
+@functools.cache
+def _installed() -> Engine:
+    return Engine()
 
 
 def _plugin_name(plugin: Any) -> str:
@@ -105,7 +131,9 @@ class Engine:
     # ------------------------------------------------------------------ loading
 
     def _load_entry_points(self) -> None:
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        found = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        self._check_env_names({ep.name for ep in found})
+        for ep in found:
             if self._allow is not None and ep.name not in self._allow:
                 continue
             if self._block and ep.name in self._block:
@@ -119,6 +147,14 @@ class Engine:
                 self._fail(info, PluginError(f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}"))
                 continue
             self._add(plugin, info)
+
+    def _check_env_names(self, installed: set[str]) -> None:
+        """A name in the allow or block list that no installed plugin has is a warning (an error if strict)."""
+        for names, where in ((self._allow, "ENGINE_PLUGINS"), (self._block, "ENGINE_DISABLE_PLUGINS")):
+            for name in sorted((names or frozenset()) - installed):
+                known = ", ".join(sorted(installed)) or "none"
+                error = PluginError(f"{where} names {name!r}, which is not an installed plugin (installed: {known})")
+                self._fail(PluginInfo(name, source=where), error)
 
     def add_plugin(self, plugin: Any, name: str | None = None) -> PluginInfo:
         """Register a plugin object (a module or any object with hook implementations)."""
@@ -135,7 +171,7 @@ class Engine:
         except Exception as exc:
             return self._fail(info, exc)
         try:
-            components, commands = self._collect(plugin, info.name)
+            components, commands = self._collect(plugin, info)
             self._commit(components, commands, info)
         except Exception as exc:
             self._pm.unregister(plugin)
@@ -156,13 +192,15 @@ class Engine:
                 f"plugin {name!r} is built for plugin API version {version}; this engine supports version {supported}"
             )
 
-    def _collect(self, plugin: Any, name: str) -> tuple[list[ComponentSpec], list[CommandSpec]]:
+    def _collect(self, plugin: Any, info: PluginInfo) -> tuple[list[ComponentSpec], list[CommandSpec]]:
+        name = info.name
         unknown = [hc.name for hc in self._pm.get_hookcallers(plugin) or [] if not hc.has_spec()]
         if unknown:
             raise PluginError(f"plugin {name!r} implements unknown hooks: {', '.join(sorted(unknown))}")
         components: list[ComponentSpec] = []
+        api_version = plugin.plugin_api_version
         for kind, hook in REGISTER_HOOKS.items():
-            registry = KindRegistry(kind, name)
+            registry = KindRegistry(kind, name, api_version, info.distribution)
             self._call_own(plugin, hook, registry=registry)
             components.extend(registry.added)
         commands = CommandRegistry(name, RESERVED_VERBS)
@@ -183,24 +221,44 @@ class Engine:
                     ) from exc
 
     def _commit(self, components: list[ComponentSpec], commands: list[CommandSpec], info: PluginInfo) -> None:
-        taken = {spec.name: spec for spec in self._components.values()}
+        """Add what the plugin registered. A clash drops only the clashing name: the bundled
+        distributions win over others, else the plugin loaded first keeps it."""
         for spec in components:
-            owner = taken.get(spec.name)
-            if owner is not None:
-                raise PluginError(
-                    f"{spec.kind} name {spec.name!r} is already taken by {owner.kind} {owner.name!r} "
-                    f"of plugin {owner.plugin!r}"
-                )
+            owner = next((s for s in self._components.values() if s.name == spec.name), None)
+            if owner is None or self._outranks(spec.distribution, owner.distribution, f"{spec.kind} {spec.name!r}"):
+                if owner is not None:
+                    del self._components[owner.kind, owner.name]
+                    self._record_clash(owner.plugin, f"{owner.kind} {owner.name!r}", spec.plugin, spec.distribution)
+                self._components[spec.kind, spec.name] = spec
+            else:
+                self._record_clash(spec.plugin, f"{spec.kind} {spec.name!r}", owner.plugin, owner.distribution, info)
         for cmd in commands:
-            if cmd.verb in self._commands:
-                raise PluginError(
-                    f"command {cmd.verb!r} is already registered by plugin {self._commands[cmd.verb].plugin!r}"
-                )
-        for spec in components:
-            self._components[spec.kind, spec.name] = spec
-        self._commands.update({cmd.verb: cmd for cmd in commands})
-        info.components = [f"{spec.kind}:{spec.name}" for spec in components]
-        info.commands = [cmd.verb for cmd in commands]
+            owner_cmd = self._commands.get(cmd.verb)
+            if owner_cmd is None:
+                self._commands[cmd.verb] = cmd
+            else:
+                owner_dist = next((p.distribution for p in self.plugins if p.name == owner_cmd.plugin), None)
+                self._record_clash(cmd.plugin, f"command {cmd.verb!r}", owner_cmd.plugin, owner_dist, info)
+        info.components = [f"{s.kind}:{s.name}" for s in components if self._components.get((s.kind, s.name)) is s]
+        info.commands = [c.verb for c in commands if self._commands.get(c.verb) is c]
+
+    def _outranks(self, newcomer: str | None, holder: str | None, what: str) -> bool:
+        if self.strict:
+            raise PluginError(f"{what} is registered by both {newcomer or 'a plugin'} and {holder or 'a plugin'}")
+        return newcomer in BUNDLED_DISTRIBUTIONS and holder not in BUNDLED_DISTRIBUTIONS
+
+    def _record_clash(
+        self, loser: str, what: str, winner: str, winner_dist: str | None, info: PluginInfo | None = None
+    ) -> None:
+        if self.strict:
+            raise PluginError(f"{what} of plugin {loser!r} is already taken by plugin {winner!r}")
+        target = info or next(p for p in self.plugins if p.name == loser)
+        by = f"{winner_dist} (plugin {winner!r})" if winner_dist else f"plugin {winner!r}"
+        message = f"{what} is also registered by {by}, which keeps it"
+        target.clashes.append(message)
+        if info is None:  # the loser loaded earlier: take the name off its list
+            target.components = [c for c in target.components if c.split(":", 1)[1] != what.split("'")[1]]
+        log.warning("plugin %s: %s", loser, message)
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> PluginInfo:
         if self.strict:
@@ -216,8 +274,8 @@ class Engine:
 
     @property
     def load_errors(self) -> dict[str, str]:
-        """Plugins that were skipped, with the reason."""
-        return {p.name: p.error for p in self.plugins if p.error is not None}
+        """Plugins that were skipped, or lost a name clash, with the reason (one line)."""
+        return {p.name: p.problem for p in self.plugins if p.problem is not None}
 
     def components(self, kind: str | None = None) -> list[ComponentSpec]:
         if kind is not None and kind not in KINDS:
@@ -253,11 +311,15 @@ class Engine:
     def commands(self) -> dict[str, CommandSpec]:
         return dict(self._commands)
 
-    def load_artifact(self, path: Any, provider: str = "auto", **options: Any) -> Any:
-        """Verify an exported artifact and hand it, with ``options``, to the plugin that made it."""
+    def load_artifact(self, path: Any, provider: str = "auto", threads: int | None = None, **options: Any) -> Any:
+        """Verify an exported artifact and return the component its plugin's loader builds.
+
+        The loader is called as ``loader(artifact, provider=..., threads=..., **options)``;
+        ``threads`` follows :func:`engine.runtime.resolve_threads`.
+        """
         from engine.artifacts import load_artifact
 
-        return load_artifact(path, provider=provider, engine=self, **options)
+        return load_artifact(path, provider=provider, engine=self, threads=threads, **options)
 
     # ------------------------------------------------------------------ progress
 

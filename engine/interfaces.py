@@ -15,8 +15,7 @@ import attrs
 import numpy as np
 
 from engine.errors import UsageError
-
-KINDS = ("decoder", "sampler", "sequencer")
+from engine.options import option
 
 
 class ConfigError(UsageError, ValueError):
@@ -77,15 +76,17 @@ def _nonempty_strings(_inst: Any, attribute: attrs.Attribute, value: tuple[str, 
 class GenerationConfig:
     """How a decoder generates: greedy when ``temperature`` is 0."""
 
-    max_new_tokens: int = attrs.field(default=128, validator=[_int, _at_least(1)])
-    temperature: float = attrs.field(default=0.0, validator=[_number, _finite_at_least(0.0)])
-    top_p: float = attrs.field(default=1.0, validator=[_number, _probability])
-    top_k: int = attrs.field(default=0, validator=[_int, _at_least(0)])
-    seed: int | None = attrs.field(default=None, validator=_optional_int)
-    stop: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_nonempty_strings)
-    eos: bool = attrs.field(default=True, validator=_typed(bool))
-    stream: Callable[[str], None] | None = attrs.field(
-        default=None, eq=False, validator=attrs.validators.optional(attrs.validators.is_callable())
+    max_new_tokens: int = option(128, "tokens to generate at most", validator=[_int, _at_least(1)])
+    temperature: float = option(0.0, "0 is greedy", validator=[_number, _finite_at_least(0.0)])
+    top_p: float = option(1.0, "nucleus sampling mass", validator=[_number, _probability])
+    top_k: int = option(0, "sample among the k most likely tokens (0: all)", validator=[_int, _at_least(0)])
+    seed: int | None = option(None, "random seed", cli=False, validator=_optional_int)
+    stop: tuple[str, ...] = option(
+        (), "stop at this text (repeatable)", repeat=True, converter=_strings, validator=_nonempty_strings
+    )
+    eos: bool = option(True, "stop at the end-of-sequence token", validator=_typed(bool))
+    stream: Callable[[str], None] | None = option(
+        None, "", cli=False, eq=False, validator=attrs.validators.optional(attrs.validators.is_callable())
     )
 
     @property
@@ -118,26 +119,50 @@ class GenerationResult:
 # --------------------------------------------------------------------------- samplers
 
 
-def _fixed_positions(value: Mapping[int, str] | None) -> dict[int, str] | None:
+def _fixed_positions(value: Mapping[int, str] | Iterable[tuple[int, str]] | None) -> dict[int, str] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
-        raise TypeError(f"fixed must be a mapping of position to text, got {type(value).__name__}")
-    return dict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        return dict(value) or None
+    raise TypeError(f"fixed must be a mapping of position to text, got {type(value).__name__}")
+
+
+def position_text(text: str) -> tuple[int, str]:
+    """``POS=TEXT`` on the command line."""
+    pos, sep, fixed = text.partition("=")
+    try:
+        return int(pos), fixed
+    except ValueError:
+        raise ValueError(f"expected POSITION=TEXT, got {text!r}") from None
 
 
 @attrs.frozen
 class SamplingConfig:
     """How a sampler draws: ``fixed`` maps positions to the text they must hold."""
 
-    num_samples: int = attrs.field(default=1, validator=[_int, _at_least(1)])
-    length: int = attrs.field(default=256, validator=[_int, _at_least(1)])
-    steps: int = attrs.field(default=64, validator=[_int, _at_least(1)])
-    seed: int | None = attrs.field(default=None, validator=_optional_int)
-    predictor: str = attrs.field(default="analytic", validator=_typed(str))
-    prefix: str | None = attrs.field(default=None, validator=attrs.validators.optional(_typed(str)))
-    suffix: str | None = attrs.field(default=None, validator=attrs.validators.optional(_typed(str)))
-    fixed: dict[int, str] | None = attrs.field(default=None, converter=_fixed_positions, eq=False)
+    num_samples: int = option(1, "samples to draw", validator=[_int, _at_least(1)])
+    length: int = option(256, "tokens per sample", validator=[_int, _at_least(1)])
+    steps: int = option(64, "denoising steps", validator=[_int, _at_least(1)])
+    seed: int | None = option(None, "random seed", cli=False, validator=_optional_int)
+    predictor: str = option("analytic", "sampler's update rule", validator=_typed(str))
+    prefix: str | None = option(
+        None, "text the samples start with", type=str, validator=attrs.validators.optional(_typed(str))
+    )
+    suffix: str | None = option(
+        None, "text the samples end with", type=str, validator=attrs.validators.optional(_typed(str))
+    )
+    fixed: dict[int, str] | None = option(
+        None,
+        "hold TEXT at POSITION (repeatable)",
+        flag="--fix",
+        type=position_text,
+        metavar="POS=TEXT",
+        repeat=True,
+        converter=_fixed_positions,
+        eq=False,
+    )
 
     def __attrs_post_init__(self) -> None:
         occupied = len(self.prefix or "") + len(self.suffix or "")
@@ -184,8 +209,23 @@ class Spectrum:
     source: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        if self.mz.shape != self.intensity.shape:
-            raise ConfigError(f"spectrum {self.ref}: {self.mz.size} m/z values but {self.intensity.size} intensities")
+        problem = _spectrum_problem(self)
+        if problem:
+            raise ConfigError(f"spectrum {self.ref}: {problem}")
+
+
+def _spectrum_problem(spectrum: Spectrum) -> str | None:
+    if spectrum.mz.shape != spectrum.intensity.shape:
+        return f"{spectrum.mz.size} m/z values but {spectrum.intensity.size} intensities"
+    if not (math.isfinite(spectrum.precursor_mz) and spectrum.precursor_mz > 0):
+        return f"precursor m/z must be a positive number, got {spectrum.precursor_mz!r}"
+    if spectrum.charge is not None and spectrum.charge < 1:
+        return f"charge must be at least 1 (or None when unknown), got {spectrum.charge}"
+    if not np.isfinite(spectrum.mz).all():
+        return "m/z values must be finite numbers"
+    if not np.isfinite(spectrum.intensity).all() or (spectrum.intensity < 0).any():
+        return "intensities must be finite and not negative"
+    return None
 
 
 @attrs.frozen
@@ -205,11 +245,35 @@ class PeptideHit:
 
 
 class Component(abc.ABC):
-    """Base of every component. ``capabilities`` mirrors the registered metadata."""
+    """Base of every component.
+
+    A component's identity (name, capabilities, plugin) is declared once, at registration:
+    the engine stamps the :class:`engine.registry.ComponentSpec` on every component it
+    builds (``spec``), and ``name`` and ``capabilities`` read it. A class that runs an
+    exported artifact sets ``runs_artifact = True`` and so never claims ``onnx-export``.
+    """
 
     kind: ClassVar[str]
-    name: str = ""
-    capabilities: tuple[str, ...] = ()
+    runs_artifact: ClassVar[bool] = False
+
+    @property
+    def spec(self) -> Any:
+        """The registration this component was built from (looked up when built directly)."""
+        spec = self.__dict__.get("_engine_spec")
+        if spec is None:
+            from engine.host import spec_of
+
+            spec = self.__dict__["_engine_spec"] = spec_of(self)
+        return spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        caps = tuple(self.spec.capabilities)
+        return tuple(c for c in caps if c != "onnx-export") if self.runs_artifact else caps
 
     def export_onnx(self, dest: Any) -> Any:  # pragma: no cover - overridden where supported
         """Write an engine artifact to ``dest`` and return its path."""
@@ -243,4 +307,10 @@ class Sequencer(Component):
         """Yield one hit per spectrum that could be sequenced."""
 
 
-BASES: dict[str, type[Component]] = {"decoder": Decoder, "sampler": Sampler, "sequencer": Sequencer}
+def __getattr__(name: str) -> Any:
+    # KINDS and BASES moved to engine.kinds (one record per kind); kept here for plugins of API 1
+    if name in ("KINDS", "BASES"):
+        from engine import kinds
+
+        return getattr(kinds, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

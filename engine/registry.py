@@ -14,12 +14,14 @@ from typing import Any
 import attrs
 
 from engine.errors import PluginError, UsageError
-from engine.interfaces import BASES, KINDS
+from engine.kinds import BASES, KINDS, MAIN_VERB
 
-#: Verbs of ``engine <verb> <component>`` that a component may implement.
-VERBS = ("decode", "sample", "sequence", "train", "eval", "export", "bench", "demo")
-#: The verb that a component's kind is the main job of.
-MAIN_VERB = {"decoder": "decode", "sampler": "sample", "sequencer": "sequence"}
+#: Verbs of ``engine <verb> <component>``: the kinds' main verbs, then the shared ones.
+VERBS = (*MAIN_VERB.values(), "train", "eval", "export", "bench", "demo")
+#: Verbs whose work the core does for every component (plugin API 2 and later).
+CORE_VERBS = frozenset({*MAIN_VERB.values(), "export"})
+#: Verbs a component of plugin API 2 implements itself, as ``fn(ctx)``.
+PLUGIN_VERBS = ("train", "eval", "bench", "demo")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 Target = Callable[..., Any] | str
@@ -39,6 +41,17 @@ def resolve(target: Target, what: str) -> Callable[..., Any]:
     if not callable(obj):
         raise PluginError(f"{what} {target!r} is not callable")
     return obj
+
+
+def accepts(fn: Callable[..., Any], name: str) -> bool:
+    """Does ``fn`` take keyword ``name``? (callables of plugin API 1 may not)"""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _check_target(target: Any, what: str) -> Target:
@@ -68,32 +81,83 @@ class ComponentSpec:
     default_model: str | None = None
     commands: Mapping[str, Target] = attrs.field(factory=dict, repr=False)
     artifact_loader: Target | None = attrs.field(default=None, repr=False)
+    options: Target | None = attrs.field(default=None, repr=False)
+    verb_options: Mapping[str, Target] = attrs.field(factory=dict, repr=False)
+    default_artifact: str | None = None
+    api_version: int = 1
+    distribution: str | None = None
 
     def create(self, **options: Any) -> Any:
         """Build the component; it must be an instance of its kind's interface."""
-        component = resolve(self.factory, f"factory of {self.kind} {self.name!r}")(**options)
+        with self.needs("torch"):
+            component = resolve(self.factory, f"factory of {self.kind} {self.name!r}")(**options)
+        return self.stamp(component, "factory")
+
+    def stamp(self, component: Any, what: str) -> Any:
+        """Check ``component`` implements the kind and record this spec as its identity."""
         base = BASES[self.kind]
         if not isinstance(component, base):
             raise PluginError(
-                f"factory of {self.kind} {self.name!r} returned {type(component).__name__}, "
+                f"{what} of {self.kind} {self.name!r} returned {type(component).__name__}, "
                 f"not an engine.interfaces.{base.__name__}"
             )
+        component.__dict__["_engine_spec"] = self
         return component
+
+    @property
+    def plugin_version(self) -> str | None:
+        """The version of the distribution that registered the component, when installed."""
+        from importlib import metadata
+
+        try:
+            return metadata.version(self.distribution) if self.distribution else None
+        except metadata.PackageNotFoundError:
+            return None
+
+    @property
+    def verbs(self) -> list[str]:
+        """Every verb ``engine VERB NAME`` accepts for this component."""
+        core = {MAIN_VERB[self.kind], "demo"}
+        if "onnx-export" in self.capabilities:
+            core.add("export")
+        return [verb for verb in VERBS if verb in core or verb in self.commands]
 
     def command(self, verb: str) -> Callable[..., Any]:
         if verb not in self.commands:
-            supported = ", ".join(sorted(self.commands)) or "none"
-            raise UsageError(f"{self.name} does not support '{verb}' (it supports: {supported})")
+            raise UsageError(f"{self.name} does not support '{verb}' (it supports: {', '.join(self.verbs)})")
         return resolve(self.commands[verb], f"'{verb}' command of {self.name!r}")
+
+    def options_class(self, verb: str | None = None) -> type | None:
+        """The component's options class, or the options of ``verb`` when given."""
+        target = self.options if verb is None else self.verb_options.get(verb)
+        return None if target is None else resolve(target, f"options of {self.name!r}")
+
+    def default_artifact_path(self) -> Any:
+        """The artifact shipped in the plugin's package, or None."""
+        if self.default_artifact is None:
+            return None
+        from importlib.resources import files
+
+        package, _, inner = self.default_artifact.partition(":")
+        return files(package).joinpath(inner)
+
+    def needs(self, extra: str) -> Any:
+        """A context turning a missing optional module into one line naming the extra to install."""
+        from engine.deps import missing_as_hint
+
+        return missing_as_hint(self.distribution or self.plugin, extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "name": self.name,
             "plugin": self.plugin,
+            "distribution": self.distribution,
             "description": self.description,
             "capabilities": list(self.capabilities),
             "default_model": self.default_model,
+            "default_artifact": self.default_artifact,
+            "verbs": self.verbs,
             "commands": sorted(self.commands),
         }
 
@@ -101,11 +165,13 @@ class ComponentSpec:
 class KindRegistry:
     """Handed to ``register_<kind>s(registry)``; collects one plugin's components."""
 
-    def __init__(self, kind: str, plugin: str) -> None:
+    def __init__(self, kind: str, plugin: str, api_version: int = 1, distribution: str | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown component kind {kind!r}")
         self.kind = kind
         self.plugin = plugin
+        self.api_version = api_version
+        self.distribution = distribution
         self.added: list[ComponentSpec] = []
 
     def add(
@@ -118,20 +184,34 @@ class KindRegistry:
         default_model: str | None = None,
         commands: Mapping[str, Target] | None = None,
         artifact_loader: Target | None = None,
+        options: Target | None = None,
+        verb_options: Mapping[str, Target] | None = None,
+        default_artifact: str | None = None,
     ) -> ComponentSpec:
         """Register component ``name``, built by ``factory(**options)``.
 
-        ``commands`` maps verbs of :data:`VERBS` to ``fn(argv, ctx)`` targets;
-        ``artifact_loader`` is ``fn(artifact, provider=...)`` returning a component
-        that runs an exported artifact.
+        ``options`` is the component's attrs options class (its fields become CLI flags);
+        ``commands`` maps verbs to targets: under plugin API 2, ``fn(ctx)`` for the verbs of
+        :data:`PLUGIN_VERBS` (the core runs the main verb and export); under API 1,
+        ``fn(argv, ctx)`` for any verb. ``verb_options`` maps a verb to its options class;
+        ``artifact_loader`` is ``fn(artifact, *, provider, threads=None, **options)``;
+        ``default_artifact`` is ``"package:path"`` of an artifact shipped in the package.
         """
         _check_name(name, f"{self.kind} name")
         if any(spec.name == name for spec in self.added):
             raise PluginError(f"{self.kind} {name!r} registered twice by plugin {self.plugin!r}")
         commands = dict(commands or {})
-        unknown = sorted(set(commands) - set(VERBS))
+        allowed = VERBS if self.api_version < 2 else PLUGIN_VERBS
+        unknown = sorted(set(commands) - set(allowed))
         if unknown:
-            raise PluginError(f"{self.kind} {name!r}: unknown verbs {unknown}; known: {list(VERBS)}")
+            raise PluginError(
+                f"{self.kind} {name!r}: verbs {unknown} are not the plugin's to run; it may add: {list(allowed)}"
+            )
+        verb_options = dict(verb_options or {})
+        if set(verb_options) - set(commands):
+            raise PluginError(f"{self.kind} {name!r}: options for verbs it has no command for: {sorted(verb_options)}")
+        if default_artifact is not None and not re.fullmatch(r"[\w.]+:[\w./-]+", str(default_artifact)):
+            raise PluginError(f"default_artifact of {name!r} must be 'package:path', got {default_artifact!r}")
         spec = ComponentSpec(
             kind=self.kind,
             name=name,
@@ -141,12 +221,19 @@ class KindRegistry:
             capabilities=tuple(str(c) for c in capabilities),
             default_model=default_model,
             commands={v: _check_target(t, f"'{v}' command of {name!r}") for v, t in commands.items()},
-            artifact_loader=None
-            if artifact_loader is None
-            else _check_target(artifact_loader, f"artifact loader of {name!r}"),
+            artifact_loader=_optional_target(artifact_loader, f"artifact loader of {name!r}"),
+            options=_optional_target(options, f"options of {name!r}"),
+            verb_options={v: _check_target(t, f"'{v}' options of {name!r}") for v, t in verb_options.items()},
+            default_artifact=default_artifact,
+            api_version=self.api_version,
+            distribution=self.distribution,
         )
         self.added.append(spec)
         return spec
+
+
+def _optional_target(target: Any, what: str) -> Target | None:
+    return None if target is None else _check_target(target, what)
 
 
 @attrs.frozen

@@ -20,6 +20,8 @@ from engine.errors import ProviderError, UsageError
 log = logging.getLogger("engine.runtime")
 
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+#: The one thread setting of every component, torch and onnxruntime alike.
+THREADS_ENV = "ENGINE_THREADS"
 _CHAINS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -68,6 +70,34 @@ def available_providers() -> list[str]:
     return list(_onnxruntime().get_available_providers())
 
 
+def resolve_threads(threads: int | None = None) -> int | None:
+    """The thread count to use: ``threads`` when given, else ``$ENGINE_THREADS``, else None
+    (the library's own default: one thread per core)."""
+    source = "threads"
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if not raw:
+            return None
+        source, threads = THREADS_ENV, raw
+    try:
+        value = int(threads)
+    except (TypeError, ValueError):
+        raise UsageError(f"{source} must be a positive integer, got {threads!r}") from None
+    if value < 1 or isinstance(threads, bool):
+        raise UsageError(f"{source} must be a positive integer, got {threads!r}")
+    return value
+
+
+def use_torch_threads(threads: int | None = None) -> int | None:
+    """Apply the thread policy to torch (intra-op threads); returns the count set, or None."""
+    value = resolve_threads(threads)
+    if value is not None:
+        import torch
+
+        torch.set_num_threads(value)
+    return value
+
+
 def _check_provider(provider: str) -> str:
     provider = (provider or "auto").lower()
     if provider not in PROVIDERS:
@@ -100,7 +130,7 @@ def create_session(
         if provider == "auto" and "CUDAExecutionProvider" in available
         else _CHAINS.get(provider, _CHAINS["cpu"])
     )
-    session = _new_session(ort, model, chain, threads, options, quiet=provider == "auto")
+    session = _new_session(ort, model, chain, resolve_threads(threads), options, quiet=provider == "auto")
     used = session.get_providers()
     if provider in _REQUIRED and _REQUIRED[provider] not in used:
         raise ProviderError(

@@ -29,22 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.host import Engine
-from engine.interfaces import (
-    BASES,
-    Decoder,
-    GenerationConfig,
-    GenerationResult,
-    PeptideHit,
-    Sampler,
-    SampleResult,
-    SamplingConfig,
-    Sequencer,
-    Spectrum,
-)
+from engine.interfaces import Spectrum
+from engine.kinds import KINDS_BY_NAME, probe_spectra
+from engine.registry import ComponentSpec
 
 HEAVY_MODULES = ("torch", "transformers")
-DECODER_PROBE = ("Hello", GenerationConfig(max_new_tokens=8))
-SAMPLER_PROBE = SamplingConfig(num_samples=2, length=16, steps=4, seed=0)
 
 
 class ConformanceError(AssertionError):
@@ -53,6 +42,10 @@ class ConformanceError(AssertionError):
 
 def _fail(what: str, message: str) -> ConformanceError:
     return ConformanceError(f"conformance: {what}: {message}")
+
+
+def _what(spec: ComponentSpec) -> str:
+    return f"{spec.kind} {spec.name!r} of plugin {spec.plugin!r}"
 
 
 def engine_with(*plugins: Any) -> Engine:
@@ -72,8 +65,20 @@ def check_registration(plugin: Any) -> Engine:
         raise _fail(f"plugin {name}", "registers no component")
     for spec in specs:
         if not spec.description:
-            raise _fail(f"{spec.kind} {spec.name!r}", "has no description")
+            raise _fail(_what(spec), "has no description")
+        _check_options(spec)
     return engine
+
+
+def _check_options(spec: ComponentSpec) -> None:
+    """Declared options classes resolve and their flags build (no clash with the core's)."""
+    from engine.cli import verb_parser
+
+    try:
+        for verb in spec.verbs:
+            verb_parser(spec, verb)
+    except Exception as exc:
+        raise _fail(_what(spec), f"its options do not make a command line: {exc}") from exc
 
 
 def check_lazy_import(module_name: str) -> None:
@@ -98,36 +103,27 @@ def _python(code: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _probe(component: Any, spectra: list[Spectrum] | None) -> Any:
-    """Run the kind's main job on the kit's fixed probe input."""
-    if isinstance(component, Decoder):
-        return component.generate(*DECODER_PROBE)
-    if isinstance(component, Sampler):
-        return component.sample(SAMPLER_PROBE)
-    return list(component.sequence(spectra or []))
-
-
-def _check_result(what: str, component: Any, result: Any) -> None:
-    if isinstance(component, Decoder):
-        ok = isinstance(result, GenerationResult) and 0 < len(result.tokens) <= DECODER_PROBE[1].max_new_tokens
-    elif isinstance(component, Sampler):
-        ok = isinstance(result, SampleResult) and len(result.texts) == SAMPLER_PROBE.num_samples
-        ok = ok and all(len(t) == SAMPLER_PROBE.length for t in result.tokens)
-    else:
-        ok = all(isinstance(hit, PeptideHit) for hit in result)
-    if not ok:
-        raise _fail(what, f"probe returned {result!r:.300}, not a valid {component.kind} result")
-
-
-def _check_bad_input(what: str, component: Any) -> None:
-    bad_calls = {
-        Decoder: lambda: component.generate(12345, DECODER_PROBE[1]),
-        Sampler: lambda: component.sample({"steps": 0}),
-        Sequencer: lambda: list(component.sequence(["not a spectrum"])),
-    }
-    call = next(fn for base, fn in bad_calls.items() if isinstance(component, base))
+def check_probe(spec: ComponentSpec, component: Any, probe: Any = None) -> Any:
+    """Run the kind's main job on its probe input (the bundled one unless given); return the result."""
+    kind = KINDS_BY_NAME[spec.kind]
+    if not isinstance(component, kind.base):
+        raise _fail(_what(spec), f"built a {type(component).__name__}, not an engine.interfaces.{kind.base.__name__}")
+    probe = kind.probe() if probe is None else probe
     try:
-        call()
+        result = kind.call(component, probe)
+    except Exception as exc:
+        raise _fail(_what(spec), f"the probe raised {type(exc).__name__}: {exc}") from exc
+    problem = kind.problem(component, probe, result)
+    if problem:
+        raise _fail(_what(spec), problem)
+    return result
+
+
+def check_bad_input(spec: ComponentSpec, component: Any) -> None:
+    """Bad input fails with TypeError or ValueError and a one-line message."""
+    what = _what(spec)
+    try:
+        KINDS_BY_NAME[spec.kind].bad_input(component)
     except (TypeError, ValueError) as exc:
         message = str(exc).strip()
         if not message or "\n" in message:
@@ -138,25 +134,18 @@ def _check_bad_input(what: str, component: Any) -> None:
     raise _fail(what, "accepted bad input silently; expected TypeError or ValueError")
 
 
-def _same(component: Any, a: Any, b: Any) -> bool:
-    if isinstance(component, Decoder):
-        return a.tokens == b.tokens
-    if isinstance(component, Sampler):
-        exact = "exact-parity" in getattr(component, "capabilities", ())
-        return a.tokens == b.tokens if exact else len(a.tokens) == len(b.tokens)
-    return [h.peptide for h in a] == [h.peptide for h in b]
-
-
-def check_onnx_parity(engine: Engine, spec: Any, component: Any, result: Any, workdir: Path, spectra: Any) -> None:
-    """Export, reload through ``load_artifact`` on the CPU, and compare the probe."""
-    what = f"{spec.kind} {spec.name!r}"
+def check_onnx_parity(
+    engine: Engine, spec: ComponentSpec, component: Any, result: Any, workdir: Path, probe: Any = None
+) -> None:
+    """Export, reload through ``Engine.load_artifact(threads=1)`` on the CPU, and compare the probe."""
+    kind = KINDS_BY_NAME[spec.kind]
+    what = _what(spec)
+    if spec.artifact_loader is None:
+        raise _fail(what, "declares onnx-export but registers no artifact_loader")
     path = Path(component.export_onnx(workdir / f"{spec.name}-artifact"))
-    runtime = engine.load_artifact(path, provider="cpu")
-    if not isinstance(runtime, BASES[spec.kind]):
-        raise _fail(what, f"artifact loader returned {type(runtime).__name__}, not a {BASES[spec.kind].__name__}")
-    ort_result = _probe(runtime, spectra)
-    _check_result(f"{what} (onnxruntime)", runtime, ort_result)
-    if not _same(component, result, ort_result):
+    runtime = engine.load_artifact(path, provider="cpu", threads=1)
+    ort_result = check_probe(spec, runtime, probe)
+    if not kind.same(component, result, ort_result):
         raise _fail(what, f"onnxruntime result differs from torch: {ort_result!r:.300} vs {result!r:.300}")
 
 
@@ -172,24 +161,55 @@ def check_plugin(
     """Run every conformance check on ``plugin`` (a module or plugin object).
 
     ``options`` maps component names to factory keyword arguments (a tiny model for
-    tests, say); ``spectra`` feeds sequencers. Returns the engine used.
+    tests, say). Every component is fed its kind's bundled probe input; ``spectra``
+    feeds sequencers more spectra besides. Returns the engine used.
     """
     engine = check_registration(plugin)
     if lazy_import and isinstance(getattr(plugin, "__name__", None), str) and hasattr(plugin, "__file__"):
         check_lazy_import(plugin.__name__)
-    spectra = list(spectra or [])
     workdir = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(prefix="engine-conformance-"))
     for spec in engine.components():
-        what = f"{spec.kind} {spec.name!r}"
-        component = spec.create(**dict((options or {}).get(spec.name, {})))
-        result = _probe(component, spectra)
-        _check_result(what, component, result)
-        _check_bad_input(what, component)
-        if onnx and "onnx-export" in spec.capabilities:
-            if spec.artifact_loader is None:
-                raise _fail(what, "declares onnx-export but registers no artifact_loader")
-            check_onnx_parity(engine, spec, component, result, workdir, spectra)
+        check_component(engine, spec, (options or {}).get(spec.name, {}), onnx=onnx, workdir=workdir, spectra=spectra)
     return engine
+
+
+def check_component(
+    engine: Engine,
+    spec: ComponentSpec,
+    options: Mapping[str, Any] | None = None,
+    *,
+    onnx: bool = True,
+    workdir: Path,
+    spectra: Iterable[Spectrum] | None = None,
+) -> None:
+    """The probe, bad input and (for ``onnx-export``) parity checks of one component."""
+    try:
+        component = spec.create(**dict(options or {}))
+    except Exception as exc:
+        raise _fail(_what(spec), f"cannot be built: {type(exc).__name__}: {exc}") from exc
+    probe = [*probe_spectra(), *(spectra or [])] if spec.kind == "sequencer" else None
+    result = check_probe(spec, component, probe)
+    check_bad_input(spec, component)
+    if onnx and "onnx-export" in spec.capabilities:
+        check_onnx_parity(engine, spec, component, result, workdir, probe)
+
+
+def check_installed(engine: Engine, names: Iterable[str] | None = None, onnx: bool = True) -> dict[str, str | None]:
+    """``engine plugins --check``: the kit over installed plugins, ``{component: error or None}``."""
+    wanted = set(names or ())
+    results: dict[str, str | None] = {
+        p.name: p.error for p in engine.plugins if p.error and p.name in (wanted or {p.name})
+    }
+    with tempfile.TemporaryDirectory(prefix="engine-check-") as tmp:
+        for spec in engine.components():
+            if wanted and spec.plugin not in wanted:
+                continue
+            try:
+                check_component(engine, spec, onnx=onnx, workdir=Path(tmp))
+                results[f"{spec.kind}:{spec.name}"] = None
+            except Exception as exc:  # noqa: BLE001 - report every component, then fail
+                results[f"{spec.kind}:{spec.name}"] = str(exc).splitlines()[0]
+    return results
 
 
 _BLOCKER = """

@@ -106,3 +106,23 @@ def only(monkeypatch):
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def spectra_file():
+    """``spectra_file("formats", "x.mzML")``: a shared spectra file; the test skips when absent."""
+    from engine.datasets import shared_data
+
+    def get(*parts: str) -> Path:
+        path = shared_data("spectra", *parts)
+        if not path.exists():
+            pytest.skip(f"{path} is absent")
+        return path
+
+    return get
+
+
+@pytest.fixture
+def massivekb(spectra_file):
+    """500 labelled MassIVE-KB spectra (MGF with a PEPREC side file)."""
+    return spectra_file("massivekb", "massivekb_selected_500.mgf")

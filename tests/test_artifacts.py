@@ -106,10 +106,17 @@ def test_load_artifact_dispatches_to_the_plugin(artifact, make_module):
         "artifact_plugin",
         """
         from engine import hookimpl
+        from engine.interfaces import Decoder
         plugin_api_version = 1
         LOADED = []
+        class Toy(Decoder):
+            runs_artifact = True
+            def generate(self, prompt, config=None):
+                raise NotImplementedError
         def load(artifact, provider, **options):
             LOADED.append((artifact.config, provider, options))
+            return Toy()
+        def not_a_component(artifact, provider, **options):
             return "runtime component"
         @hookimpl
         def register_decoders(registry):
@@ -117,6 +124,25 @@ def test_load_artifact_dispatches_to_the_plugin(artifact, make_module):
         """,
     )
     host = engine.Engine(plugins=[mod], autoload=False)
-    assert engine.load_artifact(artifact, provider="cpu", engine=host) == "runtime component"
-    assert host.load_artifact(artifact, threads=1) == "runtime component"
-    assert mod.LOADED == [({"max_length": 8}, "cpu", {}), ({"max_length": 8}, "auto", {"threads": 1})]
+    toy = engine.load_artifact(artifact, provider="cpu", engine=host)
+    assert isinstance(toy, mod.Toy) and toy.name == "toy" and toy.spec.plugin == "artifact_plugin"
+    assert "onnx-export" not in toy.capabilities
+    assert isinstance(host.load_artifact(artifact, threads=1), mod.Toy)
+    assert mod.LOADED == [({"max_length": 8}, "cpu", {"threads": None}), ({"max_length": 8}, "auto", {"threads": 1})]
+
+
+def test_an_artifact_loader_must_return_a_component(artifact, make_module):
+    mod = make_module(
+        "artifact_liar",
+        """
+        from engine import hookimpl
+        plugin_api_version = 1
+        def load(artifact, provider, **options):
+            return "runtime component"
+        @hookimpl
+        def register_decoders(registry):
+            registry.add("toy", "artifact_liar:load", description="toy", artifact_loader="artifact_liar:load")
+        """,
+    )
+    with pytest.raises(engine.PluginError, match="artifact loader of decoder 'toy' returned str"):
+        engine.Engine(plugins=[mod], autoload=False).load_artifact(artifact)

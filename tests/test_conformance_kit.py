@@ -37,7 +37,9 @@ def test_plugin_that_imports_torch_eagerly(make_module):
 def test_wrong_result_type(make_module):
     source = good_plugin("liar", "kit_liar") + "\nEcho.generate = lambda self, prompt, config=None: prompt\n"
     mod = make_module("kit_liar", source)
-    with pytest.raises(ConformanceError, match="decoder 'liar': probe returned 'Hello', not a valid decoder result"):
+    with pytest.raises(
+        ConformanceError, match="decoder 'liar' of plugin 'kit_liar': generate returned str, not a GenerationResult"
+    ):
         engine.testing.check_plugin(mod, lazy_import=False)
 
 
@@ -89,7 +91,7 @@ def test_third_party_example_installs_and_passes_its_own_tests(tmp_path):
         cwd=tmp_path,
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "4 passed" in tests.stdout
+    assert "5 passed" in tests.stdout
     listed = subprocess.run(
         [sys.executable, "-m", "engine", "list", "samplers"], capture_output=True, text=True, env=env
     )
@@ -101,3 +103,45 @@ def test_third_party_example_installs_and_passes_its_own_tests(tmp_path):
         env=env,
     )
     assert sampled.returncode == 0 and len(sampled.stdout.strip("\n")) == 12, sampled.stderr
+
+
+SEQUENCER = """
+from engine import hookimpl
+from engine.interfaces import PeptideHit, Sequencer
+
+plugin_api_version = 2
+
+
+class Liar(Sequencer):
+    def sequence(self, spectra):
+        for s in spectra:
+            if not hasattr(s, "precursor_mz"):
+                raise TypeError("expected Spectrum")
+            yield @HIT@
+
+
+@hookimpl
+def register_sequencers(registry):
+    registry.add("liar", "@MODULE@:Liar", description="a sequencer under test")
+"""
+
+
+@pytest.mark.parametrize(
+    ("hit", "problem"),
+    [
+        ("s.ref", "sequence yielded str, not PeptideHit"),
+        ("PeptideHit('index=99', None, 'PEPTIDE', 1.0, [], 0.0, 2, 500.0)", "which was not in the input"),
+    ],
+)
+def test_kit_feeds_sequencers_bundled_spectra(make_module, hit, problem):
+    """No spectra passed by the author: the kit's own probe spectra still catch a wrong answer."""
+    mod = make_module("kit_seq_liar", SEQUENCER.replace("@HIT@", hit).replace("@MODULE@", "kit_seq_liar"))
+    with pytest.raises(ConformanceError, match=f"sequencer 'liar' of plugin 'kit_seq_liar': .*{problem}"):
+        engine.testing.check_plugin(mod, lazy_import=False)
+
+
+def test_kit_rejects_an_empty_result_for_spectra(make_module):
+    source = SEQUENCER.replace("            yield @HIT@", "            pass\n        return iter(())")
+    mod = make_module("kit_seq_empty", source.replace("@MODULE@", "kit_seq_empty"))
+    with pytest.raises(ConformanceError, match="yielded no hit for 3 spectra"):
+        engine.testing.check_plugin(mod, lazy_import=False)

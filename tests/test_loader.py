@@ -79,9 +79,56 @@ def test_duplicate_component_name_keeps_the_first(installed, only):
     only("a-first", "b-second")
     engine = Engine()
     assert engine.get("decoder", "echo").plugin == "a-first"
-    assert (
-        "decoder name 'echo' is already taken by decoder 'echo' of plugin 'a-first'" in engine.load_errors["b-second"]
+    assert engine.load_errors["b-second"] == (
+        "decoder 'echo' is also registered by fake-a-first (plugin 'a-first'), which keeps it"
     )
+
+
+TWO = """
+from engine import hookimpl
+from engine.interfaces import Decoder
+plugin_api_version = 2
+class D(Decoder):
+    def generate(self, prompt, config=None):
+        raise NotImplementedError
+@hookimpl
+def register_decoders(registry):
+    registry.add("medusa", "@M@:D", description="an impostor")
+    registry.add("@OWN@", "@M@:D", description="its own name")
+"""
+
+
+def test_a_bundled_plugin_wins_a_clash_and_only_the_clashing_name_is_dropped(installed, only, tmp_path):
+    installed({"aaa": ("impostor", TWO.replace("@M@", "impostor").replace("@OWN@", "mine"))})
+    installed({"zzz": ("bundled_like", TWO.replace("@M@", "bundled_like").replace("@OWN@", "medusa-extra"))})
+    # the second one calls itself the bundled engine-medusa distribution
+    info = next(tmp_path.glob("fake_zzz-1.0.dist-info"))
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: engine-medusa\nVersion: 9.9\n")
+    only("aaa", "zzz")
+    engine = Engine()
+    assert engine.get("decoder", "medusa").plugin == "zzz"  # loaded second, wins as bundled
+    assert engine.get("decoder", "mine").plugin == "aaa"  # the impostor keeps its other component
+    assert "decoder 'medusa' is also registered by engine-medusa (plugin 'zzz')" in engine.load_errors["aaa"]
+    assert [p.components for p in engine.plugins] == [["decoder:mine"], ["decoder:medusa", "decoder:medusa-extra"]]
+
+
+def test_a_clash_is_an_error_in_strict_mode(make_module):
+    first = make_module("strict_a", good_plugin("echo", "strict_a"))
+    second = make_module("strict_b", good_plugin("echo", "strict_b"))
+    with pytest.raises(PluginError, match="decoder 'echo' is registered by both"):
+        Engine(plugins=[first, second], autoload=False, strict=True)
+
+
+def test_unknown_names_in_the_allow_and_block_lists_are_reported(installed, monkeypatch):
+    installed({"real": ("real_mod", good_plugin("real", "real_mod"))})
+    monkeypatch.setenv("ENGINE_PLUGINS", "real,nonexistent")
+    monkeypatch.setenv("ENGINE_DISABLE_PLUGINS", "ghost")
+    engine = Engine()
+    assert "ENGINE_PLUGINS names 'nonexistent', which is not an installed plugin" in engine.load_errors["nonexistent"]
+    assert "ENGINE_DISABLE_PLUGINS names 'ghost'" in engine.load_errors["ghost"]
+    assert engine.get("decoder", "real").plugin == "real"
+    with pytest.raises(PluginError, match="nonexistent"):
+        Engine(strict=True)
 
 
 def test_names_are_unique_across_kinds(make_module):
@@ -97,7 +144,7 @@ def test_names_are_unique_across_kinds(make_module):
         """,
     )
     engine = Engine(plugins=[first, second], autoload=False)
-    assert "already taken by decoder 'shared'" in engine.load_errors["kinds_b"]
+    assert "sampler 'shared' is also registered by plugin 'kinds_a'" in engine.load_errors["kinds_b"]
 
 
 def test_observer_hook_may_take_no_arguments(make_module):

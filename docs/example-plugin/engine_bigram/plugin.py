@@ -2,7 +2,7 @@
 
 from engine import hookimpl
 
-plugin_api_version = 1
+plugin_api_version = 2
 
 
 @hookimpl
@@ -12,7 +12,7 @@ def register_samplers(registry):
         "engine_bigram.sampler:BigramSampler",
         description="character bigram sampler (example plugin)",
         capabilities=("onnx-export", "exact-parity"),
-        default_model="built from the text it is given",
-        commands={"sample": "engine_bigram.cli:sample", "demo": "engine_bigram.cli:demo"},
+        default_model="built from a short built-in text, or from the text file given with --model",
+        options="engine_bigram.options:BigramOptions",
         artifact_loader="engine_bigram.sampler:load_artifact",
     )

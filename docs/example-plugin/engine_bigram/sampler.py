@@ -17,28 +17,23 @@ from engine.interfaces import Sampler, SampleResult, SampleStats, SamplingConfig
 DEFAULT_TEXT = "the quick brown fox jumps over the lazy dog. " * 4
 
 
-def bigram_log_probs(text: str) -> tuple[list[str], np.ndarray]:
-    """Vocabulary and add-one smoothed log p(next | previous), float32."""
+def bigram_log_probs(text: str, smoothing: float = 1.0) -> tuple[list[str], np.ndarray]:
+    """Vocabulary and add-k smoothed log p(next | previous), float32."""
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
-    counts = np.ones((len(vocab), len(vocab)))
+    counts = np.full((len(vocab), len(vocab)), float(smoothing))
     ids = [index[c] for c in text]
     np.add.at(counts, (ids[:-1], ids[1:]), 1)
     return vocab, np.log(counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-class BigramSampler(Sampler):
-    name = "bigram"
-    capabilities = ("onnx-export", "exact-parity")
+class BigramBase(Sampler):
+    """The sampling loop both back ends share; they differ in ``_next_logits``."""
 
-    def __init__(self, text: str = DEFAULT_TEXT, vocab: list[str] | None = None, table: np.ndarray | None = None):
-        if vocab is None or table is None:
-            vocab, table = bigram_log_probs(text)
-        self.vocab = list(vocab)
-        self.table = table
+    vocab: list[str]
 
     def _next_logits(self, previous: np.ndarray) -> np.ndarray:
-        return self.table[previous]
+        raise NotImplementedError
 
     def sample(self, config: SamplingConfig | None = None) -> SampleResult:
         config = SamplingConfig() if config is None else config
@@ -68,11 +63,23 @@ class BigramSampler(Sampler):
             texts=texts, tokens=rows.tolist(), stats=SampleStats(config.length, time.perf_counter() - start)
         )
 
-    def export_onnx(self, dest: str | Path) -> Path:
+
+class BigramSampler(BigramBase):
+    """``model``: a text file to learn the bigrams from (default: a built-in sentence)."""
+
+    def __init__(self, model: str | None = None, smoothing: float = 1.0, text: str | None = None):
+        if text is None:
+            text = Path(model).read_text(encoding="utf-8") if model else DEFAULT_TEXT
+        self.vocab, self.table = bigram_log_probs(text, smoothing)
+
+    def _next_logits(self, previous: np.ndarray) -> np.ndarray:
+        return self.table[previous]
+
+    def export_onnx(self, dest: str | Path, overwrite: bool = False) -> Path:
         import onnx
         from onnx import helper, numpy_helper
 
-        from engine.artifacts import write_artifact
+        from engine.artifacts import write_component_artifact
 
         graph = helper.make_graph(
             [helper.make_node("Gather", ["table", "previous"], ["logits"], axis=0)],
@@ -83,21 +90,21 @@ class BigramSampler(Sampler):
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
-        return write_artifact(
+        return write_component_artifact(  # plugin, kind and name come from the registration
+            self,
             dest,
-            plugin="bigram",
-            kind="sampler",
-            component="bigram",
             files={"bigram.onnx": model.SerializeToString()},
             models={"bigram": {"file": "bigram.onnx", "inputs": ["previous"], "outputs": ["logits"]}},
             opset=17,
             config={"vocab": self.vocab},
-            overwrite=True,
+            overwrite=overwrite,
         )
 
 
-class OrtBigramSampler(BigramSampler):
+class OrtBigramSampler(BigramBase):
     """The same sampler, its table lookup run by onnxruntime."""
+
+    runs_artifact = True
 
     def __init__(self, session, vocab: list[str]):
         self.session = session
@@ -107,5 +114,5 @@ class OrtBigramSampler(BigramSampler):
         return self.session.run(["logits"], {"previous": previous.astype(np.int64)})[0]
 
 
-def load_artifact(artifact, provider: str = "auto") -> OrtBigramSampler:
-    return OrtBigramSampler(artifact.session("bigram", provider), artifact.config["vocab"])
+def load_artifact(artifact, *, provider: str = "auto", threads: int | None = None) -> OrtBigramSampler:
+    return OrtBigramSampler(artifact.session("bigram", provider, threads=threads), artifact.config["vocab"])

@@ -27,3 +27,20 @@ def test_prefix_and_fixed_positions_are_kept():
 def test_unknown_character_is_a_clear_error():
     with pytest.raises(ValueError, match="not in the vocabulary"):
         BigramSampler().sample(SamplingConfig(length=5, prefix="Z"))
+
+
+def test_every_verb_works_without_cli_code(tmp_path, capsys):
+    """The core parses the verbs: sample, export and running the artifact, with the plugin's option."""
+    from engine.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("abababab")
+    assert (
+        main(["sample", "bigram", "--model", str(corpus), "--length", "6", "--seed", "0", "--smoothing", "0.01"]) == 0
+    )
+    assert set(capsys.readouterr().out.strip()) <= {"a", "b"}
+    assert main(["export", "bigram", "--model", str(corpus), "-o", str(tmp_path / "art")]) == 0
+    capsys.readouterr()
+    assert main(["sample", "bigram", "--artifact", str(tmp_path / "art"), "--length", "6", "--seed", "0"]) == 0
+    assert set(capsys.readouterr().out.strip()) <= {"a", "b"}
+    assert main(["sample", "bigram", "--artifact", str(tmp_path / "art"), "--smoothing", "2"]) == 2

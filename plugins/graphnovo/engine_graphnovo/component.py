@@ -1,45 +1,64 @@
-"""Sequencer components: the learned GraphNovo (torch) and the DP baseline (numpy)."""
+"""The part of both GraphNovo paths that needs no torch: spectra -> PeptideHits through the
+shared Pipeline, the model's settings under the user's options, and the DP baseline
+(graphnovo-dp, numpy only). The torch class is in ``torch_path``, the onnxruntime class
+in ``ort_path``."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from engine.interfaces import PeptideHit, Sequencer, Spectrum
+import attrs
+
+from engine.interfaces import ConfigError, PeptideHit, Sequencer, Spectrum
+from engine.io.peptides import ResidueTable
 
 from .graph import GraphBuilder, GraphConfig, check_features
 from .inference import Pipeline, SearchConfig
-from .masses import ResidueTable
+from .options import GraphNovoOptions, SearchOptions
 from .preprocess import PreprocessConfig
 
 PACKAGE = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = PACKAGE / "weights" / "default"
-EXAMPLES = PACKAGE / "examples" / "massivekb_examples.mgf"
+DEFAULT_ARTIFACT = PACKAGE / "artifacts" / "default"
 
 
-def example_spectra() -> list[Spectrum]:
-    """Three bundled labelled MassIVE-KB spectra (compomics/ms2pip test data, Apache-2.0)."""
-    from .readers import read_spectra
-
-    return list(read_spectra([EXAMPLES]))
-
-
-def _search(options: dict, defaults: dict | None = None) -> SearchConfig:
-    """User options over the model's tuned defaults (meta["search"]) over SearchConfig."""
-    keys = SearchConfig.__dataclass_fields__
-    unknown = sorted(set(options) - set(keys))
+def make_options(cls: type, name: str, options: dict[str, Any]) -> Any:
+    """``cls(**options)``; an option the component does not take is a one-line ConfigError."""
+    known = {a.name for a in attrs.fields(cls)}
+    unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(f"unknown graphnovo options: {', '.join(unknown)}")
+        raise ConfigError(
+            f"{name} has no option {', '.join(map(repr, unknown))} (it takes: {', '.join(sorted(known))})"
+        )
+    return cls(**options)
+
+
+def search_config(options: SearchOptions, defaults: dict | None = None) -> SearchConfig:
+    """The options given over the model's tuned defaults (meta["search"]) over SearchConfig."""
+    keys = {f.name for f in dataclasses.fields(SearchConfig)}
     merged = {k: v for k, v in (defaults or {}).items() if k in keys}
-    merged.update(options)
+    merged.update(options.search_settings())
     for key in ("isotopes", "charges"):
         if key in merged:
             merged[key] = tuple(merged[key])
     return SearchConfig(**merged)
 
 
+def preprocess_config(options: SearchOptions, base: PreprocessConfig) -> PreprocessConfig:
+    """The model's peak preprocessing with the options given."""
+    changed = dataclasses.replace(base, **options.preprocess_settings())
+    if changed.max_mz <= changed.min_mz:
+        raise ConfigError(f"max_mz ({changed.max_mz}) must be above min_mz ({changed.min_mz})")
+    return changed
+
+
 class _PipelineSequencer(Sequencer):
-    """Validates inputs and turns Pipeline predictions into PeptideHits."""
+    """Validates inputs and turns Pipeline predictions into PeptideHits; spectra with no
+    prediction go to ``failures`` (source, ref, reason), which the core's sequence job
+    adds to the skipped report."""
 
     pipeline: Pipeline
 
@@ -48,9 +67,6 @@ class _PipelineSequencer(Sequencer):
 
     def sequence(self, spectra: Iterable[Spectrum]) -> Iterator[PeptideHit]:
         return self.pipeline.hits(_checked(spectra), self.failures)
-
-    def example_spectra(self) -> list[Spectrum]:
-        return example_spectra()
 
 
 def _checked(spectra: Iterable[Spectrum]) -> Iterator[Spectrum]:
@@ -61,47 +77,32 @@ def _checked(spectra: Iterable[Spectrum]) -> Iterator[Spectrum]:
 
 
 class DPSequencer(_PipelineSequencer):
-    """graphnovo-dp: dynamic-programming path + knapsack fill over the same graph."""
+    """graphnovo-dp: dynamic-programming path + knapsack fill over the same graph (numpy only)."""
 
-    name = "graphnovo-dp"
-    capabilities = ()
-
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__()
-        self.pipeline = Pipeline(GraphBuilder(ResidueTable(), GraphConfig()), None, _search(options))
+        self.options = make_options(SearchOptions, "graphnovo-dp", options)
+        builder = GraphBuilder(ResidueTable(), GraphConfig())
+        prep = preprocess_config(self.options, PreprocessConfig())
+        self.pipeline = Pipeline(builder, None, search_config(self.options), prep)
 
 
-class GraphNovoSequencer(_PipelineSequencer):
-    """graphnovo: PathSearcher + SeqFiller on torch, from fp16 safetensors weights."""
-
-    name = "graphnovo"
-    capabilities = ("onnx-export",)
-
-    def __init__(self, weights: str | Path | None = None, **options) -> None:
-        super().__init__()
-        from .model import TorchBackend
-        from .training import load_weights
-
-        self.weights = Path(weights) if weights else DEFAULT_WEIGHTS
-        if not (self.weights / "config.json").is_file():
-            raise ValueError(f"no graphnovo weights at {self.weights} (train them: engine train graphnovo)")
-        self.ps, self.sf, self.meta = load_weights(self.weights)
-        self.pipeline = pipeline_from_meta(self.meta, TorchBackend(self.ps, self.sf), options)
-
-    def export_onnx(self, dest) -> Path:
-        from .export import export_artifact
-
-        return export_artifact(self, Path(dest))
+def baseline_for(options: SearchOptions | None) -> DPSequencer:
+    """The DP baseline with the settings of ``options`` it reads (eval runs both side by side)."""
+    names = [a.name for a in attrs.fields(SearchOptions)]
+    return DPSequencer(**{k: getattr(options, k) for k in names} if options is not None else {})
 
 
-def pipeline_from_meta(meta: dict, backend, options: dict | None = None) -> Pipeline:
-    """Rebuild the exact graph/preprocess settings a model was trained with; search
-    settings: ``options`` over the model's tuned defaults. A model trained on other
-    input features than this code builds is refused (ValueError, one line)."""
+def pipeline_from_meta(meta: dict, backend: Any, options: GraphNovoOptions | None = None) -> Pipeline:
+    """Rebuild the exact graph/preprocess settings a model was trained with, the options
+    given over them (and over the model's tuned search). A model trained on other input
+    features than this code builds is refused (ConfigError, one line)."""
     check_features(meta["model"])
+    options = options if options is not None else GraphNovoOptions()
     table = ResidueTable(tuple(meta["residues"]))
     builder = GraphBuilder(table, GraphConfig(**meta["graph"]))
-    search = _search(dict(options or {}), meta.get("search"))
+    search = search_config(options, meta.get("search"))
+    prep = preprocess_config(options, PreprocessConfig(**meta["preprocess"]))
     m = meta["model"]
     cache = (m["decoder_layers"], 2, m["heads"], m["d_model"] // m["heads"])
-    return Pipeline(builder, backend, search, PreprocessConfig(**meta["preprocess"]), bos=m["vocab"], cache=cache)
+    return Pipeline(builder, backend, search, prep, bos=m["vocab"], cache=cache)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.io.peptides import ResidueTable, token_mass
+
 from .graph import SpectrumGraph, label_nodes
-from .masses import ResidueTable, token_mass
 
 FEATURE_KEYS = ("ions", "masses", "precursor", "charge", "pair_code", "node_mask")
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.io.peptides import parse_peptide, residue_mass_of, residue_masses
+from engine.io.spectra import ReaderConfig, SkipReport, read_spectra
+
 from .graph import graph_stats, missing_fragmentation, true_prefixes
-from .masses import parse_peptide, residue_mass_of, residue_masses
 from .metrics import Scorer
 from .preprocess import preprocess
-from .readers import ReaderConfig, SkipReport, read_spectra
 
 MF_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, 1.01))
 GROUP = 16  # spectra searched together
@@ -122,8 +123,8 @@ def training_split(limit: int) -> list:
 def simulated_spectra(count: int, seed: int = 12345) -> list:
     """Fresh labelled simulated spectra (a seed the training stream does not use)."""
     from engine.interfaces import Spectrum
+    from engine.io.peptides import to_proforma
 
-    from .masses import to_proforma
     from .simulator import modify, read_fasta, sample_charge, simulate, tryptic_peptides
     from .training import DATA, PROTEOMES, SIM
 
@@ -152,13 +153,13 @@ def tune_search(weights: Path, bonuses=(0.0, 1.0, 2.0, 3.0), beams=(5, 10, 20), 
     returned (with torch spectra/s on this machine, for the speed side of the beam)."""
     import json
 
-    from .component import GraphNovoSequencer
+    from .torch_path import GraphNovoSequencer
 
     spectra = simulated_spectra(limit)
-    evaluate(spectra[:4], GraphNovoSequencer(weights), None)  # one-time lazy set-up, kept out of the timings
+    evaluate(spectra[:4], GraphNovoSequencer(model=weights), None)  # one-time lazy set-up, kept out of the timings
 
     def measure(**search) -> dict:
-        comp = GraphNovoSequencer(weights, **search)
+        comp = GraphNovoSequencer(model=weights, **search)
         t0 = time.perf_counter()
         r = evaluate(spectra, comp, None)
         return {
@@ -203,42 +204,44 @@ def tune_search(weights: Path, bonuses=(0.0, 1.0, 2.0, 3.0), beams=(5, 10, 20), 
     }
 
 
-def bench(limit: int, weights=None, threads: int = 1, search: dict | None = None) -> dict:
-    """Spectra per second over held-out MassIVE-KB spectra, one process, ``threads``;
-    ``search`` overrides the model's search setting (e.g. beams) for torch and onnxruntime."""
-    import torch
+def bench(learned, baseline, limit: int, threads: int | None = None, provider: str = "cpu") -> dict:
+    """Spectra per second over held-out MassIVE-KB spectra, one process: graph building,
+    the DP ``baseline`` and ``learned`` (torch, then its export on onnxruntime ``provider``
+    with the same options; or an artifact it already runs), with peptide agreement."""
+    from engine.options import as_kwargs
+    from engine.runtime import resolve_threads
 
-    from .component import DPSequencer, GraphNovoSequencer, pipeline_from_meta
     from .data import graph_arrays
-    from .ort import OrtSequencer
+    from .ort_path import OrtGraphNovoSequencer
 
-    torch.set_num_threads(threads)
     spectra = heldout_spectra()[:limit]
-    dp = DPSequencer()
     t0 = time.perf_counter()
     for s in spectra:
-        graph_arrays(dp.pipeline.graph(s, s.charge))
+        graph_arrays(baseline.pipeline.graph(s, s.charge))
     graph_s = time.perf_counter() - t0
-    rates = {"spectra": len(spectra), "threads": threads, "graph_spectra_per_s": len(spectra) / graph_s}
-    search = dict(search or {})
-    learned = GraphNovoSequencer(weights=weights, **search)
+    rates = {
+        "spectra": len(spectra),
+        "threads": resolve_threads(threads),
+        "graph_spectra_per_s": len(spectra) / graph_s,
+    }
     rates["path_beam"], rates["fill_beam"] = learned.pipeline.search.path_beam, learned.pipeline.search.fill_beam
     peptides = {}
-    for name, comp in (("dp", dp), ("torch", learned)):
+
+    def timed(name: str, comp) -> None:
         t0 = time.perf_counter()
         peptides[name] = {h.spectrum_ref: h.peptide for h in comp.sequence(spectra)}
         rates[f"{name}_spectra_per_s"] = len(spectra) / (time.perf_counter() - t0)
-    from engine.artifacts import read_artifact
 
-    with tempfile.TemporaryDirectory() as tmp:
-        art = read_artifact(learned.export_onnx(Path(tmp) / "artifact"))
-        ort = OrtSequencer(art, "cpu", threads)
-        ort.pipeline = pipeline_from_meta(ort.meta, ort.backend, search)
-        t0 = time.perf_counter()
-        peptides["ort"] = {h.spectrum_ref: h.peptide for h in ort.sequence(spectra)}
-        rates["ort_spectra_per_s"] = len(spectra) / (time.perf_counter() - t0)
-    refs = set(peptides["ort"]) | set(peptides["torch"])
-    same = [peptides["ort"].get(r) == peptides["torch"].get(r) for r in refs]
-    rates["ort_torch_same_peptides"] = float(np.mean(same)) if same else 1.0
+    timed("dp", baseline)
+    if learned.runs_artifact:
+        timed("ort", learned)
+    else:
+        timed("torch", learned)
+        with tempfile.TemporaryDirectory() as tmp:
+            art = learned.export_onnx(Path(tmp) / "artifact")
+            timed("ort", OrtGraphNovoSequencer(art, provider, threads, **as_kwargs(learned.options)))
+        refs = set(peptides["ort"]) | set(peptides["torch"])
+        same = [peptides["ort"].get(r) == peptides["torch"].get(r) for r in refs]
+        rates["ort_torch_same_peptides"] = float(np.mean(same)) if same else 1.0
     rates["ort_target_20_per_s_met"] = rates["ort_spectra_per_s"] >= 20
     return rates

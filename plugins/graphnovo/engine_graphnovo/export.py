@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import warnings
 from pathlib import Path
@@ -34,9 +35,9 @@ class _Step(nn.Module):
 
 
 def _sample(component) -> dict:
-    from .component import example_spectra
+    from engine.kinds import probe_spectra
 
-    spec = example_spectra()[0]
+    spec = probe_spectra()[0]
     graph = component.pipeline.graph(spec, spec.charge)
     return pad_batch([graph_arrays(graph), graph_arrays(graph)])
 
@@ -56,9 +57,16 @@ def _export(module, args, names, dynamic, path: Path, outputs=("out",)) -> None:
         )
 
 
-def export_artifact(component, dest: Path) -> Path:
-    from engine.artifacts import write_artifact
+def _on_cpu(model: nn.Module) -> nn.Module:
+    """The model on the CPU for tracing (a copy when it runs elsewhere)."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    return model.eval() if on_cpu else copy.deepcopy(model).cpu().eval()
 
+
+def export_artifact(component, dest: Path, overwrite: bool = False) -> Path:
+    from engine.artifacts import write_component_artifact
+
+    ps, sf = _on_cpu(component.ps), _on_cpu(component.sf)
     feats = _sample(component)
     t = {k: torch.from_numpy(v) for k, v in feats.items()}
     enc_args = [t[k] for k in ENCODE_INPUTS]
@@ -77,17 +85,17 @@ def export_artifact(component, dest: Path) -> Path:
     }
     n = feats["masses"].shape[1]
     with torch.no_grad():
-        ps_state = component.ps.encode_for_steps(*enc_args)
-        sf_state = component.sf.encode_for_steps(*enc_args)
+        ps_state = ps.encode_for_steps(*enc_args)
+        sf_state = sf.encode_for_steps(*enc_args)
     # steps: K beams for each of G graphs (graph-major), a (L, 2, G*K, H, T, dk) cache;
     # exported with G = 2 != K = 3 so that neither size is baked in
-    cfg = component.ps.cfg
+    cfg = ps.cfg
     g, k = feats["masses"].shape[0], 3
     last = torch.tensor([[0, 1, 2]] * g, dtype=torch.long)
     position = torch.full((g, k), 2, dtype=torch.long)
     nmask = torch.ones((g, k, n), dtype=torch.bool)
     past = torch.zeros((cfg.decoder_layers, 2, g * k, cfg.heads, 2, cfg.d_model // cfg.heads))
-    token = torch.full((g, k), component.sf.bos, dtype=torch.long)
+    token = torch.full((g, k), sf.bos, dtype=torch.long)
     prefix = torch.zeros((g, k), dtype=torch.float32)
     beam = {0: "graphs", 1: "beams"}
     step_dyn = {
@@ -112,19 +120,18 @@ def export_artifact(component, dest: Path) -> Path:
     sf_out = {**step_dyn, "out": beam}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        component.ps.eval(), component.sf.eval()
-        _export(_Encode(component.ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx", PS_STATE)
+        _export(_Encode(ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx", PS_STATE)
         _export(
-            _Step(component.ps),
+            _Step(ps),
             ps_args,
             PS_STEP_INPUTS,
             _only(ps_out, PS_STEP_INPUTS),
             tmp / "ps_step.onnx",
             STEP_OUTPUTS,
         )
-        _export(_Encode(component.sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx", SF_STATE)
+        _export(_Encode(sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx", SF_STATE)
         _export(
-            _Step(component.sf),
+            _Step(sf),
             sf_args,
             SF_STEP_INPUTS,
             _only(sf_out, SF_STEP_INPUTS),
@@ -138,16 +145,14 @@ def export_artifact(component, dest: Path) -> Path:
             "sf_step": {"file": "sf_step.onnx", "inputs": SF_STEP_INPUTS, "outputs": STEP_OUTPUTS},
         }
         files = {m["file"]: tmp / m["file"] for m in models.values()}
-        return write_artifact(
+        return write_component_artifact(
+            component,
             dest,
-            plugin="graphnovo",
-            kind="sequencer",
-            component="graphnovo",
             files=files,
             models=models,
             opset=OPSET,
             config={"meta": component.meta},
-            overwrite=True,
+            overwrite=overwrite,
         )
 
 

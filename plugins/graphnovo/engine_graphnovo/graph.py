@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.interfaces import ConfigError
+from engine.io.peptides import AA_MASSES, CO, H2O, NH3, PROTON, ResidueTable, residue_mass_of
+
 from .knapsack import MAX_EDGE_RESIDUES, Knapsack, knapsack_for
-from .masses import AA_MASSES, CO, H2O, NH3, PROTON, ResidueTable, residue_mass_of
 
 JUMP_MASS = 7 * AA_MASSES["G"] + 0.04  # a next node this much heavier may skip the edge rule
 N_ION_TYPES = 18
@@ -298,7 +300,7 @@ def check_features(model: dict, source: str = "model") -> None:
     got = (int(model.get("ion_types", N_ION_TYPES)), int(model.get("peak_features", LEGACY_PEAK_FEATURES)))
     want = (N_ION_TYPES, N_PEAK_FEATURES)
     if got != want:
-        raise ValueError(
+        raise ConfigError(
             f"graphnovo {source} was trained on {got[0]} ion types x {got[1]} peak features, this version "
             f"builds {want[0]} x {want[1]} (local significance added): retrain it (engine train graphnovo) "
             "or use the engine-graphnovo version it was made with"

@@ -16,11 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.io.peptides import to_proforma
+
 from .baseline import sequence_graph as dp_sequence
 from .data import graph_arrays, pad_batch
 from .decoding import Segment, allowed_tokens, path_segments, precursor_match
 from .graph import GraphBuilder, SpectrumGraph
-from .masses import to_proforma
 from .preprocess import PreprocessConfig, preprocess
 
 MAX_TOKENS = 60

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .masses import normalize_il, residue_masses
+from engine.io.peptides import normalize_il, residue_masses
 
 CUM_TOL = 0.5
 AA_TOL = 0.1

@@ -355,17 +355,17 @@ def count_parameters(module: nn.Module) -> int:
 class TorchBackend:
     """numpy in/out wrapper so the shared beam searches drive the torch models."""
 
-    def __init__(self, ps: PathSearcher, sf: SeqFiller):
-        self.ps, self.sf = ps.eval(), sf.eval()
+    def __init__(self, ps: PathSearcher, sf: SeqFiller, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.ps, self.sf = ps.eval().to(self.device), sf.eval().to(self.device)
 
-    @staticmethod
-    def _t(*arrays):
-        return [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    def _t(self, *arrays):
+        return [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
 
     @torch.no_grad()
     def _encode(self, model, f):
         args = self._t(f["ions"], f["masses"], f["precursor"], f["charge"], f["pair_code"], f["node_mask"])
-        return tuple(t.numpy() for t in model.encode_for_steps(*args))
+        return tuple(t.cpu().numpy() for t in model.encode_for_steps(*args))
 
     def ps_encode(self, feats):
         return self._encode(self.ps, feats)
@@ -377,10 +377,10 @@ class TorchBackend:
     def ps_step(self, *arrays):
         """(*state, node_mask, last, position, next_mask, rows, past) -> (logp, present)."""
         logp, present = self.ps.step_cached(*self._t(*arrays))
-        return logp.numpy(), present.numpy()
+        return logp.cpu().numpy(), present.cpu().numpy()
 
     @torch.no_grad()
     def sf_step(self, *arrays):
         """(*state, node_mask, node_masses, token, prefix, gap, precursor, rows, past)."""
         logp, present = self.sf.step_cached(*self._t(*arrays))
-        return logp.numpy(), present.numpy()
+        return logp.cpu().numpy(), present.cpu().numpy()

@@ -2,25 +2,34 @@
 
 from engine import hookimpl
 
-plugin_api_version = 1
+plugin_api_version = 2
 
-_COMMANDS = "engine_graphnovo.cli:"
+_PKG = "engine_graphnovo"
 
 
 @hookimpl
 def register_sequencers(registry):
     registry.add(
         "graphnovo",
-        "engine_graphnovo.component:GraphNovoSequencer",
+        f"{_PKG}.torch_path:GraphNovoSequencer",
         description="GraphNovo de novo peptide sequencing: spectrum graph, PathSearcher, SeqFiller",
         capabilities=("onnx-export",),
-        default_model="engine_graphnovo/weights/default",
-        commands={verb: _COMMANDS + verb for verb in ("sequence", "train", "eval", "export", "bench", "demo")},
-        artifact_loader="engine_graphnovo.ort:load_artifact",
+        default_model=f"{_PKG}/weights/default",
+        options=f"{_PKG}.options:GraphNovoOptions",
+        commands={"train": f"{_PKG}.cli:train", "eval": f"{_PKG}.cli:evaluate", "bench": f"{_PKG}.cli:bench"},
+        verb_options={
+            "train": f"{_PKG}.options:TrainOptions",
+            "eval": f"{_PKG}.options:EvalOptions",
+            "bench": f"{_PKG}.options:BenchOptions",
+        },
+        artifact_loader=f"{_PKG}.ort_path:load_artifact",
+        default_artifact=f"{_PKG}:artifacts/default",
     )
     registry.add(
         "graphnovo-dp",
-        "engine_graphnovo.component:DPSequencer",
+        f"{_PKG}.component:DPSequencer",
         description="Non-learned baseline: DP best path through the GraphNovo spectrum graph, knapsack fill",
-        commands={"sequence": _COMMANDS + "sequence_dp", "eval": _COMMANDS + "eval_dp", "demo": _COMMANDS + "demo_dp"},
+        options=f"{_PKG}.options:SearchOptions",
+        commands={"eval": f"{_PKG}.cli:evaluate"},
+        verb_options={"eval": f"{_PKG}.options:EvalOptions"},
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .masses import CO, H2O, NH3, PROTON, residue_masses
+from engine.io.peptides import CO, H2O, NH3, PROTON, residue_masses
 
 STANDARD = set("ACDEFGHIKLMNPQRSTVWY")
 

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from engine.datasets import shared_data
+from engine.io.peptides import PeptideError, ResidueTable, parse_peptide, residue_masses
+from engine.runtime import use_torch_threads
 
 from .data import graph_arrays, pad_batch, pad_sequences, path_label, token_label
 from .graph import GraphBuilder, GraphConfig, check_features
-from .masses import PeptideError, ResidueTable, parse_peptide, residue_masses
 from .model import ModelConfig, PathSearcher, SeqFiller
 from .preprocess import PreprocessConfig, preprocess
 from .simulator import SimConfig, modify, read_fasta, sample_charge, simulate, tryptic_peptides
@@ -51,7 +52,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 50
     max_peptides: int = 200000
-    threads: int = 1
+    threads: int | None = None  # None: $ENGINE_THREADS, else torch's default
     use_real: bool = True  # mix in MassIVE-KB training spectra
 
 
@@ -115,7 +116,7 @@ class Examples:
                 return ex
 
     def _real(self) -> list[dict]:
-        from .readers import ReaderConfig, read_spectra
+        from engine.io.spectra import ReaderConfig, read_spectra
 
         out = []
         if not MASSIVEKB.is_file():
@@ -230,7 +231,7 @@ def _dist_setup() -> tuple[int, int]:
 def train(
     cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False, progress=None, log=print
 ) -> dict:
-    torch.set_num_threads(cfg.threads)
+    use_torch_threads(cfg.threads)
     rank, world = _dist_setup()
     table, gcfg, prep = ResidueTable(), GraphConfig(), PreprocessConfig()
     model_cfg = model_cfg or ModelConfig(vocab=len(table.tokens))

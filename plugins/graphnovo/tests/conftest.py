@@ -17,6 +17,26 @@ def massivekb():
     return need(SPECTRA / "massivekb" / "massivekb_selected_500.mgf")
 
 
+def write_mgf(path: Path, spectra, charge: bool = True) -> Path:
+    """Spectra as an MGF file (SEQ= labels; CHARGE= only when ``charge``)."""
+    lines = []
+    for s in spectra:
+        lines += ["BEGIN IONS", f"TITLE={s.title}", f"SEQ={s.label}", f"PEPMASS={s.precursor_mz!r}"]
+        lines += [f"CHARGE={s.charge}"] if charge else []
+        lines += [f"{m!r} {i!r}" for m, i in zip(s.mz.tolist(), s.intensity.tolist(), strict=True)]
+        lines.append("END IONS")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def probe_mgf(tmp_path):
+    """The core's three labelled probe spectra (MassIVE-KB) as an MGF file."""
+    from engine.kinds import probe_spectra
+
+    return write_mgf(tmp_path / "probe.mgf", probe_spectra())
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """Random-initialised tiny models saved like trained ones (tests of the plumbing)."""
@@ -24,12 +44,14 @@ def tiny_weights(tmp_path_factory):
     from dataclasses import asdict
 
     from engine_graphnovo.graph import GraphConfig
-    from engine_graphnovo.masses import ResidueTable
     from engine_graphnovo.model import ModelConfig, PathSearcher, SeqFiller
     from engine_graphnovo.preprocess import PreprocessConfig
     from engine_graphnovo.training import save_weights
 
-    torch.set_num_threads(1)
+    from engine.io.peptides import ResidueTable
+    from engine.runtime import use_torch_threads
+
+    use_torch_threads(1)
     table = ResidueTable()
     cfg = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(table.tokens))
     torch.manual_seed(0)

@@ -11,7 +11,8 @@ from engine_graphnovo.graph import (
     missing_fragmentation,
     true_prefixes,
 )
-from engine_graphnovo.masses import H2O, PROTON, ResidueTable, parse_peptide, precursor_mz, residue_masses
+
+from engine.io.peptides import H2O, PROTON, ResidueTable, parse_peptide, precursor_mz, residue_masses
 
 
 def by_spectrum(peptide: str, charge: int = 2, drop=()):

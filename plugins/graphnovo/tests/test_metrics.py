@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from engine_graphnovo.masses import parse_peptide, residue_masses
 from engine_graphnovo.metrics import Scorer, aa_matches
+
+from engine.io.peptides import parse_peptide, residue_masses
 
 
 def m(p):

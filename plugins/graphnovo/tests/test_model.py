@@ -5,11 +5,12 @@ torch = pytest.importorskip("torch")
 
 from engine_graphnovo.data import token_label  # noqa: E402
 from engine_graphnovo.graph import GraphBuilder  # noqa: E402
-from engine_graphnovo.masses import ResidueTable, parse_peptide  # noqa: E402
 from engine_graphnovo.model import ModelConfig, PathSearcher, SeqFiller  # noqa: E402
 from engine_graphnovo.preprocess import PreprocessConfig, preprocess  # noqa: E402
 from engine_graphnovo.simulator import SimConfig, simulate  # noqa: E402
 from engine_graphnovo.training import collate, fill_loss, make_example, path_loss  # noqa: E402
+
+from engine.io.peptides import ResidueTable, parse_peptide  # noqa: E402
 
 TABLE = ResidueTable()
 CFG = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(TABLE.tokens))

@@ -6,25 +6,26 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from engine_graphnovo.component import GraphNovoSequencer, example_spectra  # noqa: E402
 from engine_graphnovo.data import graph_arrays, pad_batch  # noqa: E402
-from engine_graphnovo.ort import OrtSequencer  # noqa: E402
+from engine_graphnovo.ort_path import OrtGraphNovoSequencer  # noqa: E402
+from engine_graphnovo.torch_path import GraphNovoSequencer  # noqa: E402
 
 from engine.artifacts import read_artifact  # noqa: E402
+from engine.kinds import probe_spectra  # noqa: E402
 from engine.testing import run_without  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_weights, tmp_path_factory):
-    comp = GraphNovoSequencer(weights=tiny_weights)
+    comp = GraphNovoSequencer(model=tiny_weights)
     path = comp.export_onnx(tmp_path_factory.mktemp("art") / "graphnovo")
     return comp, path
 
 
 def test_sessions_match_torch(exported):
     comp, path = exported
-    ort = OrtSequencer(read_artifact(path), "cpu")
-    spectra = example_spectra()
+    ort = OrtGraphNovoSequencer(read_artifact(path), "cpu")
+    spectra = probe_spectra()
     feats = pad_batch([graph_arrays(comp.pipeline.graph(s, s.charge)) for s in spectra])
     torch_be, ort_be = comp.pipeline.backend, ort.backend
     for enc in ("ps_encode", "sf_encode"):
@@ -60,16 +61,15 @@ def test_sessions_match_torch(exported):
 
 def test_same_peptides_on_torch_and_onnxruntime_without_torch(exported):
     comp, path = exported
-    spectra = example_spectra()
+    spectra = probe_spectra()
     expected = [h.peptide for h in comp.sequence(spectra)]
     assert len(expected) == len(spectra)
     code = (
         "import json\n"
-        "from engine.artifacts import read_artifact\n"
-        "from engine_graphnovo.ort import OrtSequencer\n"
-        "from engine_graphnovo.component import example_spectra\n"
-        f"seq = OrtSequencer(read_artifact({str(path)!r}), 'cpu')\n"
-        "print(json.dumps([h.peptide for h in seq.sequence(example_spectra())]))\n"
+        "from engine_graphnovo.ort_path import OrtGraphNovoSequencer\n"
+        "from engine.kinds import probe_spectra\n"
+        f"seq = OrtGraphNovoSequencer({str(path)!r}, 'cpu', threads=1)\n"
+        "print(json.dumps([h.peptide for h in seq.sequence(probe_spectra())]))\n"
     )
     out = run_without(code)
     assert json.loads(out.strip().splitlines()[-1]) == expected
@@ -87,3 +87,21 @@ def test_tampered_artifact_is_refused(exported, tmp_path):
         fh.write(b"\0")
     with pytest.raises(ArtifactError):
         read_artifact(copy)
+
+
+def test_export_cli_refuses_to_clobber_and_has_no_quantize(tiny_weights, tmp_path, capsys):
+    from engine.cli import main
+
+    dest = tmp_path / "art"
+    model = ["--model", str(tiny_weights)]
+    assert main(["export", "graphnovo", *model, "-o", str(dest)]) == 0
+    assert read_artifact(dest).component == "graphnovo"
+    assert main(["export", "graphnovo", *model, "-o", str(dest)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "graphnovo", *model, "-o", str(dest), "--force"]) == 0
+    assert main(["export", "graphnovo", *model, str(tmp_path / "old-style")]) == 0  # positional: deprecated
+    assert "deprecated" in capsys.readouterr().err and read_artifact(tmp_path / "old-style")
+    assert main(["export", "graphnovo", *model, "-o", str(tmp_path / "q"), "--quantize", "int8"]) == 2
+    assert "does not support --quantize" in capsys.readouterr().err
+    assert main(["export", "graphnovo", *model]) == 2
+    assert "needs -o DEST" in capsys.readouterr().err

@@ -3,11 +3,12 @@ import json
 
 import engine_graphnovo.plugin as plugin
 import pytest
-from conftest import SPECTRA, need
-from engine_graphnovo.component import example_spectra
+from conftest import SPECTRA, need, write_mgf
 
 import engine.testing
 from engine.cli import main
+from engine.interfaces import ConfigError
+from engine.kinds import probe_spectra
 
 
 def read_psms(path):
@@ -17,24 +18,35 @@ def read_psms(path):
     return [dict(zip(head, x.split("\t"), strict=True)) for x in lines if x.startswith("PSM")]
 
 
+def run_json(capsys, *args) -> tuple[dict, str]:
+    """``engine --json ARGS`` must succeed: (its JSON result, its stderr)."""
+    assert main(["--json", *args]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+SMALL_BEAMS = ["--path-beam", "2", "--fill-beam", "2"]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("engine: error:") and "\n" not in err, err
+    return err
+
+
 def test_conformance(tiny_weights, tmp_path):
     pytest.importorskip("torch")
-    engine.testing.check_plugin(
-        plugin, options={"graphnovo": {"weights": str(tiny_weights)}}, spectra=example_spectra(), tmp_path=tmp_path
-    )
+    engine.testing.check_plugin(plugin, options={"graphnovo": {"model": str(tiny_weights)}}, tmp_path=tmp_path)
 
 
 def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
     bad = tmp_path / "bad.mgf"
-    from engine_graphnovo.component import EXAMPLES
-
-    real = EXAMPLES.read_text().split("END IONS")[0]  # a real spectrum, its charge removed
-    nocharge = "\n".join(x for x in real.splitlines() if not x.startswith(("CHARGE", "SEQ"))) + "\nEND IONS\n"
+    nocharge = write_mgf(tmp_path / "nocharge.mgf", probe_spectra()[:1], charge=False).read_text()
+    nocharge = "\n".join(x for x in nocharge.splitlines() if not x.startswith("SEQ")) + "\n"
     bad.write_text("BEGIN IONS\nTITLE=z0\nPEPMASS=500\nCHARGE=0\n100 1\nEND IONS\n" + nocharge)
     good = need(SPECTRA / "formats" / "TMT10-Trial-8.mzML")
     out = tmp_path / "out.mztab"
-    assert main(["--json", "sequence", "graphnovo-dp", str(good), str(bad), "-o", str(out)]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary, _ = run_json(capsys, "sequence", "graphnovo-dp", str(good), str(bad), "-o", str(out))
     assert summary["spectra"] == 6 and summary["written"] + summary["skipped"] == 6
     assert summary["skipped_reasons"] == {"charge": 1} and summary["charge_inferred"] == 1
     psms = read_psms(out)
@@ -48,55 +60,30 @@ def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
     assert [r["peptide"] for r in rows] == [p["opt_global_proforma"] for p in psms]
     skipped = (tmp_path / "out.mztab.skipped.tsv").read_text().splitlines()
     assert len(skipped) == 2 and "index=0" in skipped[1] and "charge" in skipped[1]
+    notes = (tmp_path / "out.mztab.notes.tsv").read_text()
+    assert "index=1" in notes and "charge: missing" in notes
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
 
 
-def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb):
-    pytest.importorskip("torch")
-    from engine_graphnovo.component import EXAMPLES
+def test_sequence_dp_failures_reach_the_skipped_report(tmp_path, capsys, monkeypatch):
+    """A spectrum the pipeline cannot sequence is in component.failures, which the core reports."""
+    from engine_graphnovo.inference import Pipeline
 
+    monkeypatch.setattr(Pipeline, "predict_many", lambda self, spectra: [None] * len(spectra))
+    mgf = write_mgf(tmp_path / "p.mgf", probe_spectra())
     out = tmp_path / "o.mztab"
-    assert (
-        main(
-            [
-                "--json",
-                "sequence",
-                "graphnovo",
-                str(EXAMPLES),
-                "--weights",
-                str(tiny_weights),
-                "-o",
-                str(out),
-                "--path-beam",
-                "2",
-                "--fill-beam",
-                "2",
-            ]
-        )
-        == 0
-    )
-    summary = json.loads(capsys.readouterr().out)
+    summary, _ = run_json(capsys, "sequence", "graphnovo-dp", str(mgf), "-o", str(out))
+    assert summary["written"] == 0 and summary["skipped_reasons"] == {"no path": 3}
+
+
+def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb, probe_mgf):
+    pytest.importorskip("torch")
+    out = tmp_path / "o.mztab"
+    model = ["--model", str(tiny_weights)]
+    summary, _ = run_json(capsys, "sequence", "graphnovo", str(probe_mgf), *model, "-o", str(out), *SMALL_BEAMS)
     assert summary["spectra"] == 3 and summary["written"] + summary["skipped"] == 3
     assert len(read_psms(out)) == summary["written"]
-    assert (
-        main(
-            [
-                "--json",
-                "eval",
-                "graphnovo",
-                "--weights",
-                str(tiny_weights),
-                "--limit",
-                "4",
-                "--path-beam",
-                "2",
-                "--fill-beam",
-                "2",
-            ]
-        )
-        == 0
-    )
-    res = json.loads(capsys.readouterr().out)
+    res, _ = run_json(capsys, "eval", "graphnovo", *model, "--limit", "4", *SMALL_BEAMS)
     for key in (
         "peptide_recall",
         "aa_precision",
@@ -112,50 +99,141 @@ def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb):
     assert 0.0 <= res["baseline_aa_recall"] <= 1.0
 
 
+def test_eval_dp_on_given_files_writes_json(tmp_path, capsys, probe_mgf):
+    out = tmp_path / "eval.json"
+    res, _ = run_json(capsys, "eval", "graphnovo-dp", "--spectra", str(probe_mgf), "--top-n", "100", "-o", str(out))
+    assert res["spectra"] == 3 and "baseline_peptide_recall" in res and "peptide_recall" not in res
+    assert json.loads(out.read_text()) == res
+    assert main(["eval", "graphnovo-dp", "--labels", str(probe_mgf)]) == 2
+    assert "--spectra" in one_line_error(capsys)
+    assert main(["eval", "graphnovo-dp", "--spectra", str(tmp_path / "x.txt")]) == 2
+    assert "unknown spectrum format" in one_line_error(capsys)
+
+
 def test_usage_errors_are_one_line(tmp_path, capsys):
     assert main(["sequence", "graphnovo-dp", str(tmp_path / "x.txt"), "-o", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "unknown spectrum format" in err and "\n" not in err
-    assert main(["sequence", "graphnovo", "--weights", str(tmp_path), str(tmp_path / "a.mgf"), "-o", "x"]) == 2
-    assert "no graphnovo weights" in capsys.readouterr().err
+    assert "unknown spectrum format" in one_line_error(capsys)
+    assert main(["sequence", "graphnovo", "--model", str(tmp_path), str(tmp_path / "a.mgf"), "-o", "x"]) == 2
+    assert "no graphnovo weights" in one_line_error(capsys)
+    mgf = str(tmp_path / "a.mgf")  # the CSV would overwrite the input
+    assert main(["sequence", "graphnovo-dp", mgf, "-o", str(tmp_path / "o.mztab"), "--csv", mgf]) == 2
+    assert "same file as the input" in one_line_error(capsys)
 
 
-def test_bundled_default_model_sequences_right_after_setup(tmp_path, capsys):
+def test_options_are_flags_in_help(capsys):
+    assert main(["sequence", "graphnovo", "--help"]) == 0
+    text = capsys.readouterr().out
+    search = ["--charges", "--isotopes", "--precursor-ppm", "--path-beam", "--fill-beam", "--path-length-bonus"]
+    preprocessing = ["--min-mz", "--max-mz", "--top-n", "--min-intensity", "--precursor-window"]
+    for flag in (*search, *preprocessing, "--model", "--artifact", "--threads"):
+        assert flag in text
+    assert main(["sequence", "graphnovo-dp", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in (*search[:3], *preprocessing)) and "--path-beam" not in text
+    verbs = {
+        "train": ["--minutes", "--steps", "--batch-size", "--lr", "--real-fraction", "--no-real", "--d-model"],
+        "eval": ["--spectra", "--labels", "--limit", "--path-beam"],
+        "bench": ["--limit", "--path-beam"],
+        "export": ["--force", "--output"],
+    }
+    for verb, flags in verbs.items():
+        assert main(["help", verb, "graphnovo"]) == 0
+        text = capsys.readouterr().out
+        assert all(flag in text for flag in flags), (verb, text)
+    assert main(["help", "train", "graphnovo"]) == 0
+    assert "--encoder-layers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--top-n", "0"], "top_n must be a positive integer"),
+        (["--charges", "2,x"], "comma-separated int"),
+        (["--charges", "0"], "charges must be positive integers"),
+        (["--min-mz", "300", "--max-mz", "200"], "max_mz must be above min_mz"),
+        (["--min-intensity", "2"], "min_intensity must be a number in [0, 1]"),
+        (["--precursor-ppm", "-1"], "precursor_ppm must be a positive number"),
+        (["--path-beam", "2"], "unrecognized arguments: --path-beam"),  # the DP has no beams
+        (["--threads", "2"], "graphnovo-dp has no option 'threads'"),  # nor threads
+        (["--provider", "cpu"], "--provider applies only with --artifact"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(flags, message, probe_mgf, tmp_path, capsys):
+    assert main(["sequence", "graphnovo-dp", str(probe_mgf), "-o", str(tmp_path / "o.mztab"), *flags]) == 2
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "o.mztab").exists()
+
+
+def test_flags_of_the_other_path_are_usage_errors(tiny_weights, probe_mgf, tmp_path, capsys):
+    out = ["-o", str(tmp_path / "o.mztab")]
+    assert main(["sequence", "graphnovo", str(probe_mgf), *out, "--provider", "cpu"]) == 2
+    assert "--provider applies only with --artifact" in one_line_error(capsys)
+    artifact = ["--artifact", str(tmp_path / "art")]
+    assert main(["sequence", "graphnovo", str(probe_mgf), *out, *artifact, "--device", "cpu"]) == 2
+    assert "--device does not apply with --artifact" in one_line_error(capsys)
+    assert main(["sequence", "graphnovo", str(probe_mgf), *out, *artifact, "--model", str(tiny_weights)]) == 2
+    assert "--model does not apply with --artifact" in one_line_error(capsys)
+    assert main(["train", "graphnovo", "--model", str(tiny_weights)]) == 2
+    assert "--model does not apply" in one_line_error(capsys)
+
+
+def test_deprecated_weights_flag_still_works_with_a_warning(tiny_weights, probe_mgf, tmp_path, capsys):
     pytest.importorskip("torch")
-    from engine_graphnovo.component import DEFAULT_WEIGHTS, EXAMPLES
+    out = tmp_path / "o.mztab"
+    weights = ["--weights", str(tiny_weights)]
+    summary, err = run_json(capsys, "sequence", "graphnovo", str(probe_mgf), *weights, "-o", str(out), *SMALL_BEAMS)
+    assert "--weights is deprecated, use --model" in err
+    assert summary["spectra"] == 3 and out.is_file()
 
-    if not (DEFAULT_WEIGHTS / "config.json").is_file():
-        pytest.skip("no bundled default weights")
+
+def test_python_api_applies_the_same_options(tiny_weights):
+    pytest.importorskip("torch")
+    from engine_graphnovo.component import DPSequencer
+    from engine_graphnovo.torch_path import GraphNovoSequencer
+
+    seq = GraphNovoSequencer(model=tiny_weights, charges=[2, 3], top_n=60, path_beam=3, precursor_window=0.0)
+    search, prep = seq.pipeline.search, seq.pipeline.prep
+    assert (search.charges, search.path_beam, search.fill_beam) == ((2, 3), 3, 5)  # unset: the model's (none: code's)
+    assert (prep.top_n, prep.remove_precursor_tol, prep.min_mz) == (60, 0.0, 50.0)
+    dp = DPSequencer(isotopes=(0, 1), min_intensity=0.05)
+    assert dp.pipeline.search.isotopes == (0, 1) and dp.pipeline.prep.min_relative_intensity == 0.05
+    for bad in ({"top_n": 0}, {"charges": ()}, {"isotopes": [0.5]}, {"path_beam": 2}, {"max_mz": 10.0}):
+        with pytest.raises(ConfigError) as info:
+            DPSequencer(**bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="cannot run on device"):
+        GraphNovoSequencer(model=tiny_weights, device="no-such-device")
+
+
+def test_default_model_uses_its_tuned_search_and_sequences_right_after_setup(tmp_path, capsys, probe_mgf):
+    pytest.importorskip("torch")
+    from engine_graphnovo.component import DEFAULT_WEIGHTS
+    from engine_graphnovo.torch_path import GraphNovoSequencer
+
     size = sum(f.stat().st_size for f in DEFAULT_WEIGHTS.iterdir())
     assert size <= 25 * 2**20
     meta = json.loads((DEFAULT_WEIGHTS / "config.json").read_text())
     assert meta["training"]["steps"] > 0
+    search = GraphNovoSequencer().pipeline.search
+    assert (search.path_beam, search.fill_beam) == (meta["search"]["path_beam"], meta["search"]["fill_beam"])
     out = tmp_path / "default.mztab"
-    assert main(["--json", "sequence", "graphnovo", str(EXAMPLES), "-o", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["written"] == 3
+    assert run_json(capsys, "sequence", "graphnovo", str(probe_mgf), "-o", str(out))[0]["written"] == 3
 
 
 @pytest.mark.parametrize("name", ["graphnovo", "graphnovo-dp"])
 def test_demo_shows_label_and_prediction(name, capsys):
-    from engine_graphnovo.component import DEFAULT_WEIGHTS
-
-    if name == "graphnovo":
-        pytest.importorskip("torch")
     assert main(["demo", name]) == 0
     out = capsys.readouterr().out
-    if name == "graphnovo" and not (DEFAULT_WEIGHTS / "config.json").is_file():
-        assert "no default model" in out
-        return
     rows = [line for line in out.splitlines() if "label" in line and "predicted" in line]
     assert len(rows) == 3 and "LLPAFLK" in rows[0]
 
 
-def test_model_with_other_peak_features_is_refused_in_one_line(tiny_weights, tmp_path, capsys):
+def test_model_with_other_peak_features_is_refused_in_one_line(tiny_weights, tmp_path, capsys, probe_mgf):
     """A model saved before local significance (5 peak features, no recorded count) is
     refused by the torch loader, the CLI and the shared pipeline (onnxruntime path)."""
     import shutil
 
-    from engine_graphnovo.component import EXAMPLES, pipeline_from_meta
+    from engine_graphnovo.component import pipeline_from_meta
 
     old = tmp_path / "old"
     shutil.copytree(tiny_weights, old)
@@ -163,18 +241,33 @@ def test_model_with_other_peak_features_is_refused_in_one_line(tiny_weights, tmp
     for key in ("ion_types", "peak_features"):
         del meta["model"][key]
     (old / "config.json").write_text(json.dumps(meta))
-    assert main(["sequence", "graphnovo", str(EXAMPLES), "--weights", str(old), "-o", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "5 peak features" in err and "retrain" in err and "\n" not in err
+    assert main(["sequence", "graphnovo", str(probe_mgf), "--model", str(old), "-o", str(tmp_path / "o")]) == 2
+    err = one_line_error(capsys)
+    assert "5 peak features" in err and "retrain" in err
     with pytest.raises(ValueError, match="5 peak features"):
         pipeline_from_meta(meta, backend=None)
 
 
 def test_bench_takes_beam_overrides(tiny_weights, capsys, massivekb):
     pytest.importorskip("torch")
-    args = ["--json", "bench", "graphnovo", "--weights", str(tiny_weights), "--limit", "2"]
-    assert main([*args, "--path-beam", "3", "--fill-beam", "2"]) == 0
-    res = json.loads(capsys.readouterr().out)
-    assert (res["path_beam"], res["fill_beam"], res["spectra"]) == (3, 2, 2)
+    args = ["bench", "graphnovo", "--model", str(tiny_weights), "--limit", "2"]
+    res, _ = run_json(capsys, *args, "--path-beam", "3", "--fill-beam", "2", "--threads", "1")
+    assert (res["path_beam"], res["fill_beam"], res["spectra"], res["threads"]) == (3, 2, 2, 1)
     assert res["ort_torch_same_peptides"] == 1.0
     assert main([*args, "--path-beam", "0"]) == 2
+    assert "path_beam must be a positive integer" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--d-model", "30"], "d_model must be a positive multiple of 4"),
+        (["--real-fraction", "1.5"], "real_fraction must be a number in [0, 1]"),
+        (["--steps", "0"], "steps must be a positive integer"),
+        (["--device", "cpu"], "--device does not apply"),
+        (["--provider", "cpu"], "unrecognized arguments: --provider"),
+    ],
+)
+def test_train_options_are_validated_before_training(flags, message, capsys):
+    assert main(["train", "graphnovo", *flags]) == 2
+    assert message in one_line_error(capsys)

@@ -1,6 +1,7 @@
 import numpy as np
-from engine_graphnovo.masses import CO, H2O, NH3, PROTON, parse_peptide, precursor_mz, residue_masses
 from engine_graphnovo.simulator import SimConfig, modify, simulate, tryptic_peptides
+
+from engine.io.peptides import CO, H2O, NH3, PROTON, parse_peptide, precursor_mz, residue_masses
 
 
 def test_trypsin_rules():
@@ -37,7 +38,7 @@ def test_fragments_are_theoretical_ions_and_missing_rate_controls_them():
 
 
 def test_modifications_stay_in_the_default_vocabulary():
-    from engine_graphnovo.masses import ResidueTable
+    from engine.io.peptides import ResidueTable
 
     rng = np.random.default_rng(1)
     table = ResidueTable()

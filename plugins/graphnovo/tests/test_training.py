@@ -36,13 +36,13 @@ def test_train_checkpoint_resume_and_weights(tmp_path):
     from engine.cli import main
 
     out = tmp_path / "run"
-    assert main(["--quiet", "train", "graphnovo", "--out", str(out), *TINY]) == 0
+    assert main(["--quiet", "train", "graphnovo", "-o", str(out), "--threads", "1", *TINY]) == 0
     assert (out / "checkpoint.pt").is_file() and (out / "weights" / "config.json").is_file()
     ps, sf, meta = load_weights(out / "weights")
     assert meta["training"]["steps"] == 2 and meta["model"]["d_model"] == 16
     steps = TINY.copy()
     steps[1] = "3"
-    assert main(["--quiet", "train", "graphnovo", "--out", str(out), "--resume", *steps]) == 0
+    assert main(["--quiet", "train", "graphnovo", "-o", str(out), "--threads", "1", "--resume", *steps]) == 0
     assert json.loads((out / "weights" / "config.json").read_text())["training"]["steps"] == 3
 
 
@@ -61,8 +61,10 @@ def test_torchrun_ddp_two_gloo_processes(tmp_path):
         "--quiet",
         "train",
         "graphnovo",
-        "--out",
+        "-o",
         str(tmp_path / "ddp"),
+        "--threads",
+        "1",
         *TINY,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -6,7 +6,6 @@ tokens per step, speed-ups over HF generate, and token equality with it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import platform
@@ -67,34 +66,23 @@ def _run(name, fn, prompts, log):
     return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps, "outputs": outs}
 
 
-def bench(argv, ctx):
-    p = argparse.ArgumentParser(prog=ctx.prog, description=__doc__.splitlines()[0])
-    p.add_argument("--prompts", default=None, help="JSONL with a 'prompt' field (default: shared dev.jsonl)")
-    p.add_argument("--limit", type=int, default=10, help="first N prompts (0: all)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--heads", default="default")
-    p.add_argument("--model", default=None)
-    p.add_argument("--tree", default=None)
-    p.add_argument("--onnx", default=None, help="use this artifact instead of exporting one")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--skip-ort", action="store_true")
-    from .cli import _parse, _threads, _tree_arg
-
-    a = _parse(p, argv)
-    _threads(a.threads)
+def run(decoder, options, *, load_artifact, artifact=None, tree=None, log=print) -> dict:
+    """The benchmark of ``engine bench medusa``: ``decoder`` is the torch MedusaDecoder,
+    ``options`` a :class:`engine_medusa.options.BenchOptions`; ``load_artifact(path, tree=...)``
+    builds the onnxruntime decoder of ``artifact`` (exported into the cache when None), on
+    ``tree`` when given, else the tree tuned on onnxruntime, else the artifact's."""
     import torch
 
     from engine.artifacts import read_artifact
+    from engine.errors import UsageError
     from engine.interfaces import GenerationConfig
 
-    from .component import MedusaDecoder
     from .data import DEV_PROMPTS, cache_root, read_prompts
-    from .ort import OrtMedusaDecoder
 
-    rows = read_prompts(a.prompts or DEV_PROMPTS, a.limit or None)
+    rows = read_prompts(options.prompts or DEV_PROMPTS, options.limit or None)
     prompts = [r["prompt"] for r in rows]
-    n = a.max_new_tokens
-    dec = MedusaDecoder(model=a.model, heads=a.heads, tree=_tree_arg(a.tree))
+    n = options.max_new_tokens
+    dec = decoder
     model = dec.model
     cfg = GenerationConfig(max_new_tokens=n)
     eos = list(dec.codec.eos_ids) or None
@@ -114,30 +102,32 @@ def bench(argv, ctx):
         return toks, len(toks)
 
     def component(d):
-        def run(prompt, warmup=False):
+        def run_one(prompt, warmup=False):
             r = d.generate(prompt, GenerationConfig(max_new_tokens=8) if warmup else cfg)
             return r.tokens, r.stats.steps
 
-        return run
+        return run_one
 
     res = {
-        "baseline": _run("HF generate", hf, prompts, ctx.echo),
-        "torch": _run("Medusa torch", component(dec), prompts, ctx.echo),
+        "baseline": _run("HF generate", hf, prompts, log),
+        "torch": _run("Medusa torch", component(dec), prompts, log),
     }
     ort_tree = None
-    if not a.skip_ort:
-        art = Path(a.onnx) if a.onnx else artifact_for(dec, cache_root(), ctx.echo)
-        ort_tree = _tree_arg(a.tree)
+    if not options.skip_ort:
+        art = Path(artifact) if artifact else artifact_for(dec, cache_root(), log)
+        exported_from = read_artifact(art).config["base_model"]
+        if exported_from != dec.base_name:
+            raise UsageError(f"the artifact runs {exported_from}, the torch side {dec.base_name}: bench needs one base")
+        ort_tree = tree
         tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
         stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
         if ort_tree is None and "onnxruntime" in stored:  # tuned on onnxruntime latencies
             ort_tree = stored["onnxruntime"]["choices"]
         if ort_tree is None:
             ort_tree = read_artifact(art).config["tree"]
-        ort_dec = OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=ort_tree)
-        res["ort"] = _run("Medusa onnxruntime", component(ort_dec), prompts, ctx.echo)
-        ort_greedy = OrtMedusaDecoder(read_artifact(art), "cpu", a.threads, tree=[])  # same graph, root-only tree
-        res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, ctx.echo)
+        res["ort"] = _run("Medusa onnxruntime", component(load_artifact(art, tree=ort_tree)), prompts, log)
+        ort_greedy = load_artifact(art, tree=[])  # same graph, root-only tree
+        res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, log)
     base = res["baseline"]
     out = {
         "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
@@ -158,6 +148,6 @@ def bench(argv, ctx):
         "max_new_tokens": n,
         "tree_nodes": dec.tree.size if dec.tree else 1,
         "ort_tree_nodes": len(ort_tree) + 1 if "ort" in res else None,
-        "device": device_name(a.threads),
+        "device": device_name(torch.get_num_threads()),
     }
     return out

@@ -1,4 +1,6 @@
-"""The `medusa` decoder component (torch path)."""
+"""What the torch and onnxruntime Medusa decoders share (no torch here): the stored tree,
+the heads folder, and :class:`MedusaRunner`, the tree / policy / text handling around an
+array backend."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import UsageError
-from engine.interfaces import Decoder, GenerationConfig, GenerationResult, GenerationStats
+from engine.interfaces import ConfigError, GenerationConfig, GenerationResult, GenerationStats
 
 from .decoding import Policy, medusa_generate
+from .options import as_tree
 from .tree import build_tree
 
 DEFAULT_HEADS = Path(__file__).resolve().parent / "weights" / "default"
@@ -36,7 +38,7 @@ def resolve_heads(heads) -> Path | None:
         return None
     folder = DEFAULT_HEADS if heads == "default" else Path(heads)
     if not (folder / "config.json").is_file():
-        raise UsageError(f"no Medusa heads at {folder} (expected config.json + heads.safetensors)")
+        raise ConfigError(f"no Medusa heads at {folder} (expected config.json + heads.safetensors)")
     return folder
 
 
@@ -54,15 +56,14 @@ def results_from_rows(rows, seconds: float) -> list[GenerationResult]:
 class MedusaRunner:
     """What the torch and onnxruntime components share: tree, policy, text handling."""
 
-    name = "medusa"
-    capabilities = ("onnx-export", "batch", "stream", "exact-greedy", "lossless-sampling")
-
-    def _setup(self, backend, codec, tree, topk, sampling, chat):
-        if tree is not None and not isinstance(tree, (list, tuple)):
-            raise UsageError("tree must be a list of rank paths, e.g. [[0], [0, 0], [1]]")
-        self.backend, self.codec, self.sampling, self.chat = backend, codec, sampling, chat
-        self.tree = build_tree(tree or [], topk) if tree else None
+    def _setup(self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0):
+        tree = as_tree(tree)
+        if tree and max(len(p) for p in tree) > num_heads:
+            raise ConfigError(f"tree is deeper than the {num_heads} heads")
+        sampling = sampling or "lossless"
         Policy(mode=sampling)  # validates the mode early
+        self.backend, self.codec, self.sampling, self.chat = backend, codec, sampling, chat
+        self.tree = build_tree(tree, topk) if tree else None
 
     def encode(self, prompt: str) -> list[int]:
         return self.codec.encode_prompt(prompt, self.chat)
@@ -73,7 +74,7 @@ class MedusaRunner:
     def generate_batch(self, prompts: Sequence[str], config: GenerationConfig | None = None):
         config = config or GenerationConfig()
         if isinstance(prompts, str):
-            raise UsageError("generate_batch takes a list of prompts")
+            raise TypeError("generate_batch takes a list of prompts, not one string")
         ids = [self.encode(p) for p in prompts]
         policy = Policy(
             temperature=config.temperature,
@@ -94,89 +95,3 @@ class MedusaRunner:
             stream=config.stream,
         )
         return results_from_rows(rows, seconds)
-
-
-class MedusaDecoder(MedusaRunner, Decoder):
-    """Medusa on torch for any HF causal LM.
-
-    model: HF id, local dir or .gguf path (default SmolLM2-135M-Instruct, offline GGUF);
-    heads: "default" (shipped), a heads folder, or None (plain decoding);
-    tree: rank paths (default: the tree stored with the heads); sampling: "lossless"|"typical".
-    """
-
-    def __init__(
-        self,
-        model: str | None = None,
-        heads="default",
-        tree=None,
-        topk: int | None = None,
-        sampling: str = "lossless",
-        chat: bool | None = None,
-        threads: int | None = None,
-        heads_dtype: str = "bfloat16",
-    ):
-        import torch
-
-        from .base import DEFAULT_BASE, load_base
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        folder = resolve_heads(heads)
-        base = model
-        if base is None:
-            base = json.loads((folder / "config.json").read_text())["base_model"] if folder else DEFAULT_BASE
-        self.base_name = base
-        hf_model, codec = load_base(base)
-        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype)
-
-    @classmethod
-    def from_model(
-        cls,
-        hf_model,
-        codec,
-        heads=None,
-        tree=None,
-        topk: int = 10,
-        sampling: str = "lossless",
-        chat: bool | None = None,
-        base_name: str = "custom",
-        heads_dtype: str = "bfloat16",
-    ):
-        """Build around an already loaded model; `heads` is a MedusaHeads, a folder or None."""
-        self = cls.__new__(cls)
-        self.base_name = base_name
-        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype)
-        return self
-
-    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype):
-        import torch
-
-        from .base import TorchBackend
-        from .heads import MedusaHeads, load_heads
-
-        self.model, self.heads_config = hf_model, None
-        self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
-        if isinstance(heads, MedusaHeads):
-            self.heads = heads
-        elif heads is not None:
-            self.heads, self.heads_config = load_heads(heads, hf_model)
-            stored, stored_k = read_tree(heads)
-            tree = stored if tree is None else tree
-            topk = topk or stored_k
-        else:
-            self.heads = None
-        if self.heads is None:
-            tree = []
-        elif tree is None:
-            tree = FALLBACK_TREE
-        if self.heads is not None and tree and max(len(p) for p in tree) > self.heads.num_heads:
-            raise UsageError(f"tree is deeper than the {self.heads.num_heads} heads")
-        if heads_dtype not in ("bfloat16", "float32"):
-            raise UsageError(f"heads_dtype must be bfloat16 or float32, got {heads_dtype!r}")
-        backend = TorchBackend(hf_model, self.heads, getattr(torch, heads_dtype))
-        self._setup(backend, codec, tree, topk or 10, sampling, chat)
-
-    def export_onnx(self, dest) -> Path:
-        from .export import export_artifact
-
-        return export_artifact(self, dest)

@@ -15,10 +15,9 @@ import numpy as np
 
 from engine.errors import EngineError, UsageError
 
+from .options import SAMPLING_MODES
 from .tree import TreeBuffers, build_tree, tree_tokens
 from .verify import sample, verify_greedy, verify_lossless, verify_typical, warp
-
-SAMPLING_MODES = ("lossless", "typical")
 
 
 def check_finite(logits: np.ndarray) -> None:

@@ -151,12 +151,14 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
     }
 
 
-def export_artifact(decoder, dest) -> Path:
-    """Export a MedusaDecoder (torch) into an engine artifact at dest."""
-    from engine.artifacts import write_artifact
+def export_artifact(decoder, dest, *, overwrite: bool = False) -> Path:
+    """Export a MedusaDecoder (torch) into an engine artifact at dest: the base model and the
+    heads as ONNX graphs plus the tokenizer, so the artifact runs without torch."""
+    from engine.artifacts import check_destination, write_component_artifact
 
     if decoder.heads is None:
         raise UsageError("export needs Medusa heads (heads=None decodes without them)")
+    check_destination(Path(dest), overwrite)  # before minutes of export, not after
     tree = decoder.tree
     topk = tree.topk if tree else 10
     choices = [list(c) for c in tree.choices] if tree else []
@@ -183,16 +185,8 @@ def export_artifact(decoder, dest) -> Path:
             "kv_shape": list(kv_shape(decoder.model)),
             "heads_config": decoder.heads_config,
         }
-        return write_artifact(
-            dest,
-            plugin="medusa",
-            kind="decoder",
-            component="medusa",
-            files=files,
-            models=models,
-            opset=OPSET,
-            config=config,
-            overwrite=True,
+        return write_component_artifact(
+            decoder, dest, files=files, models=models, opset=OPSET, config=config, overwrite=overwrite
         )
 
 

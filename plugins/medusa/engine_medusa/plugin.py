@@ -2,27 +2,30 @@
 
 from engine import hookimpl
 
-plugin_api_version = 1
+plugin_api_version = 2
 
 
 @hookimpl
 def register_decoders(registry):
     registry.add(
         "medusa",
-        "engine_medusa.component:MedusaDecoder",
+        "engine_medusa.torch_path:MedusaDecoder",
         description="Medusa (Cai et al. 2024): extra decoding heads + tree attention; exact greedy, "
         "lossless sampling; any HF causal LM",
         capabilities=("onnx-export", "batch", "stream", "exact-greedy", "lossless-sampling"),
         default_model="engine_medusa/weights/default (heads for HuggingFaceTB/SmolLM2-135M-Instruct)",
+        options="engine_medusa.options:MedusaOptions",
         commands={
-            "decode": "engine_medusa.cli:decode",
             "train": "engine_medusa.cli:train",
             "eval": "engine_medusa.cli:evaluate",
-            "export": "engine_medusa.cli:export",
-            "bench": "engine_medusa.bench:bench",
-            "demo": "engine_medusa.cli:demo",
+            "bench": "engine_medusa.cli:bench",
         },
-        artifact_loader="engine_medusa.ort:load_artifact",
+        verb_options={
+            "train": "engine_medusa.options:TrainOptions",
+            "eval": "engine_medusa.options:EvalOptions",
+            "bench": "engine_medusa.options:BenchOptions",
+        },
+        artifact_loader="engine_medusa.ort_path:load_artifact",
     )
 
 
@@ -30,6 +33,6 @@ def register_decoders(registry):
 def register_commands(commands):
     commands.add(
         "medusa",
-        "engine_medusa.cli:medusa_main",
+        "engine_medusa.tuning:main",
         help="Medusa tools: tune-tree (measure head accuracies, grow and size the tree)",
     )

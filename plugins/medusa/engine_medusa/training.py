@@ -439,3 +439,103 @@ def _unfreeze_last(model, n: int):
             p.requires_grad_(True)
             params.append(p)
     return params
+
+
+# ----------------------------------------------------------------------------- a whole run
+
+
+def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=print) -> dict:
+    """Self-distillation (cached) then Medusa-1 or Medusa-2 training, as ``engine train medusa``.
+
+    ``options`` is an :class:`engine_medusa.options.TrainOptions`. Single process or under
+    torchrun (``torchrun --nproc_per_node 2 -m engine train medusa ...``, gloo on a CPU):
+    ranks shard the batches and average gradients; rank 0 writes checkpoints and the heads.
+    Returns the report (without the loss history).
+    """
+    from . import data
+    from .base import TorchBackend, canonical_base_name, load_base
+    from .options import parse_mix
+
+    o = options
+    prompts_path = Path(o.prompts) if o.prompts else data.TRAIN_PROMPTS
+    mix = parse_mix(o.mix)
+    rows = data.read_prompts(prompts_path)
+    prompts = rows[: mix["all"]] if "all" in mix else data.select_prompts(rows, mix, seed)
+    if not prompts:
+        raise UsageError(f"no prompts selected from {prompts_path} with --mix {o.mix}")
+    base_name = canonical_base_name(base)
+    model, codec = load_base(base)
+    folder = data.distill_folder(base_name, prompts_path, mix, seed, o.max_new_tokens, o.distill_dtype)
+    rank, _ = dist_info()
+    if not (folder / "DONE").exists():
+        if rank == 0:
+            gen = model if o.distill_dtype == "float32" else copy.deepcopy(model).to(torch.bfloat16)
+            log(f"self-distillation: {len(prompts)} prompts -> {folder}")
+            data.distill(
+                TorchBackend(gen, None),
+                codec,
+                prompts,
+                folder,
+                max_new_tokens=o.max_new_tokens,
+                batch_size=o.distill_batch,
+                progress=progress,
+                minutes=o.distill_minutes,
+            )
+            del gen
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+    else:
+        log(f"using cached self-distillation data {folder}")
+    samples = data.load_shards(folder)
+    same = ("mode", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")
+    same += ("unfreeze_last", "lambda0", "head_lr_mult", "stage1_steps")
+    cfg = TrainConfig(
+        num_heads=o.heads,
+        num_layers=o.layers,
+        share_lm_head=not o.own_lm_head,
+        max_steps=o.steps,
+        seed=seed,
+        bf16=not o.fp32,
+        **{name: getattr(o, name) for name in same},
+    )
+    done = json.loads((folder / "DONE").read_text())
+    extra = {
+        "distill": {
+            "folder": folder.name,
+            "prompts": len(samples),
+            "selected": len(prompts),
+            "mix": mix,
+            "batches": done.get("batches"),
+            "complete": done.get("complete", True),
+            "max_new_tokens": o.max_new_tokens,
+            "dtype": o.distill_dtype,
+            "prompts_file": prompts_path.name,
+        }
+    }
+    if o.mode == "medusa1":
+        _, report = train_medusa1(
+            samples, model.get_output_embeddings(), cfg, out, base_name, resume=o.resume, progress=progress, log=log
+        )
+    else:
+        prompt_ids = {str(r.get("id")): codec.encode_prompt(r["prompt"]) for r in prompts}
+        seqs = sequences_from(samples, prompt_ids, cfg.max_len)
+        _, report = train_medusa2(model, seqs, cfg, out, base_name, resume=o.resume, progress=progress, log=log)
+    report.update(extra)
+    if rank == 0:
+        _merge_log(out, extra)
+        acc = report["val_accuracy"]
+        log("per-head val top-1: " + " ".join(f"{x:.3f}" for x in acc["top1"]))
+        log("per-head val top-5: " + " ".join(f"{x:.3f}" for x in acc["top5"]))
+    if torch.distributed.is_initialized():  # gloo threads still running at exit can abort the process
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return {k: v for k, v in report.items() if k != "history"}
+
+
+def _merge_log(out: Path, extra: dict):
+    path = out / "train_log.json"
+    log = json.loads(path.read_text())
+    log.update(extra)
+    tmp = out / ".train_log.json.tmp"
+    tmp.write_text(json.dumps(log, indent=1))
+    os.replace(tmp, path)

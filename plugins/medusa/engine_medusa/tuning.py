@@ -3,7 +3,6 @@ greedily, and its size chosen by the step latency measured on this device."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -13,7 +12,7 @@ import numpy as np
 
 from engine.errors import UsageError
 
-from .component import TREE_FILE
+from .component import TREE_FILE, resolve_heads
 from .tree import expected_accept, grow_tree
 
 
@@ -49,7 +48,7 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
 def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = 200, repeats: int = 15):
     """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens,
     and of the heads' top-k for a tree d deep. Sizes are timed in turn within each round, so a
-    change in machine load hits all of them alike (the machines here are shared)."""
+    change in machine load hits all of them alike."""
     rng = np.random.default_rng(0)
     backend.reset()
     backend.forward(rng.integers(3, 90, (1, past)), np.arange(past)[None], np.tril(np.ones((past, past), bool))[None])
@@ -110,46 +109,63 @@ def write_tree(folder: Path, payload: dict) -> Path:
     return path
 
 
-def tune_tree_cli(argv, ctx):
-    from .cli import _parse, _threads
+def main(argv, ctx):
+    """``engine medusa tune-tree ...`` (an extra verb of the plugin)."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: engine medusa tune-tree [options]   (see engine medusa tune-tree --help)")
+        return 0 if argv else 2
+    if argv[0] != "tune-tree":
+        raise UsageError(f"unknown medusa command {argv[0]!r} (known: tune-tree)")
+    ctx.prog = f"{ctx.prog} tune-tree"
+    return tune_tree(argv[1:], ctx)
 
-    p = argparse.ArgumentParser(prog=ctx.prog, description=__doc__.splitlines()[0])
-    p.add_argument("--heads", default="default")
-    p.add_argument("--model", default=None)
+
+def tune_tree(argv, ctx):
+    from engine.cli import ArgumentParser
+
+    p = ArgumentParser(
+        prog=ctx.prog,
+        description="Measure the heads' rank accuracies on calibration prompts, grow sparse trees, choose the "
+        "fastest by the step latency measured on this device, and store it with the heads (tree.json).",
+        allow_abbrev=False,
+    )
+    p.add_argument("--heads", default="default", help="heads folder or 'default' (the tree is stored there)")
+    p.add_argument("--model", default=None, help="base model (default: the heads' base)")
     p.add_argument("--prompts", default=None, help="calibration JSONL (default: shared dev.jsonl)")
-    p.add_argument("--limit", type=int, default=8)
+    p.add_argument("--limit", type=int, default=8, help="calibration prompts")
     p.add_argument(
         "--skip",
         type=int,
         default=40,
         help="skip the first N calibration prompts (the bench uses the first dev prompts)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--max-nodes", type=int, default=24)
-    p.add_argument("--past", type=int, default=200)
-    p.add_argument("--topk", type=int, default=10)
-    p.add_argument("--onnx", default=None, help="measure latency on this artifact (onnxruntime)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per calibration answer")
+    p.add_argument("--max-nodes", type=int, default=24, help="largest tree tried, root included")
+    p.add_argument("--past", type=int, default=200, help="cache length at which step latency is measured")
+    p.add_argument("--topk", type=int, default=10, help="ranks per head a tree may use")
+    p.add_argument(
+        "--artifact", "--onnx", dest="artifact", default=None, help="measure latency on this artifact (onnxruntime)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="threads (default: $ENGINE_THREADS)")
     p.add_argument("--dry-run", action="store_true", help="print the tree, do not store it")
-    a = _parse(p, argv)
-    _threads(a.threads)
-    from .component import MedusaDecoder, resolve_heads
+    a = p.parse_args(argv)
+    from .torch_path import MedusaDecoder
 
     folder = resolve_heads(a.heads)
     if folder is None:
         raise UsageError("tune-tree needs heads")
-    dec = MedusaDecoder(model=a.model, heads=folder, tree=[])
+    dec = MedusaDecoder(model=a.model, heads=folder, tree=[], threads=a.threads)
     prompts = calibration_prompts(a.prompts, a.skip + a.limit)[a.skip :]
     if not prompts:
         raise UsageError(f"no calibration prompts left after skipping {a.skip}")
     acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, a.topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
-    if a.onnx:
+    if a.artifact:
         from engine.artifacts import read_artifact
 
-        from .ort import OrtBackend
+        from .ort_path import OrtBackend
 
-        backend, where = OrtBackend(read_artifact(a.onnx), "cpu", a.threads), "onnxruntime"
+        backend, where = OrtBackend(read_artifact(a.artifact), "cpu", a.threads), "onnxruntime"
     else:
         backend, where = dec.backend, "torch"
     latency, head_latency = step_latency(backend, sizes, range(1, acc.shape[0] + 1), a.topk, a.past)

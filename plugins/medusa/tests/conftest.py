@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -7,12 +8,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
+# The tiny test models gain nothing from more threads; the core's thread policy reads this
+# in every process the tests start, and in this one through use_torch_threads below.
+os.environ.setdefault("ENGINE_THREADS", "1")
+
 
 @pytest.fixture(autouse=True, scope="session")
-def _one_thread():
+def _threads():
     try:
-        import torch
+        from engine.runtime import use_torch_threads
 
-        torch.set_num_threads(1)
+        use_torch_threads()
     except ImportError:
         pass

@@ -1,20 +1,27 @@
-"""The plugin through the `engine` command line, on a tiny random model."""
+"""The plugin through the `engine` command line (in this process), on a tiny random model."""
 
+import contextlib
+import io
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from tiny import save_tiny
+from engine_medusa.tiny import save_tiny
 
-ENGINE = [sys.executable, "-m", "engine"]
+import engine.cli
 
 
-def engine(*args, timeout=300):
-    return subprocess.run(
-        [*ENGINE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+def engine_main(*args):
+    """(exit status, stdout, stderr) of `engine ARGS...`."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = engine.cli.main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def ok(*args):
+    code, out, err = engine_main(*args)
+    assert code == 0, err[-2000:]
+    return out, err
 
 
 @pytest.fixture(scope="module")
@@ -24,47 +31,62 @@ def trained(tmp_path_factory):
     (root / "p.jsonl").write_text(
         "".join(json.dumps({"id": i, "prompt": f"tell me {i} things"}) + "\n" for i in range(12))
     )
-    os.environ["ENGINE_MEDUSA_CACHE"] = str(root / "cache")
-    out = engine(
-        "--json",
-        "train",
-        "medusa",
-        "--base",
-        str(root / "base"),
-        "--prompts",
-        str(root / "p.jsonl"),
-        "--mix",
-        "all=12",
-        "--max-new-tokens",
-        "20",
-        "--distill-batch",
-        "6",
-        "--steps",
-        "30",
-        "--batch-size",
-        "64",
-        "--lr",
-        "0.01",
-        "--val-fraction",
-        "0.2",
-        "--out",
-        str(root / "heads"),
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGINE_MEDUSA_CACHE", str(root / "cache"))
+        out, _ = ok(
+            "--json",
+            "train",
+            "medusa",
+            "--model",
+            str(root / "base"),
+            "--prompts",
+            str(root / "p.jsonl"),
+            "--mix",
+            "all=12",
+            "--max-new-tokens",
+            "20",
+            "--distill-batch",
+            "6",
+            "--steps",
+            "30",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.01",
+            "--val-fraction",
+            "0.2",
+            "-o",
+            str(root / "heads"),
+        )
+        report = json.loads(out)
+        assert len(report["val_accuracy"]["top1"]) == 4
+        yield root
+
+
+@pytest.fixture(scope="module")
+def artifact(trained):
+    out, err = ok(
+        "--json", "export", "medusa", "-o", str(trained / "art"), *common(trained), "--tree", "[[0],[1],[0,0]]"
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    report = json.loads(out.stdout)
-    assert len(report["val_accuracy"]["top1"]) == 4
-    return root
+    assert json.loads(out)["artifact"] == str(trained / "art")
+    return trained / "art"
+
+
+def common(trained):
+    return ["--heads", str(trained / "heads"), "--model", str(trained / "base")]
+
+
+def decoded(*args):
+    out, err = ok("--json", "decode", "medusa", *args)
+    return json.loads(out)["results"], err
 
 
 def test_tune_tree_stores_a_tree_with_the_heads(trained):
-    out = engine(
+    ok(
         "--json",
         "medusa",
         "tune-tree",
-        "--heads",
-        str(trained / "heads"),
-        "--model",
-        str(trained / "base"),
+        *common(trained),
         "--prompts",
         str(trained / "p.jsonl"),
         "--limit",
@@ -78,7 +100,6 @@ def test_tune_tree_stores_a_tree_with_the_heads(trained):
         "--past",
         "16",
     )
-    assert out.returncode == 0, out.stderr[-2000:]
     tree = json.loads((trained / "heads" / "tree.json").read_text())
     assert tree["tuned_on"] == "torch" and len(tree["rank_accuracy"]) == 4
     assert len(tree["choices"]) + 1 <= 8
@@ -86,16 +107,13 @@ def test_tune_tree_stores_a_tree_with_the_heads(trained):
 
 
 def test_decode_json_and_bench(trained):
-    common = ["--heads", str(trained / "heads"), "--model", str(trained / "base")]
-    out = engine("--json", "decode", "medusa", "hello there", "--max-new-tokens", "12", *common)
-    assert out.returncode == 0, out.stderr[-2000:]
-    row = json.loads(out.stdout)[0]
-    assert 0 < len(row["tokens"]) <= 12 and row["steps"] >= 1
-    out = engine(
+    rows, _ = decoded("hello there", "--max-new-tokens", "12", *common(trained))
+    assert 0 < len(rows[0]["tokens"]) <= 12 and rows[0]["steps"] >= 1
+    out, _ = ok(
         "--json",
         "bench",
         "medusa",
-        *common,
+        *common(trained),
         "--prompts",
         str(trained / "p.jsonl"),
         "--limit",
@@ -103,8 +121,7 @@ def test_decode_json_and_bench(trained):
         "--max-new-tokens",
         "16",
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    b = json.loads(out.stdout)
+    b = json.loads(out)
     for key in (
         "baseline_tokens_per_s",
         "ort_greedy_tokens_per_s",
@@ -123,11 +140,11 @@ def test_decode_json_and_bench(trained):
     assert b["identical_torch"] is True and b["prompts"] == 2
     # the artifact was exported into the cache; both onnxruntime loops gave HF's tokens
     assert b["identical_ort"] is True and b["identical_ort_greedy"] is True and b["ort_tokens_per_s"] > 0
-    out = engine(
+    out, _ = ok(
         "--json",
         "eval",
         "medusa",
-        *common,
+        *common(trained),
         "--prompts",
         str(trained / "p.jsonl"),
         "--limit",
@@ -135,25 +152,79 @@ def test_decode_json_and_bench(trained):
         "--max-new-tokens",
         "12",
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    ev = json.loads(out.stdout)
+    ev = json.loads(out)
     assert len(ev["top1"]) == 4 and ev["tokens_per_step"] >= 1.0 and ev["prompts"] == 2
+
+
+def test_decode_batch_from_a_prompts_file_and_streaming(trained, tmp_path):
+    rows, _ = decoded("--prompts", str(trained / "p.jsonl"), "--max-new-tokens", "6", *common(trained))
+    assert len(rows) == 12 and all(0 < len(r["tokens"]) <= 6 for r in rows)
+    out, err = ok("decode", "medusa", "tell me 1 things", "--max-new-tokens", "6", *common(trained))
+    assert out.rstrip("\n") == rows[1]["text"] and "tokens/step" in err
+    ok("decode", "medusa", "a", "b", "--max-new-tokens", "4", "-o", str(tmp_path / "out.jsonl"), *common(trained))
+    assert [json.loads(line)["prompt"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == ["a", "b"]
+
+
+def test_medusa_options_are_flags_of_every_building_verb():
+    for verb in ("decode", "export", "eval", "bench"):
+        out, _ = ok(verb, "medusa", "--help")
+        assert "medusa options" in out
+        for flag in ("--heads", "--tree", "--topk", "--sampling", "--chat", "--heads-dtype"):
+            assert flag in out, (verb, flag)
+    out, _ = ok("train", "medusa", "--help")
+    for flag in ("--mix", "--distill-dtype", "--mode", "--resume", "--stage1-steps", "-o OUTPUT"):
+        assert flag in out
+    assert "--tree JSON" not in out and "--artifact ARTIFACT" not in out
+    assert "--limit" in ok("eval", "medusa", "--help")[0]
+    assert "--skip-ort" in ok("bench", "medusa", "--help")[0]
+    assert "shared" not in ok("decode", "medusa", "--help")[0]  # no remark on a particular machine
+
+
+def test_the_artifact_decodes_as_torch_does(trained, artifact):
+    n = ["--max-new-tokens", "10", "--no-eos"]
+    torch_rows, _ = decoded("hello", *n, "--tree", "[[0],[1],[0,0]]", *common(trained))
+    ort_rows, _ = decoded("hello", *n, "--artifact", str(artifact), "--provider", "cpu")
+    assert ort_rows[0]["tokens"] == torch_rows[0]["tokens"]
+    # --tree applies on both paths: a root-only tree is plain greedy decoding, the same tokens
+    plain, _ = decoded("hello", *n, "--artifact", str(artifact), "--tree", "[]")
+    assert plain[0]["tokens"] == torch_rows[0]["tokens"] and plain[0]["steps"] == 10
+    deep = json.dumps([[0] * d for d in range(1, 6)])
+    code, _, err = engine_main("decode", "medusa", "hi", "--artifact", str(artifact), "--tree", deep)
+    assert code == 2 and "deeper than the 4 heads" in err
+
+
+def test_deprecated_onnx_flag_still_runs_the_artifact(trained, artifact):
+    rows, err = decoded("hello", "--max-new-tokens", "10", "--onnx", str(artifact))
+    assert "--onnx is deprecated, use --artifact" in err
+    want, _ = decoded("hello", "--max-new-tokens", "10", "--artifact", str(artifact))
+    assert rows[0]["tokens"] == want[0]["tokens"]
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["decode", "medusa", "   "], "empty prompt"),
+        (["decode", "medusa", "   "], "is empty"),
         (["decode", "medusa", "hi", "--max-new-tokens", "0"], "max_new_tokens"),
         (["decode", "medusa", "hi", "--heads", "/nonexistent"], "no Medusa heads"),
+        (["decode", "medusa", "hi", "--tree", "[[0]"], "expected JSON rank paths"),
+        (["decode", "medusa", "hi", "--tree", "[[0],[0,0,0,0,0]]"], "deeper than the 4 heads"),
+        (["decode", "medusa", "hi", "--tree", "[[0,0]]"], "has no parent"),
+        (["decode", "medusa", "hi", "--sampling", "greedy"], "choose lossless or typical"),
+        (["decode", "medusa", "hi", "--chat", "maybe"], "choose yes, no or auto"),
+        (["decode", "medusa", "hi", "--device", "cuda"], "runs on the CPU"),
+        (["decode", "medusa", "hi", "--artifact", "ART", "--heads", "x"], "--heads does not apply to the onnxruntime"),
+        (["decode", "medusa", "hi", "--artifact", "ART", "--chat", "no"], "--chat does not apply to the onnxruntime"),
+        (["decode", "medusa", "hi", "--provider", "cpu"], "--provider applies only with --artifact"),
+        (["eval", "medusa", "--artifact", "ART"], "drop --artifact"),
+        (["export", "medusa"], "needs -o DEST"),
         (["medusa", "grow"], "unknown medusa command"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(trained, args, message):
-    if args[0] == "decode":
+    if args[0] in ("decode", "eval") and "--artifact" not in args:
         heads = [] if "--heads" in args else ["--heads", str(trained / "heads")]
         args = [*args, "--model", str(trained / "base"), *heads]
-    out = engine(*args)
-    assert out.returncode == 2, (out.returncode, out.stderr[-1500:])
-    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
-    assert message in lines[-1] and len(lines) == 1, out.stderr
+    code, _, err = engine_main(*args)
+    assert code == 2, (code, err[-1500:])
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert message in lines[-1] and len(lines) == 1, err

@@ -1,7 +1,7 @@
 import engine_medusa.plugin
 import torch
 from engine_medusa.heads import MedusaHeads, heads_config, save_heads
-from tiny import randomize_heads, save_tiny
+from engine_medusa.tiny import randomize_heads, save_tiny
 
 import engine.testing
 

@@ -6,8 +6,8 @@ import torch
 from engine_medusa.base import TorchBackend
 from engine_medusa.decoding import Policy, medusa_generate
 from engine_medusa.heads import MedusaHeads
+from engine_medusa.tiny import randomize_heads, tiny_gpt2, tiny_llama
 from engine_medusa.tree import build_tree
-from tiny import randomize_heads, tiny_gpt2, tiny_llama
 
 from engine.errors import EngineError, UsageError
 

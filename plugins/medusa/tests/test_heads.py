@@ -1,9 +1,20 @@
+"""Medusa heads: shapes, initialisation, save/load, head selection.
+
+Tie policy: exact equality is asserted where the algorithm guarantees it (the same kernel
+on the same tensors: a save/load round trip; greedy verification elsewhere compares the
+argmax of the same logits), while logits computed by kernels of different shapes (a
+[..., K, d] @ [d, V] GEMM against [..., d] @ [d, V], all heads against selected ones) are
+compared to a tolerance only: their summation order, and so the last bits, may differ by CPU.
+"""
+
 import pytest
 import torch
 from engine_medusa.heads import MedusaHeads, heads_config, load_heads, read_config, save_heads
-from tiny import randomize_heads, tiny_gpt2, tiny_llama
+from engine_medusa.tiny import randomize_heads, tiny_gpt2, tiny_llama
 
 from engine.errors import UsageError
+
+FP32 = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.mark.parametrize("share", [True, False])
@@ -15,7 +26,8 @@ def test_heads_are_the_base_head_at_init(share):
     assert out.shape == (3, 5, 4, m.config.vocab_size)
     base = m.get_output_embeddings()(h)
     for k in range(4):
-        assert torch.equal(out[..., k, :], base)  # exactly the identity, bias included
+        # the identity, bias included (a different GEMM shape than the base head's: a tolerance)
+        torch.testing.assert_close(out[..., k, :], base, **FP32)
 
 
 def test_layers_are_not_shared_between_heads_or_depths():
@@ -69,4 +81,4 @@ def test_selected_heads_equal_the_same_heads_of_the_full_forward(share):
     h = torch.randn(3, m.config.hidden_size)
     full = heads(h)
     for sel in ([0], [0, 1, 2], [3, 1]):
-        assert torch.equal(heads(h, torch.tensor(sel)), full[:, sel])
+        torch.testing.assert_close(heads(h, torch.tensor(sel)), full[:, sel], **FP32)

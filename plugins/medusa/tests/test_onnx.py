@@ -1,18 +1,19 @@
 """Export base + heads as one graph; the numpy + onnxruntime Medusa loop must give the
 torch path's greedy tokens."""
 
-import subprocess
-import sys
+import json
 
 import numpy as np
 import pytest
 import torch
-from engine_medusa.component import MedusaDecoder
 from engine_medusa.heads import MedusaHeads
-from tiny import char_codec, randomize_heads, tiny_gpt2, tiny_llama
+from engine_medusa.ort_path import OrtMedusaDecoder
+from engine_medusa.tiny import char_codec, randomize_heads, tiny_gpt2, tiny_llama
+from engine_medusa.torch_path import MedusaDecoder
 
 from engine.artifacts import load_artifact
 from engine.interfaces import GenerationConfig
+from engine.testing import run_without
 
 TREE = [[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0], [0, 0, 0, 0]]
 PROMPTS = ["Hello", "a longer prompt here", "xyz"]
@@ -77,16 +78,44 @@ def test_ort_loop_gives_torch_greedy_tokens(exported):
     )
 
 
-def test_ort_path_never_imports_torch(exported):
-    _, path = exported
+def test_ort_path_runs_with_torch_blocked(exported):
+    """`engine decode medusa --artifact DIR` with torch and transformers unimportable gives
+    the torch path's greedy tokens."""
+    dec, path = exported
+    want = dec.generate("Hi", GenerationConfig(max_new_tokens=6, eos=False)).tokens
     code = (
-        "import sys; from engine.artifacts import load_artifact; from engine.interfaces import "
-        f"GenerationConfig; d = load_artifact({str(path)!r}, provider='cpu'); "
-        "d.generate('Hi', GenerationConfig(max_new_tokens=4)); "
-        "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+        "import contextlib, io, json, sys\n"
+        "import engine.cli\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    code = engine.cli.main(['--json', 'decode', 'medusa', 'Hi', '--artifact', {str(path)!r},\n"
+        "                            '--provider', 'cpu', '--max-new-tokens', '6', '--no-eos'])\n"
+        "assert code == 0, code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "print(json.dumps(json.loads(out.getvalue())['results'][0]['tokens']))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+    got = json.loads(run_without(code).strip().splitlines()[-1])
+    assert tuple(got) == want
+
+
+def test_ort_decoder_declares_what_it_runs_on(exported):
+    _, path = exported
+    ort_dec = load_artifact(path, provider="cpu")
+    assert isinstance(ort_dec, OrtMedusaDecoder) and ort_dec.runs_artifact
+    assert ort_dec.providers == ["CPUExecutionProvider"]
+    assert ort_dec.name == "medusa" and "onnx-export" not in ort_dec.capabilities
+    assert "stream" in ort_dec.capabilities
+
+
+def test_export_refuses_to_replace_an_artifact_unless_told(exported, tmp_path):
+    from engine.errors import ArtifactError
+
+    dec, path = exported
+    with pytest.raises(ArtifactError, match="already exists"):
+        dec.export_onnx(path)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ArtifactError, match="not an engine artifact"):
+        dec.export_onnx(tmp_path / "taken", overwrite=True)
 
 
 def test_keep_graph_equals_numpy_gather(exported):

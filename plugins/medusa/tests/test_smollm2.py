@@ -18,7 +18,7 @@ PROMPTS = ["What is the capital of France?", "Write a haiku about autumn.", "Lis
 
 @pytest.fixture(scope="module")
 def decoder():
-    from engine_medusa.component import MedusaDecoder
+    from engine_medusa.torch_path import MedusaDecoder
 
     return MedusaDecoder()  # default heads, their base (SmolLM2 from the GGUF), stored tree
 
@@ -60,10 +60,21 @@ def test_streaming_and_stop_on_the_real_tokenizer(decoder):
 
 
 def test_heads_refuse_another_base(tmp_path):
-    from engine_medusa.component import DEFAULT_HEADS, MedusaDecoder
-    from tiny import char_codec, tiny_llama
+    from engine_medusa.component import DEFAULT_HEADS
+    from engine_medusa.tiny import char_codec, tiny_llama
+    from engine_medusa.torch_path import MedusaDecoder
 
     from engine.errors import UsageError
 
     with pytest.raises(UsageError, match="trained for HuggingFaceTB/SmolLM2-135M-Instruct"):
         MedusaDecoder.from_model(tiny_llama(), char_codec(), heads=DEFAULT_HEADS)
+
+
+def test_engine_demo_runs_the_shipped_heads(capsys):
+    """`engine demo medusa` (the core's demo: one prompt, 64 tokens) on the default heads."""
+    import engine.cli
+
+    assert engine.cli.main(["demo", "medusa"]) == 0
+    out = capsys.readouterr()
+    assert "== decoder medusa" in out.out and len(out.out.splitlines()) > 1
+    assert "tokens/step" in out.err

@@ -8,10 +8,9 @@ import pytest
 import torch
 from engine_medusa import training
 from engine_medusa.heads import load_heads
-from engine_medusa.train_cli import main as train_main
-from tiny import save_tiny
+from engine_medusa.tiny import save_tiny
 
-from engine.errors import UsageError
+import engine.cli
 
 
 def test_head_targets_shift():
@@ -42,13 +41,16 @@ def setup(tmp_path_factory):
     prompts = root / "prompts.jsonl"
     rows = [{"id": i, "category": "chat", "prompt": f"prompt {i} " + "ab" * (i % 5)} for i in range(24)]
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.environ["ENGINE_MEDUSA_CACHE"] = str(root / "cache")
-    return root
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ENGINE_MEDUSA_CACHE", str(root / "cache"))
+        yield root
 
 
 def args(root, out, *extra):
     return [
-        "--base",
+        "train",
+        "medusa",
+        "--model",
         str(root / "base"),
         "--prompts",
         str(root / "prompts.jsonl"),
@@ -58,7 +60,7 @@ def args(root, out, *extra):
         "24",
         "--distill-batch",
         "8",
-        "--out",
+        "-o",
         str(out),
         "--batch-size",
         "64",
@@ -70,8 +72,16 @@ def args(root, out, *extra):
     ]
 
 
-def test_medusa1_learns_and_reports_accuracies(setup):
-    report = train_main(args(setup, setup / "m1", "--steps", "40", "--heads", "3"))
+def train_main(argv, capsys=None, status=0):
+    """`engine --json train medusa ...` in this process; the report, or None without capsys."""
+    code = engine.cli.main(["--json", *argv])
+    err = capsys.readouterr() if capsys is not None else None
+    assert code == status, err.err[-2000:] if err else code
+    return json.loads(err.out) if err is not None and status == 0 else None
+
+
+def test_medusa1_learns_and_reports_accuracies(setup, capsys):
+    report = train_main(args(setup, setup / "m1", "--steps", "40", "--heads", "3"), capsys)
     acc, init = report["val_accuracy"], report["val_accuracy_at_init"]
     assert len(acc["top1"]) == 3 and all(t5 >= t1 for t1, t5 in zip(acc["top1"], acc["top5"], strict=True))
     assert acc["top1"][0] > init["top1"][0]  # head 1 learned something beyond the identity
@@ -97,8 +107,7 @@ def test_resume_reproduces_an_uninterrupted_run(setup, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(training, "medusa_loss", crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5"))
+    train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5"), status=130)
     monkeypatch.setattr(training, "medusa_loss", real)
     assert not (setup / "cut" / "heads.safetensors").exists()
     train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5", "--resume"))
@@ -108,7 +117,7 @@ def test_resume_reproduces_an_uninterrupted_run(setup, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_medusa2_trains_last_layers_and_heads(setup):
+def test_medusa2_trains_last_layers_and_heads(setup, capsys):
     report = train_main(
         args(
             setup,
@@ -125,7 +134,8 @@ def test_medusa2_trains_last_layers_and_heads(setup):
             "2",
             "--unfreeze-last",
             "1",
-        )
+        ),
+        capsys,
     )
     assert report["mode"] == "medusa2" and len(report["val_accuracy"]["top1"]) == 2
     from transformers import AutoModelForCausalLM
@@ -152,18 +162,33 @@ def test_ddp_two_processes_gloo(setup):
         "--master_port",
         "29533",
         "-m",
-        "engine_medusa.train_cli",
+        "engine",
+        "--json",
         *args(setup, setup / "ddp", "--steps", "6", "--heads", "2"),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout)  # rank 0 alone reports
     assert result["world_size"] == 2 and result["steps"] == 6
     assert (setup / "ddp" / "heads.safetensors").exists()
 
 
-def test_bad_arguments_are_usage_errors(setup):
-    with pytest.raises(UsageError):
-        train_main(args(setup, setup / "bad", "--mix", "chat"))
-    with pytest.raises(UsageError):
-        train_main(args(setup, setup / "bad", "--mode", "medusa3"))
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--mix", "chat"], "mix must look like"),
+        (["--mode", "medusa3"], "invalid choice: 'medusa3'"),
+        (["--heads", "0"], "heads must be >= 1"),
+        (["--base", "x"], "unrecognized arguments: --base"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(setup, capsys, extra, message):
+    train_main(args(setup, setup / "bad", *extra), capsys=None, status=2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_train_needs_an_output_folder(setup, capsys):
+    argv = [a for a in args(setup, setup / "x") if a not in ("-o", str(setup / "x"))]
+    train_main(argv, status=2)
+    assert "needs -o DIR" in capsys.readouterr().err

@@ -1,20 +1,31 @@
-"""The torch back end of the SEDD sampler (the factory the plugin registers)."""
+"""The SEDD sampler component, independent of the back end. Subclasses supply the
+network's raw output (torch in torch_path.py, onnxruntime in ort_path.py); the sigma
+scaling, the predictors, the random draws and the text handling are shared, so both back
+ends return the same tokens for the same seed. No torch here."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .bundle import load_model_dir
-from .sampler import SEDDSamplerBase
+from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "default"
-DEFAULT_AR = Path(__file__).resolve().parent / "weights" / "ar_baseline"
+from .graphs import finalize_log_score, graph_from_config
+from .sampling import conditioning, sample
+from .schedules import schedule_from_config
+from .text import tokenizer_from_dict
+
+PACKAGE = Path(__file__).resolve().parent
+DEFAULT_MODEL = PACKAGE / "weights" / "default"
+DEFAULT_AR = PACKAGE / "weights" / "ar_baseline"
+DEFAULT_ARTIFACT = PACKAGE / "artifacts" / "default"
 
 
 def resolve_model(model=None) -> Path:
+    """The model folder ``model`` names (default: the bundled SEDD model)."""
     path = Path(model) if model else DEFAULT_MODEL
     if not (path / "config.json").is_file():
         hint = " (train one with `engine train sedd`)" if model is None else ""
@@ -22,30 +33,60 @@ def resolve_model(model=None) -> Path:
     return path
 
 
-class SEDDSampler(SEDDSamplerBase):
-    """Options: model (folder; default: the bundled tinyshakespeare model), threads, device,
-    dtype ("fp32" or "bf16")."""
+class SEDDSamplerBase(Sampler):
+    def __init__(self, config: dict):
+        if config.get("objective", "sedd") != "sedd":
+            raise ConfigError("this model folder holds an autoregressive baseline, not a SEDD model")
+        self.config = config
+        self.graph = graph_from_config(config["graph"])
+        self.schedule = schedule_from_config(config["schedule"])
+        self.tokenizer = tokenizer_from_dict(config["tokenizer"])
+        self.max_len = int(config["model"]["max_len"])
 
-    def __init__(self, model=None, threads: int | None = None, device: str = "cpu", dtype: str = "fp32"):
-        if threads:
-            torch.set_num_threads(int(threads))
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but this torch build sees no CUDA GPU")
-        if dtype not in ("fp32", "bf16"):
-            raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}")
-        self.model_dir = resolve_model(model)
-        self.net, config, *_ = load_model_dir(self.model_dir, device)
-        super().__init__(config)
-        self.device, self.dtype = device, dtype
+    def raw_output(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
+        """Network output (B, L, N) for tokens x (B, L) int64 at noise sigma_bar (B,)."""
+        raise NotImplementedError
 
-    @torch.no_grad()
-    def raw_output(self, x, sigma_bar):
-        tokens = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
-        sb = torch.as_tensor(sigma_bar, dtype=torch.float32, device=self.device)
-        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
-            return self.net(tokens, sb).float().cpu().numpy()
+    def score(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
+        """Concrete scores in float64 (the graph's shift is applied here, not in the network)."""
+        raw = np.asarray(self.raw_output(x, sigma_bar), dtype=np.float64)
+        return np.exp(finalize_log_score(raw, x, self.graph.log_score_shift(sigma_bar)))
 
-    def export_onnx(self, dest, opset: int | None = None):
-        from .export import OPSET, export_artifact
+    def sample_tokens(self, config: SamplingConfig, on_step=None) -> np.ndarray:
+        if config.length > self.max_len:
+            raise ConfigError(f"length {config.length} exceeds the model's maximum {self.max_len}")
+        fixed = conditioning(self.tokenizer, config.length, config.prefix, config.suffix, config.fixed)
+        return sample(
+            self.score,
+            self.graph,
+            self.schedule,
+            batch=config.num_samples,
+            length=config.length,
+            steps=config.steps,
+            predictor=config.predictor,
+            fixed=fixed,
+            seed=config.seed,
+            on_step=on_step,
+        )
 
-        return export_artifact(self.net, self.config, dest, opset=opset or OPSET)
+    def sample(self, config: SamplingConfig | Mapping | None = None, on_step=None) -> SampleResult:
+        """Draw ``config.num_samples`` texts; ``on_step(i)`` is called after each denoising step."""
+        config = as_sampling_config(config)
+        start = time.perf_counter()
+        x = self.sample_tokens(config, on_step)
+        seconds = time.perf_counter() - start
+        return SampleResult(
+            texts=[self.tokenizer.decode(row) for row in x.tolist()],
+            tokens=x.tolist(),
+            stats=SampleStats(steps=config.steps, seconds=seconds),
+        )
+
+
+def as_sampling_config(config) -> SamplingConfig:
+    if config is None:
+        return SamplingConfig()
+    if isinstance(config, SamplingConfig):
+        return config
+    if isinstance(config, Mapping):
+        return SamplingConfig(**config)
+    raise TypeError(f"config must be a SamplingConfig or a mapping, got {type(config).__name__}")

@@ -6,10 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from engine.interfaces import ConfigError
+from engine.runtime import use_torch_threads
 
 from .bundle import load_model_dir
+from .component import DEFAULT_AR, resolve_model
 from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
+from .options import EvalOptions
 from .text import read_corpus, split_corpus
 from .training import DEFAULT_DATA
 
@@ -50,20 +54,22 @@ def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_se
     return out
 
 
-def evaluate_models(
-    model=None, ar=None, data=None, train_fraction=None, n_times=16, max_seqs=None, seed=0, threads=None
-) -> dict:
-    from .component import DEFAULT_AR, resolve_model
+def ar_model(ar=None) -> Path:
+    """The AR baseline's folder: ``ar``, or the bundled one for None or "default"."""
+    return resolve_model(DEFAULT_AR if ar in (None, "default") else ar)
 
-    if threads:
-        torch.set_num_threads(threads)
-    if n_times < 1:
-        raise ValueError("--times must be >= 1")
-    main = evaluate_model(resolve_model(model), data, train_fraction, n_times, max_seqs, seed)
-    if not ar:
+
+def evaluate_models(model=None, options=None, *, seed: int = 0, threads: int | None = None) -> dict:
+    """The bound of SEDD ``model`` and, with ``options.ar``, the AR baseline's exact likelihood
+    on the same sequences (``options``: an :class:`engine_sedd.options.EvalOptions`)."""
+    o = options or EvalOptions()
+    use_torch_threads(threads)
+    if o.times < 1:
+        raise ConfigError("--times must be >= 1")
+    main = evaluate_model(resolve_model(model), o.data, o.train_fraction, o.times, o.max_seqs, seed)
+    if not o.ar:
         return main
-    ar_dir = DEFAULT_AR if ar == "default" else Path(ar)
-    base = evaluate_model(resolve_model(ar_dir), data, train_fraction, n_times, max_seqs, seed)
+    base = evaluate_model(ar_model(o.ar), o.data, o.train_fraction, o.times, o.max_seqs, seed)
     out = {f"sedd_{k}": v for k, v in main.items()}
     out.update({f"ar_{k}": v for k, v in base.items()})
     out["bpc_ratio"] = main["bpc"] / base["bpc"]
@@ -73,11 +79,9 @@ def evaluate_models(
 def judge_samples(ar="default", samples: dict | None = None, tokenizer: dict | None = None) -> dict:
     """Bits per character that the AR baseline assigns to sampled token arrays (one per key):
     the paper's generative perplexity with our own AR model as the judge."""
-    from .component import DEFAULT_AR, resolve_model
-
-    net, cfg, _, _, tok = load_model_dir(resolve_model(DEFAULT_AR if ar in (None, "default") else ar))
+    net, cfg, _, _, tok = load_model_dir(ar_model(ar))
     if tokenizer is not None and tokenizer != cfg["tokenizer"]:
-        raise ValueError("the AR judge uses a different tokenizer than the samples")
+        raise ConfigError("the AR judge uses a different tokenizer than the samples")
     out = {}
     for key, tokens in (samples or {}).items():
         nll = ar_nlls(net, np.asarray(tokens, dtype=np.int64), bos=tok.vocab_size, vocab=tok.vocab_size)

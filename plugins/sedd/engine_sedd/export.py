@@ -6,6 +6,7 @@ expm1 into exp - 1, which would cost precision at tiny sigma_bar)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 import warnings
@@ -25,12 +26,24 @@ def export_onnx_model(net, dest: Path, opset: int = OPSET) -> Path:
     tokens = torch.zeros(2, 8, dtype=torch.long)  # length >= 2: dynamo dislikes length 1
     sigma_bar = torch.ones(2, dtype=torch.float32)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    # the exporter reports progress on stdout: keep stdout clean for --json output
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+    # the exporter reports progress on stdout (keep it clean for --json output) and logs
+    # warnings about operators this network does not use
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), _quiet("torch.onnx"):
         warnings.simplefilter("ignore")
         program = _export(net, tokens, sigma_bar, batch, length, opset)
     program.save(str(dest), external_data=False)
     return dest
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _export(net, tokens, sigma_bar, batch, length, opset):
@@ -46,22 +59,25 @@ def _export(net, tokens, sigma_bar, batch, length, opset):
     )
 
 
-def export_artifact(net, config: dict, dest, opset: int = OPSET, overwrite: bool = True) -> Path:
-    from engine.artifacts import write_artifact
+def export_artifact(sampler, dest, *, opset: int | None = None, overwrite: bool = False) -> Path:
+    """The torch ``sampler``'s score network and model config, as an engine artifact at ``dest``."""
+    from engine.artifacts import check_destination, write_component_artifact
 
-    from . import __version__
-
+    check_destination(Path(dest), overwrite)  # before the export, which takes a while
+    opset = opset or OPSET
+    net = sampler.net
+    device = next(net.parameters()).device
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx_model(net, Path(tmp) / MODEL_FILE, opset)
-        return write_artifact(
+        try:
+            onnx_path = export_onnx_model(net.cpu(), Path(tmp) / MODEL_FILE, opset)
+        finally:
+            net.to(device)
+        return write_component_artifact(
+            sampler,
             dest,
-            plugin="sedd",
-            kind="sampler",
-            component="sedd",
             files={MODEL_FILE: onnx_path},
             models={"score_net": {"file": MODEL_FILE, "inputs": INPUTS, "outputs": OUTPUTS}},
             opset=opset,
-            config=config,
-            plugin_version=__version__,
+            config=sampler.config,
             overwrite=overwrite,
         )

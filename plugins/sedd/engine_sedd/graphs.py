@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import GRAPHS
+from .extensions import GRAPHS
 
 
 def _torch():

@@ -9,6 +9,8 @@ import math
 import numpy as np
 import torch
 
+from engine.interfaces import ConfigError
+
 from .losses import ar_nll, sedd_loss
 
 
@@ -16,7 +18,7 @@ def chunk(tokens: np.ndarray, length: int) -> np.ndarray:
     """Non-overlapping sequences of `length` tokens (the tail that does not fill one is dropped)."""
     n = len(tokens) // length
     if n == 0:
-        raise ValueError(f"need at least {length} tokens, got {len(tokens)}")
+        raise ConfigError(f"need at least {length} tokens, got {len(tokens)}")
     return np.asarray(tokens[: n * length], dtype=np.int64).reshape(n, length)
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.interfaces import ConfigError
+
 
 @dataclass
 class ModelConfig:
@@ -27,7 +29,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.hidden % self.heads or (self.hidden // self.heads) % 2:
-            raise ValueError("hidden / heads must be an even integer")
+            raise ConfigError("hidden / heads must be an even integer")
 
     def to_dict(self) -> dict:
         return asdict(self)

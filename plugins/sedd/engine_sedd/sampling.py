@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from engine.interfaces import ConfigError
+
+from .extensions import PREDICTORS
 from .graphs import Graph
-from .registry import PREDICTORS
 from .schedules import Schedule
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -134,24 +136,31 @@ def conditioning(
     tokenizer, length: int, prefix: str | None = None, suffix: str | None = None, fixed: Mapping[int, str] | None = None
 ) -> dict[int, int]:
     """Map text constraints to {position: token id}: prefix at the start, suffix at the
-    end, each fixed string starting at its position. Overlapping different tokens is an error."""
+    end, each fixed string starting at its position. A constraint that cannot hold (text
+    outside the vocabulary, too long, overlapping different tokens) is a ConfigError."""
     out: dict[int, int] = {}
 
+    def encode(text: str) -> list[int]:
+        try:
+            return tokenizer.encode(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
     def put(start: int, text: str, what: str):
-        ids = tokenizer.encode(text)
+        ids = encode(text)
         if start < 0 or start + len(ids) > length:
-            raise ValueError(f"{what} ({len(ids)} tokens at {start}) does not fit in length {length}")
+            raise ConfigError(f"{what} ({len(ids)} tokens at {start}) does not fit in length {length}")
         for k, tid in enumerate(ids):
             if out.get(start + k, tid) != tid:
-                raise ValueError(f"{what} conflicts with another constraint at position {start + k}")
+                raise ConfigError(f"{what} conflicts with another constraint at position {start + k}")
             out[start + k] = tid
 
     if prefix:
         put(0, prefix, "prefix")
     if suffix:
-        put(length - len(tokenizer.encode(suffix)), suffix, "suffix")
+        put(length - len(encode(suffix)), suffix, "suffix")
     for p, text in (fixed or {}).items():
         if not isinstance(p, (int, np.integer)):
-            raise ValueError(f"fixed position {p!r} is not an integer")
+            raise ConfigError(f"fixed position {p!r} is not an integer")
         put(int(p), text, f"fixed text at {p}")
     return out

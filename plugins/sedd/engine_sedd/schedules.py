@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import SCHEDULES
+from .extensions import SCHEDULES
 
 
 class Schedule:

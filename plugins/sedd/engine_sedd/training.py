@@ -5,17 +5,19 @@ size with the same data, budget and optimiser."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import time
 from pathlib import Path
 
+import attrs
 import numpy as np
 import torch
 
 from engine.datasets import shared_data
+from engine.interfaces import ConfigError
+from engine.runtime import use_torch_threads
 
 from .bundle import save_model_dir
 from .graphs import GRAPHS
@@ -27,45 +29,6 @@ from .text import BPETokenizer, CharTokenizer, read_corpus, split_corpus
 
 DEFAULT_DATA = shared_data("text", "tinyshakespeare.txt")
 DEFAULT_SCHEDULE = {"absorbing": "loglinear", "uniform": "geometric"}
-
-
-def build_parser(prog="engine train sedd") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__)
-    a = p.add_argument
-    a("--data", default=str(DEFAULT_DATA), help="text corpus (first --train-fraction trains)")
-    a("--train-fraction", type=float, default=0.9)
-    a("--tokenizer", choices=["char", "bpe"], default="char")
-    a("--bpe-vocab", type=int, default=512)
-    a("--objective", choices=["sedd", "ar"], default="sedd")
-    a("--graph", default="absorbing")
-    a("--schedule", default=None, help="default: loglinear (absorbing), geometric (uniform)")
-    a("--length", type=int, default=128, help="sequence length (context)")
-    a("--hidden", type=int, default=256)
-    a("--blocks", type=int, default=4)
-    a("--heads", type=int, default=4)
-    a("--cond", type=int, default=128)
-    a("--dropout", type=float, default=0.0)
-    a("--batch", type=int, default=32)
-    a("--steps", type=int, default=2000)
-    a("--lr", type=float, default=1e-3)
-    a("--min-lr-ratio", type=float, default=0.1, help="cosine decay floor")
-    a("--warmup", type=int, default=100)
-    a("--weight-decay", type=float, default=0.0)
-    a("--clip", type=float, default=1.0)
-    a("--ema", type=float, default=0.999)
-    a("--eval-every", type=int, default=250)
-    a("--eval-seqs", type=int, default=64)
-    a("--eval-times", type=int, default=4)
-    a("--ckpt-every", type=int, default=250)
-    a("--out", default="runs/sedd")
-    a("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    a("--seed", type=int, default=0)
-    a("--threads", type=int, default=1)
-    a("--bf16", action="store_true", help="bf16 autocast for the network")
-    a("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
-    a("--stop-at", type=int, default=None, help="stop (and checkpoint) at this step; resume later")
-    a("--save-dtype", choices=["fp16", "fp32", "bf16"], default="fp16")
-    return p
 
 
 class EMA:
@@ -105,7 +68,7 @@ def prepare_data(args):
     train = np.asarray(tok.encode(train_text), dtype=np.int64)
     val = np.asarray(tok.encode(val_text), dtype=np.int64)
     if len(train) <= args.length:
-        raise ValueError(f"training split has {len(train)} tokens, fewer than --length {args.length}")
+        raise ConfigError(f"training split has {len(train)} tokens, fewer than --length {args.length}")
     return tok, train, val
 
 
@@ -168,7 +131,7 @@ class Trainer:
     """One training run: model, optimiser, EMA, data stream and checkpoints."""
 
     def __init__(self, args, log=print):
-        torch.set_num_threads(args.threads)
+        use_torch_threads(args.threads)
         self.args, self.log = args, log
         self.rank, self.world = _dist()
         self.out = Path(args.out)
@@ -204,7 +167,7 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no checkpoint at {self.ckpt}")
         state = torch.load(self.ckpt, weights_only=False)
         if state["config"] != self.cfg:
-            raise ValueError("--resume: checkpoint was trained with a different configuration")
+            raise ConfigError("--resume: checkpoint was trained with a different configuration")
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.ema.shadow = state["ema"]
@@ -300,7 +263,7 @@ class Trainer:
             "ema": args.ema,
             "seconds": round(seconds, 1),
             "world_size": self.world,
-            "threads": args.threads,
+            "threads": torch.get_num_threads(),
             "parameters": self.net.num_parameters(),
             "history": self.history,
         }
@@ -308,6 +271,8 @@ class Trainer:
 
 
 def train(args, progress=None, log=print) -> dict:
+    """Run the training ``args`` (an :class:`engine_sedd.options.TrainOptions`) describes."""
+    args = attrs.evolve(args, data=args.data or str(DEFAULT_DATA))
     t = Trainer(args, log)
     bar = progress(total=args.steps, desc=f"train {args.objective}") if progress else None
     if bar is not None and t.step:
@@ -334,14 +299,3 @@ def train(args, progress=None, log=print) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return {"steps": t.step, "seconds": round(seconds, 1), "out": str(t.out / "model")}
-
-
-def main(argv=None):
-    args = build_parser(prog="python -m engine_sedd.training").parse_args(argv)
-    from tqdm import tqdm
-
-    print(json.dumps(train(args, progress=lambda **kw: tqdm(mininterval=5, **kw))))
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,7 @@
 set -e
 cd "$(dirname "$0")/.."
 E=${ENGINE:-engine}
-$E --json --quiet eval sedd --ar --times 8 --threads 1 > runs/card_eval.json 2> runs/card_eval.err
+$E --json --quiet eval sedd --ar default --times 8 --threads 1 > runs/card_eval.json 2> runs/card_eval.err
 for s in 16 64 256; do
   $E --json --quiet sample sedd --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > runs/card_sample_$s.json
 done

@@ -4,12 +4,12 @@
 set -e
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-2500}
-PY=${PYTHON:-python}
+E=${ENGINE:-engine}
 COMMON="--length 256 --hidden 256 --blocks 4 --heads 4 --cond 128 --batch 16 --lr 1e-3 --warmup 100 --ema 0.999 --eval-every 250 --eval-seqs 64 --eval-times 4 --ckpt-every 100 --threads 1 --seed 0 --steps $STEPS"
 mkdir -p runs
-$PY -m engine_sedd.training --objective sedd --out runs/default_sedd $COMMON > runs/default_sedd.log 2>&1 &
+$E --json train sedd --objective sedd -o runs/default_sedd $COMMON > runs/default_sedd.log 2>&1 &
 SEDD=$!
-$PY -m engine_sedd.training --objective ar --out runs/default_ar $COMMON > runs/default_ar.log 2>&1 &
+$E --json train sedd --objective ar -o runs/default_ar $COMMON > runs/default_ar.log 2>&1 &
 AR=$!
 wait $SEDD
 wait $AR
@@ -18,3 +18,5 @@ rm -rf engine_sedd/weights/default engine_sedd/weights/ar_baseline
 mkdir -p engine_sedd/weights
 cp -r runs/default_sedd/model engine_sedd/weights/default
 cp -r runs/default_ar/model engine_sedd/weights/ar_baseline
+# and the artifact the sampler runs without torch
+$E --quiet export sedd --force -o engine_sedd/artifacts/default

@@ -1,18 +1,26 @@
-import argparse
-from pathlib import Path
-
+import attrs
 import pytest
-import torch
 
-torch.set_num_threads(1)
+from engine.datasets import shared_data
+from engine.runtime import use_torch_threads
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "text" / "tinyshakespeare.txt"
+use_torch_threads(1)
+
+DATA = shared_data("text", "tinyshakespeare.txt")
 
 
-def train_args(**overrides) -> argparse.Namespace:
-    from engine_sedd.training import build_parser
+@pytest.fixture(scope="session", autouse=True)
+def only_this_plugin():
+    """The engine loads only SEDD here (in this process and the interpreters it starts)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENGINE_PLUGINS", "sedd")
+        yield
 
-    args = build_parser().parse_args([])
+
+def train_args(**overrides):
+    """A tiny TrainOptions (one thread)."""
+    from engine_sedd.options import TrainOptions
+
     tiny = dict(
         length=32,
         hidden=32,
@@ -27,11 +35,9 @@ def train_args(**overrides) -> argparse.Namespace:
         eval_times=2,
         ckpt_every=6,
         save_dtype="fp32",
+        threads=1,
     )
-    tiny.update(overrides)
-    for k, v in tiny.items():
-        setattr(args, k, v)
-    return args
+    return attrs.evolve(TrainOptions(), **{**tiny, **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +61,9 @@ def tiny_model(corpus, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_artifact(tiny_model, tmp_path_factory):
-    from engine_sedd.component import SEDDSampler
+    from engine_sedd.torch_path import SEDDSampler
 
-    return SEDDSampler(tiny_model).export_onnx(tmp_path_factory.mktemp("artifact") / "sedd")
+    return SEDDSampler(model=tiny_model).export_onnx(tmp_path_factory.mktemp("artifact") / "sedd")
 
 
 @pytest.fixture(scope="session")

@@ -1,26 +1,48 @@
 """The sampler component, the plugin contract, the onnxruntime path and the CLI."""
 
 import json
-import subprocess
-import sys
 
 import engine_sedd.plugin
 import numpy as np
 import pytest
-from engine_sedd.component import SEDDSampler
+from engine_sedd.torch_path import SEDDSampler
 
-from engine.interfaces import SamplingConfig
+from engine.cli import main
+from engine.interfaces import ConfigError, SamplingConfig
 
 
 @pytest.fixture(scope="module")
 def sampler(tiny_model):
-    return SEDDSampler(tiny_model)
+    return SEDDSampler(model=tiny_model)
+
+
+def run_cli(capsys, *args):
+    """``engine ARGS`` in this process: (exit status, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 def test_conformance(tiny_model, tmp_path):
     import engine.testing
 
     engine.testing.check_plugin(engine_sedd.plugin, tmp_path=tmp_path, options={"sedd": {"model": str(tiny_model)}})
+
+
+def test_identity_comes_from_the_registration(sampler, tiny_artifact):
+    import engine
+
+    assert sampler.name == "sedd" and "onnx-export" in sampler.capabilities
+    ort_sampler = engine.load_artifact(tiny_artifact, provider="cpu")
+    assert ort_sampler.name == "sedd" and "onnx-export" not in ort_sampler.capabilities
+    assert "exact-parity" in ort_sampler.capabilities and ort_sampler.providers == ["CPUExecutionProvider"]
+    assert "export_onnx" not in vars(type(ort_sampler))
 
 
 def test_sample_infills_prefix_suffix_and_fixed(sampler):
@@ -33,26 +55,34 @@ def test_sample_infills_prefix_suffix_and_fixed(sampler):
     assert all(len(t) == 20 for t in euler.texts)
 
 
+def test_on_step_reports_every_step(sampler):
+    seen = []
+    sampler.sample(SamplingConfig(length=16, steps=5, seed=0), on_step=seen.append)
+    assert seen == [0, 1, 2, 3, 4]
+
+
 def test_bf16_torch_sampler(tiny_model):
-    res = SEDDSampler(tiny_model, dtype="bf16").sample(SamplingConfig(num_samples=2, length=16, steps=3, seed=0))
+    res = SEDDSampler(model=tiny_model, dtype="bf16").sample(SamplingConfig(num_samples=2, length=16, steps=3, seed=0))
     assert all(len(t) == 16 for t in res.tokens)
     with pytest.raises(ValueError, match="dtype must be fp32 or bf16"):
-        SEDDSampler(tiny_model, dtype="fp8")
+        SEDDSampler(model=tiny_model, dtype="fp8")
 
 
 def test_bad_input_is_one_clear_error(sampler):
-    with pytest.raises(ValueError, match="characters not in the model's vocabulary: '~'"):
+    with pytest.raises(ConfigError, match="characters not in the model's vocabulary: '~'"):
         sampler.sample(SamplingConfig(length=16, steps=2, prefix="~"))
-    with pytest.raises(ValueError, match="length 33 exceeds the model's maximum 32"):
+    with pytest.raises(ConfigError, match="length 33 exceeds the model's maximum 32"):
         sampler.sample(SamplingConfig(length=33, steps=2))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         sampler.sample({"steps": 0})
     with pytest.raises(ValueError, match="outside 0..15"):
         sampler.sample(SamplingConfig(length=16, steps=2, fixed={16: "a"}))
+    with pytest.raises(ConfigError, match="unknown predictor 'leap'"):
+        sampler.sample(SamplingConfig(length=16, steps=2, predictor="leap"))
     with pytest.raises(TypeError):
         sampler.sample("steps=4")
     with pytest.raises(FileNotFoundError, match="no SEDD model"):
-        SEDDSampler("/nonexistent/model")
+        SEDDSampler(model="/nonexistent/model")
 
 
 def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
@@ -83,83 +113,84 @@ def test_onnxruntime_path_imports_no_torch(tiny_artifact):
     assert run_without(code).strip().endswith(".")
 
 
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=timeout)
+def test_options_are_flags_in_help(capsys):
+    code, out, _ = run_cli(capsys, "sample", "sedd", "--help")
+    assert code == 0 and "sedd options" in out and "--dtype {fp32,bf16}" in out
+    assert "--steps" in out and "--fix POS=TEXT" in out  # the core's sampler flags
+    for verb, flag in (("train", "--objective"), ("eval", "--max-seqs"), ("bench", "--skip-bpc")):
+        code, out, _ = run_cli(capsys, verb, "sedd", "--help")
+        assert code == 0 and flag in out and "-o OUTPUT" in out, verb
+    code, out, _ = run_cli(capsys, "help", "export", "sedd")
+    assert code == 0 and "--dtype" in out and "--force" in out
 
 
-def test_cli_sample_eval_and_errors(tiny_model, tiny_artifact):
+def test_flags_of_the_wrong_path_are_usage_errors(capsys, tiny_model, tiny_artifact):
+    code, _, err = run_cli(capsys, "sample", "sedd", "--artifact", str(tiny_artifact), "--dtype", "bf16")
+    assert code == 2 and "--dtype does not apply to the onnxruntime path" in one_line_error(err)
+    code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--dtype", "fp16")
+    assert code == 2 and "--dtype" in one_line_error(err)
+    code, _, err = run_cli(capsys, "eval", "sedd", "--dtype", "bf16")
+    assert code == 2 and "--dtype does not apply to engine eval sedd" in one_line_error(err)
+    code, _, err = run_cli(capsys, "eval", "sedd", "--artifact", str(tiny_artifact))
+    assert code == 2 and "--artifact does not apply" in one_line_error(err)
+    code, _, err = run_cli(capsys, "train", "sedd", "--model", str(tiny_model))
+    assert code == 2 and "--model does not apply to engine train sedd" in one_line_error(err)
+    code, _, err = run_cli(capsys, "bench", "sedd", "--steps", "4,0")
+    assert code == 2 and "--steps must be > 0" in one_line_error(err)
+
+
+def test_cli_sample_torch_and_onnxruntime_and_errors(capsys, tiny_model, tiny_artifact, tmp_path):
     draw = ("--steps", "4", "--length", "24", "--num-samples", "2", "--seed", "0", "--prefix", "AB", "--fix", "20=xyz")
-    done = run_cli("--json", "sample", "sedd", "--model", str(tiny_model), *draw)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
-    assert [t[:2] for t in out["texts"]] == ["AB", "AB"] and all(t[20:23] == "xyz" for t in out["texts"])
-    ort = run_cli("--json", "sample", "sedd", "--artifact", str(tiny_artifact), "--provider", "cpu", *draw)
-    assert json.loads(ort.stdout)["texts"] == out["texts"]
-    bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--steps", "0")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "steps" in bad.stderr
-    bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--length", "999")
-    assert bad.returncode == 2 and "exceeds the model's maximum" in bad.stderr
-    bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--length", "8", "--prefix", "é")
-    assert bad.returncode == 2 and bad.stderr.strip().endswith("vocabulary: 'é'")
-    bad = run_cli("sample", "sedd", "--model", str(tiny_model), "--length", "8", "--predictor", "leap")
-    assert (
-        bad.returncode == 2 and bad.stderr.strip() == "engine: error: unknown predictor 'leap'; known: analytic, euler"
+    code, out, err = run_cli(capsys, "--json", "sample", "sedd", "--model", str(tiny_model), *draw)
+    assert code == 0, err
+    texts = json.loads(out)["texts"]
+    assert [t[:2] for t in texts] == ["AB", "AB"] and all(t[20:23] == "xyz" for t in texts)
+    code, out, err = run_cli(
+        capsys, "--json", "sample", "sedd", "--artifact", str(tiny_artifact), "--provider", "cpu", *draw
     )
+    assert code == 0 and json.loads(out)["texts"] == texts, err
+    code, out, err = run_cli(
+        capsys, "sample", "sedd", "--model", str(tiny_model), *draw, "-o", str(tmp_path / "s.jsonl")
+    )
+    assert code == 0 and out == "", err
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [row["text"] for row in rows] == texts
+    code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--steps", "0")
+    assert code == 2 and "steps" in one_line_error(err)
+    code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--length", "999")
+    assert code == 2 and "exceeds the model's maximum" in one_line_error(err)
+    code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--length", "8", "--prefix", "é")
+    assert code == 2 and one_line_error(err).endswith("vocabulary: 'é'")
+    code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--length", "8", "--predictor", "leap")
+    assert code == 2 and one_line_error(err) == "engine: error: unknown predictor 'leap'; known: analytic, euler"
 
 
-def test_cli_eval_bound_next_to_ar(tiny_model, tiny_ar, corpus):
-    done = run_cli(
-        "--json",
-        "eval",
-        "sedd",
-        "--model",
-        str(tiny_model),
-        "--ar",
-        str(tiny_ar),
-        "--data",
-        str(corpus),
-        "--times",
-        "3",
-        "--max-seqs",
-        "6",
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+def test_cli_eval_bound_next_to_ar(capsys, tiny_model, tiny_ar, corpus):
+    args = ("--model", str(tiny_model), "--ar", str(tiny_ar), "--data", str(corpus), "--times", "3", "--max-seqs", "6")
+    code, out, err = run_cli(capsys, "--json", "eval", "sedd", *args)
+    assert code == 0, err
+    out = json.loads(out)
     assert out["sedd_sequences"] == out["ar_sequences"] == 6
     assert out["sedd_likelihood"].startswith("upper bound") and out["ar_likelihood"] == "exact"
     assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc"] / out["ar_bpc"])
     assert out["sedd_bpc_se"] > 0 and out["sedd_parameters"] == out["ar_parameters"]
-    missing = run_cli("eval", "sedd", "--model", str(tiny_model))
-    assert missing.returncode == 1 and "corpus not found" in missing.stderr
+    code, _, err = run_cli(capsys, "eval", "sedd", "--model", str(tiny_model))
+    assert code == 1 and "corpus not found" in one_line_error(err)
     with pytest.raises(ValueError, match="autoregressive baseline"):
-        SEDDSampler(tiny_ar)
+        SEDDSampler(model=tiny_ar)
 
 
-def test_cli_bench_reports_the_issue_keys(tiny_model, tiny_ar, corpus):
-    done = run_cli(
+def test_cli_bench_reports_the_issue_keys(capsys, tiny_model, tiny_ar, corpus, tmp_path):
+    code, out, err = run_cli(
+        capsys,
         "--json",
         "bench",
         "sedd",
-        "--model",
-        str(tiny_model),
-        "--ar",
-        str(tiny_ar),
-        "--data",
-        str(corpus),
-        "--steps",
-        "2",
-        "4",
-        "--length",
-        "32",
-        "--batch",
-        "2",
-        "--eval-seqs",
-        "4",
-        "--eval-times",
-        "2",
+        *("--model", str(tiny_model), "--ar", str(tiny_ar), "--data", str(corpus), "--steps", "2,4"),
+        *("--length", "32", "--batch", "2", "--eval-seqs", "4", "--eval-times", "2", "-o", str(tmp_path / "b.json")),
     )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    assert code == 0, err
+    out = json.loads(out)
     for key in (
         "torch_samples_per_s",
         "ort_samples_per_s",
@@ -174,32 +205,30 @@ def test_cli_bench_reports_the_issue_keys(tiny_model, tiny_ar, corpus):
     assert out["same_tokens_fraction"] == {"2": 1.0, "4": 1.0}
     assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc_bound"] / out["ar_bpc"])
     assert set(out["gen_bpc_under_ar"]) == {"2", "4"} and all(v > 0 for v in out["gen_bpc_under_ar"].values())
+    assert json.loads((tmp_path / "b.json").read_text()) == out
 
 
-def test_cli_train_and_export(corpus, tmp_path):
+def test_cli_train_and_export(capsys, corpus, tmp_path):
     tiny = ["--length", "16", "--hidden", "16", "--blocks", "1", "--heads", "2", "--cond", "8", "--batch", "4"]
-    done = run_cli(
-        "--json",
-        "--quiet",
-        "train",
-        "sedd",
-        "--data",
-        str(corpus),
-        "--out",
-        str(tmp_path / "run"),
-        "--steps",
-        "3",
-        "--eval-every",
-        "3",
-        "--eval-seqs",
-        "2",
-        *tiny,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["steps"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
-    bad = run_cli("train", "sedd", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))
-    assert bad.returncode == 1 and "corpus not found" in bad.stderr and not (tmp_path / "x" / "model").exists()
-    out = run_cli("--json", "export", "sedd", "--model", str(tmp_path / "run" / "model"), "--out", str(tmp_path / "a"))
-    assert out.returncode == 0, out.stderr
+    run = ("--data", str(corpus), "-o", str(tmp_path / "run"), "--steps", "3", "--eval-every", "3", "--eval-seqs", "2")
+    code, out, err = run_cli(capsys, "--json", "--quiet", "train", "sedd", *run, *tiny, "--threads", "1")
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    code, _, err = run_cli(capsys, "train", "sedd", "--data", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x"))
+    assert code == 1 and "corpus not found" in one_line_error(err) and not (tmp_path / "x" / "model").exists()
+    model = str(tmp_path / "run" / "model")
+    code, out, err = run_cli(capsys, "--json", "export", "sedd", "--model", model, "-o", str(tmp_path / "a"))
+    assert code == 0, err
+    assert json.loads(out) == {"artifact": str(tmp_path / "a")}
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["models"]["score_net"]["inputs"] == ["tokens", "sigma_bar"]
+    assert manifest["component"] == {"kind": "sampler", "name": "sedd"}
+    code, _, err = run_cli(capsys, "export", "sedd", "--model", model, "-o", str(tmp_path / "a"))
+    assert code == 1 and "already exists" in one_line_error(err)
+
+
+def test_deprecated_out_alias_on_export(capsys, tiny_model, tmp_path):
+    code, _, err = run_cli(capsys, "export", "sedd", "--model", str(tiny_model), "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "--out is deprecated, use --output" in err
+    assert (tmp_path / "a" / "manifest.json").is_file()

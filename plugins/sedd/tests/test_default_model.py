@@ -1,12 +1,27 @@
-"""The committed default model: fp16 safetensors within budget, loadable, samples at length 256."""
+"""The committed default model and the artifact shipped with it: fp16 safetensors and an
+fp32 ONNX export within budget, the artifact drawing the torch path's tokens, and the
+sampler running on it with torch blocked."""
 
 import json
-import subprocess
-import sys
 
+import pytest
 from engine_sedd.bundle import read_config
-from engine_sedd.component import DEFAULT_AR, DEFAULT_MODEL
+from engine_sedd.component import DEFAULT_AR, DEFAULT_ARTIFACT, DEFAULT_MODEL
 from safetensors import safe_open
+
+from engine.artifacts import read_artifact
+from engine.cli import main
+from engine.interfaces import SamplingConfig
+from engine.testing import run_without
+
+
+def demo_json(out: str) -> dict:
+    """The JSON of ``engine --json demo`` (the core prints a `== sampler sedd` header before it)."""
+    return json.loads(out[out.index("{") :])
+
+
+def size(folder) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def test_default_weights_are_small_fp16_and_described():
@@ -24,30 +39,51 @@ def test_default_weights_are_small_fp16_and_described():
     assert sedd["training"]["parameters"] == ar["training"]["parameters"]
 
 
-def test_engine_sample_on_default_model():
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine",
-            "--json",
-            "sample",
-            "sedd",
-            "--steps",
-            "4",
-            "--length",
-            "256",
-            "--seed",
-            "0",
-            "--prefix",
-            "ROMEO:",
-            "--fix",
-            "128=the king",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    (text,) = json.loads(done.stdout)["texts"]
+def test_engine_sample_on_default_model(capsys):
+    args = ["--steps", "4", "--length", "256", "--seed", "0", "--prefix", "ROMEO:", "--fix", "128=the king"]
+    assert main(["--json", "sample", "sedd", *args]) == 0
+    (text,) = json.loads(capsys.readouterr().out)["texts"]
     assert len(text) == 256 and text.startswith("ROMEO:") and text[128:136] == "the king"
+
+
+def test_shipped_artifact_is_the_default_model_within_budget():
+    """Exports are not byte-reproducible: the manifest records the config it was exported from."""
+    artifact = read_artifact(DEFAULT_ARTIFACT)  # verifies every file's size and sha256
+    assert artifact.component == "sedd" and artifact.kind == "sampler"
+    assert artifact.config == json.loads((DEFAULT_MODEL / "config.json").read_text())
+    assert size(DEFAULT_ARTIFACT) <= 20 * 2**20
+    assert size(DEFAULT_MODEL) + size(DEFAULT_AR) + size(DEFAULT_ARTIFACT) <= 40 * 2**20
+
+
+def test_shipped_artifact_draws_the_torch_tokens():
+    from engine_sedd.torch_path import SEDDSampler
+
+    import engine
+
+    config = SamplingConfig(num_samples=2, length=64, steps=8, seed=0)
+    ort_sampler = engine.load_artifact(DEFAULT_ARTIFACT, provider="cpu")
+    assert ort_sampler.sample(config).tokens == SEDDSampler().sample(config).tokens
+
+
+def test_demo_on_the_default_model(capsys):
+    assert main(["--json", "demo", "sedd"]) == 0
+    texts = demo_json(capsys.readouterr().out)["texts"]
+    assert [len(t) for t in texts] == [256, 160]
+    assert texts[1].startswith("ROMEO:\n") and texts[1].endswith("\n\nJULIET:\nAy me!")
+
+
+WITHOUT_TORCH = {
+    "sample": (["sample", "sedd", "--steps", "4", "--length", "32", "--seed", "0", "--json"], [32]),
+    "demo": (["--json", "demo", "sedd"], [256, 160]),
+}
+
+
+@pytest.mark.parametrize("verb", sorted(WITHOUT_TORCH))
+def test_runs_the_shipped_artifact_without_torch(verb):
+    argv, lengths = WITHOUT_TORCH[verb]
+    # torch looks uninstalled (None in sys.modules: find_spec answers None, an import fails)
+    # besides being blocked, whose finder raises ImportError from the core's find_spec("torch")
+    code = f"import sys\nsys.modules['torch'] = None\nfrom engine.cli import main\nsys.exit(main({argv!r}))\n"
+    out = demo_json(run_without(code))
+    assert all(isinstance(t, str) and t for t in out["texts"])
+    assert [len(t) for t in out["texts"]] == lengths

@@ -73,7 +73,7 @@ def test_bpe_tokenizer_trains_locally_and_round_trips(tmp_path):
 
 def test_training_with_bpe(corpus, tmp_path):
     from engine_sedd.bundle import load_model_dir
-    from engine_sedd.component import SEDDSampler
+    from engine_sedd.torch_path import SEDDSampler
     from engine_sedd.training import train
 
     train(train_args(data=str(corpus), out=str(tmp_path), tokenizer="bpe", bpe_vocab=300, steps=4), log=lambda m: None)
@@ -83,5 +83,5 @@ def test_training_with_bpe(corpus, tmp_path):
     assert np.isfinite(history["val_bpc"])
     from engine.interfaces import SamplingConfig
 
-    res = SEDDSampler(tmp_path / "model").sample(SamplingConfig(num_samples=1, length=16, steps=2, seed=0))
+    res = SEDDSampler(model=tmp_path / "model").sample(SamplingConfig(num_samples=1, length=16, steps=2, seed=0))
     assert len(res.tokens[0]) == 16

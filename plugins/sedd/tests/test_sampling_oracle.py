@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from engine_sedd.graphs import Absorbing
 from engine_sedd.likelihood import sedd_bounds
 from engine_sedd.markov import MarkovChain, OracleNet
@@ -10,7 +9,6 @@ from engine_sedd.sampling import conditioning, sample, sample_categorical
 from engine_sedd.schedules import GeometricNoise, LogLinearNoise
 from engine_sedd.text import CharTokenizer
 
-torch.set_num_threads(1)
 V, L = 8, 32
 
 

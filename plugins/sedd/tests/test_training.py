@@ -123,14 +123,14 @@ STEPS = 500
 
 
 def test_uniform_graph_trains_and_samples(corpus, tmp_path):
-    from engine_sedd.component import SEDDSampler
+    from engine_sedd.torch_path import SEDDSampler
 
     from engine.interfaces import SamplingConfig
 
     train(train_args(data=str(corpus), out=str(tmp_path), graph="uniform", steps=4), log=lambda m: None)
     cfg = read_config(tmp_path / "model")
     assert cfg["graph"]["name"] == "uniform" and cfg["schedule"]["name"] == "geometric"
-    sampler = SEDDSampler(tmp_path / "model")
+    sampler = SEDDSampler(model=tmp_path / "model")
     assert sampler.graph.dim == sampler.tokenizer.vocab_size
     for predictor in ("euler", "analytic"):
         res = sampler.sample(SamplingConfig(num_samples=2, length=24, steps=3, seed=0, predictor=predictor, prefix="A"))

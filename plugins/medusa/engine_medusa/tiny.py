@@ -1,4 +1,4 @@
-"""Tiny random causal LMs built from configs (no downloads) for fast tests."""
+"""Tiny random causal LMs built from configs (no downloads): for tests, the conformance kit and the GPU check."""
 
 from __future__ import annotations
 
@@ -44,8 +44,9 @@ def randomize_heads(heads, scale: float = 0.3, seed: int = 1):
 
 def char_codec(vocab: int = 96):
     """A character-level tokenizer (tokenizers library) over the tiny models' vocabulary."""
-    from engine_medusa.textio import TextCodec
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    from engine_medusa.textio import TextCodec
 
     chars = [chr(32 + i) for i in range(vocab - 3)]
     table = {"<unk>": 0, "<bos>": 1, "<eos>": 2, **{c: i + 3 for i, c in enumerate(chars)}}

@@ -1,15 +1,15 @@
-"""mzTab 1.0 PSM output (Casanovo-style columns) and CSV, each written atomically."""
+"""mzTab 1.0 PSM output (Casanovo-style columns), CSV and skipped.tsv, each written atomically."""
 
 from __future__ import annotations
 
 import csv
-import os
+import io
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .masses import MODIFICATIONS, parse_peptide, precursor_mz
+from engine.io.files import atomic_write_text
+from engine.io.peptides import MODIFICATIONS, parse_peptide, precursor_mz
 
 PSH = [
     "sequence",
@@ -49,19 +49,6 @@ CSV_COLUMNS = [
 ]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _plain_and_mods(proforma: str) -> tuple[str, str]:
     """ProForma -> (bare sequence, mzTab modifications column 'pos-UNIMOD:n,...')."""
     tokens = parse_peptide(proforma)
@@ -89,11 +76,29 @@ def write_mztab(
     hits: Iterable,
     runs: list[str],
     *,
-    software: str = "engine graphnovo",
-    description: str = "GraphNovo de novo peptide sequencing",
+    component: str = "sequencer",
+    software: str | None = None,
+    description: str | None = None,
 ) -> int:
-    """Write hits (engine PeptideHit with .source) to mzTab; returns the row count."""
+    """Write hits (engine PeptideHit with .source) to mzTab; returns the row count.
+
+    ``software`` defaults to "engine <component>", ``description`` to one naming it."""
+    software = software or f"engine {component}"
     run_index = {str(Path(r)): i + 1 for i, r in enumerate(runs)}
+    head = _metadata(run_index, software, description or f"{software} de novo peptide sequencing")
+    psms = [
+        "PSM\t" + "\t".join(_clean(v) for v in _psm_row(hit, count, _run_of(hit, run_index), software))
+        for count, hit in enumerate(hits)
+    ]
+    atomic_write_text(path, "\n".join([*head, "PSH\t" + "\t".join(PSH), *psms]) + "\n")
+    return len(psms)
+
+
+def _run_of(hit, run_index: dict[str, int]) -> int:
+    return run_index.get(str(Path(hit.source)) if hit.source else "", 1)
+
+
+def _metadata(run_index: dict[str, int], software: str, description: str) -> list[str]:
     lines = [
         "MTD\tmzTab-version\t1.0.0",
         "MTD\tmzTab-mode\tSummary",
@@ -104,42 +109,37 @@ def write_mztab(
         "MTD\tfixed_mod[1]\t[MS, MS:1002453, No fixed modifications searched, ]",
         "MTD\tvariable_mod[1]\t[MS, MS:1002454, No variable modifications searched, ]",
     ]
-    for run, i in run_index.items():
-        lines.append(f"MTD\tms_run[{i}]-location\t{Path(run).resolve().as_uri()}")
-    lines.append("PSH\t" + "\t".join(PSH))
-    count = 0
-    for hit in hits:
-        seq, mods = _plain_and_mods(hit.peptide)
-        calc = precursor_mz(parse_peptide(hit.peptide), hit.charge)
-        run = run_index.get(str(Path(hit.source)) if hit.source else "", 1)
-        row = [
-            seq,
-            str(count),
-            "null",
-            "null",
-            "null",
-            "null",
-            "[, , engine graphnovo, ]",
-            f"{hit.score:.6f}",
-            mods,
-            "null",
-            str(hit.charge),
-            f"{hit.precursor_mz:.6f}",
-            f"{calc:.6f}",
-            f"ms_run[{run}]:{hit.spectrum_ref}",
-            "null",
-            "null",
-            "null",
-            "null",
-            ",".join(f"{s:.5f}" for s in hit.residue_scores),
-            "null" if hit.scan is None else str(hit.scan),
-            f"{hit.precursor_error_ppm:.3f}",
-            hit.peptide,
-        ]
-        lines.append("PSM\t" + "\t".join(_clean(v) for v in row))
-        count += 1
-    _atomic_write(Path(path), "\n".join(lines) + "\n")
-    return count
+    return lines + [f"MTD\tms_run[{i}]-location\t{Path(r).resolve().as_uri()}" for r, i in run_index.items()]
+
+
+def _psm_row(hit, count: int, run: int, software: str) -> list[str]:
+    """One PSM row in PSH column order."""
+    seq, mods = _plain_and_mods(hit.peptide)
+    calc = precursor_mz(parse_peptide(hit.peptide), hit.charge)
+    return [
+        seq,
+        str(count),
+        "null",
+        "null",
+        "null",
+        "null",
+        f"[, , {software}, ]",
+        f"{hit.score:.6f}",
+        mods,
+        "null",
+        str(hit.charge),
+        f"{hit.precursor_mz:.6f}",
+        f"{calc:.6f}",
+        f"ms_run[{run}]:{hit.spectrum_ref}",
+        "null",
+        "null",
+        "null",
+        "null",
+        ",".join(f"{s:.5f}" for s in hit.residue_scores),
+        "null" if hit.scan is None else str(hit.scan),
+        f"{hit.precursor_error_ppm:.3f}",
+        hit.peptide,
+    ]
 
 
 def _clean(value: str) -> str:
@@ -147,8 +147,6 @@ def _clean(value: str) -> str:
 
 
 def write_csv(path, hits: Iterable) -> int:
-    import io
-
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
@@ -170,11 +168,11 @@ def write_csv(path, hits: Iterable) -> int:
             ]
         )
         count += 1
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
     return count
 
 
 def write_skipped(path, skipped: Iterable[tuple[str, str, str]]) -> int:
     rows = ["file\tspectra_ref\treason"] + ["\t".join(_clean(x) for x in s) for s in skipped]
-    _atomic_write(Path(path), "\n".join(rows) + "\n")
+    atomic_write_text(path, "\n".join(rows) + "\n")
     return len(rows) - 1

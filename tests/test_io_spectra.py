@@ -1,7 +1,12 @@
+"""engine.io.spectra: MGF, mzML, mzXML and MSP readers; bad spectra reported, not raised."""
+
+import sys
+
 import numpy as np
 import pytest
-from conftest import SPECTRA, need
-from engine_graphnovo.readers import ReaderConfig, SkipReport, read_peprec, read_spectra
+
+from engine.errors import EngineError
+from engine.io.spectra import ReaderConfig, SkipReport, read_peprec, read_spectra
 
 
 def _read(path, **kw):
@@ -24,9 +29,9 @@ def test_peprec_parsing(massivekb):
     assert labels["massive_hcd_1575035"] == ("LHTFESHK", {0: "Carbamyl"})
 
 
-def test_mzml_and_mzxml_are_ms2_only_with_scan_refs():
-    mzml, rep = _read(need(SPECTRA / "formats" / "TMT10-Trial-8.mzML"))
-    mzxml, _ = _read(need(SPECTRA / "formats" / "TMT10-Trial-8.mzXML"))
+def test_mzml_and_mzxml_are_ms2_only_with_scan_refs(spectra_file):
+    mzml, rep = _read(spectra_file("formats", "TMT10-Trial-8.mzML"))
+    mzxml, _ = _read(spectra_file("formats", "TMT10-Trial-8.mzXML"))
     assert len(mzml) == 4 and len(mzxml) == 4 and len(rep) == 0
     assert mzml[0].ref == "controllerType=0 controllerNumber=1 scan=501" and mzml[0].scan == 501
     assert mzxml[0].ref == "scan=501" and mzxml[0].scan == 501
@@ -34,8 +39,8 @@ def test_mzml_and_mzxml_are_ms2_only_with_scan_refs():
     assert mzml[0].charge == 3  # 'possible charge state' is read too
 
 
-def test_msp_library_labels_and_mods():
-    spectra, report = _read(need(SPECTRA / "nist" / "nist-bsa_consensus.msp"))
+def test_msp_library_labels_and_mods(spectra_file):
+    spectra, report = _read(spectra_file("nist", "nist-bsa_consensus.msp"))
     assert len(spectra) == 725 and len(report) == 0
     assert spectra[0].label == "AADDKEAC[Carbamidomethyl]FAVEGPK" and spectra[0].charge == 3
     assert sum(s.label is not None for s in spectra) == 725
@@ -120,3 +125,21 @@ def test_garbage_file_is_reported_not_raised(tmp_path):
     assert spectra == [] and report.skipped[0][1] == "file"
     with pytest.raises(ValueError, match="unknown spectrum format"):
         list(read_spectra([tmp_path / "x.txt"]))
+
+
+@pytest.mark.parametrize(
+    "name, module, what", [("a.mgf", "mgf", "MGF"), ("a.mzML", "mzml", "mzML"), ("a.mzXML", "mzxml", "mzXML")]
+)
+def test_missing_pyteomics_names_the_extra_in_one_line(tmp_path, monkeypatch, name, module, what):
+    path = tmp_path / name
+    path.write_text("")
+    monkeypatch.setitem(sys.modules, f"pyteomics.{module}", None)  # import now raises ImportError
+    with pytest.raises(EngineError) as info:
+        list(read_spectra([path]))
+    assert str(info.value) == f"reading {what} needs pyteomics: pip install 'engine-core[spectra]'"
+
+
+def test_msp_reads_without_pyteomics(spectra_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyteomics", None)
+    spectra, _ = _read(spectra_file("nist", "nist-bsa_consensus.msp"))
+    assert len(spectra) == 725

@@ -3,7 +3,8 @@
 Everything is resolved offline from this table (pyteomics would download unimod.obo
 for named modifications). A peptide is a tuple of ProForma tokens: an optional
 N-terminal token such as ``[Acetyl]-`` followed by residues such as ``C[Carbamidomethyl]``;
-``"".join(tokens)`` is the ProForma string.
+``"".join(tokens)`` is the ProForma string. ``ResidueTable`` is a model's vocabulary of
+such tokens.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ _RESIDUE = re.compile(r"([A-Z])(?:\[([^\]]+)\]|\(([^)]+)\)|([+-]\d+(?:\.\d*)?))?
 
 
 def parse_peptide(text: str) -> tuple[str, ...]:
-    """Any common notation -> ProForma tokens (I kept as I; see ``tokens_for_table``).
+    """Any common notation -> ProForma tokens (I kept as I; ``normalize_il`` writes L).
 
     Accepts ``PEPTIDE``, ``C+57.021``, ``C(+57.02)``, ``C[Carbamidomethyl]``,
     ``M[UNIMOD:35]``, ``+43.006-PEP``, ``[Acetyl]-PEP`` and ``_PEP_``-free plain text.

@@ -1,6 +1,9 @@
+"""engine.io.peptides: notations to ProForma tokens, masses, the residue table."""
+
 import numpy as np
 import pytest
-from engine_graphnovo.masses import (
+
+from engine.io.peptides import (
     AA_MASSES,
     H2O,
     PROTON,
@@ -82,7 +85,7 @@ def test_residue_table_encodes_il_and_rejects_outside_tokens():
 
 
 def test_massivekb_labels_match_precursors(massivekb):
-    from engine_graphnovo.readers import read_spectra
+    from engine.io.spectra import read_spectra
 
     errs = [
         abs(precursor_mz(parse_peptide(s.label), s.charge) - s.precursor_mz) * s.charge

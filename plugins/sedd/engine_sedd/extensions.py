@@ -1,14 +1,23 @@
-"""Registries for SEDD's extensible parts: graphs (forward processes), noise schedules
-and predictors. A third-party package adds one by calling ``GRAPHS.register(name)`` (a
-decorator) at import time, or by declaring an entry point in the group
-``engine_sedd.<kind>`` (e.g. ``engine_sedd.graphs``) that names the class; entry points
-are read lazily, the first time a name is missing."""
+"""Extension points of SEDD: registries of graphs (forward processes), noise schedules and
+predictors (not the engine's component registry). A third-party package adds one by
+calling ``GRAPHS.register(name)`` (a decorator) at import time, or by declaring an entry
+point in the group ``engine_sedd.<kind>`` (e.g. ``engine_sedd.graphs``) that names the
+class; entry points are read lazily, the first time a name is missing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
+
+from engine.interfaces import ConfigError
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name no registry entry has: a KeyError, and a one-line usage error on the CLI."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class Registry:
@@ -38,7 +47,7 @@ class Registry:
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
     def create(self, name: str, *args, **kwargs) -> Any:
         return self.get(name)(*args, **kwargs)

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sampler import SEDDSamplerBase
+from .component import SEDDSamplerBase
 
 
-class ORTSEDDSampler(SEDDSamplerBase):
-    def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
+class OrtSEDDSampler(SEDDSamplerBase):
+    """The sampler on an exported artifact (see ``engine export sedd``)."""
+
+    runs_artifact = True
+
+    def __init__(self, artifact, *, provider: str = "auto", threads: int | None = None):
         super().__init__(artifact.config)
         self.artifact = artifact
         self.session = artifact.session("score_net", provider, threads=threads)
-        self.providers = self.session.get_providers()
+
+    @property
+    def providers(self) -> list[str]:
+        """The onnxruntime providers the score network really runs on, best first."""
+        return list(self.session.get_providers())
 
     def raw_output(self, x, sigma_bar):
         feeds = {
@@ -22,9 +30,6 @@ class ORTSEDDSampler(SEDDSamplerBase):
         }
         return self.session.run(None, feeds)[0]
 
-    def export_onnx(self, dest):
-        raise NotImplementedError("this sampler already runs an exported artifact")
 
-
-def load_artifact(artifact, provider: str = "auto", threads: int | None = None) -> ORTSEDDSampler:
-    return ORTSEDDSampler(artifact, provider, threads)
+def load_artifact(artifact, *, provider: str = "auto", threads: int | None = None) -> OrtSEDDSampler:
+    return OrtSEDDSampler(artifact, provider=provider, threads=threads)

@@ -7,7 +7,9 @@ run goes on. A file that breaks part way (truncated, garbage) keeps what was rea
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -16,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import EngineError
 from engine.interfaces import Spectrum
-
-from .masses import PeptideError, apply_mods, parse_peptide, residue_mass_of, to_proforma
+from engine.io.peptides import PeptideError, apply_mods, parse_peptide, residue_mass_of, to_proforma
 
 FORMATS = {".mgf": "mgf", ".mzml": "mzml", ".mzxml": "mzxml", ".msp": "msp"}
 
@@ -77,12 +79,27 @@ def read_spectra(
     side = read_peprec(labels) if labels else None
     for path in map(Path, paths):
         fmt = detect_format(path)
-        if not path.is_file():
-            report.skip(str(path), "file", f"unreadable: {path} does not exist")
+        problem = _file_problem(path)
+        if problem:
+            report.skip(str(path), "file", f"unreadable: {path} {problem}")
             continue
         file_labels = side if side is not None else _peprec_beside(path)
         raw = {"mgf": _mgf, "mzml": _mzml, "mzxml": _mzxml, "msp": _msp}[fmt](path)
+        before = report.read
         yield from _checked(raw, path, report, config, file_labels)
+        if report.read == before and not any(src == str(path) for src, _, _ in report.skipped):
+            report.skip(str(path), "file", f"empty: {path} holds no spectra")
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a spectrum file, or None."""
+    if path.is_dir():
+        return "is a directory"
+    if not path.exists():
+        return "does not exist"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied)"
+    return None
 
 
 def _checked(raw, path, report, config, file_labels):
@@ -94,6 +111,8 @@ def _checked(raw, path, report, config, file_labels):
             spec = _validate(rec, path, report, config, file_labels)
             if spec is not None:
                 yield spec
+    except EngineError:  # a missing extra is the user's to fix, not a bad file
+        raise
     except Exception as exc:  # truncated or garbage file: keep what was read, say where
         reason = f"unreadable: {type(exc).__name__} after {count} spectra: {str(exc)[:120]}"
         report.skip(str(path), "file", reason.replace("\n", " "))
@@ -189,6 +208,14 @@ def _label(rec: dict, file_labels) -> tuple[str | None, str | None]:
 # ---------------------------------------------------------------- format adapters
 
 
+def _pyteomics(module: str, what: str):
+    """A pyteomics reader module; the optional ``spectra`` extra provides it."""
+    try:
+        return importlib.import_module(f"pyteomics.{module}")
+    except ImportError:
+        raise EngineError(f"reading {what} needs pyteomics: pip install 'engine-core[spectra]'") from None
+
+
 def _charge(value) -> int | None:
     """pyteomics charge objects/lists/strings -> int, None when absent or ambiguous."""
     if value is None:
@@ -205,8 +232,7 @@ def _charge(value) -> int | None:
 
 
 def _mgf(path: Path):
-    from pyteomics import mgf
-
+    mgf = _pyteomics("mgf", "MGF")
     with mgf.read(str(path), use_index=False, convert_arrays=1, read_charges=False) as reader:
         for i, spec in enumerate(reader):
             p = spec.get("params", {})
@@ -227,8 +253,7 @@ def _mgf(path: Path):
 
 
 def _mzml(path: Path):
-    from pyteomics import mzml
-
+    mzml = _pyteomics("mzml", "mzML")
     with mzml.read(str(path), use_index=False, decode_binary=True) as reader:
         for i, spec in enumerate(reader):
             if spec.get("ms level") != 2:
@@ -252,8 +277,7 @@ def _mzml(path: Path):
 
 
 def _mzxml(path: Path):
-    from pyteomics import mzxml
-
+    mzxml = _pyteomics("mzxml", "mzXML")
     with mzxml.read(str(path), use_index=False, decode_binary=True) as reader:
         for i, spec in enumerate(reader):
             if int(spec.get("msLevel", 0)) != 2:

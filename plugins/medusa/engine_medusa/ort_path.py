@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from engine.interfaces import Decoder
+from engine.runtime import active_providers
 
 from .component import MedusaRunner
 from .decoding import shared_prefix
@@ -22,18 +21,12 @@ class OrtBackend:
     on the CPU plain numpy arrays are passed (IO binding does not help there)."""
 
     def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
-        from engine.runtime import active_providers
-
         cfg = artifact.config
-        # default 1 intra-op thread: on the shared 2-core machines here more threads thrash
-        # (measured: a decode step 304 ms with 2 threads vs ~110 ms with 1 under load)
-        threads = threads or int(os.environ.get("ENGINE_MEDUSA_THREADS", "1"))
-        kw = {"threads": threads}
-        self.sess = artifact.session("medusa", provider, **kw)
-        self.heads_sess = artifact.session("heads", provider, **kw)
+        self.sess = artifact.session("medusa", provider, threads=threads)
+        self.heads_sess = artifact.session("heads", provider, threads=threads)
         self.select_heads = len(self.heads_sess.get_inputs()) == 2
         self.num_heads = cfg["num_heads"]
-        self.keep_sess = artifact.session("keep", provider, **kw)
+        self.keep_sess = artifact.session("keep", provider, threads=threads)
         self.providers = active_providers(self.sess)
         self.on_cuda = self.providers[0].startswith(("CUDA", "Tensorrt"))
         self.n_layers = cfg["n_layers"]
@@ -118,10 +111,21 @@ class OrtBackend:
 
 
 class OrtMedusaDecoder(MedusaRunner, Decoder):
-    """The medusa decoder running an exported artifact."""
+    """The medusa decoder running an exported artifact (base model + heads + tokenizer).
+
+    tree: rank paths (default: the tree stored in the artifact; ``[]`` decodes without the
+    heads); sampling: "lossless" | "typical" (default: the artifact's)."""
+
+    runs_artifact = True
 
     def __init__(
-        self, artifact, provider: str = "auto", threads: int | None = None, tree=None, sampling: str | None = None
+        self,
+        artifact,
+        *,
+        provider: str = "auto",
+        threads: int | None = None,
+        tree=None,
+        sampling: str | None = None,
     ):
         cfg = artifact.config
         codec = TextCodec.load(artifact.file("tokenizer.json"), artifact.file("text.json"))
@@ -129,12 +133,16 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         self.base_name = cfg["base_model"]
         backend = OrtBackend(artifact, provider, threads)
         tree = cfg["tree"] if tree is None else tree
-        self._setup(backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"])
+        self._setup(backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"], cfg["num_heads"])
 
     @property
-    def providers(self):
-        return self.backend.providers
+    def providers(self) -> list[str]:
+        """The onnxruntime providers the sessions really run on, best first."""
+        return list(self.backend.providers)
 
 
-def load_artifact(artifact, provider: str = "auto", **kw):
-    return OrtMedusaDecoder(artifact, provider, **kw)
+def load_artifact(
+    artifact, *, provider: str = "auto", threads: int | None = None, tree=None, sampling: str | None = None
+) -> OrtMedusaDecoder:
+    """The engine's artifact loader for `medusa` (``engine decode medusa --artifact DIR``)."""
+    return OrtMedusaDecoder(artifact, provider=provider, threads=threads, tree=tree, sampling=sampling)

@@ -1,0 +1,258 @@
+"""The work the core does for every component: each kind's main verb with its I/O,
+``export``, and a demo for components that bring none.
+
+Each job is ``fn(ctx) -> int | dict`` on an :class:`engine.cli.CommandContext` whose
+flags are parsed; ``ctx.load()`` builds the component on torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from engine import options as opts
+from engine.errors import EngineError, UsageError
+from engine.kinds import KINDS_BY_NAME, Kind, probe_spectra
+from engine.registry import accepts
+
+DEMO_PROMPT = "Explain in two sentences why the sky is blue."
+
+
+def run(ctx: Any) -> int | dict[str, Any]:
+    kind = KINDS_BY_NAME[ctx.spec.kind]
+    if ctx.verb == "export":
+        return export(ctx)
+    if ctx.verb == "demo":
+        return DEMOS[kind.name](ctx)
+    return JOBS[kind.name](ctx)
+
+
+def add_io_flags(kind: Kind, parser: argparse.ArgumentParser, taken: set[str]) -> None:
+    """The kind's input and output flags on its main verb."""
+    group = parser.add_argument_group(f"{kind.name} input and output")
+    if kind.name == "decoder":
+        group.add_argument("prompt", nargs="*", help="prompts (none: read --prompts, else standard input)")
+        group.add_argument("--prompts", metavar="FILE", help="JSONL file, one {'prompt': ...} per line ('-': stdin)")
+        group.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it comes")
+        taken.update({"--prompts", "--no-stream"})
+    elif kind.name == "sequencer":
+        group.add_argument("files", nargs="+", help="MGF, mzML, mzXML or MSP files")
+        group.add_argument("--csv", help="CSV path (default: the mzTab path with .csv)")
+        group.add_argument("--labels", help="PEPREC side file with labels (optional)")
+        taken.update({"--csv", "--labels"})
+
+
+def _config(ctx: Any, **fixed: Any) -> Any:
+    kind = KINDS_BY_NAME[ctx.spec.kind]
+    values = {**opts.given(ctx.args, kind.config), **fixed}
+    if ctx.seed is not None:
+        values["seed"] = ctx.seed
+    return opts.build(kind.config, values)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | None = None) -> int | dict[str, Any]:
+    from engine.io.prompts import read_prompts
+
+    args = ctx.args
+    prompts = prompts or read_prompts(getattr(args, "prompt", []), getattr(args, "prompts", None))
+    fixed = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    streaming = (
+        len(prompts) == 1 and not getattr(args, "no_stream", False) and not ctx.json and not ctx.output
+    ) and "stream" in ctx.spec.capabilities
+    if streaming:
+        fixed["stream"] = _write_now
+    config = _config(ctx, **fixed)
+    component = ctx.load()
+    if len(prompts) > 1 and "batch" in ctx.spec.capabilities:
+        results = component.generate_batch(prompts, config)
+    else:
+        results = [component.generate(p, config) for p in ctx.progress(prompts, desc="decode")]
+    rows = [_decoded(p, r) for p, r in zip(prompts, results, strict=True)]
+    if ctx.output:
+        _write_jsonl(ctx.output, rows)
+    if ctx.json:
+        return {"results": rows}
+    for row, result in zip(rows, results, strict=True):
+        if streaming:
+            print()
+        elif not ctx.output:
+            if len(rows) > 1:
+                print(f"### {row['prompt']}")
+            print(result.text)
+        ctx.note(
+            f"[{row['new_tokens']} tokens, {row['steps']} steps, "
+            f"{row['tokens_per_step']:.2f} tokens/step, {row['tokens_per_s']:.1f} tokens/s]"
+        )
+    return 0
+
+
+def _write_now(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def _decoded(prompt: str, result: Any) -> dict[str, Any]:
+    stats = result.stats
+    return {
+        "prompt": prompt,
+        "text": result.text,
+        "tokens": list(result.tokens),
+        "new_tokens": stats.new_tokens,
+        "steps": stats.steps,
+        "tokens_per_step": round(stats.tokens_per_step, 3),
+        "tokens_per_s": round(stats.tokens_per_second, 2),
+    }
+
+
+def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
+    from engine.io.files import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def sample(ctx: Any, **fixed: Any) -> int | dict[str, Any]:
+    config = _config(ctx, **fixed)
+    component = ctx.load()
+    kwargs = {}
+    bar = None
+    if accepts(component.sample, "on_step"):  # samplers that report their steps get a bar
+        bar = ctx.progress(total=config.steps, desc="sampling")
+        kwargs["on_step"] = lambda _step: bar.update(1)
+    try:
+        result = component.sample(config, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+    if ctx.output:
+        from engine.io.samples import write_samples
+
+        write_samples(ctx.output, result.texts)
+    if ctx.json:
+        return {"texts": list(result.texts), "steps": result.stats.steps, "seconds": result.stats.seconds}
+    if not ctx.output:
+        for i, text in enumerate(result.texts):
+            if len(result.texts) > 1:
+                ctx.echo(f"--- sample {i}")
+            ctx.echo(text)
+    return 0
+
+
+# --------------------------------------------------------------------------- sequence
+
+
+def sequence(ctx: Any) -> dict[str, Any]:
+    from engine.io.files import check_outputs
+    from engine.io.mztab import write_csv, write_mztab, write_skipped
+    from engine.io.spectra import SkipReport, detect_format, read_spectra
+
+    if not ctx.output:
+        raise UsageError(f"{ctx.prog} needs -o OUT.mztab")
+    paths = [Path(f) for f in ctx.args.files]
+    for path in paths:
+        try:
+            detect_format(path)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    out = Path(ctx.output)
+    csv_path = Path(ctx.args.csv) if ctx.args.csv else out.with_suffix(".csv")
+    inputs = [*paths, *([Path(ctx.args.labels)] if ctx.args.labels else [])]
+    check_outputs(inputs, [out, csv_path, Path(f"{out}.skipped.tsv"), Path(f"{out}.notes.tsv")])
+    component = ctx.load()
+    report = SkipReport()
+    inferred: list[Any] = []
+
+    def tracked():
+        for spectrum in read_spectra(paths, report, labels=ctx.args.labels):
+            if spectrum.charge is None:
+                inferred.append(spectrum)
+            yield spectrum
+
+    hits = list(ctx.progress(component.sequence(tracked()), desc="sequence"))
+    for _source, ref, reason in report.skipped:
+        if ref == "file":  # a whole file lost is worth saying now, not only in skipped.tsv
+            ctx.note(f"warning: {reason}")
+    if report.read == 0:
+        raise EngineError(f"no spectra could be read from {', '.join(map(str, paths))}; nothing written")
+    name = ctx.spec.name
+    written = write_mztab(
+        out, hits, [str(p) for p in paths], software=f"engine {name}", description=ctx.spec.description
+    )
+    write_csv(csv_path, hits)
+    skipped = report.skipped + list(getattr(component, "failures", []))
+    write_skipped(Path(f"{out}.skipped.tsv"), skipped)
+    charges = {(h.source, h.spectrum_ref): h.charge for h in hits}
+    notes = report.notes + [
+        (s.source, s.ref, f"charge: missing, chose {charges.get((s.source, s.ref), 'none')}") for s in inferred
+    ]
+    if notes:
+        write_skipped(Path(f"{out}.notes.tsv"), notes)
+    return {
+        "spectra": report.read,
+        "written": written,
+        "skipped": len(skipped),
+        "skipped_reasons": dict(Counter(reason.split(":", 1)[0] for _, _, reason in skipped)),
+        "charge_inferred": len(inferred),
+        "output": str(out),
+        "csv": str(csv_path),
+    }
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export(ctx: Any) -> dict[str, Any]:
+    from engine.artifacts import check_destination
+
+    dest = Path(ctx.output)
+    check_destination(dest, overwrite=ctx.force)
+    component = ctx.load()
+    kwargs: dict[str, Any] = {}
+    if accepts(component.export_onnx, "overwrite"):
+        kwargs["overwrite"] = bool(ctx.force)
+    if ctx.quantize:
+        if not accepts(component.export_onnx, "quantize"):
+            raise UsageError(f"{ctx.spec.name} does not support --quantize")
+        kwargs["quantize"] = ctx.quantize
+    path = component.export_onnx(dest, **kwargs)
+    ctx.note(f"wrote {path}")
+    return {"artifact": str(path)}
+
+
+# --------------------------------------------------------------------------- demos
+
+
+def _demo_decode(ctx: Any) -> int | dict[str, Any]:
+    return decode(ctx, prompts=[DEMO_PROMPT], max_new_tokens=64)
+
+
+def _demo_sample(ctx: Any) -> int | dict[str, Any]:
+    ctx.echo("# 2 samples of 128 tokens, seed 0")
+    ctx.args.seed = 0 if ctx.seed is None else ctx.seed
+    return sample(ctx, num_samples=2, length=128)
+
+
+def _demo_sequence(ctx: Any) -> int:
+    spectra = probe_spectra()
+    hits = {hit.spectrum_ref: hit for hit in ctx.load().sequence(spectra)}
+    ctx.echo(f"{len(spectra)} bundled labelled spectra (MassIVE-KB):")
+    for spectrum in spectra:
+        hit = hits.get(spectrum.ref)
+        found = f"{hit.peptide} (score {hit.score:.2f}, {hit.precursor_error_ppm:+.1f} ppm)" if hit else "no hit"
+        same = hit is not None and hit.peptide.replace("I", "L") == (spectrum.label or "").replace("I", "L")
+        mark = "=" if same else " "  # I and L have the same mass: the field counts them equal
+        ctx.echo(f"  {spectrum.ref:<9} label {spectrum.label or '?':<22} {mark} predicted {found}")
+    return 0
+
+
+JOBS = {"decoder": decode, "sampler": sample, "sequencer": sequence}
+DEMOS = {"decoder": _demo_decode, "sampler": _demo_sample, "sequencer": _demo_sequence}

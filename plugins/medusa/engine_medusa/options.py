@@ -1,0 +1,185 @@
+"""Medusa's options: the component's (every verb that builds it) and those of train, eval and bench.
+
+Each field becomes a flag (``heads_dtype`` -> ``--heads-dtype``); see :mod:`engine.options`.
+Light on purpose: attrs and the engine only, never torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+from typing import Any
+
+import attrs
+
+from engine.interfaces import ConfigError
+from engine.options import option
+
+SAMPLING_MODES = ("lossless", "typical")
+HEADS_DTYPES = ("bfloat16", "float32")
+TREE_EXAMPLE = "[[0],[0,0],[1]]"
+_YES = ("yes", "true", "on", "1")
+_NO = ("no", "false", "off", "0")
+
+
+def as_tree(value: Any) -> tuple[tuple[int, ...], ...] | None:
+    """Rank paths as a tuple of tuples of ints (None stays None: the stored tree)."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str) or any(isinstance(p, str) for p in value):
+            raise TypeError
+        return tuple(tuple(operator.index(r) for r in p) for p in value)
+    except TypeError:
+        raise ConfigError(f"tree must be a list of rank paths, e.g. {TREE_EXAMPLE}, got {value!r}") from None
+
+
+def tree_json(text: str) -> tuple[tuple[int, ...], ...]:
+    """``--tree`` text: JSON rank paths."""
+    try:
+        return as_tree(json.loads(text))
+    except (json.JSONDecodeError, ConfigError):
+        raise argparse.ArgumentTypeError(f"expected JSON rank paths, e.g. '{TREE_EXAMPLE}', got {text!r}") from None
+
+
+def sampling_mode(text: str) -> str:
+    if text not in SAMPLING_MODES:
+        raise argparse.ArgumentTypeError(f"choose {' or '.join(SAMPLING_MODES)}, got {text!r}")
+    return text
+
+
+def auto_bool(text: str) -> bool | None:
+    """``yes``/``no``, or ``auto`` (None)."""
+    word = text.strip().lower()
+    if word == "auto":
+        return None
+    if word in _YES or word in _NO:
+        return word in _YES
+    raise argparse.ArgumentTypeError(f"choose yes, no or auto, got {text!r}")
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+def _at_least_zero(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value < 0:
+        raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _mix(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
+    parse_mix(value)
+
+
+def parse_mix(text: str) -> dict[str, int]:
+    """``chat=400,code=100`` -> {"chat": 400, "code": 100}."""
+    try:
+        return {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise ConfigError(f"mix must look like chat=400,code=100 or all=N, got {text!r}") from None
+
+
+@attrs.frozen
+class MedusaOptions:
+    """How the decoder is built; the base model is the common ``--model``."""
+
+    heads: str | None = option(
+        "default", "Medusa heads: 'default' (shipped), 'none' (plain decoding) or a heads folder", paths=("torch",)
+    )
+    tree: tuple[tuple[int, ...], ...] | None = option(
+        None,
+        f"tree as JSON rank paths, e.g. '{TREE_EXAMPLE}' (default: the tree stored with the heads or the artifact)",
+        type=tree_json,
+        metavar="JSON",
+        converter=as_tree,
+    )
+    topk: int | None = option(
+        None,
+        "candidates per head a tree may rank (default: the heads' stored value, else 10)",
+        type=int,
+        paths=("torch",),
+        validator=_positive,
+    )
+    sampling: str | None = option(
+        None,
+        "acceptance rule when temperature > 0: lossless or typical (default: lossless, or the artifact's)",
+        type=sampling_mode,
+        metavar="lossless|typical",
+        validator=attrs.validators.optional(attrs.validators.in_(SAMPLING_MODES)),
+    )
+    chat: bool | None = option(
+        None,
+        "wrap prompts in the chat template: yes, no or auto (auto: when the tokenizer has one)",
+        type=auto_bool,
+        metavar="yes|no|auto",
+        paths=("torch",),
+        validator=attrs.validators.optional(attrs.validators.instance_of(bool)),
+    )
+    heads_dtype: str = option(
+        "bfloat16", "dtype of the heads' copy that proposes candidates", choices=HEADS_DTYPES, paths=("torch",)
+    )
+
+
+@attrs.frozen
+class TrainOptions:
+    """``engine train medusa``: the base is ``--model``, the run folder ``-o``, the seed ``--seed``."""
+
+    prompts: str | None = option(None, "JSONL prompts (default: the shared train.jsonl)", type=str, metavar="FILE")
+    mix: str = option("chat=427,code=300,math=250", "prompts per category, or 'all=N' for the first N", validator=_mix)
+    max_new_tokens: int = option(128, "answer length in self-distillation", validator=_positive)
+    distill_batch: int = option(16, "prompts per self-distillation batch", validator=_positive)
+    distill_dtype: str = option(
+        "bfloat16", "dtype of the base while it writes the answers (bf16 is much faster on a CPU)", choices=HEADS_DTYPES
+    )
+    distill_minutes: float | None = option(
+        None, "time budget for self-distillation: stop and train on what was written", type=float
+    )
+    mode: str = option("medusa1", "Medusa-1 (frozen base) or Medusa-2 (joint)", choices=("medusa1", "medusa2"))
+    heads: int = option(4, "number of heads", validator=_positive)
+    layers: int = option(1, "residual blocks per head", validator=_positive)
+    own_lm_head: bool = option(False, "each head gets its own d x V matrix")
+    epochs: float = option(1.0, "epochs over the self-distilled positions")
+    steps: int = option(0, "optimizer steps (0: from --epochs)", validator=_at_least_zero)
+    batch_size: int = option(256, "positions (medusa1) or sequences (medusa2) per step", validator=_positive)
+    lr: float = option(1e-3, "learning rate")
+    val_fraction: float = option(0.05, "share of the data held out for validation")
+    checkpoint_every: int = option(100, "steps between checkpoints", validator=_positive)
+    resume: bool = option(False, "continue from OUTPUT/checkpoint.pt")
+    fp32: bool = option(False, "no bf16 autocast of the projections")
+    unfreeze_last: int = option(2, "Medusa-2: backbone blocks trained", validator=_at_least_zero)
+    lambda0: float = option(0.2, "Medusa-2: weight of the heads' loss")
+    head_lr_mult: float = option(4.0, "Medusa-2: learning-rate multiplier of the heads")
+    stage1_steps: int = option(0, "Medusa-2: steps training the heads alone first", validator=_at_least_zero)
+
+
+def _prompts_file() -> Any:
+    return option(None, "JSONL with a 'prompt' field (default: the shared dev.jsonl)", type=str, metavar="FILE")
+
+
+def _limit(default: int) -> Any:
+    return option(default, "first N prompts (0: all)", validator=_at_least_zero)
+
+
+def _max_new_tokens(default: int) -> Any:
+    return option(default, "tokens to generate per prompt", validator=_positive)
+
+
+@attrs.frozen
+class EvalOptions:
+    """``engine eval medusa``: per-head accuracy and tokens per step on prompts (torch)."""
+
+    prompts: str | None = _prompts_file()
+    limit: int = _limit(8)
+    max_new_tokens: int = _max_new_tokens(64)
+
+
+@attrs.frozen
+class BenchOptions:
+    """``engine bench medusa``: HF generate vs Medusa on torch and onnxruntime."""
+
+    prompts: str | None = _prompts_file()
+    limit: int = _limit(10)
+    max_new_tokens: int = _max_new_tokens(128)
+    skip_ort: bool = option(False, "bench torch only (no ONNX export, no onnxruntime)")

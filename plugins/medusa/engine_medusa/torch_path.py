@@ -1,0 +1,101 @@
+"""The `medusa` decoder on torch: any Hugging Face causal LM plus Medusa heads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from engine.interfaces import ConfigError, Decoder
+from engine.runtime import use_torch_threads
+
+from .base import DEFAULT_BASE, TorchBackend, load_base
+from .component import FALLBACK_TREE, MedusaRunner, read_tree, resolve_heads
+from .heads import MedusaHeads, load_heads
+from .options import HEADS_DTYPES
+
+
+class MedusaDecoder(MedusaRunner, Decoder):
+    """Medusa on torch for any HF causal LM.
+
+    model: HF id, local dir or .gguf path (default: the heads' base; SmolLM2-135M-Instruct,
+    read offline from its GGUF, for the shipped heads); heads: "default" (shipped), a heads
+    folder, or "none"/None (plain decoding); tree: rank paths (default: the tree stored with
+    the heads); sampling: "lossless" | "typical"; chat: wrap prompts in the chat template
+    (None: when the tokenizer has one). The options are :class:`engine_medusa.options.MedusaOptions`.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        heads="default",
+        tree=None,
+        topk: int | None = None,
+        sampling: str | None = None,
+        chat: bool | None = None,
+        heads_dtype: str = "bfloat16",
+    ):
+        if device not in (None, "cpu"):
+            raise ConfigError(
+                f"medusa's torch path runs on the CPU, not {device!r}; for a GPU, export it and run "
+                "the artifact: engine decode medusa --artifact DIR --provider cuda"
+            )
+        use_torch_threads(threads)
+        folder = resolve_heads(heads)
+        base = model
+        if base is None:
+            base = json.loads((folder / "config.json").read_text())["base_model"] if folder else DEFAULT_BASE
+        self.base_name = base
+        hf_model, codec = load_base(base)
+        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype)
+
+    @classmethod
+    def from_model(
+        cls,
+        hf_model,
+        codec,
+        heads=None,
+        tree=None,
+        topk: int = 10,
+        sampling: str = "lossless",
+        chat: bool | None = None,
+        base_name: str = "custom",
+        heads_dtype: str = "bfloat16",
+    ):
+        """Build around an already loaded model; `heads` is a MedusaHeads, a folder or None."""
+        self = cls.__new__(cls)
+        self.base_name = base_name
+        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype)
+        return self
+
+    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype):
+        self.model, self.heads_config = hf_model, None
+        self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
+        if isinstance(heads, MedusaHeads):
+            self.heads = heads
+        elif heads is not None:
+            self.heads, self.heads_config = load_heads(heads, hf_model)
+            stored, stored_k = read_tree(heads)
+            tree = stored if tree is None else tree
+            topk = topk or stored_k
+        else:
+            self.heads = None
+        if self.heads is None:
+            tree = []
+        elif tree is None:
+            tree = FALLBACK_TREE
+        if heads_dtype not in HEADS_DTYPES:
+            raise ConfigError(f"heads_dtype must be {' or '.join(HEADS_DTYPES)}, got {heads_dtype!r}")
+        backend = TorchBackend(hf_model, self.heads, getattr(torch, heads_dtype))
+        num_heads = self.heads.num_heads if self.heads is not None else 0
+        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads)
+
+    def export_onnx(self, dest, *, overwrite: bool = False) -> Path:
+        """Base model + heads + tokenizer as an engine artifact at ``dest``."""
+        from .export import export_artifact
+
+        return export_artifact(self, dest, overwrite=overwrite)

@@ -1,0 +1,45 @@
+"""The torch back end of the SEDD sampler (the factory the plugin registers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.interfaces import ConfigError
+from engine.runtime import use_torch_threads
+
+from .bundle import load_model_dir
+from .component import SEDDSamplerBase, resolve_model
+
+DTYPES = ("fp32", "bf16")
+
+
+class SEDDSampler(SEDDSamplerBase):
+    """The sampler on torch. ``model``: a model folder (default: the bundled tinyshakespeare
+    model); ``device``: a torch device (default: the CPU); ``dtype``: fp32, or bf16 autocast."""
+
+    def __init__(self, *, model=None, device: str | None = None, threads: int | None = None, dtype: str = "fp32"):
+        use_torch_threads(threads)
+        device = str(device or "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but this torch build sees no CUDA GPU")
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype must be fp32 or bf16, got {dtype!r}")
+        self.model_dir = resolve_model(model)
+        self.net, config, *_ = load_model_dir(self.model_dir, device)
+        super().__init__(config)
+        self.device, self.dtype = device, dtype
+
+    @torch.no_grad()
+    def raw_output(self, x, sigma_bar):
+        tokens = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        sb = torch.as_tensor(sigma_bar, dtype=torch.float32, device=self.device)
+        kind = torch.device(self.device).type
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
+            return self.net(tokens, sb).float().cpu().numpy()
+
+    def export_onnx(self, dest, *, overwrite: bool = False, opset: int | None = None):
+        """Write the score network (fp32, on the CPU) and the model config as an engine artifact."""
+        from .export import export_artifact
+
+        return export_artifact(self, dest, opset=opset, overwrite=overwrite)
