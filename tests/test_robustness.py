@@ -154,3 +154,27 @@ def test_spectrum_refuses_impossible_values(change, problem):
     fields = {"ref": "index=0", "precursor_mz": 500.0, "charge": 2, "mz": [100.0, 200.0], "intensity": [1.0, 2.0]}
     with pytest.raises(ConfigError, match=problem):
         Spectrum(**{**fields, **change})
+
+
+class Payload:
+    """Anything pickle would rebuild by running code on load."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoints_round_trip_plain_data_and_refuse_pickled_objects(tmp_path):
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from engine.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+
+    state = {"w": torch.ones(2), "step": np.int64(3), "rng": np.random.default_rng(0).bit_generator.state}
+    path = save_checkpoint(state, tmp_path / "ckpt.pt")
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 3 and torch.equal(loaded["w"], torch.ones(2)) and loaded["rng"] == state["rng"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"model": Payload()}, crafted)
+    with pytest.raises(CheckpointError, match="refused, it holds objects other than tensors and plain data"):
+        load_checkpoint(crafted)

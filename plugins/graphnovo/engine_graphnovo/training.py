@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.datasets import shared_data
 from engine.io.peptides import PeptideError, ResidueTable, parse_peptide, residue_masses
 from engine.runtime import use_torch_threads
@@ -246,7 +247,7 @@ def train(
     ckpt = out / "checkpoint.pt"
     step, seconds = 0, 0.0
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         ps.load_state_dict(state["ps"])
         sf.load_state_dict(state["sf"])
         opt.load_state_dict(state["opt"])
@@ -314,17 +315,12 @@ def train(
 
 
 def _checkpoint(path: Path, ps, sf, opt, step: int, seconds: float, rng) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "ps": ps.state_dict(),
-            "sf": sf.state_dict(),
-            "opt": opt.state_dict(),
-            "step": step,
-            "seconds": seconds,
-            "rng": [rng.bit_generator.state],
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    state = {
+        "ps": ps.state_dict(),
+        "sf": sf.state_dict(),
+        "opt": opt.state_dict(),
+        "step": step,
+        "seconds": seconds,
+        "rng": [rng.bit_generator.state],
+    }
+    save_checkpoint(state, path)

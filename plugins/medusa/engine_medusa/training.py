@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.errors import UsageError
 
 from .heads import MedusaHeads, heads_config, save_heads
@@ -151,12 +152,6 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def atomic_torch_save(obj, path: Path):
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class Trainer:
     """Shared optimisation loop: schedule, DDP gradient averaging, checkpoints, resume, logs."""
 
@@ -187,7 +182,7 @@ class Trainer:
     def resume(self) -> bool:
         if not self.ckpt.is_file():
             return False
-        st = torch.load(self.ckpt, weights_only=False)
+        st = load_checkpoint(self.ckpt)
         for n, m in self.modules.items():
             m.load_state_dict(st["modules"][n], strict=False)
         self.opt.load_state_dict(st["opt"])
@@ -198,7 +193,7 @@ class Trainer:
 
     def save_checkpoint(self):
         if self.rank == 0:
-            atomic_torch_save(self.state(), self.ckpt)
+            save_checkpoint(self.state(), self.ckpt)
 
     def sync_grads(self, params):
         if self.world > 1:

@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 import torch
 
+from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.datasets import shared_data
 from engine.interfaces import ConfigError
 from engine.runtime import use_torch_threads
@@ -165,7 +166,7 @@ class Trainer:
     def resume(self):
         if not self.ckpt.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.ckpt}")
-        state = torch.load(self.ckpt, weights_only=False)
+        state = load_checkpoint(self.ckpt)
         if state["config"] != self.cfg:
             raise ConfigError("--resume: checkpoint was trained with a different configuration")
         self.net.load_state_dict(state["net"])
@@ -223,8 +224,6 @@ class Trainer:
         self.rng_states = _gather_states(self.gen.get_state(), self.world)
         if self.rank != 0:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt.with_suffix(".tmp")
         state = {
             "net": self.net.state_dict(),
             "opt": self.opt.state_dict(),
@@ -236,8 +235,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "data_rng": self.rng_states,
         }
-        torch.save(state, tmp)
-        os.replace(tmp, self.ckpt)
+        save_checkpoint(state, self.ckpt)
 
     def should_stop(self) -> bool:
         args = self.args
