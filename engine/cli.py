@@ -118,7 +118,7 @@ class CommandContext:
     def artifact_to_run(self) -> Any:
         if self.artifact:
             return self.artifact
-        if self.model or self.device or self.spec is None or available("torch"):
+        if self.model or self.device or self.spec is None or self.verb in ("export", "train") or available("torch"):
             return None
         return self.spec.default_artifact_path()
 
@@ -289,7 +289,7 @@ def run_verb(engine: Engine, spec: ComponentSpec, verb: str, argv: list[str], fl
     if verb in BUILDING_VERBS:
         ctx.options, ctx.options_given = _options(spec, None, args, ctx)
     ctx.verb_options = _options(spec, verb, args, ctx)[0]
-    with spec.needs("torch"):
+    with spec.needs("train" if verb in ("export", "train") else "torch"):
         if verb in CORE_VERBS or (verb == "demo" and "demo" not in spec.commands):
             from engine import jobs
 
@@ -365,9 +365,23 @@ def _options(
     cls = spec.options_class(verb)
     values = opts.given(args, cls)
     if verb is None:
-        hint = "drop it, or run on the other path" if ctx.artifact else "it is read with --artifact"
-        opts.check_paths(cls, values, ctx.path, hint)
+        opts.check_paths(cls, values, ctx.path, _path_hint(ctx))
     return opts.build(cls, values), values
+
+
+def _path_hint(ctx: CommandContext) -> str:
+    if ctx.artifact:
+        return "drop it, or run without --artifact"
+    if ctx.path == "onnxruntime":  # torch is absent, so the shipped artifact runs
+        from engine.deps import install_hint
+
+        return f"torch is not installed, so the shipped artifact runs; {install_hint('torch', _dist(ctx), 'torch')}"
+    return "it is read with --artifact"
+
+
+def _dist(ctx: CommandContext) -> str:
+    spec = _need_spec(ctx)
+    return spec.distribution or spec.plugin
 
 
 def _finish(result: Any, ctx: CommandContext) -> int:

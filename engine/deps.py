@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 from engine.errors import EngineError
 
-#: top-level module -> (distribution that provides the extra, extra)
+#: top-level module -> (the core's extra that brings it, or None: the plugin's extra for the job)
 EXTRAS = {
-    "torch": (None, "torch"),
-    "transformers": (None, "torch"),
-    "accelerate": (None, "torch"),
-    "gguf": (None, "torch"),
-    "onnx": (None, "train"),
-    "onnxscript": (None, "train"),
+    "torch": (None, None),
+    "transformers": (None, None),
+    "accelerate": (None, None),
+    "gguf": (None, None),
+    "onnx": (None, None),
+    "onnxscript": (None, None),
     "onnxruntime": ("engine-core", "runtime"),
     "pyteomics": ("engine-core", "spectra"),
     "lxml": ("engine-core", "spectra"),
@@ -38,8 +38,9 @@ class MissingDependencyError(EngineError, ImportError):
 
 def install_hint(module: str, distribution: str, extra: str) -> str:
     """``pip install 'DIST[EXTRA]'`` for a missing top-level ``module``."""
-    owner, known_extra = EXTRAS.get(module, (None, extra))
-    return f"pip install '{owner or distribution}[{known_extra}]'"
+    owner, core_extra = EXTRAS.get(module, (None, extra))
+    # the core's modules come with a core extra; the others with the plugin's extra for the job
+    return f"pip install '{owner}[{core_extra}]'" if owner else f"pip install '{distribution}[{extra}]'"
 
 
 @contextlib.contextmanager

@@ -296,7 +296,9 @@ class Engine:
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         """Build component ``name`` of ``kind`` with its factory's ``options``."""
-        return self.get(kind, name).create(**options)
+        spec = self.get(kind, name)
+        with spec.needs("torch"):
+            return spec.create(**options)
 
     def decoder(self, name: str, **options: Any) -> Any:
         return self.create("decoder", name, **options)

@@ -36,6 +36,12 @@ def resolve(target: Target, what: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
+    except ModuleNotFoundError as exc:
+        from engine.deps import EXTRAS
+
+        if (exc.name or "").split(".")[0] in EXTRAS:
+            raise  # an optional dependency: the caller names the extra that brings it
+        raise PluginError(f"cannot load {what} {target!r}: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise PluginError(f"cannot load {what} {target!r}: {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
@@ -89,8 +95,7 @@ class ComponentSpec:
 
     def create(self, **options: Any) -> Any:
         """Build the component; it must be an instance of its kind's interface."""
-        with self.needs("torch"):
-            component = resolve(self.factory, f"factory of {self.kind} {self.name!r}")(**options)
+        component = resolve(self.factory, f"factory of {self.kind} {self.name!r}")(**options)
         return self.stamp(component, "factory")
 
     def stamp(self, component: Any, what: str) -> Any:
