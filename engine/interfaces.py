@@ -69,6 +69,22 @@ def _nonempty_strings(_inst: Any, attribute: attrs.Attribute, value: tuple[str, 
         raise ConfigError(f"{attribute.name} must hold non-empty strings, got {value!r}")
 
 
+def as_config(cls: type, value: Any) -> Any:
+    """The one rule for every kind's config argument: an instance of ``cls``, a mapping of
+    its fields, or None (the defaults). Anything else is a TypeError; an unknown field a
+    one-line ConfigError."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {f.name for f in attrs.fields(cls)}, key=str)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field {unknown[0]!r}")
+        return cls(**value)
+    raise TypeError(f"config must be a {cls.__name__}, a mapping of its fields or None, got {type(value).__name__}")
+
+
 # --------------------------------------------------------------------------- decoders
 
 
@@ -288,6 +304,7 @@ class Decoder(Component):
         """Generate a continuation of ``prompt``."""
 
     def generate_batch(self, prompts: Sequence[str], config: GenerationConfig | None = None) -> list[GenerationResult]:
+        config = as_config(GenerationConfig, config)
         return [self.generate(prompt, config) for prompt in prompts]
 
 

@@ -183,6 +183,9 @@ def sequence(ctx: Any) -> dict[str, Any]:
             ctx.note(f"warning: {reason}")
     if report.read == 0:
         raise EngineError(f"no spectra could be read from {', '.join(map(str, paths))}; nothing written")
+    if not hits:  # earlier results stay as they were
+        failures = len(report.skipped) + len(getattr(component, "failures", []))
+        raise EngineError(f"no spectrum was sequenced ({report.read} read, {failures} skipped); nothing written")
     name = ctx.spec.name
     written = write_mztab(
         out, hits, [str(p) for p in paths], software=f"engine {name}", description=ctx.spec.description

@@ -53,6 +53,8 @@ class Kind:
     bad_input: Callable[[Any], Any] = attrs.field(repr=False)
     #: do the torch and onnxruntime results of the probe agree?
     same: Callable[[Any, Any, Any], bool] = attrs.field(repr=False)
+    #: run the main job on the probe with its config given as a mapping (one rule for every kind)
+    call_with_mapping: Callable[[Any, Any], Any] | None = attrs.field(default=None, repr=False)
 
     @property
     def plural(self) -> str:
@@ -144,6 +146,7 @@ KINDS_BY_NAME: dict[str, Kind] = {
             problem=_decoder_problem,
             bad_input=lambda c: c.generate(12345, DECODER_CONFIG),
             same=lambda c, a, b: a.tokens == b.tokens,
+            call_with_mapping=lambda c, prompt: c.generate(prompt, {"max_new_tokens": DECODER_CONFIG.max_new_tokens}),
         ),
         Kind(
             "sampler",
@@ -157,6 +160,7 @@ KINDS_BY_NAME: dict[str, Kind] = {
             problem=_sampler_problem,
             bad_input=lambda c: c.sample({"steps": 0}),
             same=_same_samples,
+            call_with_mapping=lambda c, config: c.sample(attrs.asdict(config)),
         ),
         Kind(
             "sequencer",

@@ -116,7 +116,20 @@ def check_probe(spec: ComponentSpec, component: Any, probe: Any = None) -> Any:
     problem = kind.problem(component, probe, result)
     if problem:
         raise _fail(_what(spec), problem)
+    if kind.call_with_mapping is not None and spec.api_version >= 2:  # the rule came with plugin API 2
+        _check_mapping_config(spec, kind, component, probe)
     return result
+
+
+def _check_mapping_config(spec: ComponentSpec, kind: Any, component: Any, probe: Any) -> None:
+    """The config given as a mapping of its fields works as well (one rule for every kind)."""
+    try:
+        result = kind.call_with_mapping(component, probe)
+    except Exception as exc:
+        raise _fail(_what(spec), f"refuses its config as a mapping: {type(exc).__name__}: {exc}") from exc
+    problem = kind.problem(component, probe, result)
+    if problem:
+        raise _fail(_what(spec), f"with its config as a mapping: {problem}")
 
 
 def check_bad_input(spec: ComponentSpec, component: Any) -> None:

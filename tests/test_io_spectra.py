@@ -109,7 +109,7 @@ def test_bad_spectra_are_counted_with_reasons(tmp_path):
         "index=2": "empty",
         "index=3": "nan",
         "index=4": "precursor",
-        "file": "unreadable",
+        "index=7": "truncated",  # the file ends inside the block: that spectrum only
     }
     assert report.notes[0][1] == "index=5" and "Frobnication" in report.notes[0][2]
     # eval needs labels: the unreadable label skips the spectrum instead
@@ -143,3 +143,21 @@ def test_msp_reads_without_pyteomics(spectra_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyteomics", None)
     spectra, _ = _read(spectra_file("nist", "nist-bsa_consensus.msp"))
     assert len(spectra) == 725
+
+
+def test_one_malformed_block_loses_only_its_own_spectrum(tmp_path):
+    """A bad peak line or a block cut short is skipped with its line; the good spectra around it are read."""
+    good = "BEGIN IONS\nTITLE={t}\nPEPMASS=500.3\nCHARGE=2+\n100.0 10\n200.0 20\nEND IONS\n"
+    path = tmp_path / "mixed.mgf"
+    path.write_text(
+        good.format(t="first")
+        + "BEGIN IONS\nTITLE=bad\nPEPMASS=500.3\nCHARGE=2+\n100.0 10\nabc def\nEND IONS\n"
+        + "BEGIN IONS\nTITLE=cut\nPEPMASS=500.3\n100.0 10\n"
+        + good.format(t="last")
+    )
+    spectra, report = _read(path)
+    assert [s.title for s in spectra] == ["first", "last"] and [s.ref for s in spectra] == ["index=0", "index=3"]
+    assert report.skipped == [
+        (str(path), "index=1", "malformed: bad peak line 13: 'abc def' (block at line 8)"),
+        (str(path), "index=2", "truncated: no END IONS before the next BEGIN IONS at line 19 (block at line 15)"),
+    ]

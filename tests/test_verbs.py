@@ -16,8 +16,8 @@ TOYS = """
 import attrs
 import numpy as np
 from engine import hookimpl
-from engine.interfaces import (Decoder, GenerationResult, GenerationStats, PeptideHit, Sampler, SampleResult,
-                               SampleStats, SamplingConfig, Sequencer, Spectrum)
+from engine.interfaces import (Decoder, GenerationConfig, GenerationResult, GenerationStats, PeptideHit, Sampler,
+                               SampleResult, SampleStats, SamplingConfig, Sequencer, Spectrum, as_config)
 from engine.options import option
 
 plugin_api_version = 2
@@ -36,6 +36,7 @@ class Echo(Decoder):
         self.repeat, self.shout = repeat, shout
 
     def generate(self, prompt, config=None):
+        config = as_config(GenerationConfig, config)
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be str, got {type(prompt).__name__}")
         text = prompt * self.repeat
@@ -63,7 +64,7 @@ class Letters(Sampler):
         pass
 
     def sample(self, config=None):
-        config = config if isinstance(config, SamplingConfig) else SamplingConfig(**(config or {}))
+        config = as_config(SamplingConfig, config)
         rng = np.random.default_rng(config.seed)
         rows = rng.integers(0, 26, size=(config.num_samples, config.length)).tolist()
         texts = ["".join(chr(97 + i) for i in row) for row in rows]
@@ -336,3 +337,13 @@ def test_sequence_with_no_readable_input_fails_and_keeps_earlier_results(toys, c
         and "empty.mgf holds no spectra" in err
     )
     assert out.read_text() == "earlier results"
+
+
+def test_a_run_that_sequences_nothing_fails_and_keeps_earlier_results(toys, capsys, tmp_path):
+    mgf = tmp_path / "empty_peaks.mgf"
+    mgf.write_text("BEGIN IONS\nPEPMASS=500.3\nCHARGE=2+\nEND IONS\n")
+    out = tmp_path / "out.mztab"
+    out.write_text("earlier results")
+    code, _, err = run(capsys, "sequence", "constant", str(mgf), "-o", str(out))
+    assert code == 1 and "no spectrum was sequenced (1 read, 1 skipped)" in err
+    assert out.read_text() == "earlier results" and not out.with_suffix(".csv").exists()

@@ -8,6 +8,7 @@ run goes on. A file that breaks part way (truncated, garbage) keeps what was rea
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import os
 import re
@@ -173,6 +174,13 @@ def _peak_problem(mz: np.ndarray, inten: np.ndarray, config: ReaderConfig) -> st
     return None
 
 
+def spectrum_problem(spectrum: Spectrum, config: ReaderConfig = ReaderConfig()) -> str | None:
+    """Why a sequencer cannot use ``spectrum`` (no peaks with intensity, precursor out of
+    range...), as a skip reason, or None: the readers' own checks, for spectra built by hand."""
+    reason = _peak_problem(spectrum.mz, spectrum.intensity, config)
+    return reason or _precursor_problem(spectrum.precursor_mz, spectrum.charge, config)
+
+
 def _precursor_problem(pmz, charge, config: ReaderConfig) -> str | None:
     if pmz is None or not math.isfinite(pmz) or pmz <= 0:
         return f"precursor: missing or invalid precursor m/z {pmz}"
@@ -232,24 +240,81 @@ def _charge(value) -> int | None:
 
 
 def _mgf(path: Path):
+    """MGF, one ``BEGIN IONS`` block at a time: a malformed or truncated block is skipped with
+    its line number and reason, and every good block of the file is still read."""
     mgf = _pyteomics("mgf", "MGF")
-    with mgf.read(str(path), use_index=False, convert_arrays=1, read_charges=False) as reader:
-        for i, spec in enumerate(reader):
-            p = spec.get("params", {})
-            pep = p.get("pepmass")
-            pmz = pep[0] if isinstance(pep, (tuple, list)) else pep
-            scan = p.get("scans")
-            yield {
-                "ref": f"index={i}",
-                "index": i,
-                "title": p.get("title"),
-                "scan": _int_or_none(str(scan).split(",")[0]) if scan is not None else None,
-                "precursor_mz": _float_or_none(pmz),
-                "charge": _charge(p.get("charge")),
-                "mz": spec.get("m/z array", []),
-                "intensity": spec.get("intensity array", []),
-                "seq": p.get("seq"),
-            }
+    for i, (line, text, problem) in enumerate(_mgf_blocks(path)):
+        if problem is None:
+            try:
+                with mgf.read(io.StringIO(text), use_index=False, convert_arrays=1, read_charges=False) as reader:
+                    yield _mgf_record(i, next(iter(reader)))
+                continue
+            except Exception as exc:  # pyteomics' own complaint about this block
+                problem = f"malformed: {type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
+        yield {"ref": f"index={i}", "index": i, "skip": f"{problem} (block at line {line})"}
+
+
+def _mgf_blocks(path: Path):
+    """``(first line number, block text, problem or None)`` for each ``BEGIN IONS`` block."""
+    block: list[str] = []
+    start = 0
+    problem = None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, raw in enumerate(fh, 1):
+            line = raw.strip()
+            upper = line.upper()
+            if upper == "BEGIN IONS":
+                if block:
+                    yield start, "", f"truncated: no END IONS before the next BEGIN IONS at line {number}"
+                block, start, problem = [line], number, None
+            elif upper == "END IONS" and block:
+                block.append(line)
+                yield start, "\n".join(block) + "\n", problem
+                block = []
+            elif block:
+                problem = problem or _peak_line_problem(line, number)
+                block.append(line)
+    if block:
+        yield start, "", "truncated: the file ends inside this block"
+
+
+def _peak_line_problem(line: str, number: int) -> str | None:
+    if not line or line[0] in "#;!/" or "=" in line:
+        return None
+    parts = line.split()
+    try:
+        values = [float(v) for v in parts[:2]]
+    except ValueError:
+        values = []
+    if len(values) < 2 and not (len(parts) == 1 and _is_number(parts[0])):
+        return f"malformed: bad peak line {number}: {line[:60]!r}"
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _mgf_record(i: int, spec: dict) -> dict:
+    p = spec.get("params", {})
+    pep = p.get("pepmass")
+    pmz = pep[0] if isinstance(pep, (tuple, list)) else pep
+    scan = p.get("scans")
+    return {
+        "ref": f"index={i}",
+        "index": i,
+        "title": p.get("title"),
+        "scan": _int_or_none(str(scan).split(",")[0]) if scan is not None else None,
+        "precursor_mz": _float_or_none(pmz),
+        "charge": _charge(p.get("charge")),
+        "mz": spec.get("m/z array", []),
+        "intensity": spec.get("intensity array", []),
+        "seq": p.get("seq"),
+    }
 
 
 def _mzml(path: Path):

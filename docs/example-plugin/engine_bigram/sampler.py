@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.interfaces import Sampler, SampleResult, SampleStats, SamplingConfig
+from engine.interfaces import Sampler, SampleResult, SampleStats, SamplingConfig, as_config
 
 DEFAULT_TEXT = "the quick brown fox jumps over the lazy dog. " * 4
 
@@ -36,9 +36,7 @@ class BigramBase(Sampler):
         raise NotImplementedError
 
     def sample(self, config: SamplingConfig | None = None) -> SampleResult:
-        config = SamplingConfig() if config is None else config
-        if not isinstance(config, SamplingConfig):
-            raise TypeError(f"config must be a SamplingConfig, got {type(config).__name__}")
+        config = as_config(SamplingConfig, config)  # a SamplingConfig, a mapping of its fields, or None
         unknown = sorted(set((config.prefix or "") + "".join((config.fixed or {}).values())) - set(self.vocab))
         if unknown:
             raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")

@@ -14,6 +14,7 @@ import attrs
 
 from engine.interfaces import ConfigError, PeptideHit, Sequencer, Spectrum
 from engine.io.peptides import ResidueTable
+from engine.io.spectra import spectrum_problem
 
 from .graph import GraphBuilder, GraphConfig, check_features
 from .inference import Pipeline, SearchConfig
@@ -66,13 +67,18 @@ class _PipelineSequencer(Sequencer):
         self.failures: list[tuple[str, str, str]] = []
 
     def sequence(self, spectra: Iterable[Spectrum]) -> Iterator[PeptideHit]:
-        return self.pipeline.hits(_checked(spectra), self.failures)
+        return self.pipeline.hits(_checked(spectra, self.failures), self.failures)
 
 
-def _checked(spectra: Iterable[Spectrum]) -> Iterator[Spectrum]:
+def _checked(spectra: Iterable[Spectrum], failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:
+    """Spectra a peptide can be read from; the others go to ``failures`` (no peptide invented)."""
     for spec in spectra:
         if not isinstance(spec, Spectrum):
             raise TypeError(f"graphnovo sequences engine.interfaces.Spectrum, got {type(spec).__name__}")
+        problem = spectrum_problem(spec)
+        if problem:
+            failures.append((spec.source or "", spec.ref, problem))
+            continue
         yield spec
 
 

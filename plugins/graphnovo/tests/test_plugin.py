@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import engine_graphnovo.plugin as plugin
 import pytest
@@ -69,11 +70,18 @@ def test_sequence_dp_failures_reach_the_skipped_report(tmp_path, capsys, monkeyp
     """A spectrum the pipeline cannot sequence is in component.failures, which the core reports."""
     from engine_graphnovo.inference import Pipeline
 
-    monkeypatch.setattr(Pipeline, "predict_many", lambda self, spectra: [None] * len(spectra))
+    predict = Pipeline.predict_many
+    monkeypatch.setattr(Pipeline, "predict_many", lambda self, spectra: [None, *predict(self, spectra[1:])])
     mgf = write_mgf(tmp_path / "p.mgf", probe_spectra())
     out = tmp_path / "o.mztab"
     summary, _ = run_json(capsys, "sequence", "graphnovo-dp", str(mgf), "-o", str(out))
-    assert summary["written"] == 0 and summary["skipped_reasons"] == {"no path": 3}
+    assert summary["written"] == 2 and summary["skipped_reasons"] == {"no path": 1}
+    assert "index=0\tno path" in Path(f"{out}.skipped.tsv").read_text()
+    # nothing sequenced at all: exit 1, earlier results untouched
+    monkeypatch.setattr(Pipeline, "predict_many", lambda self, spectra: [None] * len(spectra))
+    assert main(["sequence", "graphnovo-dp", str(mgf), "-o", str(out)]) == 1
+    assert "no spectrum was sequenced (3 read, 3 skipped)" in capsys.readouterr().err
+    assert len(read_psms(out)) == 2
 
 
 def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb, probe_mgf):
@@ -271,3 +279,18 @@ def test_bench_takes_beam_overrides(tiny_weights, capsys, massivekb):
 def test_train_options_are_validated_before_training(flags, message, capsys):
     assert main(["train", "graphnovo", *flags]) == 2
     assert message in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("name", ["graphnovo", "graphnovo-dp"])
+def test_spectra_with_nothing_to_read_are_skipped_and_reported_not_guessed(name):
+    from engine import Engine
+    from engine.interfaces import Spectrum
+
+    sequencer = Engine().sequencer(name)
+    empty = Spectrum(ref="index=0", precursor_mz=500.3, charge=2, mz=[], intensity=[], source="a.mgf")
+    silent = Spectrum(ref="index=1", precursor_mz=500.3, charge=2, mz=[100.0], intensity=[0.0], source="a.mgf")
+    assert list(sequencer.sequence([empty, silent])) == []
+    assert sequencer.failures == [
+        ("a.mgf", "index=0", "empty: no peaks"),
+        ("a.mgf", "index=1", "empty: all intensities are zero"),
+    ]

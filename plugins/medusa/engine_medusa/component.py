@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.interfaces import ConfigError, GenerationConfig, GenerationResult, GenerationStats
+from engine.interfaces import ConfigError, GenerationConfig, GenerationResult, GenerationStats, as_config
 
 from .decoding import Policy, medusa_generate
 from .options import as_tree
@@ -72,7 +72,7 @@ class MedusaRunner:
         return self.generate_batch([prompt], config)[0]
 
     def generate_batch(self, prompts: Sequence[str], config: GenerationConfig | None = None):
-        config = config or GenerationConfig()
+        config = as_config(GenerationConfig, config)
         if isinstance(prompts, str):
             raise TypeError("generate_batch takes a list of prompts, not one string")
         ids = [self.encode(p) for p in prompts]

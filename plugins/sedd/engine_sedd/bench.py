@@ -18,11 +18,12 @@ from .options import EvalOptions
 SEED = 1234
 
 
-def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list]:
+def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, int]:
+    """(samples per second, tokens, network evaluations)."""
     cfg = SamplingConfig(num_samples=options.batch, length=options.length, steps=steps, seed=seed)
     start = time.perf_counter()
     result = sampler.sample(cfg)
-    return options.batch / (time.perf_counter() - start), result.tokens
+    return options.batch / (time.perf_counter() - start), result.tokens, sampler.network_calls
 
 
 def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=print) -> dict:
@@ -36,14 +37,17 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         log("exporting the score network to ONNX ...")
         path = torch_sampler.export_onnx(f"{tmp}/artifact")
         ort_sampler = engine.load_artifact(path, provider=provider, threads=threads)
-        torch_rate, ort_rate, same, drawn = {}, {}, {}, {}
+        torch_rate, ort_rate, same, drawn, calls = {}, {}, {}, {}, {}
         for steps in options.steps:
             key = str(steps)
-            torch_rate[key], a = _rate(torch_sampler, steps, options, seed)
-            ort_rate[key], b = _rate(ort_sampler, steps, options, seed)
+            torch_rate[key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
+            ort_rate[key], b, ort_calls = _rate(ort_sampler, steps, options, seed)
             same[key] = float(np.mean(np.array(a) == np.array(b)))
             drawn[key] = np.array(a)
-            log(f"steps {steps}: torch {torch_rate[key]:.3f}/s, onnxruntime {ort_rate[key]:.3f}/s")
+            log(
+                f"steps {steps}: torch {torch_rate[key]:.3f}/s, onnxruntime {ort_rate[key]:.3f}/s, "
+                f"network calls {calls[key]} (torch) / {ort_calls} (onnxruntime)"
+            )
         providers = ort_sampler.providers
     from engine import __version__
 
@@ -52,6 +56,10 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         "ort_samples_per_s": ort_rate,
         "speedup_ort": float(np.exp(np.mean([np.log(ort_rate[k] / torch_rate[k]) for k in torch_rate]))),
         "same_tokens_fraction": same,
+        # network evaluations per draw of `batch` samples on torch (the final denoise step included)
+        "network_calls": calls,
+        "parametrisation": "radd" if torch_sampler.radd else "sedd",
+        "cache": torch_sampler.cache,
         "length": options.length,
         "batch": options.batch,
         "threads": torch.get_num_threads(),

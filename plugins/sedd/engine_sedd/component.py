@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig
 
-from .graphs import finalize_log_score, graph_from_config
+from .graphs import graph_from_config, log_concrete_score
 from .sampling import conditioning, sample
 from .schedules import schedule_from_config
 from .text import tokenizer_from_dict
@@ -33,8 +33,33 @@ def resolve_model(model=None) -> Path:
     return path
 
 
+class CachedNetwork:
+    """The network as the sampler calls it, counting evaluations. With ``reuse``: a
+    time-independent network's (RADD) last output is returned again while the tokens are
+    unchanged, and on the absorbing graph no network runs once nothing is masked (the
+    samplers then keep every token whatever the score). The tokens drawn are the same."""
+
+    def __init__(self, raw_output, graph, *, time_independent: bool, reuse: bool = True):
+        self.raw_output, self.graph = raw_output, graph
+        self.reuse_last = reuse and time_independent
+        self.skip_unmasked = reuse and graph.absorbing
+        self.calls = 0
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
+        if self.reuse_last and self._last is not None and np.array_equal(self._last[0], x):
+            return self._last[1]
+        if self.skip_unmasked and not (x == self.graph.mask).any():
+            return np.zeros(x.shape + (self.graph.dim,))
+        raw = np.asarray(self.raw_output(x, sigma_bar), dtype=np.float64)
+        self.calls += 1
+        if self.reuse_last:
+            self._last = (x.copy(), raw)
+        return raw
+
+
 class SEDDSamplerBase(Sampler):
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, *, cache: bool = True):
         if config.get("objective", "sedd") != "sedd":
             raise ConfigError("this model folder holds an autoregressive baseline, not a SEDD model")
         self.config = config
@@ -42,22 +67,39 @@ class SEDDSamplerBase(Sampler):
         self.schedule = schedule_from_config(config["schedule"])
         self.tokenizer = tokenizer_from_dict(config["tokenizer"])
         self.max_len = int(config["model"]["max_len"])
+        #: RADD: the network has no time input and outputs p0(token | unmasked tokens)
+        self.radd = not config["model"].get("time_conditioning", True)
+        self.cache = bool(cache)
+        #: network evaluations of the last sample() call
+        self.network_calls = 0
 
     def raw_output(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
         """Network output (B, L, N) for tokens x (B, L) int64 at noise sigma_bar (B,)."""
         raise NotImplementedError
 
+    def score_fn(self, network=None):
+        """Concrete scores in float64 from ``network`` (default: raw_output); the graph's
+        parametrisation (SEDD scaling or RADD's factorisation) is applied here, not in the network."""
+        network = network or self.raw_output
+
+        def score(x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
+            raw = np.asarray(network(x, sigma_bar), dtype=np.float64)
+            return np.exp(log_concrete_score(self.graph, raw, x, sigma_bar, self.radd))
+
+        return score
+
     def score(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
-        """Concrete scores in float64 (the graph's shift is applied here, not in the network)."""
-        raw = np.asarray(self.raw_output(x, sigma_bar), dtype=np.float64)
-        return np.exp(finalize_log_score(raw, x, self.graph.log_score_shift(sigma_bar)))
+        """Concrete scores in float64 (one network evaluation)."""
+        return self.score_fn()(x, sigma_bar)
 
     def sample_tokens(self, config: SamplingConfig, on_step=None) -> np.ndarray:
         if config.length > self.max_len:
             raise ConfigError(f"length {config.length} exceeds the model's maximum {self.max_len}")
         fixed = conditioning(self.tokenizer, config.length, config.prefix, config.suffix, config.fixed)
-        return sample(
-            self.score,
+        network = CachedNetwork(self.raw_output, self.graph, time_independent=self.radd, reuse=self.cache)
+        self.network_calls = 0
+        x = sample(
+            self.score_fn(network),
             self.graph,
             self.schedule,
             batch=config.num_samples,
@@ -68,6 +110,8 @@ class SEDDSamplerBase(Sampler):
             seed=config.seed,
             on_step=on_step,
         )
+        self.network_calls = network.calls
+        return x
 
     def sample(self, config: SamplingConfig | Mapping | None = None, on_step=None) -> SampleResult:
         """Draw ``config.num_samples`` texts; ``on_step(i)`` is called after each denoising step."""

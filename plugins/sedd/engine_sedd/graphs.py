@@ -32,6 +32,37 @@ def finalize_log_score(raw, x, shift):
     return xp.where(own, xp.zeros_like(out), out)
 
 
+def _log_softmax_data(raw, vocab: int):
+    """RADD: log_softmax over the first `vocab` outputs (the clean-data tokens); the other
+    columns (MASK) become 0 (they carry no weight: the x_t entry or an unmasked row)."""
+    if isinstance(raw, np.ndarray):
+        z = raw[..., :vocab]
+        top = z.max(-1, keepdims=True)
+        logp = z - top - np.log(np.exp(z - top).sum(-1, keepdims=True))
+        return np.concatenate([logp, np.zeros_like(raw[..., vocab:])], axis=-1)
+    torch = _torch()
+    return torch.cat([torch.log_softmax(raw[..., :vocab], -1), torch.zeros_like(raw[..., vocab:])], -1)
+
+
+def log_concrete_score(graph: Graph, raw, x, sigma_bar, radd: bool = False):
+    """Log concrete scores from the network's raw output (numpy or torch; sigma_bar (B,) numpy).
+
+    SEDD: log s = raw - log(e^sigma_bar - 1) - log(N - 1) (absorbing; the "scaling trick").
+    RADD (absorbing only): raw holds logits of p0(y | unmasked tokens), a distribution that does
+    not depend on t, and s_y = p0(y | ...) e^-sigma_bar / (1 - e^-sigma_bar), i.e.
+    log s_y = log_softmax(raw)_y - log(e^sigma_bar - 1). Either way the x_t entry is 0."""
+    if radd:
+        if not graph.absorbing:
+            from engine.interfaces import ConfigError
+
+            raise ConfigError(f"the RADD parametrisation needs the absorbing graph, not {graph.name!r}")
+        raw = _log_softmax_data(raw, graph.vocab)
+    shift = graph.log_score_shift(sigma_bar, normalized=radd)
+    if not isinstance(raw, np.ndarray):
+        shift = _torch().as_tensor(shift, dtype=raw.dtype, device=raw.device)
+    return finalize_log_score(raw, x, shift)
+
+
 class Graph:
     """A forward process on N states; `vocab` data tokens (N = vocab + 1 with MASK)."""
 
@@ -66,8 +97,9 @@ class Graph:
         factor: sum_{y != x} Q[x, y] (s_y - r_y log s_y + K(r_y)), r_y = p(y|x0)/p(x|x0)."""
         raise NotImplementedError
 
-    def log_score_shift(self, sigma_bar: np.ndarray) -> np.ndarray:
-        """Per-sequence value subtracted from the raw output (parameterisation)."""
+    def log_score_shift(self, sigma_bar: np.ndarray, normalized: bool = False) -> np.ndarray:
+        """Per-sequence value subtracted from the raw output (parameterisation); `normalized`:
+        the output is already a log-distribution of clean data (RADD)."""
         return np.zeros_like(np.asarray(sigma_bar, dtype=np.float64))
 
     # ---- sampling (float64 numpy)
@@ -201,10 +233,10 @@ class Absorbing(Graph):
         const = r * (torch.log(r) - 1)
         return torch.where(x == self.mask, pos - neg + const, torch.zeros_like(pos))
 
-    def log_score_shift(self, sigma_bar):
-        # Ratios at a masked position are ~ p(y) / (e^sigma_bar - 1): let the net learn p(y).
+    def log_score_shift(self, sigma_bar, normalized=False):
+        # Ratios at a masked position are p0(y | ...) / (e^sigma_bar - 1): let the net learn p0(y).
         sb = np.asarray(sigma_bar, dtype=np.float64)
-        return np.log(np.expm1(sb)) + np.log(self.dim - 1)
+        return np.log(np.expm1(sb)) + (0.0 if normalized else np.log(self.dim - 1))
 
     def sample_limit(self, shape, rng):
         return np.full(shape, self.mask, dtype=np.int64)

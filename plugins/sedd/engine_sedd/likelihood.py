@@ -24,10 +24,19 @@ def chunk(tokens: np.ndarray, length: int) -> np.ndarray:
 
 @torch.no_grad()
 def sedd_bounds(
-    net, graph, schedule, seqs: np.ndarray, n_times: int = 16, batch: int = 64, seed: int = 0, eps: float = 1e-3
+    net,
+    graph,
+    schedule,
+    seqs: np.ndarray,
+    n_times: int = 16,
+    batch: int = 64,
+    seed: int = 0,
+    eps: float = 1e-3,
+    radd: bool | None = None,
 ) -> np.ndarray:
     """Per-sequence bound: mean over `n_times` stratified t of the score-entropy loss
-    (each stratum's t is uniform in its slice, so the mean stays unbiased). (M,) nats."""
+    (each stratum's t is uniform in its slice, so the mean stays unbiased). (M,) nats.
+    The same code serves SEDD and RADD models (``radd``: see losses.sedd_loss)."""
     if n_times < 1:
         raise ValueError("n_times must be >= 1")
     net.eval()
@@ -38,7 +47,7 @@ def sedd_bounds(
     t = eps + (1 - eps) * u
     out = torch.cat(
         [
-            sedd_loss(net, graph, schedule, x0[i : i + batch], t=t[i : i + batch], generator=gen, eps=eps)
+            sedd_loss(net, graph, schedule, x0[i : i + batch], t=t[i : i + batch], generator=gen, eps=eps, radd=radd)
             for i in range(0, len(x0), batch)
         ]
     )

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .graphs import Graph, finalize_log_score
+from .graphs import Graph, log_concrete_score
 from .schedules import Schedule
 
 
@@ -18,21 +18,29 @@ def sample_times(batch: int, eps: float, generator=None, device="cpu") -> torch.
     return eps + (1 - eps) * u
 
 
-def log_score(net, graph: Graph, xt, sigma_bar: np.ndarray):
+def is_radd(net) -> bool:
+    """Whether ``net`` (a ScoreNet, possibly DDP-wrapped) is time-independent (RADD)."""
+    cfg = getattr(getattr(net, "module", net), "cfg", None)
+    return cfg is not None and not getattr(cfg, "time_conditioning", True)
+
+
+def log_score(net, graph: Graph, xt, sigma_bar: np.ndarray, radd: bool = False):
     """Log concrete score (float64) of the network at noise level sigma_bar (B,)."""
     sb = torch.as_tensor(sigma_bar, dtype=torch.float32, device=xt.device)
-    raw = net(xt, sb).double()
-    shift = torch.as_tensor(graph.log_score_shift(sigma_bar), dtype=torch.float64, device=xt.device)
-    return finalize_log_score(raw, xt, shift)
+    return log_concrete_score(graph, net(xt, sb).double(), xt, sigma_bar, radd)
 
 
-def sedd_loss(net, graph: Graph, schedule: Schedule, x0, t=None, generator=None, eps: float = 1e-3):
-    """sigma(t) * sum_i DSE_i(x_t, x0) for x_t ~ p_t|0(. | x0), t ~ U[eps, 1]: (B,) nats."""
+def sedd_loss(
+    net, graph: Graph, schedule: Schedule, x0, t=None, generator=None, eps: float = 1e-3, radd: bool | None = None
+):
+    """sigma(t) * sum_i DSE_i(x_t, x0) for x_t ~ p_t|0(. | x0), t ~ U[eps, 1]: (B,) nats.
+    ``radd`` (default: read from the network's config) selects the RADD parametrisation; for it
+    the same expression reduces to sigma(t) / (e^sigma_bar - 1) * sum_masked -log p0(x0_i | x_t)."""
     if t is None:
         t = sample_times(x0.shape[0], eps, generator, x0.device)
     sigma_bar, sigma = schedule(t.detach().cpu().numpy())
     xt = graph.sample_transition(x0, torch.as_tensor(sigma_bar, device=x0.device), generator)
-    ls = log_score(net, graph, xt, sigma_bar)
+    ls = log_score(net, graph, xt, sigma_bar, is_radd(net) if radd is None else radd)
     dse = graph.score_entropy(ls, torch.as_tensor(sigma_bar, device=x0.device), xt, x0)
     return torch.as_tensor(sigma, device=x0.device) * dse.sum(-1)
 

@@ -1,7 +1,10 @@
 """Score network: a DiT-style bidirectional transformer conditioned on sigma_bar
 (adaLN-Zero), rotary positions, scaled_dot_product_attention (no flash-attn), LayerNorm
 without bias, GELU MLP. With ``causal=True`` the same network (same parameter count) is
-the autoregressive baseline, conditioned on a constant sigma_bar = 0."""
+the autoregressive baseline, conditioned on a constant sigma_bar = 0. With
+``time_conditioning=False`` (RADD, Ou et al. 2024) the network ignores sigma_bar the same
+way (a constant 0, the same parameter count) and its output is read as logits of the clean
+data at masked positions (see graphs.log_concrete_score)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ class ModelConfig:
     dropout: float = 0.0
     causal: bool = False
     mlp_ratio: int = 4
+    time_conditioning: bool = True  # False: RADD, the output does not depend on sigma_bar
 
     def __post_init__(self):
         if self.hidden % self.heads or (self.hidden // self.heads) % 2:
@@ -129,6 +133,8 @@ class ScoreNet(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(self, tokens, sigma_bar):
+        if not self.cfg.time_conditioning:
+            sigma_bar = torch.zeros_like(sigma_bar)  # keeps the input in an exported graph
         x = self.embed(tokens)
         c = F.silu(self.sigma_map(sigma_bar))
         for block in self.blocks:

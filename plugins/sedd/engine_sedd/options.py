@@ -29,6 +29,11 @@ class SEDDOptions:
     """The sampler's own option (the sampling config is the core's sampler flags)."""
 
     dtype: str = option("fp32", "precision of the score network on torch", choices=("fp32", "bf16"), paths=("torch",))
+    cache: bool = option(
+        True,
+        "reuse the last network output while no token has changed (models without time conditioning, "
+        "i.e. RADD) and skip the network once nothing is masked; the tokens are the same either way",
+    )
 
 
 @attrs.frozen
@@ -44,6 +49,13 @@ class TrainOptions:
     bpe_vocab: int = option(512, "BPE vocabulary size", validator=_positive)
     objective: str = option("sedd", "sedd, or ar: the causal baseline of the same size", choices=("sedd", "ar"))
     graph: str = option("absorbing", "forward process (absorbing, uniform, or a registered one)")
+    parametrisation: str = option(
+        "sedd",
+        "sedd: the network is conditioned on the noise level and outputs scaled ratios; radd (absorbing "
+        "only, Ou et al. 2024): no time input, it outputs p0(token | unmasked tokens), so a sampler can "
+        "reuse its output while no token changes",
+        choices=("sedd", "radd"),
+    )
     schedule: str | None = option(
         None, "noise schedule (default: loglinear for absorbing, geometric for uniform)", type=str
     )

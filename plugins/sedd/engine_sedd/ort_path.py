@@ -13,10 +13,12 @@ class OrtSEDDSampler(SEDDSamplerBase):
 
     runs_artifact = True
 
-    def __init__(self, artifact, *, provider: str = "auto", threads: int | None = None):
-        super().__init__(artifact.config)
+    def __init__(self, artifact, *, provider: str = "auto", threads: int | None = None, cache: bool = True):
+        super().__init__(artifact.config, cache=cache)
         self.artifact = artifact
         self.session = artifact.session("score_net", provider, threads=threads)
+        # a time-independent (RADD) network may export without its unused sigma_bar input
+        self.inputs = {i.name for i in self.session.get_inputs()}
 
     @property
     def providers(self) -> list[str]:
@@ -28,8 +30,10 @@ class OrtSEDDSampler(SEDDSamplerBase):
             "tokens": np.ascontiguousarray(x, dtype=np.int64),
             "sigma_bar": np.asarray(sigma_bar, dtype=np.float32).reshape(-1),
         }
-        return self.session.run(None, feeds)[0]
+        return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
 
 
-def load_artifact(artifact, *, provider: str = "auto", threads: int | None = None) -> OrtSEDDSampler:
-    return OrtSEDDSampler(artifact, provider=provider, threads=threads)
+def load_artifact(
+    artifact, *, provider: str = "auto", threads: int | None = None, cache: bool = True
+) -> OrtSEDDSampler:
+    return OrtSEDDSampler(artifact, provider=provider, threads=threads, cache=cache)

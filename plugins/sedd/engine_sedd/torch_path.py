@@ -16,9 +16,18 @@ DTYPES = ("fp32", "bf16")
 
 class SEDDSampler(SEDDSamplerBase):
     """The sampler on torch. ``model``: a model folder (default: the bundled tinyshakespeare
-    model); ``device``: a torch device (default: the CPU); ``dtype``: fp32, or bf16 autocast."""
+    model); ``device``: a torch device (default: the CPU); ``dtype``: fp32, or bf16 autocast;
+    ``cache``: reuse network outputs (see :class:`engine_sedd.component.CachedNetwork`)."""
 
-    def __init__(self, *, model=None, device: str | None = None, threads: int | None = None, dtype: str = "fp32"):
+    def __init__(
+        self,
+        *,
+        model=None,
+        device: str | None = None,
+        threads: int | None = None,
+        dtype: str = "fp32",
+        cache: bool = True,
+    ):
         use_torch_threads(threads)
         device = str(device or "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -27,7 +36,7 @@ class SEDDSampler(SEDDSamplerBase):
             raise ConfigError(f"dtype must be fp32 or bf16, got {dtype!r}")
         self.model_dir = resolve_model(model)
         self.net, config, *_ = load_model_dir(self.model_dir, device)
-        super().__init__(config)
+        super().__init__(config, cache=cache)
         self.device, self.dtype = device, dtype
 
     @torch.no_grad()

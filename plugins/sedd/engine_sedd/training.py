@@ -84,6 +84,7 @@ def make_config(args, tok, graph, schedule) -> dict:
         max_len=args.length,
         dropout=args.dropout,
         causal=args.objective == "ar",
+        time_conditioning=not (args.objective == "sedd" and args.parametrisation == "radd"),
     )
     return {
         "format": "engine-sedd/1",
@@ -141,6 +142,8 @@ class Trainer:
         self.graph = self.schedule = None
         if args.objective == "sedd":
             self.graph = GRAPHS.create(args.graph, self.tok.vocab_size)
+            if args.parametrisation == "radd" and not self.graph.absorbing:
+                raise ConfigError(f"--parametrisation radd needs the absorbing graph, not {args.graph!r}")
             self.schedule = SCHEDULES.create(args.schedule or DEFAULT_SCHEDULE.get(args.graph, "loglinear"))
         self.cfg = make_config(args, self.tok, self.graph, self.schedule)
         torch.manual_seed(args.seed)

@@ -115,9 +115,9 @@ def test_onnxruntime_path_imports_no_torch(tiny_artifact):
 
 def test_options_are_flags_in_help(capsys):
     code, out, _ = run_cli(capsys, "sample", "sedd", "--help")
-    assert code == 0 and "sedd options" in out and "--dtype {fp32,bf16}" in out
+    assert code == 0 and "sedd options" in out and "--dtype {fp32,bf16}" in out and "--no-cache" in out
     assert "--steps" in out and "--fix POS=TEXT" in out  # the core's sampler flags
-    for verb, flag in (("train", "--objective"), ("eval", "--max-seqs"), ("bench", "--skip-bpc")):
+    for verb, flag in (("train", "--parametrisation"), ("eval", "--max-seqs"), ("bench", "--skip-bpc")):
         code, out, _ = run_cli(capsys, verb, "sedd", "--help")
         assert code == 0 and flag in out and "-o OUTPUT" in out, verb
     code, out, _ = run_cli(capsys, "help", "export", "sedd")
@@ -203,6 +203,8 @@ def test_cli_bench_reports_the_issue_keys(capsys, tiny_model, tiny_ar, corpus, t
         assert key in out, key
     assert set(out["torch_samples_per_s"]) == set(out["ort_samples_per_s"]) == {"2", "4"}
     assert out["same_tokens_fraction"] == {"2": 1.0, "4": 1.0}
+    assert out["parametrisation"] == "sedd" and out["cache"] is True
+    assert set(out["network_calls"]) == {"2", "4"} and all(1 <= c <= 5 for c in out["network_calls"].values())
     assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc_bound"] / out["ar_bpc"])
     assert set(out["gen_bpc_under_ar"]) == {"2", "4"} and all(v > 0 for v in out["gen_bpc_under_ar"].values())
     assert json.loads((tmp_path / "b.json").read_text()) == out
