@@ -276,4 +276,4 @@ def load_artifact(
     if accepts(loader, "threads"):
         options["threads"] = resolve_threads(threads)
     with spec.needs("torch"):
-        return spec.stamp(loader(artifact, provider=provider, **options), "artifact loader")
+        return engine.observe(spec.stamp(loader(artifact, provider=provider, **options), "artifact loader"))

@@ -142,7 +142,8 @@ class CommandContext:
             from engine.runtime import use_torch_threads
 
             use_torch_threads(self.threads)
-        return spec.create(**common, **opts.as_kwargs(self.options, "torch", self.options_given), **overrides)
+        component = spec.create(**common, **opts.as_kwargs(self.options, "torch", self.options_given), **overrides)
+        return self.engine.observe(component)
 
     def progress(self, iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "") -> Progress:
         """A progress bar, silent with ``--quiet`` or off a terminal; it also emits events."""

@@ -29,3 +29,11 @@ class ArtifactError(EngineError):
 
 class ProviderError(EngineError):
     """The requested onnxruntime execution provider is not usable here."""
+
+
+class Cancelled(EngineError):
+    """Long work stopped at a step because the host cancelled it (or its deadline passed)."""
+
+
+class ConcurrentUseError(EngineError):
+    """A component that is not thread-safe was entered by a second thread while busy."""

@@ -298,7 +298,12 @@ class Engine:
         """Build component ``name`` of ``kind`` with its factory's ``options``."""
         spec = self.get(kind, name)
         with spec.needs("torch"):
-            return spec.create(**options)
+            return self.observe(spec.create(**options))
+
+    def observe(self, component: Any) -> Any:
+        """Route ``component``'s progress steps to this engine's observers; returns it."""
+        component.__dict__["_engine_emit"] = self.emit
+        return component
 
     def decoder(self, name: str, **options: Any) -> Any:
         return self.create("decoder", name, **options)

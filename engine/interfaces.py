@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import abc
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 
-from engine.errors import UsageError
+from engine.errors import ConcurrentUseError, UsageError
 from engine.options import option
 
 
@@ -260,6 +261,10 @@ class PeptideHit:
 # --------------------------------------------------------------------------- components
 
 
+#: The main calls of every kind: guarded against concurrent use, see ``Component.thread_safe``.
+MAIN_CALLS = ("generate", "generate_batch", "sample", "sequence")
+
+
 class Component(abc.ABC):
     """Base of every component.
 
@@ -267,10 +272,28 @@ class Component(abc.ABC):
     the engine stamps the :class:`engine.registry.ComponentSpec` on every component it
     builds (``spec``), and ``name`` and ``capabilities`` read it. A class that runs an
     exported artifact sets ``runs_artifact = True`` and so never claims ``onnx-export``.
+
+    Threads: components hold models and caches, so by default one may not be used by two
+    threads at once: a second thread entering a main call (``generate``, ``sample``,
+    ``sequence``...) while the first is inside gets :class:`engine.errors.ConcurrentUseError`
+    instead of corrupted state. A class that is safe sets ``thread_safe = True``.
+
+    Long work reports its steps with ``self.progress(...)``: the host's observers receive
+    the events, and a host's :class:`engine.progress.CancelToken` stops the work there.
     """
 
     kind: ClassVar[str]
     runs_artifact: ClassVar[bool] = False
+    thread_safe: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.thread_safe:
+            return
+        for name in MAIN_CALLS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, _one_thread(method))
 
     @property
     def spec(self) -> Any:
@@ -291,9 +314,68 @@ class Component(abc.ABC):
         caps = tuple(self.spec.capabilities)
         return tuple(c for c in caps if c != "onnx-export") if self.runs_artifact else caps
 
+    def progress(self, iterable: Any = None, *, total: int | None = None, desc: str = "") -> Any:
+        """A silent :class:`engine.progress.Progress` whose steps reach the host's observers
+        (when an :class:`engine.Engine` built this component) and honour its cancellation."""
+        from engine.progress import Progress
+
+        return Progress(iterable, total=total, desc=desc, quiet=True, emit=self.__dict__.get("_engine_emit"))
+
     def export_onnx(self, dest: Any) -> Any:  # pragma: no cover - overridden where supported
         """Write an engine artifact to ``dest`` and return its path."""
         raise NotImplementedError(f"{type(self).__name__} does not export to ONNX")
+
+
+def _one_thread(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Let one thread at a time into ``method`` of an instance (re-entry by that thread is fine).
+    An iterator it returns is guarded step by step, so an abandoned one never keeps it busy."""
+    import functools
+
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _busy(self):
+            result = method(self, *args, **kwargs)
+        return _StepGuard(self, result) if isinstance(result, Iterator) else result
+
+    return guarded
+
+
+class _busy:
+    """Context: mark ``owner`` busy in this thread; a second thread gets ConcurrentUseError."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        self.state = owner.__dict__.setdefault("_engine_busy", {"lock": threading.Lock(), "thread": None, "depth": 0})
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self.state["lock"]:
+            if self.state["thread"] not in (None, me):
+                raise ConcurrentUseError(
+                    f"{type(self.owner).__name__} is busy in another thread and is not thread-safe: "
+                    "build one component per thread, or guard it with a lock"
+                )
+            self.state["thread"], self.state["depth"] = me, self.state["depth"] + 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.state["lock"]:
+            self.state["depth"] -= 1
+            if self.state["depth"] == 0:
+                self.state["thread"] = None
+
+
+class _StepGuard:
+    """An iterator whose every step runs with its component marked busy."""
+
+    def __init__(self, owner: Any, iterator: Iterator[Any]) -> None:
+        self.owner, self.iterator = owner, iterator
+
+    def __iter__(self) -> _StepGuard:
+        return self
+
+    def __next__(self) -> Any:
+        with _busy(self.owner):
+            return next(self.iterator)
 
 
 class Decoder(Component):

@@ -226,7 +226,9 @@ def export(ctx: Any) -> dict[str, Any]:
         if not accepts(component.export_onnx, "quantize"):
             raise UsageError(f"{ctx.spec.name} does not support --quantize")
         kwargs["quantize"] = ctx.quantize
-    path = component.export_onnx(dest, **kwargs)
+    with ctx.progress(total=1, desc="export") as bar:  # hosts' observers see the export start and end
+        path = component.export_onnx(dest, **kwargs)
+        bar.update()
     ctx.note(f"wrote {path}")
     return {"artifact": str(path)}
 

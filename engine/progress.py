@@ -6,11 +6,17 @@ The bar is silent with ``quiet`` or when stderr is not a terminal; events reach
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
+
+from engine.errors import Cancelled
 
 
 @attrs.frozen
@@ -25,6 +31,40 @@ class ProgressEvent:
 
 
 Emit = Callable[[ProgressEvent], None]
+
+
+class CancelToken:
+    """Lets a host stop long work: ``cancel()`` from any thread, or a ``deadline`` in seconds
+    from now. Work checks it at every progress step and stops with :class:`engine.errors.Cancelled`."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self._event = threading.Event()
+        self._until = None if deadline is None else time.monotonic() + deadline
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or (self._until is not None and time.monotonic() >= self._until)
+
+    def check(self, task: str = "") -> None:
+        if self.cancelled:
+            why = "deadline passed" if not self._event.is_set() else "cancelled"
+            raise Cancelled(f"{task or 'work'} stopped: {why}")
+
+
+_TOKEN: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar("engine_cancel", default=None)
+
+
+@contextlib.contextmanager
+def cancellation(token: CancelToken) -> Iterator[CancelToken]:
+    """Within this block (this thread or task), long work stops at its next step once ``token`` is cancelled."""
+    reset = _TOKEN.set(token)
+    try:
+        yield token
+    finally:
+        _TOKEN.reset(reset)
 
 
 class Progress:
@@ -64,6 +104,9 @@ class Progress:
             self.close()
 
     def update(self, n: int = 1, message: str = "") -> None:
+        token = _TOKEN.get()
+        if token is not None:
+            token.check(self.task)
         self.current += n
         self._bar.update(n)
         if message:

@@ -178,3 +178,99 @@ def test_checkpoints_round_trip_plain_data_and_refuse_pickled_objects(tmp_path):
     torch.save({"model": Payload()}, crafted)
     with pytest.raises(CheckpointError, match="refused, it holds objects other than tensors and plain data"):
         load_checkpoint(crafted)
+
+
+def test_a_component_shared_by_two_threads_says_so_instead_of_corrupting_state():
+    import threading
+    import time
+
+    from engine.errors import ConcurrentUseError
+    from engine.interfaces import Decoder, GenerationResult, GenerationStats
+
+    class Slow(Decoder):
+        def generate(self, prompt, config=None):
+            time.sleep(0.3)
+            return GenerationResult(tokens=[1], text="x", stats=GenerationStats(1, 1, 0.3))
+
+    shared, errors, done = Slow(), [], []
+
+    def call():
+        try:
+            done.append(shared.generate("a"))
+        except ConcurrentUseError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 1 and len(errors) == 1 and "not thread-safe" in errors[0]
+    assert shared.generate("again").text == "x"  # free again afterwards
+    # separate components, and one shared Engine, run side by side
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: Slow().generate("b").text, range(4)))
+    assert results == ["x"] * 4
+
+
+def test_an_abandoned_iterator_does_not_keep_a_component_busy():
+    import threading
+
+    from engine.interfaces import Sequencer
+
+    class Lazy(Sequencer):
+        def sequence(self, spectra):
+            yield from ()
+
+    component = Lazy()
+    component.sequence([])  # never iterated
+    other = []
+    thread = threading.Thread(target=lambda: other.append(list(component.sequence([]))))
+    thread.start()
+    thread.join()
+    assert other == [[]]
+
+
+def test_cancellation_and_deadlines_stop_long_work_at_the_next_step(monkeypatch):
+    import engine
+    from engine.errors import Cancelled
+    from engine.progress import CancelToken, cancellation
+
+    events = []
+    host = engine.Engine(autoload=False, on_progress=events.append)
+    token = CancelToken()
+    with cancellation(token), host.progress(range(10), desc="work") as bar:
+        seen = []
+        with pytest.raises(Cancelled, match="work stopped: cancelled"):
+            for i in bar:
+                seen.append(i)
+                if i == 2:
+                    token.cancel()
+    assert seen == [0, 1, 2] and [e.current for e in events if not e.done] == [1, 2]
+    with cancellation(CancelToken(deadline=0)), pytest.raises(Cancelled, match="deadline passed"):
+        host.progress(total=3, desc="late").update()
+
+
+MGF_LINES = st.one_of(
+    st.sampled_from(["BEGIN IONS", "END IONS", "PEPMASS=500.3", "PEPMASS=abc", "CHARGE=2+", "CHARGE=0", "CHARGE=x"]),
+    st.sampled_from(["TITLE=t", "SEQ=PEPTIDEK", "SEQ=PEPC[Frob]K", "SCANS=3", "100.0 10", "200.5 nan", "1e3 -4"]),
+    st.builds(lambda a, b: f"{a} {b}", st.floats(allow_nan=True), st.floats(allow_nan=True)),
+    st.text(max_size=12),
+)
+
+
+@FUZZ
+@given(lines=st.lists(MGF_LINES, max_size=30), suffix=st.sampled_from([".mgf", ".msp", ".mzML", ".mzXML"]))
+def test_any_spectrum_file_is_read_or_reported_never_raised(tmp_path, lines, suffix):
+    pytest.importorskip("pyteomics")
+    from engine.interfaces import Spectrum
+    from engine.io.spectra import SkipReport, read_spectra
+
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
+    report = SkipReport()
+    spectra = list(read_spectra([path], report))
+    assert all(isinstance(s, Spectrum) for s in spectra)
+    assert all(reason and "\n" not in reason for _, _, reason in report.skipped + report.notes)

@@ -347,3 +347,19 @@ def test_a_run_that_sequences_nothing_fails_and_keeps_earlier_results(toys, caps
     code, _, err = run(capsys, "sequence", "constant", str(mgf), "-o", str(out))
     assert code == 1 and "no spectrum was sequenced (1 read, 1 skipped)" in err
     assert out.read_text() == "earlier results" and not out.with_suffix(".csv").exists()
+
+
+def test_components_built_by_an_engine_report_to_its_observers_and_stop_when_cancelled():
+    pytest.importorskip("engine_graphnovo")
+    from engine.errors import Cancelled
+    from engine.kinds import probe_spectra
+    from engine.progress import CancelToken, cancellation
+
+    events = []
+    host = engine.Engine(on_progress=events.append)
+    sequencer = host.sequencer("graphnovo-dp")
+    hits = list(sequencer.sequence(probe_spectra()))
+    assert len(hits) == 3 and [e.current for e in events if e.task == "sequence" and not e.done] == [1, 2, 3]
+    assert events[-1].done
+    with cancellation(CancelToken(deadline=0)), pytest.raises(Cancelled, match="sequence stopped"):
+        list(sequencer.sequence(probe_spectra()))

@@ -67,7 +67,8 @@ class _PipelineSequencer(Sequencer):
         self.failures: list[tuple[str, str, str]] = []
 
     def sequence(self, spectra: Iterable[Spectrum]) -> Iterator[PeptideHit]:
-        return self.pipeline.hits(_checked(spectra, self.failures), self.failures)
+        steps = self.progress(spectra, desc="sequence")  # each spectrum read: an event, a cancellation point
+        return self.pipeline.hits(_checked(steps, self.failures), self.failures)
 
 
 def _checked(spectra: Iterable[Spectrum], failures: list[tuple[str, str, str]]) -> Iterator[Spectrum]:

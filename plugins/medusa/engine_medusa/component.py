@@ -83,15 +83,17 @@ class MedusaRunner:
             mode=self.sampling,
             rng=np.random.default_rng(config.seed),
         )
-        rows, seconds = medusa_generate(
-            self.backend,
-            ids,
-            tree=self.tree,
-            policy=policy,
-            max_new_tokens=config.max_new_tokens,
-            decode=self.codec.decode,
-            eos_ids=self.codec.eos_ids if config.eos else (),
-            stop=config.stop,
-            stream=config.stream,
-        )
+        with self.progress(desc="generate") as steps:  # the host's observers and cancellation see each step
+            rows, seconds = medusa_generate(
+                self.backend,
+                ids,
+                tree=self.tree,
+                policy=policy,
+                max_new_tokens=config.max_new_tokens,
+                decode=self.codec.decode,
+                eos_ids=self.codec.eos_ids if config.eos else (),
+                stop=config.stop,
+                stream=config.stream,
+                on_step=steps.update,
+            )
         return results_from_rows(rows, seconds)

@@ -133,8 +133,10 @@ def medusa_generate(
     eos_ids=(),
     stop: Sequence[str] = (),
     stream=None,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[list[RowOutput], float]:
-    """Generate for a batch of token-id prompts; returns (row outputs, seconds)."""
+    """Generate for a batch of token-id prompts; returns (row outputs, seconds).
+    ``on_step`` is called after every verification step (progress, cancellation)."""
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -193,4 +195,6 @@ def medusa_generate(
         last = np.array([p[-1] for p in paths])
         topk = backend.head_topk(last, tree.topk, tree.depth) if tree.depth else None
         root = nxt
+        if on_step is not None:
+            on_step()
     return rows, time.perf_counter() - t0

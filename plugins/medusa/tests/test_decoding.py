@@ -157,3 +157,23 @@ def test_chi2_check_has_power_against_a_biased_sampler():
     counts = np.array([sum(1 for s in seqs if s == k) for k in keys], float)
     expected = np.array([exact[k] for k in keys]) * len(seqs)
     assert _chi2_pvalue(counts, expected) < 1e-3
+
+
+def test_generation_reports_each_step_to_the_host_and_can_be_cancelled():
+    from engine_medusa.tiny import char_codec
+    from engine_medusa.torch_path import MedusaDecoder
+
+    import engine
+    from engine.errors import Cancelled
+    from engine.progress import CancelToken, cancellation
+
+    model = tiny_llama()
+    heads = randomize_heads(MedusaHeads(model.get_output_embeddings(), 4))
+    decoder = MedusaDecoder.from_model(model, char_codec(), heads=heads, tree=TREE, topk=4, heads_dtype="float32")
+    events = []
+    engine.Engine(autoload=False, on_progress=events.append).observe(decoder)
+    result = decoder.generate("hello", {"max_new_tokens": 12, "eos": False})
+    steps = [e for e in events if e.task == "generate" and not e.done]
+    assert len(steps) == result.stats.steps - 1 > 0 and events[-1].done  # the first token comes from the prefill
+    with cancellation(CancelToken(deadline=0)), pytest.raises(Cancelled, match="generate stopped"):
+        decoder.generate("hello", {"max_new_tokens": 12, "eos": False})

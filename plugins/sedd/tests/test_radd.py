@@ -178,8 +178,9 @@ def radd_model(corpus, tmp_path_factory):
 def test_radd_training_torch_and_onnxruntime_paths(radd_model, tmp_path):
     """A trained RADD model: no time input, the same tokens and network calls on torch and
     onnxruntime, cached or not."""
-    import engine
     from engine_sedd.torch_path import SEDDSampler
+
+    import engine
 
     sampler = SEDDSampler(model=radd_model)
     assert sampler.radd and not sampler.config["model"]["time_conditioning"]
