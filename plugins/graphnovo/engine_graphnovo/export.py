@@ -118,26 +118,17 @@ def export_artifact(component, dest: Path, overwrite: bool = False) -> Path:
     sf_args = [*sf_state, t["node_mask"], t["masses"], token, prefix, prefix + 50.0, t["precursor"], past]
     ps_out = {**step_dyn, "out": {0: "graphs", 1: "beams", 2: "nodes"}}
     sf_out = {**step_dyn, "out": beam}
-    with tempfile.TemporaryDirectory() as tmp:
+    graphs = [
+        (_Encode(ps), enc_args, ENCODE_INPUTS, enc_dyn, "ps_encode.onnx", PS_STATE),
+        (_Step(ps), ps_args, PS_STEP_INPUTS, _only(ps_out, PS_STEP_INPUTS), "ps_step.onnx", STEP_OUTPUTS),
+        (_Encode(sf), enc_args, ENCODE_INPUTS, enc_dyn, "sf_encode.onnx", SF_STATE),
+        (_Step(sf), sf_args, SF_STEP_INPUTS, _only(sf_out, SF_STEP_INPUTS), "sf_step.onnx", STEP_OUTPUTS),
+    ]
+    with tempfile.TemporaryDirectory() as tmp, component.progress(total=len(graphs), desc="export") as steps:
         tmp = Path(tmp)
-        _export(_Encode(ps), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "ps_encode.onnx", PS_STATE)
-        _export(
-            _Step(ps),
-            ps_args,
-            PS_STEP_INPUTS,
-            _only(ps_out, PS_STEP_INPUTS),
-            tmp / "ps_step.onnx",
-            STEP_OUTPUTS,
-        )
-        _export(_Encode(sf), enc_args, ENCODE_INPUTS, enc_dyn, tmp / "sf_encode.onnx", SF_STATE)
-        _export(
-            _Step(sf),
-            sf_args,
-            SF_STEP_INPUTS,
-            _only(sf_out, SF_STEP_INPUTS),
-            tmp / "sf_step.onnx",
-            STEP_OUTPUTS,
-        )
+        for module, args, names, dynamic, file, outputs in graphs:  # a step (and a cancellation point) each
+            _export(module, args, names, dynamic, tmp / file, outputs)
+            steps.update()
         models = {
             "ps_encode": {"file": "ps_encode.onnx", "inputs": ENCODE_INPUTS, "outputs": PS_STATE},
             "ps_step": {"file": "ps_step.onnx", "inputs": PS_STEP_INPUTS, "outputs": STEP_OUTPUTS},

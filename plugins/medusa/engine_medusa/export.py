@@ -93,8 +93,9 @@ def _names(n_layers):
     return past, present
 
 
-def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
-    """Write medusa.onnx(+.data) and heads.onnx into folder; returns the models manifest."""
+def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: None) -> dict:
+    """Write medusa.onnx(+.data) and heads.onnx into folder; returns the models manifest.
+    ``on_graph`` is called after each graph (progress, cancellation)."""
     graph = MedusaGraph(model, heads).eval()
     past_names, present_names = _names(graph.n_layers)
     kvh, hd = kv_shape(model)
@@ -132,6 +133,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
             dynamo=True,
             external_data=True,
         )
+        on_graph()
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
         torch.onnx.export(
             HeadsTopK(heads, topk).eval(),
@@ -144,6 +146,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10) -> dict:
             dynamo=True,
             external_data=True,
         )
+        on_graph()
     return {
         "medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
         "heads": {"file": "heads.onnx", "inputs": ["hidden", "heads"], "outputs": ["head_topk"]},
@@ -166,9 +169,9 @@ def export_artifact(decoder, dest, *, overwrite: bool = False) -> Path:
         stored = json.loads(p.read_text()) if (p := decoder.heads_folder / "tree.json").is_file() else {}
         if "onnxruntime" in stored and int(stored["onnxruntime"].get("topk", 10)) == topk:
             choices = stored["onnxruntime"]["choices"]
-    with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp, decoder.progress(desc="export") as steps:
         folder = Path(tmp)
-        models = export_graphs(decoder.model, decoder.heads, folder, topk)
+        models = export_graphs(decoder.model, decoder.heads, folder, topk, on_graph=steps.update)
         files = {f.name: f for f in folder.iterdir() if f.is_file()}
         text_dir = folder / "text"
         text_dir.mkdir()

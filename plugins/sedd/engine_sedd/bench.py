@@ -18,12 +18,14 @@ from .options import EvalOptions
 SEED = 1234
 
 
-def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, int]:
-    """(samples per second, tokens, network evaluations)."""
+def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, dict]:
+    """(samples per second, tokens, network invocations and evaluations per sequence)."""
     cfg = SamplingConfig(num_samples=options.batch, length=options.length, steps=steps, seed=seed)
     start = time.perf_counter()
     result = sampler.sample(cfg)
-    return options.batch / (time.perf_counter() - start), result.tokens, sampler.network_calls
+    rate = options.batch / (time.perf_counter() - start)
+    calls = {"calls": sampler.network_calls, "evals_per_sequence": float(np.mean(sampler.network_evals))}
+    return rate, result.tokens, calls
 
 
 def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=print) -> dict:
@@ -46,7 +48,8 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
             drawn[key] = np.array(a)
             log(
                 f"steps {steps}: torch {torch_rate[key]:.3f}/s, onnxruntime {ort_rate[key]:.3f}/s, "
-                f"network calls {calls[key]} (torch) / {ort_calls} (onnxruntime)"
+                f"network calls {calls[key]['calls']}, {calls[key]['evals_per_sequence']:.1f} per sequence "
+                f"(onnxruntime: {ort_calls['calls']}, {ort_calls['evals_per_sequence']:.1f})"
             )
         providers = ort_sampler.providers
     from engine import __version__
@@ -56,8 +59,10 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         "ort_samples_per_s": ort_rate,
         "speedup_ort": float(np.exp(np.mean([np.log(ort_rate[k] / torch_rate[k]) for k in torch_rate]))),
         "same_tokens_fraction": same,
-        # network evaluations per draw of `batch` samples on torch (the final denoise step included)
-        "network_calls": calls,
+        # per draw of `batch` samples on torch: network invocations and evaluations of each
+        # sequence (a cached sequence is not sent; the final denoise step counts)
+        "network_calls": {k: v["calls"] for k, v in calls.items()},
+        "network_evals_per_sequence": {k: v["evals_per_sequence"] for k, v in calls.items()},
         "parametrisation": "radd" if torch_sampler.radd else "sedd",
         "cache": torch_sampler.cache,
         "length": options.length,

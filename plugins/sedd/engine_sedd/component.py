@@ -34,28 +34,38 @@ def resolve_model(model=None) -> Path:
 
 
 class CachedNetwork:
-    """The network as the sampler calls it, counting evaluations. With ``reuse``: a
-    time-independent network's (RADD) last output is returned again while the tokens are
-    unchanged, and on the absorbing graph no network runs once nothing is masked (the
-    samplers then keep every token whatever the score). The tokens drawn are the same."""
+    """The network as the sampler calls it, counting evaluations. With ``reuse``, a sequence is
+    sent to the network only when its output can have changed: for a time-independent network
+    (RADD) only when one of its tokens changed since its last evaluation, and on the absorbing
+    graph never once nothing in it is masked (the samplers then keep every token whatever the
+    score). The other rows keep their last output, so the tokens drawn are the same."""
 
     def __init__(self, raw_output, graph, *, time_independent: bool, reuse: bool = True):
         self.raw_output, self.graph = raw_output, graph
+        self.reuse = reuse
         self.reuse_last = reuse and time_independent
-        self.skip_unmasked = reuse and graph.absorbing
-        self.calls = 0
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        self.calls = 0  # network invocations (of any batch size)
+        self.evals: np.ndarray | None = None  # evaluations of each sequence
+        self._x = self._raw = None
 
     def __call__(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
-        if self.reuse_last and self._last is not None and np.array_equal(self._last[0], x):
-            return self._last[1]
-        if self.skip_unmasked and not (x == self.graph.mask).any():
-            return np.zeros(x.shape + (self.graph.dim,))
-        raw = np.asarray(self.raw_output(x, sigma_bar), dtype=np.float64)
-        self.calls += 1
-        if self.reuse_last:
-            self._last = (x.copy(), raw)
-        return raw
+        sigma_bar = np.broadcast_to(np.asarray(sigma_bar, dtype=np.float64), (len(x),)).copy()
+        if self._raw is None or self._x.shape != x.shape:
+            self._raw = np.zeros(x.shape + (self.graph.dim,))
+            self._x, self.evals = None, np.zeros(len(x), dtype=np.int64)
+        need = np.ones(len(x), dtype=bool)
+        if self.reuse and self.graph.absorbing:
+            need &= (x == self.graph.mask).any(-1)
+        if self.reuse_last and self._x is not None:
+            need &= (x != self._x).any(-1)
+        if need.all():
+            self._raw = np.asarray(self.raw_output(x, sigma_bar), dtype=np.float64)
+        elif need.any():
+            self._raw[need] = self.raw_output(np.ascontiguousarray(x[need]), sigma_bar[need])
+        self.calls += int(need.any())
+        self.evals += need
+        self._x = x.copy()
+        return self._raw
 
 
 class SEDDSamplerBase(Sampler):
@@ -70,8 +80,8 @@ class SEDDSamplerBase(Sampler):
         #: RADD: the network has no time input and outputs p0(token | unmasked tokens)
         self.radd = not config["model"].get("time_conditioning", True)
         self.cache = bool(cache)
-        #: network evaluations of the last sample() call
-        self.network_calls = 0
+        #: network invocations in the last sample() call, and how often each sequence was evaluated
+        self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
 
     def raw_output(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
         """Network output (B, L, N) for tokens x (B, L) int64 at noise sigma_bar (B,)."""
@@ -97,7 +107,6 @@ class SEDDSamplerBase(Sampler):
             raise ConfigError(f"length {config.length} exceeds the model's maximum {self.max_len}")
         fixed = conditioning(self.tokenizer, config.length, config.prefix, config.suffix, config.fixed)
         network = CachedNetwork(self.raw_output, self.graph, time_independent=self.radd, reuse=self.cache)
-        self.network_calls = 0
         x = sample(
             self.score_fn(network),
             self.graph,
@@ -110,7 +119,7 @@ class SEDDSamplerBase(Sampler):
             seed=config.seed,
             on_step=on_step,
         )
-        self.network_calls = network.calls
+        self.network_calls, self.network_evals = network.calls, network.evals
         return x
 
     def sample(self, config: SamplingConfig | Mapping | None = None, on_step=None) -> SampleResult:

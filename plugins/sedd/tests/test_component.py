@@ -205,6 +205,7 @@ def test_cli_bench_reports_the_issue_keys(capsys, tiny_model, tiny_ar, corpus, t
     assert out["same_tokens_fraction"] == {"2": 1.0, "4": 1.0}
     assert out["parametrisation"] == "sedd" and out["cache"] is True
     assert set(out["network_calls"]) == {"2", "4"} and all(1 <= c <= 5 for c in out["network_calls"].values())
+    assert all(0 < out["network_evals_per_sequence"][k] <= out["network_calls"][k] for k in ("2", "4"))
     assert out["bpc_ratio"] == pytest.approx(out["sedd_bpc_bound"] / out["ar_bpc"])
     assert set(out["gen_bpc_under_ar"]) == {"2", "4"} and all(v > 0 for v in out["gen_bpc_under_ar"].values())
     assert json.loads((tmp_path / "b.json").read_text()) == out

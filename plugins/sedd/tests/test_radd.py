@@ -137,19 +137,19 @@ class OracleSampler(SEDDSamplerBase):
 
 
 @pytest.mark.parametrize("steps", [1, 4, 16, 64, 256])
-def test_cache_bounds_network_calls_and_keeps_tokens(chain, steps):
-    """At most one network call per distinct partly-masked state: <= min(steps + 1, length) for
-    one sequence (the + 1 is the final denoise step, which needs the network only when a MASK
-    survived the last step), and the same tokens as without the cache."""
+def test_cache_bounds_network_evaluations_and_keeps_tokens(chain, steps):
+    """Each sequence is evaluated at most once per distinct partly-masked state of it:
+    <= min(steps + 1, length) times (the + 1 is the final denoise step, which needs the network
+    only when a MASK survived the last step), and the tokens are those drawn without the cache."""
     cached, plain = OracleSampler(chain), OracleSampler(chain, cache=False)
-    for seed in range(3):
-        cfg = SamplingConfig(num_samples=1, length=L, steps=steps, seed=seed)
-        a = cached.sample(cfg).tokens
-        assert a == plain.sample(cfg).tokens
-        assert plain.network_calls == steps + 1
-        assert 1 <= cached.network_calls <= min(steps + 1, L)
-        if steps >= L:
-            assert cached.network_calls <= L
+    for seed, batch in ((0, 1), (1, 1), (2, 5)):
+        cfg = SamplingConfig(num_samples=batch, length=L, steps=steps, seed=seed)
+        assert cached.sample(cfg).tokens == plain.sample(cfg).tokens
+        assert plain.network_calls == steps + 1 and plain.network_evals.tolist() == [steps + 1] * batch
+        assert 1 <= cached.network_calls <= steps + 1
+        assert cached.network_evals.max() <= min(steps + 1, L) and cached.network_evals.min() >= 1
+        if batch == 1:
+            assert cached.network_calls == cached.network_evals[0]
     # infilling: clamped positions are never masked, so fewer states
     cfg = SamplingConfig(num_samples=1, length=L, steps=256, seed=0, prefix="abcdefgh")
     assert cached.sample(cfg).tokens == plain.sample(cfg).tokens
@@ -161,7 +161,7 @@ def test_time_conditioned_models_are_not_reused(chain):
     sedd = OracleSampler(chain, radd=False)
     cfg = SamplingConfig(num_samples=1, length=L, steps=8, seed=0)
     sedd.sample(cfg)
-    assert sedd.network_calls >= 8
+    assert sedd.network_calls >= 8 and sedd.network_evals.tolist() == [sedd.network_calls]
     assert sedd.sample(cfg).tokens == OracleSampler(chain, radd=False, cache=False).sample(cfg).tokens
 
 
@@ -190,7 +190,8 @@ def test_radd_training_torch_and_onnxruntime_paths(radd_model, tmp_path):
     cfg = SamplingConfig(num_samples=2, length=32, steps=64, seed=5, suffix="\n")
     tokens = sampler.sample(cfg).tokens
     assert ort.sample(cfg).tokens == tokens
-    assert ort.network_calls == sampler.network_calls < 64
+    assert ort.network_calls == sampler.network_calls <= 64
+    assert ort.network_evals.tolist() == sampler.network_evals.tolist() and max(sampler.network_evals) < 64
     assert SEDDSampler(model=radd_model, cache=False).sample(cfg).tokens == tokens
 
 
