@@ -175,15 +175,17 @@ def test_failed_registration_leaves_nothing_behind(make_module):
         @hookimpl
         def register_sequencers(registry):
             raise RuntimeError("late failure")
+        OBSERVED = []
         @hookimpl
         def on_progress(event):
-            raise AssertionError("a failed plugin must not observe events")
+            OBSERVED.append(event)  # recorded, not raised: the engine swallows observer errors by design
         """,
     )
     engine = Engine(plugins=[mod], autoload=False)
     assert engine.components() == []
     assert "late failure" in engine.load_errors["half_plugin"]
     engine.emit(ProgressEvent("task", 1))
+    assert mod.OBSERVED == []  # a failed plugin does not observe events
 
 
 def test_allow_and_block_lists_by_env(installed, monkeypatch):
