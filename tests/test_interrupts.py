@@ -13,8 +13,10 @@ import pytest
 from test_verbs import TOYS
 
 SLOW = """
-import os, sys, time
+import os, signal, sys, time
 import engine.artifacts, engine.io.files
+# a process started in the background inherits SIGINT ignored: take Ctrl-C as a terminal would
+signal.signal(signal.SIGINT, signal.default_int_handler)
 READY = {ready!r}
 def pause():  # the write has begun: let the test interrupt it
     open(READY, "w").close()
