@@ -55,3 +55,33 @@ def test_csv_and_skipped(tmp_path):
     assert write_skipped(skipped, [("a.mgf", "index=1", "charge: bad\tcharge")]) == 1
     assert skipped.read_text().splitlines() == ["file\tspectra_ref\treason", "a.mgf\tindex=1\tcharge: bad charge"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.skipped.tsv"]  # no temp files
+
+
+# Unimod monoisotopic mass deltas (unimod.org): independent of engine.io.peptides' own table
+UNIMOD = {"Acetyl": 42.010565, "Carbamidomethyl": 57.021464, "Oxidation": 15.994915}
+
+
+@pytest.mark.parametrize(
+    ("peptide", "plain", "mods", "deltas", "charge"),
+    [
+        ("PEPTIDEK", "PEPTIDEK", "null", [], 1),
+        ("[Acetyl]-PEPC[Carbamidomethyl]K", "PEPCK", "0-UNIMOD:1,4-UNIMOD:4", ["Acetyl", "Carbamidomethyl"], 2),
+        ("GAM[Oxidation]QLRK", "GAMQLRK", "3-UNIMOD:35", ["Oxidation"], 3),
+    ],
+)
+def test_every_psm_field_against_an_independent_oracle(tmp_path, peptide, plain, mods, deltas, charge):
+    """calc_mass_to_charge from pyteomics' residue masses and Unimod deltas; the other fields from the hit."""
+    mass = pytest.importorskip("pyteomics.mass")
+    calc = (mass.fast_mass(plain) + sum(UNIMOD[d] for d in deltas) + charge * mass.nist_mass["H+"][0][0]) / charge
+    scores = tuple(0.1 * (i + 1) for i in range(len(plain)))
+    hit = PeptideHit("index=4", 17, peptide, 0.75, scores, -2.5, charge, calc + 0.002, source="run.mgf")
+    out = tmp_path / "o.mztab"
+    write_mztab(out, [hit], ["other.mgf", "run.mgf"])
+    (row,) = [dict(zip(PSH, r[1:], strict=True)) for r in _rows(out, "PSM")]
+    assert row["sequence"] == plain and row["modifications"] == mods and row["opt_global_proforma"] == peptide
+    assert float(row["calc_mass_to_charge"]) == pytest.approx(calc, abs=2e-6)
+    assert float(row["exp_mass_to_charge"]) == pytest.approx(calc + 0.002, abs=2e-6)
+    assert row["charge"] == str(charge) and row["PSM_ID"] == "0" and row["spectra_ref"] == "ms_run[2]:index=4"
+    assert float(row["search_engine_score[1]"]) == 0.75 and row["opt_global_scan"] == "17"
+    assert [float(s) for s in row["opt_ms_run[1]_aa_scores"].split(",")] == pytest.approx(scores)
+    assert float(row["opt_global_precursor_error_ppm"]) == -2.5
