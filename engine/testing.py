@@ -109,27 +109,21 @@ def check_probe(spec: ComponentSpec, component: Any, probe: Any = None) -> Any:
     if not isinstance(component, kind.base):
         raise _fail(_what(spec), f"built a {type(component).__name__}, not an engine.interfaces.{kind.base.__name__}")
     probe = kind.probe() if probe is None else probe
-    try:
-        result = kind.call(component, probe)
-    except Exception as exc:
-        raise _fail(_what(spec), f"the probe raised {type(exc).__name__}: {exc}") from exc
-    problem = kind.problem(component, probe, result)
-    if problem:
-        raise _fail(_what(spec), problem)
-    if kind.call_with_mapping is not None and spec.api_version >= 2:  # the rule came with plugin API 2
-        _check_mapping_config(spec, kind, component, probe)
+    result = _run_probe(spec, kind, kind.call, component, probe, "the probe")
+    if kind.call_with_mapping is not None and spec.api_version >= 2:  # one config rule for every kind, since API 2
+        _run_probe(spec, kind, kind.call_with_mapping, component, probe, "the probe with its config as a mapping")
     return result
 
 
-def _check_mapping_config(spec: ComponentSpec, kind: Any, component: Any, probe: Any) -> None:
-    """The config given as a mapping of its fields works as well (one rule for every kind)."""
+def _run_probe(spec: ComponentSpec, kind: Any, call: Any, component: Any, probe: Any, what: str) -> Any:
     try:
-        result = kind.call_with_mapping(component, probe)
+        result = call(component, probe)
     except Exception as exc:
-        raise _fail(_what(spec), f"refuses its config as a mapping: {type(exc).__name__}: {exc}") from exc
+        raise _fail(_what(spec), f"{what} raised {type(exc).__name__}: {exc}") from exc
     problem = kind.problem(component, probe, result)
     if problem:
-        raise _fail(_what(spec), f"with its config as a mapping: {problem}")
+        raise _fail(_what(spec), problem if what == "the probe" else f"{what}: {problem}")
+    return result
 
 
 def check_bad_input(spec: ComponentSpec, component: Any) -> None:
