@@ -274,3 +274,21 @@ def test_any_spectrum_file_is_read_or_reported_never_raised(tmp_path, lines, suf
     spectra = list(read_spectra([path], report))
     assert all(isinstance(s, Spectrum) for s in spectra)
     assert all(reason and "\n" not in reason for _, _, reason in report.skipped + report.notes)
+
+
+def test_threads_share_one_engine_and_use_components_of_their_own():
+    pytest.importorskip("engine_graphnovo")
+    from concurrent.futures import ThreadPoolExecutor
+
+    import engine
+    from engine.kinds import probe_spectra
+
+    host = engine.Engine()
+    spectra = probe_spectra()
+    expected = [h.peptide for h in host.sequencer("graphnovo-dp").sequence(spectra)]
+
+    def job(_):
+        return [h.peptide for h in host.sequencer("graphnovo-dp").sequence(spectra)]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(job, range(8))) == [expected] * 8
