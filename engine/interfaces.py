@@ -194,6 +194,8 @@ class SamplingConfig:
 class SampleStats:
     steps: int
     seconds: float
+    #: network evaluations, where a sampler skips some steps' evaluations (None: not counted)
+    network_calls: int | None = None
 
 
 @attrs.frozen

@@ -138,7 +138,13 @@ def sample(ctx: Any, **fixed: Any) -> int | dict[str, Any]:
 
         write_samples(ctx.output, result.texts)
     if ctx.json:
-        return {"texts": list(result.texts), "steps": result.stats.steps, "seconds": result.stats.seconds}
+        stats = result.stats
+        return {
+            "texts": list(result.texts),
+            "steps": stats.steps,
+            "seconds": stats.seconds,
+            "network_calls": stats.network_calls,
+        }
     if not ctx.output:
         for i, text in enumerate(result.texts):
             if len(result.texts) > 1:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig
+from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig, as_config
 
 from .graphs import graph_from_config, log_concrete_score
 from .sampling import conditioning, sample
@@ -124,22 +124,19 @@ class SEDDSamplerBase(Sampler):
 
     def sample(self, config: SamplingConfig | Mapping | None = None, on_step=None) -> SampleResult:
         """Draw ``config.num_samples`` texts; ``on_step(i)`` is called after each denoising step."""
-        config = as_sampling_config(config)
+        config = as_config(SamplingConfig, config)
         start = time.perf_counter()
-        x = self.sample_tokens(config, on_step)
+        with self.progress(total=config.steps, desc="sample") as steps:  # host observers, cancellation
+
+            def step(i):
+                steps.update()
+                if on_step is not None:
+                    on_step(i)
+
+            x = self.sample_tokens(config, step)
         seconds = time.perf_counter() - start
         return SampleResult(
             texts=[self.tokenizer.decode(row) for row in x.tolist()],
             tokens=x.tolist(),
-            stats=SampleStats(steps=config.steps, seconds=seconds),
+            stats=SampleStats(steps=config.steps, seconds=seconds, network_calls=self.network_calls),
         )
-
-
-def as_sampling_config(config) -> SamplingConfig:
-    if config is None:
-        return SamplingConfig()
-    if isinstance(config, SamplingConfig):
-        return config
-    if isinstance(config, Mapping):
-        return SamplingConfig(**config)
-    raise TypeError(f"config must be a SamplingConfig or a mapping, got {type(config).__name__}")

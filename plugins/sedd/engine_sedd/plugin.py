@@ -12,7 +12,7 @@ def register_samplers(registry):
         "engine_sedd.torch_path:SEDDSampler",
         description="SEDD score-entropy discrete diffusion: parallel sampling and infilling (Lou et al. 2024)",
         capabilities=("onnx-export", "exact-parity", "infilling", "likelihood"),
-        default_model="engine_sedd/weights/default (absorbing, tinyshakespeare characters)",
+        default_model="engine_sedd/weights/default (absorbing, RADD parametrisation, tinyshakespeare characters)",
         options="engine_sedd.options:SEDDOptions",
         commands={
             "train": "engine_sedd.cli:train",

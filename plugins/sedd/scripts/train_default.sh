@@ -1,6 +1,7 @@
 #!/bin/bash
-# Default model: absorbing SEDD and the AR baseline with the same size, data and steps,
-# trained side by side (one thread each), then installed as the bundled weights.
+# The SEDD-parametrised model (the default until issue 12) and the AR baseline with the same size,
+# data and steps, trained side by side (one thread each); installs the AR baseline. The default
+# model is RADD now: scripts/train_radd.sh trains and installs it.
 set -e
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-2500}
@@ -13,10 +14,7 @@ $E --json train sedd --objective ar -o runs/default_ar $COMMON > runs/default_ar
 AR=$!
 wait $SEDD
 wait $AR
-# install as the bundled default model and AR baseline
-rm -rf engine_sedd/weights/default engine_sedd/weights/ar_baseline
+# install the AR baseline (runs/default_sedd/model stays a run folder)
+rm -rf engine_sedd/weights/ar_baseline
 mkdir -p engine_sedd/weights
-cp -r runs/default_sedd/model engine_sedd/weights/default
 cp -r runs/default_ar/model engine_sedd/weights/ar_baseline
-# and the artifact the sampler runs without torch
-$E --quiet export sedd --force -o engine_sedd/artifacts/default

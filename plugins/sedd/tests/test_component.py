@@ -235,3 +235,17 @@ def test_deprecated_out_alias_on_export(capsys, tiny_model, tmp_path):
     assert code == 0, err
     assert "--out is deprecated, use --output" in err
     assert (tmp_path / "a" / "manifest.json").is_file()
+
+
+def test_sampling_reports_each_step_to_the_host_and_can_be_cancelled():
+    import engine
+    from engine.errors import Cancelled
+    from engine.progress import CancelToken, cancellation
+
+    events = []
+    sampler = engine.Engine(on_progress=events.append).sampler("sedd")
+    result = sampler.sample({"length": 16, "steps": 4, "seed": 0})
+    assert [e.current for e in events if e.task == "sample" and not e.done] == [1, 2, 3, 4] and events[-1].done
+    assert result.stats.network_calls == sampler.network_calls >= 1
+    with cancellation(CancelToken(deadline=0)), pytest.raises(Cancelled, match="sample stopped"):
+        sampler.sample({"length": 16, "steps": 4, "seed": 0})

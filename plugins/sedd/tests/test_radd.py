@@ -176,8 +176,10 @@ def radd_model(corpus, tmp_path_factory):
 
 
 def test_radd_training_torch_and_onnxruntime_paths(radd_model, tmp_path):
-    """A trained RADD model: no time input, the same tokens and network calls on torch and
-    onnxruntime, cached or not."""
+    """A trained RADD model: no time input; the same tokens and network evaluations on torch and
+    onnxruntime; with and without the cache the same tokens for one sequence (exactly: the same
+    network inputs), and nearly all for a batch (a cached batch sends only the changed rows, and
+    float32 GEMMs round a row slightly differently in another batch)."""
     from engine_sedd.torch_path import SEDDSampler
 
     import engine
@@ -192,7 +194,10 @@ def test_radd_training_torch_and_onnxruntime_paths(radd_model, tmp_path):
     assert ort.sample(cfg).tokens == tokens
     assert ort.network_calls == sampler.network_calls <= 64
     assert ort.network_evals.tolist() == sampler.network_evals.tolist() and max(sampler.network_evals) < 64
-    assert SEDDSampler(model=radd_model, cache=False).sample(cfg).tokens == tokens
+    plain = SEDDSampler(model=radd_model, cache=False)
+    assert np.mean(np.array(plain.sample(cfg).tokens) == np.array(tokens)) > 0.95
+    one = SamplingConfig(num_samples=1, length=32, steps=64, seed=6)
+    assert plain.sample(one).tokens == sampler.sample(one).tokens
 
 
 def test_radd_refuses_the_uniform_graph(corpus, tmp_path):
