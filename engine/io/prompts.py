@@ -55,7 +55,7 @@ def _read_text(file: str) -> str:
 
 def _jsonl(text: str, file: str) -> list[str]:
     prompts = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON text may hold U+2028
         if not line.strip():
             continue
         try:

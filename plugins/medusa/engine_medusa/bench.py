@@ -1,7 +1,9 @@
-"""`engine bench medusa`: HF generate vs onnxruntime greedy vs Medusa (torch, onnxruntime).
+"""`engine bench medusa`: HF generate vs onnxruntime greedy vs Medusa (torch, onnxruntime), fp32
+and quantized, vs llama.cpp.
 
 Greedy, batch 1, one process, each method warmed up first; tokens/s over all prompts,
-tokens per step, speed-ups over HF generate, and token equality with it.
+tokens per step, speed-ups over HF generate, and token equality with it; the quantized
+artifacts' agreement with the fp32 one (see :mod:`engine_medusa.quality`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ def artifact_for(decoder, cache_dir: Path, log) -> Path:
     return path
 
 
+def quantized_for(art: Path, quantize: str, cache_dir: Path, log) -> Path:
+    """A quantized copy of the fp32 artifact ``art``, made once (keyed by its manifest and the scheme)."""
+    from .quantize import quantize_artifact, scheme_config
+
+    scheme = json.dumps(scheme_config(quantize), sort_keys=True).encode()
+    key = hashlib.sha256((art / "manifest.json").read_bytes() + scheme).hexdigest()[:12]
+    path = cache_dir / "artifacts" / f"medusa-{quantize}-{key}"
+    if not (path / "manifest.json").exists():
+        log(f"quantizing {art} to {quantize} into {path} (once)")
+        quantize_artifact(art, path, quantize, overwrite=True)
+    return path
+
+
 def _run(name, fn, prompts, log):
     fn(prompts[0], warmup=True)
     tokens, steps, seconds, outs = 0, 0, 0.0, []
@@ -66,17 +81,44 @@ def _run(name, fn, prompts, log):
     return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps, "outputs": outs}
 
 
-def run(decoder, options, *, load_artifact, artifact=None, tree=None, log=print) -> dict:
+def llama_cpp_runner(gguf: str, threads: int, encode, eos, n: int):
+    """Greedy llama.cpp (llama-cpp-python) on the same prompt tokens (chat template applied by
+    ``encode``), ``threads`` threads, a fresh cache per prompt; None when it is not installed."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def run_one(prompt, warmup=False):
+        llm.reset()
+        toks = []
+        for tok in llm.generate(encode(prompt), top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
+            if tok in eos:
+                break
+            toks.append(tok)
+            if len(toks) >= (8 if warmup else n):
+                break
+        return toks, len(toks)
+
+    return run_one
+
+
+def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=None, log=print) -> dict:
     """The benchmark of ``engine bench medusa``: ``decoder`` is the torch MedusaDecoder,
     ``options`` a :class:`engine_medusa.options.BenchOptions`; ``load_artifact(path, tree=...)``
     builds the onnxruntime decoder of ``artifact`` (exported into the cache when None), on
-    ``tree`` when given, else the tree tuned on onnxruntime, else the artifact's."""
+    ``tree`` when given, else the tree tuned on onnxruntime, else the artifact's. With
+    ``options.quantize`` the same runs go over quantized copies of that artifact, with their
+    agreement with the fp32 one; llama.cpp runs on the base's GGUF when it is installed."""
     import torch
 
     from engine.artifacts import read_artifact
     from engine.errors import UsageError
     from engine.interfaces import GenerationConfig
 
+    from . import quality
+    from .base import resolve_base
     from .data import DEV_PROMPTS, cache_root, read_prompts
 
     rows = read_prompts(options.prompts or DEV_PROMPTS, options.limit or None)
@@ -86,6 +128,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, log=print)
     model = dec.model
     cfg = GenerationConfig(max_new_tokens=n)
     eos = list(dec.codec.eos_ids) or None
+    threads = threads or torch.get_num_threads()
 
     def hf(prompt, warmup=False):
         ids = torch.tensor([dec.encode(prompt)])
@@ -112,42 +155,73 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, log=print)
         "baseline": _run("HF generate", hf, prompts, log),
         "torch": _run("Medusa torch", component(dec), prompts, log),
     }
-    ort_tree = None
+    base = res["baseline"]
+    out = {
+        "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
+        "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
+        "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
+        "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
+        "identical_torch": res["torch"]["outputs"] == base["outputs"],
+        "tree_nodes": dec.tree.size if dec.tree else 1,
+    }
     if not options.skip_ort:
         art = Path(artifact) if artifact else artifact_for(dec, cache_root(), log)
-        exported_from = read_artifact(art).config["base_model"]
-        if exported_from != dec.base_name:
-            raise UsageError(f"the artifact runs {exported_from}, the torch side {dec.base_name}: bench needs one base")
+        art_cfg = read_artifact(art).config
+        if art_cfg["base_model"] != dec.base_name:
+            raise UsageError(
+                f"the artifact runs {art_cfg['base_model']}, the torch side {dec.base_name}: bench needs one base"
+            )
+        if options.quantize and art_cfg.get("quantization"):
+            raise UsageError(f"--quantize needs an fp32 artifact; {art} is already quantized")
         ort_tree = tree
         tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
         stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
         if ort_tree is None and "onnxruntime" in stored:  # tuned on onnxruntime latencies
             ort_tree = stored["onnxruntime"]["choices"]
         if ort_tree is None:
-            ort_tree = read_artifact(art).config["tree"]
-        res["ort"] = _run("Medusa onnxruntime", component(load_artifact(art, tree=ort_tree)), prompts, log)
-        ort_greedy = load_artifact(art, tree=[])  # same graph, root-only tree
-        res["ort_greedy"] = _run("greedy onnxruntime", component(ort_greedy), prompts, log)
-    base = res["baseline"]
-    out = {
-        "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
-        "ort_greedy_tokens_per_s": round(res["ort_greedy"]["tokens_per_s"], 2) if "ort" in res else None,
-        "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
-        "ort_tokens_per_s": round(res["ort"]["tokens_per_s"], 2) if "ort" in res else None,
-        "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
-        "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
-        "speedup_ort": round(res["ort"]["tokens_per_s"] / base["tokens_per_s"], 3) if "ort" in res else None,
-        "speedup_ort_vs_ort_greedy": round(res["ort"]["tokens_per_s"] / res["ort_greedy"]["tokens_per_s"], 3)
-        if "ort" in res
-        else None,
-        "identical_torch": res["torch"]["outputs"] == base["outputs"],
-        "identical_ort": res["ort"]["outputs"] == base["outputs"] if "ort" in res else None,
-        "identical_ort_greedy": res["ort_greedy"]["outputs"] == base["outputs"] if "ort" in res else None,
-        "ort_tokens_per_step": round(res["ort"]["tokens_per_step"], 3) if "ort" in res else None,
-        "prompts": len(prompts),
-        "max_new_tokens": n,
-        "tree_nodes": dec.tree.size if dec.tree else 1,
-        "ort_tree_nodes": len(ort_tree) + 1 if "ort" in res else None,
-        "device": device_name(torch.get_num_threads()),
-    }
-    return out
+            ort_tree = art_cfg["tree"]
+        out["ort_tree_nodes"] = len(ort_tree) + 1
+        variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
+        texts = []
+        if options.perplexity:
+            texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompts(options.perplexity, 20)]
+            out["perplexity_texts"] = len(texts)
+        prompt_ids = [dec.encode(p) for p in prompts]
+        for sfx, path in variants.items():
+            label = sfx[1:] or "fp32"
+            medusa = _run(f"Medusa onnxruntime {label}", component(load_artifact(path, tree=ort_tree)), prompts, log)
+            plain = load_artifact(path, tree=[])  # the same graphs, a root-only tree: the greedy loop
+            greedy = _run(f"greedy onnxruntime {label}", component(plain), prompts, log)
+            res[f"ort{sfx}"], res[f"ort_greedy{sfx}"] = medusa, greedy
+            reference = res["ort_greedy"]["outputs"]
+            out |= {
+                f"ort_greedy{sfx}_tokens_per_s": round(greedy["tokens_per_s"], 2),
+                f"ort{sfx}_tokens_per_s": round(medusa["tokens_per_s"], 2),
+                f"ort{sfx}_tokens_per_step": round(medusa["tokens_per_step"], 3),
+                f"speedup_ort{sfx}": round(medusa["tokens_per_s"] / base["tokens_per_s"], 3),
+                f"speedup_ort{sfx}_vs_ort_greedy{sfx}": round(medusa["tokens_per_s"] / greedy["tokens_per_s"], 3),
+                # Medusa is exact with respect to the base it verifies against
+                f"identical_ort{sfx}_vs_ort_greedy{sfx}": medusa["outputs"] == greedy["outputs"],
+            }
+            if sfx:
+                out[f"greedy_match{sfx}"] = round(quality.greedy_match(plain.backend, prompt_ids, reference), 4)
+                out[f"prefix_agreement{sfx}"] = round(quality.prefix_agreement(greedy["outputs"], reference), 4)
+            else:
+                out["identical_ort"] = medusa["outputs"] == base["outputs"]
+                out["identical_ort_greedy"] = greedy["outputs"] == base["outputs"]
+            if texts:
+                out[f"perplexity{sfx or '_fp32'}"] = round(quality.perplexity(plain.backend, texts), 3)
+    gguf = resolve_base(dec.base_name)
+    runner = None
+    if options.llama_cpp and gguf[1]:
+        runner = llama_cpp_runner(str(Path(gguf[0]) / gguf[1]), threads, dec.encode, set(eos or ()), n)
+        if runner is None:
+            log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
+    if runner is not None:
+        res["llama_cpp"] = lc = _run("llama.cpp", runner, prompts, log)
+        out["llama_cpp_tokens_per_s"] = round(lc["tokens_per_s"], 2)
+        out["llama_cpp_prefix_agreement"] = round(quality.prefix_agreement(lc["outputs"], base["outputs"]), 4)
+        for key in [k for k in out if k.startswith("ort") and k.endswith("tokens_per_s")]:
+            out[f"{key[: -len('_tokens_per_s')]}_vs_llama_cpp"] = round(out[key] / lc["tokens_per_s"], 3)
+    out |= {"prompts": len(prompts), "max_new_tokens": n, "device": device_name(threads)}
+    return dict(sorted(out.items()))

@@ -68,5 +68,6 @@ def bench(ctx):
         load_artifact=load_artifact,
         artifact=ctx.artifact,
         tree=ctx.options.tree,
+        threads=ctx.threads,
         log=ctx.echo,
     )

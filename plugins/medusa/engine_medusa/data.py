@@ -25,7 +25,8 @@ def read_prompts(path, limit: int | None = None) -> list[dict]:
     if not path.is_file():
         raise UsageError(f"no prompt file {path}")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # "\n" only: str.splitlines() also splits at U+2028 and U+0085, which JSON strings may hold raw
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -35,7 +36,9 @@ def read_prompts(path, limit: int | None = None) -> list[dict]:
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise UsageError(f"{path}:{n}: each line needs a non-empty 'prompt' string")
         rows.append(row)
-    return rows[:limit] if limit else rows
+        if limit and len(rows) == limit:  # what lies beyond is not read (a large file may be broken further on)
+            break
+    return rows
 
 
 def select_prompts(rows: list[dict], per_category: dict[str, int], seed: int = 0, max_chars: int = 1200) -> list[dict]:

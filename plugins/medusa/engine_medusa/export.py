@@ -154,13 +154,17 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
     }
 
 
-def export_artifact(decoder, dest, *, overwrite: bool = False) -> Path:
+def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:
     """Export a MedusaDecoder (torch) into an engine artifact at dest: the base model and the
-    heads as ONNX graphs plus the tokenizer, so the artifact runs without torch."""
+    heads as ONNX graphs plus the tokenizer, so the artifact runs without torch. ``quantize``
+    ("int4" | "int8"): the graphs' weights as MatMulNBits (see :mod:`engine_medusa.quantize`)."""
     from engine.artifacts import check_destination, write_component_artifact
+
+    from .quantize import quantize_graphs, scheme_config
 
     if decoder.heads is None:
         raise UsageError("export needs Medusa heads (heads=None decodes without them)")
+    scheme = scheme_config(quantize) if quantize else None
     check_destination(Path(dest), overwrite)  # before minutes of export, not after
     tree = decoder.tree
     topk = tree.topk if tree else 10
@@ -170,10 +174,14 @@ def export_artifact(decoder, dest, *, overwrite: bool = False) -> Path:
         if "onnxruntime" in stored and int(stored["onnxruntime"].get("topk", 10)) == topk:
             choices = stored["onnxruntime"]["choices"]
     with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp, decoder.progress(desc="export") as steps:
-        folder = Path(tmp)
+        folder = Path(tmp) / "fp32"
+        folder.mkdir()
         models = export_graphs(decoder.model, decoder.heads, folder, topk, on_graph=steps.update)
+        if scheme:  # the fp32 graphs are only an intermediate: quantize them beside
+            (folder := Path(tmp) / quantize).mkdir()
+            quantize_graphs(Path(tmp) / "fp32", folder, scheme, models, on_graph=steps.update)
         files = {f.name: f for f in folder.iterdir() if f.is_file()}
-        text_dir = folder / "text"
+        text_dir = Path(tmp) / "text"
         text_dir.mkdir()
         files.update(decoder.codec.save(text_dir))
         config = {
@@ -188,6 +196,8 @@ def export_artifact(decoder, dest, *, overwrite: bool = False) -> Path:
             "kv_shape": list(kv_shape(decoder.model)),
             "heads_config": decoder.heads_config,
         }
+        if scheme:
+            config["quantization"] = scheme
         return write_component_artifact(
             decoder, dest, files=files, models=models, opset=OPSET, config=config, overwrite=overwrite
         )

@@ -14,10 +14,11 @@ from typing import Any
 import attrs
 
 from engine.interfaces import ConfigError
-from engine.options import option
+from engine.options import comma_list, option
 
 SAMPLING_MODES = ("lossless", "typical")
 HEADS_DTYPES = ("bfloat16", "float32")
+QUANTIZE_SCHEMES = ("int4", "int8")
 TREE_EXAMPLE = "[[0],[0,0],[1]]"
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
@@ -67,6 +68,11 @@ def _positive(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _at_least_zero(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value < 0:
         raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _schemes(_inst: Any, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if bad := [v for v in value if v not in QUANTIZE_SCHEMES]:
+        raise ConfigError(f"quantize takes {' and '.join(QUANTIZE_SCHEMES)}, got {', '.join(bad)}")
 
 
 def _mix(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
@@ -177,9 +183,21 @@ class EvalOptions:
 
 @attrs.frozen
 class BenchOptions:
-    """``engine bench medusa``: HF generate vs Medusa on torch and onnxruntime."""
+    """``engine bench medusa``: HF generate vs Medusa on torch and onnxruntime (fp32 and quantized)
+    vs llama.cpp."""
 
     prompts: str | None = _prompts_file()
     limit: int = _limit(10)
     max_new_tokens: int = _max_new_tokens(128)
     skip_ort: bool = option(False, "bench torch only (no ONNX export, no onnxruntime)")
+    quantize: tuple[str, ...] = option(
+        (),
+        "also bench quantized copies of the fp32 artifact: int4, int8 or int4,int8 (made once, cached)",
+        type=comma_list(str),
+        metavar="int4,int8",
+        validator=_schemes,
+    )
+    llama_cpp: bool = option(True, "also bench llama.cpp on the base's GGUF when llama-cpp-python is installed")
+    perplexity: str | None = option(
+        None, "JSONL whose first 20 'prompt' texts measure each artifact's perplexity", type=str, metavar="FILE"
+    )

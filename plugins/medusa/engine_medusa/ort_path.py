@@ -136,6 +136,16 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         self._setup(backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"], cfg["num_heads"])
 
     @property
+    def capabilities(self) -> tuple[str, ...]:
+        """An artifact whose matmuls quantize their activations to int8 (``accuracy_level`` != 0)
+        gives a tree forward and a one-token step slightly different logits, so greedy Medusa can
+        leave its own greedy loop at near ties (measured on SmolLM2, see MODEL_CARD.md): such an
+        artifact does not claim ``exact-greedy``."""
+        caps = super().capabilities
+        scheme = self.artifact.config.get("quantization") or {}
+        return tuple(c for c in caps if c != "exact-greedy") if scheme.get("accuracy_level", 0) else caps
+
+    @property
     def providers(self) -> list[str]:
         """The onnxruntime providers the sessions really run on, best first."""
         return list(self.backend.providers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def tiny_llama(vocab: int = 96, seed: int = 0):
+def tiny_llama(vocab: int = 96, seed: int = 0, tied: bool = False):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -17,7 +17,7 @@ def tiny_llama(vocab: int = 96, seed: int = 0):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,

@@ -94,8 +94,9 @@ class MedusaDecoder(MedusaRunner, Decoder):
         num_heads = self.heads.num_heads if self.heads is not None else 0
         self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads)
 
-    def export_onnx(self, dest, *, overwrite: bool = False) -> Path:
-        """Base model + heads + tokenizer as an engine artifact at ``dest``."""
+    def export_onnx(self, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:
+        """Base model + heads + tokenizer as an engine artifact at ``dest``; ``quantize``
+        ("int4" | "int8"): weight-only MatMulNBits (block 32) instead of fp32 weights."""
         from .export import export_artifact
 
-        return export_artifact(self, dest, overwrite=overwrite)
+        return export_artifact(self, dest, overwrite=overwrite, quantize=quantize)

@@ -156,6 +156,27 @@ def test_decode_json_and_bench(trained):
     assert len(ev["top1"]) == 4 and ev["tokens_per_step"] >= 1.0 and ev["prompts"] == 2
 
 
+def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGINE_MEDUSA_CACHE", str(tmp_path / "cache"))
+    tree = ["--tree", "[[0],[1],[0,0]]"]
+    out, _ = ok("--json", "export", "medusa", "-o", str(tmp_path / "q"), *common(trained), *tree, "--quantize", "int4")
+    assert json.loads((tmp_path / "q" / "manifest.json").read_text())["config"]["quantization"]["bits"] == 4
+    rows, _ = decoded("hello", "--max-new-tokens", "8", "--artifact", str(tmp_path / "q"))
+    assert 0 < len(rows[0]["tokens"]) <= 8
+    args = ["--prompts", str(trained / "p.jsonl"), "--limit", "2", "--max-new-tokens", "16", *tree]
+    out, _ = ok("--json", "bench", "medusa", *common(trained), *args, "--quantize", "int4,int8")
+    b = json.loads(out)
+    for q in ("", "_int4", "_int8"):
+        assert b[f"ort_greedy{q}_tokens_per_s"] > 0 and b[f"ort{q}_tokens_per_s"] > 0
+        assert b[f"identical_ort{q}_vs_ort_greedy{q}"] is True  # Medusa is exact over each base
+    assert 0 <= b["greedy_match_int4"] <= 1 and 0 <= b["prefix_agreement_int8"] <= 1
+    assert "llama_cpp_tokens_per_s" not in b  # the tiny base has no GGUF
+    made = sorted(p.name.split("-")[1] for p in (tmp_path / "cache" / "artifacts").iterdir())
+    assert len(made) == 3 and made[1:] == ["int4", "int8"]  # fp32 exported once, then quantized from it
+    code, _, err = engine_main("bench", "medusa", *common(trained), "--quantize", "int5")
+    assert code == 2 and "int5" in err and len(err.strip().splitlines()) == 1
+
+
 def test_decode_batch_from_a_prompts_file_and_streaming(trained, tmp_path):
     rows, _ = decoded("--prompts", str(trained / "p.jsonl"), "--max-new-tokens", "6", *common(trained))
     assert len(rows) == 12 and all(0 < len(r["tokens"]) <= 6 for r in rows)
@@ -176,7 +197,8 @@ def test_medusa_options_are_flags_of_every_building_verb():
         assert flag in out
     assert "--tree JSON" not in out and "--artifact ARTIFACT" not in out
     assert "--limit" in ok("eval", "medusa", "--help")[0]
-    assert "--skip-ort" in ok("bench", "medusa", "--help")[0]
+    bench_help = ok("bench", "medusa", "--help")[0]
+    assert "--skip-ort" in bench_help and "--quantize int4,int8" in bench_help and "--no-llama-cpp" in bench_help
     assert "shared" not in ok("decode", "medusa", "--help")[0]  # no remark on a particular machine
 
 

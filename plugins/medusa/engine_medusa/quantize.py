@@ -1,0 +1,156 @@
+"""Weight-only quantization of the exported graphs with onnxruntime's own tooling (no torch).
+
+``int4``: every MatMul with a constant weight becomes ``MatMulNBits`` (4 bits, blocks of 32
+along the input axis, asymmetric: a scale and a zero point per block, the layout of a Q4_1
+GGUF block). ``int8``: the same with 8 bits. The embedding table (a Gather) stays fp32: a
+decode step reads one row of it. The KV cache and the activations stay fp32.
+
+``accuracy_level`` is MatMulNBits' compute type: 0 dequantizes the weights and multiplies in
+fp32; 4 quantizes the activations to int8 per block and multiplies in int8 (VNNI / AMX).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from engine.errors import UsageError
+
+SCHEMES = {"int4": 4, "int8": 8}
+BLOCK_SIZE = 32  # as a Q4_0 / Q4_1 GGUF block
+ACCURACY_LEVEL = 4  # int8 compute: see measurements in MODEL_CARD.md
+GRAPHS = ("medusa", "heads")  # the graphs holding weights; `keep` is a gather
+
+
+def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
+    """The manifest's record of a scheme (``config["quantization"]``)."""
+    import onnxruntime
+
+    if quantize not in SCHEMES:
+        raise UsageError(f"quantize must be one of {', '.join(SCHEMES)}, got {quantize!r}")
+    return {
+        "scheme": "matmulnbits",
+        "bits": SCHEMES[quantize],
+        "block_size": BLOCK_SIZE,
+        "symmetric": False,
+        "accuracy_level": accuracy_level,
+        "tool": f"onnxruntime {onnxruntime.__version__}",
+    }
+
+
+def own_weights(graph) -> int:
+    """Give every MatMul with a constant weight its own weight initializer, which MatMulNBits needs:
+    a ``Transpose`` of an initializer (how the exporter writes a tied LM head: it reads the
+    embedding table) becomes a transposed copy, and a weight shared by two MatMuls gets a copy
+    for the second. Returns how many copies were made."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    seen, made, folded = set(), 0, set()
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        weight = node.input[1]
+        src = producer.get(weight)
+        if weight in inits:
+            if weight not in seen:
+                seen.add(weight)
+                continue
+            array = numpy_helper.to_array(inits[weight])
+        elif src is not None and src.op_type == "Transpose" and src.input[0] in inits:
+            array = numpy_helper.to_array(inits[src.input[0]])
+            perm = next((list(a.ints) for a in src.attribute if a.name == "perm"), None)
+            if array.ndim != 2 or perm not in (None, [1, 0]):
+                continue
+            array, _ = array.T, folded.add(src.name)
+        else:
+            continue
+        name = f"{node.name}.weight"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        node.input[1] = name
+        made += 1
+    used = {i for node in graph.node for i in node.input}
+    for node in [n for n in graph.node if n.name in folded and n.output[0] not in used]:
+        graph.node.remove(node)
+    return made
+
+
+def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
+    """Write ``src`` (an .onnx with external data) to ``dst`` (+ ``dst.data``) with its constant-weight
+    MatMuls as MatMulNBits; returns how many MatMuls were quantized."""
+    import logging
+
+    import onnx
+
+    level = logging.getLogger().level  # the quantizer's module sets the root logger to INFO on import
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    logging.getLogger().setLevel(level)
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    model = onnx.load(str(src))  # external data is read into memory
+    own_weights(model.graph)
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=scheme["block_size"],
+        is_symmetric=scheme["symmetric"],
+        accuracy_level=scheme["accuracy_level"],
+        op_types_to_quantize=("MatMul",),
+        bits=scheme["bits"],
+    )
+    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
+    quantizer.process()
+    done = sum(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node)
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+    return done
+
+
+def quantize_graphs(src: Path, dst: Path, scheme: dict, models: dict, on_graph=lambda: None) -> dict[str, Path]:
+    """Quantize the weight graphs of an exported folder ``src`` into ``dst``; returns the files
+    of ``dst`` (the graphs, their data, and the graphs without weights copied as they are)."""
+    files = {}
+    for name, entry in models.items():
+        graph = src / entry["file"]
+        if name in GRAPHS:
+            if quantize_graph(graph, dst / graph.name, scheme) == 0:
+                raise UsageError(f"graph {name!r} has no MatMul with a constant weight to quantize")
+            on_graph()
+        else:
+            shutil.copyfile(graph, dst / graph.name)
+    for f in dst.iterdir():
+        files[f.name] = f
+    return files
+
+
+def quantize_artifact(src, dest, quantize: str, *, overwrite: bool = False) -> Path:
+    """A quantized copy of the fp32 artifact ``src`` at ``dest`` (what the bench does with its
+    cached fp32 export; ``engine export --quantize`` quantizes straight after exporting)."""
+    from engine.artifacts import check_destination, read_artifact, write_artifact
+
+    art = read_artifact(src)
+    if art.config.get("quantization"):
+        raise UsageError(f"{src} is already quantized ({art.config['quantization']})")
+    dest = Path(dest)
+    check_destination(dest, overwrite)
+    scheme = scheme_config(quantize)
+    models = art.manifest["models"]
+    with tempfile.TemporaryDirectory(prefix="medusa-quantize-") as tmp:
+        files = quantize_graphs(art.path, Path(tmp), scheme, models)
+        graph_files = {entry["file"] for entry in models.values()} | {f"{models[g]['file']}.data" for g in GRAPHS}
+        for name in art.manifest["files"]:
+            if name not in graph_files:
+                files[name] = art.path / name
+        manifest = art.manifest
+        return write_artifact(
+            dest,
+            plugin=manifest["plugin"]["name"],
+            kind=art.kind,
+            component=art.component,
+            plugin_version=manifest["plugin"].get("version"),
+            files=files,
+            models=models,
+            opset=manifest.get("opset"),
+            config={**art.config, "quantization": scheme},
+            overwrite=overwrite,
+        )
