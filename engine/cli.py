@@ -122,12 +122,13 @@ class CommandContext:
             return None
         return self.spec.default_artifact_path()
 
-    def load(self, **overrides: Any) -> Any:
-        """The component, on torch or (with ``--artifact``) on onnxruntime, with its options."""
+    def load(self, path: str | None = None, **overrides: Any) -> Any:
+        """The component, on torch or (with ``--artifact``) on onnxruntime, with its options;
+        ``path="torch"`` builds the torch side even with ``--artifact`` (a bench comparing both)."""
         spec = _need_spec(self)
-        artifact = self.artifact_to_run()
+        artifact = None if path == "torch" else self.artifact_to_run()
         if artifact is not None:
-            if not self.artifact and not self.quiet:
+            if not self.artifact:
                 self.note(f"torch is not installed: running {spec.name}'s shipped artifact on onnxruntime")
             kwargs = {**opts.as_kwargs(self.options, "onnxruntime", self.options_given), **overrides}
             return self.engine.load_artifact(artifact, provider=self.provider or "auto", threads=self.threads, **kwargs)

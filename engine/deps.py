@@ -7,18 +7,18 @@ from collections.abc import Iterator
 
 from engine.errors import EngineError
 
-#: top-level module -> (the core's extra that brings it, or None: the plugin's extra for the job)
+#: optional top-level modules -> the engine-core extra that brings it (None: the plugin's extra for the job)
 EXTRAS = {
-    "torch": (None, None),
-    "transformers": (None, None),
-    "accelerate": (None, None),
-    "gguf": (None, None),
-    "onnx": (None, None),
-    "onnxscript": (None, None),
-    "onnxruntime": ("engine-core", "runtime"),
-    "pyteomics": ("engine-core", "spectra"),
-    "lxml": ("engine-core", "spectra"),
-    "psims": ("engine-core", "spectra"),
+    "torch": None,
+    "transformers": None,
+    "accelerate": None,
+    "gguf": None,
+    "onnx": None,
+    "onnxscript": None,
+    "onnxruntime": "runtime",
+    "pyteomics": "spectra",
+    "lxml": "spectra",
+    "psims": "spectra",
 }
 
 
@@ -32,15 +32,20 @@ def available(module: str) -> bool:
         return False
 
 
+def missing_optional(exc: ModuleNotFoundError) -> str | None:
+    """The optional top-level module ``exc`` says is missing, or None for any other module."""
+    module = (exc.name or "").split(".")[0]
+    return module if module in EXTRAS else None
+
+
 class MissingDependencyError(EngineError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
 def install_hint(module: str, distribution: str, extra: str) -> str:
     """``pip install 'DIST[EXTRA]'`` for a missing top-level ``module``."""
-    owner, core_extra = EXTRAS.get(module, (None, extra))
-    # the core's modules come with a core extra; the others with the plugin's extra for the job
-    return f"pip install '{owner}[{core_extra}]'" if owner else f"pip install '{distribution}[{extra}]'"
+    core_extra = EXTRAS.get(module)
+    return f"pip install 'engine-core[{core_extra}]'" if core_extra else f"pip install '{distribution}[{extra}]'"
 
 
 @contextlib.contextmanager
@@ -49,8 +54,8 @@ def missing_as_hint(distribution: str, extra: str) -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
-        module = (exc.name or "").split(".")[0]
-        if module not in EXTRAS:
+        module = missing_optional(exc)
+        if module is None:
             raise
         hint = install_hint(module, distribution, extra)
         raise MissingDependencyError(f"{distribution} needs {module} for this: {hint}") from exc

@@ -8,7 +8,6 @@ flags are parsed; ``ctx.load()`` builds the component on torch or onnxruntime.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -76,7 +75,9 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
         results = [component.generate(p, config) for p in ctx.progress(prompts, desc="decode")]
     rows = [_decoded(p, r) for p, r in zip(prompts, results, strict=True)]
     if ctx.output:
-        _write_jsonl(ctx.output, rows)
+        from engine.io.files import atomic_write_text, jsonl
+
+        atomic_write_text(ctx.output, jsonl(rows))
     if ctx.json:
         return {"results": rows}
     for row, result in zip(rows, results, strict=True):
@@ -109,12 +110,6 @@ def _decoded(prompt: str, result: Any) -> dict[str, Any]:
         "tokens_per_step": round(stats.tokens_per_step, 3),
         "tokens_per_s": round(stats.tokens_per_second, 2),
     }
-
-
-def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
-    from engine.io.files import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 # --------------------------------------------------------------------------- sample

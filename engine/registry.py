@@ -36,13 +36,11 @@ def resolve(target: Target, what: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except ModuleNotFoundError as exc:
-        from engine.deps import EXTRAS
-
-        if (exc.name or "").split(".")[0] in EXTRAS:
-            raise  # an optional dependency: the caller names the extra that brings it
-        raise PluginError(f"cannot load {what} {target!r}: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
+        from engine.deps import missing_optional
+
+        if isinstance(exc, ModuleNotFoundError) and missing_optional(exc):
+            raise  # an optional dependency: the caller names the extra that brings it
         raise PluginError(f"cannot load {what} {target!r}: {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
         raise PluginError(f"{what} {target!r} is not callable")

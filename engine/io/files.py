@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -69,6 +70,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
 def atomic_write_text(path, text: str) -> None:
     """``atomic_write_bytes`` of UTF-8 text, newlines written as given."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def jsonl(rows) -> str:
+    """JSON lines: one object per row, UTF-8 kept as is."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def check_outputs(inputs, outputs) -> None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.io.files import atomic_write_text
+from engine.io.files import atomic_write_text, jsonl
 
 
 def write_samples(path: str | Path, texts: Sequence[str]) -> Path:
     """One JSON object per sample for ``.jsonl``/``.json``; else the texts, each followed by a blank line."""
     path = Path(path)
     if path.suffix.lower() in (".jsonl", ".json"):
-        body = "".join(json.dumps({"index": i, "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts))
+        body = jsonl({"index": i, "text": t} for i, t in enumerate(texts))
     else:
         body = "".join(f"{text}\n\n" for text in texts)
     atomic_write_text(path, body)

@@ -208,11 +208,11 @@ def bench(learned, baseline, limit: int, threads: int | None = None, provider: s
     """Spectra per second over held-out MassIVE-KB spectra, one process: graph building,
     the DP ``baseline`` and ``learned`` (torch, then its export on onnxruntime ``provider``
     with the same options; or an artifact it already runs), with peptide agreement."""
+    from engine import load_artifact  # the one route to artifacts: verified, threads by the policy
     from engine.options import as_kwargs
     from engine.runtime import resolve_threads
 
     from .data import graph_arrays
-    from .ort_path import OrtGraphNovoSequencer
 
     spectra = heldout_spectra()[:limit]
     t0 = time.perf_counter()
@@ -239,7 +239,7 @@ def bench(learned, baseline, limit: int, threads: int | None = None, provider: s
         timed("torch", learned)
         with tempfile.TemporaryDirectory() as tmp:
             art = learned.export_onnx(Path(tmp) / "artifact")
-            timed("ort", OrtGraphNovoSequencer(art, provider, threads, **as_kwargs(learned.options)))
+            timed("ort", load_artifact(art, provider, threads, **as_kwargs(learned.options)))
         refs = set(peptides["ort"]) | set(peptides["torch"])
         same = [peptides["ort"].get(r) == peptides["torch"].get(r) for r in refs]
         rates["ort_torch_same_peptides"] = float(np.mean(same)) if same else 1.0

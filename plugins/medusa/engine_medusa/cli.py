@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine import options as opts
 from engine.errors import UsageError
 
 
@@ -53,10 +52,7 @@ def bench(ctx):
     the cache)."""
     from . import bench as benchmark
 
-    if ctx.artifact:  # the artifact runs on onnxruntime; the torch side is built beside it
-        decoder = ctx.spec.create(threads=ctx.threads, **opts.as_kwargs(ctx.options, "torch"))
-    else:
-        decoder = ctx.load()
+    decoder = ctx.load(path="torch")  # with --artifact too: the torch side is built beside it
 
     def load_artifact(path, tree):
         provider = ctx.provider or "cpu"
