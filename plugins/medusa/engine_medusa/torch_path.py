@@ -51,7 +51,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
             base = json.loads((folder / "config.json").read_text())["base_model"] if folder else DEFAULT_BASE
         self.base_name = base
         hf_model, codec = load_base(base)
-        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype)
+        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads)
 
     @classmethod
     def from_model(
@@ -72,16 +72,21 @@ class MedusaDecoder(MedusaRunner, Decoder):
         self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype)
         return self
 
-    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype):
+    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, threads=None):
+        from engine.tuned import digest_of
+
         self.model, self.heads_config = hf_model, None
         self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
+        subject = digest_of(self.heads_folder / "heads.safetensors") if self.heads_folder else None
+        self._identify("torch", subject, threads)
         if isinstance(heads, MedusaHeads):
             self.heads = heads
+            self.tree_source = "argument" if tree is not None else "fallback"
         elif heads is not None:
             self.heads, self.heads_config = load_heads(heads, hf_model)
             stored, stored_k = read_tree(heads)
-            tree = stored if tree is None else tree
             topk = topk or stored_k
+            tree = self._choose_tree(tree, stored, "heads (tree.json)", topk, self.heads.num_heads)
         else:
             self.heads = None
         if self.heads is None:

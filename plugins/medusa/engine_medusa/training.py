@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.errors import UsageError
 
-from .heads import MedusaHeads, heads_config, save_heads
+from .data import head_paths, head_targets
+from .heads import HydraHeads, MedusaHeads, heads_config, save_heads
 
 HEAD_DECAY = 0.8
 
@@ -33,6 +34,9 @@ HEAD_DECAY = 0.8
 @attrs.define
 class TrainConfig:
     mode: str = "medusa1"  # medusa1 | medusa2
+    kind: str = "medusa"  # medusa | hydra (Medusa-1 training)
+    draft_vocab: int = 0  # 0: the full vocabulary; else the N most frequent base tokens (FR-Spec)
+    soft_targets: bool = False  # the base's distribution at the target position (teacher-forced data)
     num_heads: int = 4
     num_layers: int = 1
     share_lm_head: bool = True
@@ -56,6 +60,10 @@ class TrainConfig:
     def __attrs_post_init__(self):
         if self.mode not in ("medusa1", "medusa2"):
             raise UsageError(f"unknown training mode {self.mode!r} (medusa1 or medusa2)")
+        if self.kind not in ("medusa", "hydra"):
+            raise UsageError(f"unknown heads kind {self.kind!r} (medusa or hydra)")
+        if self.mode == "medusa2" and (self.kind != "medusa" or self.draft_vocab or self.soft_targets):
+            raise UsageError("Medusa-2 trains Medusa heads over the full vocabulary with hard targets")
         if self.num_heads < 1 or self.batch_size < 1 or self.lr <= 0:
             raise UsageError("num_heads, batch_size and lr must be positive")
         if not 0 < self.val_fraction < 1:
@@ -83,15 +91,6 @@ def medusa_loss(head_logits, targets, weights):
     return (weights * ce).sum(), ce.detach()
 
 
-def head_targets(tokens: np.ndarray, k: int) -> np.ndarray:
-    """targets[j, i] = tokens[j + i + 1] (head i+1 at hidden h_j predicts x_{j+i+2}), -100 past the end."""
-    m = len(tokens)
-    t = np.full((m, k), -100, np.int64)
-    for i in range(k):
-        t[: max(m - i - 1, 0), i] = tokens[i + 1 :]
-    return t
-
-
 def split_samples(samples, val_fraction: float, seed: int):
     idx = list(range(len(samples)))
     random.Random(seed).shuffle(idx)
@@ -99,23 +98,64 @@ def split_samples(samples, val_fraction: float, seed: int):
     return [samples[i] for i in idx[n_val:]], [samples[i] for i in idx[:n_val]]
 
 
-def flatten_positions(samples, k: int):
+def target_rows(m: int, k: int, start: int) -> np.ndarray:
+    """rows[j, i] = start + j + i + 1: the hidden state whose base distribution head i at h_j
+    learns (soft targets), -1 past the end."""
+    r = np.full((m, k), -1, np.int64)
+    for i in range(k):
+        r[: max(m - i - 1, 0), i] = start + np.arange(i + 1, m)
+    return r
+
+
+@attrs.frozen
+class Positions:
+    """Training positions: hidden states, hard targets (the base's tokens), Hydra paths and the
+    rows of the soft targets' hidden states."""
+
+    hidden: torch.Tensor  # [P, d] fp16
+    targets: torch.Tensor  # [P, K]
+    paths: torch.Tensor  # [P, K]
+    rows: torch.Tensor  # [P, K]
+
+    def __len__(self):
+        return len(self.hidden)
+
+
+def flatten_positions(samples, k: int) -> Positions:
     hidden = np.concatenate([s[2] for s in samples])
-    targets = np.concatenate([head_targets(np.asarray(s[1], np.int64), k) for s in samples])
-    return torch.from_numpy(hidden), torch.from_numpy(targets)
+    # the base's own token at every position: for teacher-forced data the answer is not the base's
+    targets = np.concatenate([head_targets(np.asarray(s[-1], np.int64), k) for s in samples])
+    paths = np.concatenate([head_paths(np.asarray(s[1], np.int64), k) for s in samples])
+    starts = np.cumsum([0] + [len(s[1]) for s in samples])
+    rows = np.concatenate([target_rows(len(s[1]), k, int(a)) for s, a in zip(samples, starts, strict=False)])
+    return Positions(*(torch.from_numpy(x) for x in (hidden, targets, paths, rows)))
+
+
+def frequent_tokens(samples, n: int, vocab: int) -> torch.Tensor:
+    """The n tokens the base itself emits most often on the training data (FR-Spec's subset),
+    sorted by id; ties by id."""
+    counts = np.bincount(np.concatenate([np.asarray(s[-1], np.int64) for s in samples]), minlength=vocab)
+    order = np.lexsort((np.arange(vocab), -counts))[:n]
+    return torch.from_numpy(np.sort(order))
+
+
+def run_heads(heads, h, paths=None, select=None):
+    return heads(h, paths, select) if isinstance(heads, HydraHeads) else heads(h, select)
 
 
 @torch.no_grad()
-def head_accuracy(heads, hidden, targets, batch: int = 512, bf16: bool = True):
-    """Per-head teacher-forced top-1 and top-5 accuracy (and rank counts for tree tuning)."""
+def head_accuracy(heads, hidden, targets, batch: int = 512, bf16: bool = True, paths=None):
+    """Per-head teacher-forced top-1 and top-5 accuracy (and rank counts for tree tuning).
+    Hydra heads read the tokens on each path (``paths``, see :func:`head_paths`)."""
     k = targets.shape[1]
     top1, top5, n = torch.zeros(k), torch.zeros(k), torch.zeros(k)
     rank_hits = torch.zeros(k, 10)
     for s in range(0, len(hidden), batch):
         h, t = hidden[s : s + batch], targets[s : s + batch]
+        path = None if paths is None else paths[s : s + batch]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = heads(h.to(heads_dtype(heads)))
-        top = logits.float().topk(10, dim=-1).indices  # [b, K, 10]
+            logits = run_heads(heads, h.to(heads_dtype(heads)), path)
+        top = heads.token_ids(logits.float().topk(10, dim=-1).indices)  # [b, K, 10]
         valid = t >= 0
         hit = top == t[..., None]
         top1 += (hit[..., 0] & valid).sum(0)
@@ -247,41 +287,92 @@ def _position_batches(n: int, batch: int, seed: int, rank: int, world: int):
     return batch_at
 
 
+def soft_loss(head_logits, teacher_logits, valid, weights):
+    """sum_k w_k H(p_teacher, q_k): cross-entropy against the base's own distribution at the
+    target position, over the draft vocabulary; positions without a target (valid False) skipped."""
+    logq = F.log_softmax(head_logits.float(), -1)
+    p = F.softmax(teacher_logits.float(), -1)
+    ce = -(p * logq).sum(-1)  # [b, K]
+    per_head = (ce * valid).sum(0) / valid.sum(0).clamp(min=1)
+    return (weights * per_head).sum(), per_head.detach()
+
+
+def draft_targets(targets, subset, vocab: int):
+    """Token-id targets -> indices in the draft vocabulary; a token outside it is no target (-100)."""
+    if subset is None:
+        return targets
+    index = torch.full((vocab,), -100, dtype=torch.int64)
+    index[subset] = torch.arange(len(subset))
+    return torch.where(targets >= 0, index[targets.clamp(min=0)], -100)
+
+
+def build_heads(lm_head, cfg: TrainConfig, samples, embedding=None):
+    subset = frequent_tokens(samples, cfg.draft_vocab, lm_head.weight.shape[0]) if cfg.draft_vocab else None
+    args = (lm_head, cfg.num_heads, cfg.num_layers, cfg.share_lm_head, subset)
+    if cfg.kind == "hydra":
+        if embedding is None:
+            raise UsageError("Hydra heads need the base model's input embeddings")
+        return HydraHeads(*args, embedding=embedding)
+    return MedusaHeads(*args)
+
+
 def train_medusa1(
-    samples, lm_head, cfg: TrainConfig, out: Path, base_name: str, *, resume=False, progress=None, log=print
+    samples,
+    lm_head,
+    cfg: TrainConfig,
+    out: Path,
+    base_name: str,
+    *,
+    embedding=None,
+    resume=False,
+    progress=None,
+    log=print,
 ):
     """Train heads on cached hidden states. Returns (heads, report dict)."""
     torch.manual_seed(cfg.seed)
     train, val = split_samples(samples, cfg.val_fraction, cfg.seed)
-    h_tr, t_tr = flatten_positions(train, cfg.num_heads)
-    h_va, t_va = flatten_positions(val, cfg.num_heads)
-    heads = MedusaHeads(lm_head, cfg.num_heads, cfg.num_layers, cfg.share_lm_head)
+    tr = flatten_positions(train, cfg.num_heads)
+    va = flatten_positions(val, cfg.num_heads)
+    heads = build_heads(lm_head, cfg, train, embedding)
     params = [p for p in heads.parameters() if p.requires_grad]
     trainer = Trainer(cfg, out, [{"params": params, "lr": cfg.lr}], {"heads": heads}, progress, log)
     if resume:
         trainer.resume()
-    total = cfg.max_steps or max(1, int(cfg.epochs * len(h_tr) / (cfg.batch_size * trainer.world)))
-    batch_at = _position_batches(len(h_tr), cfg.batch_size, cfg.seed, trainer.rank, trainer.world)
+    total = cfg.max_steps or max(1, int(cfg.epochs * len(tr) / (cfg.batch_size * trainer.world)))
+    batch_at = _position_batches(len(tr), cfg.batch_size, cfg.seed, trainer.rank, trainer.world)
     weights = head_weights(cfg.num_heads)
+    paths = tr.paths if cfg.kind == "hydra" else None
+    frozen = lm_head.weight.detach()
+    teacher_w = frozen if heads.vocab_subset is None else frozen[heads.vocab_subset]
+    targets = draft_targets(tr.targets, heads.vocab_subset, frozen.shape[0])
 
     def loss_fn(idx):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = heads(h_tr[idx].float())
-        return medusa_loss(logits, t_tr[idx], weights)
+            logits = run_heads(heads, tr.hidden[idx].float(), None if paths is None else paths[idx])
+            if not cfg.soft_targets:
+                return medusa_loss(logits, targets[idx], weights)
+            rows = tr.rows[idx]
+            with torch.no_grad():
+                teacher = F.linear(tr.hidden[rows.clamp(min=0)].float(), teacher_w)
+        return soft_loss(logits, teacher, rows >= 0, weights)
 
-    before = head_accuracy(heads, h_va, t_va, bf16=cfg.bf16) if trainer.step == 0 else None
+    va_paths = va.paths if cfg.kind == "hydra" else None
+    before = head_accuracy(heads, va.hidden, va.targets, bf16=cfg.bf16, paths=va_paths) if trainer.step == 0 else None
     t0 = time.time()
     trainer.run(total, batch_at, loss_fn, params)
     report = {
         "mode": "medusa1",
+        "kind": cfg.kind,
+        "draft_vocab": cfg.draft_vocab,
+        "soft_targets": cfg.soft_targets,
         "steps": total,
-        "train_positions": len(h_tr),
-        "val_positions": len(h_va),
+        "train_positions": len(tr),
+        "val_positions": len(va),
         "train_samples": len(train),
         "val_samples": len(val),
         "seconds": round(time.time() - t0, 1),
         "world_size": trainer.world,
-        "val_accuracy": head_accuracy(heads, h_va, t_va, bf16=cfg.bf16),
+        "val_accuracy": head_accuracy(heads, va.hidden, va.targets, bf16=cfg.bf16, paths=va_paths),
         "val_accuracy_at_init": before,
         "history": trainer.history,
     }
@@ -305,7 +396,7 @@ def finish(heads, lm_head, cfg, out: Path, base_name: str, report: dict, extra_t
 def sequences_from(samples, prompt_ids: dict, max_len: int):
     """(ids [T], first answer position) per sample: prompt tokens + distilled answer."""
     seqs = []
-    for sid, answer, _ in samples:
+    for sid, answer, *_ in samples:
         p = prompt_ids.get(sid)
         if p is None:
             continue
@@ -448,20 +539,79 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
     Returns the report (without the loss history).
     """
     from . import data
-    from .base import TorchBackend, canonical_base_name, load_base
-    from .options import parse_mix
+    from .base import canonical_base_name, load_base
 
     o = options
+    base_name = canonical_base_name(base)
+    model, codec = load_base(base)
+    rank, _ = dist_info()
+    if o.data == "sharegpt":
+        folder, extra = _teacher_forced(model, codec, o, base_name, seed, rank, progress, log)
+    else:
+        folder, extra = _self_distilled(model, codec, o, base_name, seed, rank, progress, log)
+    samples = data.load_shards(folder)
+    next(iter(extra.values()))["prompts"] = len(samples)
+    same = ("mode", "kind", "draft_vocab", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")
+    same += ("unfreeze_last", "lambda0", "head_lr_mult", "stage1_steps")
+    cfg = TrainConfig(
+        num_heads=o.heads,
+        num_layers=o.layers,
+        share_lm_head=not o.own_lm_head,
+        soft_targets=o.data == "sharegpt",
+        max_steps=o.steps,
+        seed=seed,
+        bf16=not o.fp32,
+        **{name: getattr(o, name) for name in same},
+    )
+    if o.mode == "medusa1":
+        _, report = train_medusa1(
+            samples,
+            model.get_output_embeddings(),
+            cfg,
+            out,
+            base_name,
+            embedding=model.get_input_embeddings(),
+            resume=o.resume,
+            progress=progress,
+            log=log,
+        )
+    else:
+        prompts = _distill_prompts(o, seed)[1]
+        prompt_ids = {str(r.get("id")): codec.encode_prompt(r["prompt"]) for r in prompts}
+        seqs = sequences_from(samples, prompt_ids, cfg.max_len)
+        _, report = train_medusa2(model, seqs, cfg, out, base_name, resume=o.resume, progress=progress, log=log)
+    report.update(extra)
+    if rank == 0:
+        _merge_log(out, extra)
+        acc = report["val_accuracy"]
+        log("per-head val top-1: " + " ".join(f"{x:.3f}" for x in acc["top1"]))
+        log("per-head val top-5: " + " ".join(f"{x:.3f}" for x in acc["top5"]))
+    if torch.distributed.is_initialized():  # gloo threads still running at exit can abort the process
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return {k: v for k, v in report.items() if k != "history"}
+
+
+def _distill_prompts(o, seed: int):
+    from . import data
+    from .options import parse_mix
+
     prompts_path = Path(o.prompts) if o.prompts else data.TRAIN_PROMPTS
     mix = parse_mix(o.mix)
     rows = data.read_prompts(prompts_path)
     prompts = rows[: mix["all"]] if "all" in mix else data.select_prompts(rows, mix, seed)
     if not prompts:
         raise UsageError(f"no prompts selected from {prompts_path} with --mix {o.mix}")
-    base_name = canonical_base_name(base)
-    model, codec = load_base(base)
+    return prompts_path, prompts, mix
+
+
+def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progress, log):
+    """The base's own greedy answers to training prompts (cached): folder and the log's record."""
+    from . import data
+    from .base import TorchBackend
+
+    prompts_path, prompts, mix = _distill_prompts(o, seed)
     folder = data.distill_folder(base_name, prompts_path, mix, seed, o.max_new_tokens, o.distill_dtype)
-    rank, _ = dist_info()
     if not (folder / "DONE").exists():
         if rank == 0:
             gen = model if o.distill_dtype == "float32" else copy.deepcopy(model).to(torch.bfloat16)
@@ -477,54 +627,64 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
                 minutes=o.distill_minutes,
             )
             del gen
-        if torch.distributed.is_initialized():
-            torch.distributed.barrier()
+        _barrier()
     else:
         log(f"using cached self-distillation data {folder}")
-    samples = data.load_shards(folder)
-    same = ("mode", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")
-    same += ("unfreeze_last", "lambda0", "head_lr_mult", "stage1_steps")
-    cfg = TrainConfig(
-        num_heads=o.heads,
-        num_layers=o.layers,
-        share_lm_head=not o.own_lm_head,
-        max_steps=o.steps,
-        seed=seed,
-        bf16=not o.fp32,
-        **{name: getattr(o, name) for name in same},
-    )
     done = json.loads((folder / "DONE").read_text())
-    extra = {
-        "distill": {
-            "folder": folder.name,
-            "prompts": len(samples),
-            "selected": len(prompts),
-            "mix": mix,
-            "batches": done.get("batches"),
-            "complete": done.get("complete", True),
-            "max_new_tokens": o.max_new_tokens,
-            "dtype": o.distill_dtype,
-            "prompts_file": prompts_path.name,
-        }
+    record = {
+        "folder": folder.name,
+        "selected": len(prompts),
+        "mix": mix,
+        "batches": done.get("batches"),
+        "complete": done.get("complete", True),
+        "max_new_tokens": o.max_new_tokens,
+        "dtype": o.distill_dtype,
+        "prompts_file": prompts_path.name,
     }
-    if o.mode == "medusa1":
-        _, report = train_medusa1(
-            samples, model.get_output_embeddings(), cfg, out, base_name, resume=o.resume, progress=progress, log=log
-        )
+    return folder, {"distill": record}
+
+
+def _teacher_forced(model, codec, o, base_name: str, seed: int, rank: int, progress, log):
+    """One bf16 forward of the base over ShareGPT conversations (cached, resumable)."""
+    from . import data
+
+    max_prompt, max_answer = 256, 384
+    folder = data.teacher_folder(base_name, "train", seed, max_prompt, max_answer)
+    done = folder / "DONE"
+    if not done.exists() or not json.loads(done.read_text())["complete"] and o.teacher_minutes:
+        if rank == 0:
+            rows = data.sharegpt_split(data.read_sharegpt(), "train", seed)
+            log(f"teacher forcing: {len(rows)} ShareGPT conversations -> {folder}")
+            gen = copy.deepcopy(model).to(torch.bfloat16)
+            data.teacher_force(
+                gen,
+                codec,
+                rows,
+                folder,
+                max_prompt=max_prompt,
+                max_answer=max_answer,
+                minutes=o.teacher_minutes,
+                progress=progress,
+            )
+            del gen
+        _barrier()
     else:
-        prompt_ids = {str(r.get("id")): codec.encode_prompt(r["prompt"]) for r in prompts}
-        seqs = sequences_from(samples, prompt_ids, cfg.max_len)
-        _, report = train_medusa2(model, seqs, cfg, out, base_name, resume=o.resume, progress=progress, log=log)
-    report.update(extra)
-    if rank == 0:
-        _merge_log(out, extra)
-        acc = report["val_accuracy"]
-        log("per-head val top-1: " + " ".join(f"{x:.3f}" for x in acc["top1"]))
-        log("per-head val top-5: " + " ".join(f"{x:.3f}" for x in acc["top5"]))
-    if torch.distributed.is_initialized():  # gloo threads still running at exit can abort the process
+        log(f"using cached teacher-forced data {folder}")
+    state = json.loads(done.read_text())
+    record = {
+        "folder": folder.name,
+        "data": "sharegpt-v3 first turns, held-back 2% excluded",
+        **state,
+        "max_prompt": max_prompt,
+        "max_answer": max_answer,
+        "dtype": "bfloat16",
+    }
+    return folder, {"teacher_forced": record}
+
+
+def _barrier():
+    if torch.distributed.is_initialized():
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return {k: v for k, v in report.items() if k != "history"}
 
 
 def _merge_log(out: Path, extra: dict):

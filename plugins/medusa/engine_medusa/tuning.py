@@ -24,25 +24,31 @@ def calibration_prompts(path, limit: int) -> list[str]:
 
 def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch: int = 4, progress=None):
     """acc[k, r]: how often head k+1's rank-r token is the base's greedy token k+2 steps on,
-    measured on the base's own greedy continuations of the prompts."""
-    import torch
+    measured on the base's own greedy continuations of the prompts, on the back end that will
+    decode (torch or onnxruntime). Hydra heads read the greedy tokens as their paths: the
+    accuracy of a node given that its ancestors were accepted, which is what a tree needs."""
+    from .data import RecordingBackend, head_paths, head_targets
 
-    from .data import RecordingBackend
-    from .training import head_accuracy, head_targets
-
-    rec = RecordingBackend(decoder.backend)
-    hidden, targets = [], []
+    backend = decoder.backend
+    rec, k = RecordingBackend(backend), backend.num_heads
+    hits, seen = np.zeros((k, ranks)), np.zeros(k)
     chunks = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
     for chunk in progress(chunks, total=len(chunks), desc="calibration") if progress else chunks:
-        ids = [decoder.encode(p) for p in chunk]
-        rows, hid = rec.greedy(ids, max_new_tokens, decoder.codec.eos_ids)
+        rows, hid = rec.greedy([decoder.encode(p) for p in chunk], max_new_tokens, decoder.codec.eos_ids)
         for b, r in enumerate(rows):
-            hidden.append(hid[b, : len(r.tokens)].astype(np.float32))
-            targets.append(head_targets(np.asarray(r.tokens), decoder.heads.num_heads))
-    acc = head_accuracy(
-        decoder.heads, torch.from_numpy(np.concatenate(hidden)), torch.from_numpy(np.concatenate(targets)), bf16=False
-    )
-    return np.asarray(acc["rank_acc"])[:, :ranks], acc
+            tokens = np.asarray(r.tokens, np.int64)
+            h = hid[b, : len(tokens)].astype(np.float32)
+            if backend.sequential_heads:
+                paths = head_paths(tokens, k)
+                top = np.stack([backend.hydra_topk_of(h, i, paths[:, : i + 1], ranks) for i in range(k)], axis=1)
+            else:
+                top = backend.topk_of(h, ranks)
+            targets = head_targets(tokens, k)
+            valid = targets >= 0
+            hits += ((top == targets[..., None]) & valid[..., None]).sum(0)
+            seen += valid.sum(0)
+    acc = hits / np.maximum(seen, 1)[:, None]
+    return acc, {"top1": acc[:, 0].tolist(), "top5": acc[:, :5].sum(1).tolist(), "positions": int(seen[0])}
 
 
 def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = 200, repeats: int = 15):
@@ -65,7 +71,12 @@ def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = 200, rep
             backend.keep(np.arange(past)[None])  # back to the same past
         for d in depths:
             t = time.perf_counter()
-            backend.head_topk(np.zeros(1, np.int64), topk, d)  # at a query of the last forward
+            at = np.zeros(1, np.int64)  # a query of the last forward
+            if backend.sequential_heads:  # one Hydra call per depth (one path each: the cost barely grows)
+                for head in range(d):
+                    backend.path_topk(at, head, np.full((1, 1, head + 1), 3, np.int64), topk)
+            else:
+                backend.head_topk(at, topk, d)
             head_times[d].append(time.perf_counter() - t)
     return (
         {q: float(np.median(ts[1:])) for q, ts in times.items()},
@@ -125,12 +136,15 @@ def tune_tree(argv, ctx):
 
     p = ArgumentParser(
         prog=ctx.prog,
-        description="Measure the heads' rank accuracies on calibration prompts, grow sparse trees, choose the "
-        "fastest by the step latency measured on this device, and store it with the heads (tree.json).",
+        description="Measure the heads' rank accuracies on calibration prompts, grow sparse trees and choose "
+        "the fastest by the step latency measured on this device; the tree is cached for this device in the "
+        "user's cache directory, keyed by the artifact (or heads) digest, and decoding uses it from then on.",
         allow_abbrev=False,
     )
-    p.add_argument("--heads", default="default", help="heads folder or 'default' (the tree is stored there)")
-    p.add_argument("--model", default=None, help="base model (default: the heads' base)")
+    p.add_argument("--artifact", "--onnx", dest="artifact", default=None, help="tune for this artifact (onnxruntime)")
+    p.add_argument("--heads", default="default", help="without --artifact: heads folder or 'default' (torch)")
+    p.add_argument("--model", default=None, help="base model of the heads (default: the heads' base)")
+    p.add_argument("--provider", default="auto", help="onnxruntime provider (auto, cpu, cuda)")
     p.add_argument("--prompts", default=None, help="calibration JSONL (default: shared dev.jsonl)")
     p.add_argument("--limit", type=int, default=8, help="calibration prompts")
     p.add_argument(
@@ -142,38 +156,31 @@ def tune_tree(argv, ctx):
     p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per calibration answer")
     p.add_argument("--max-nodes", type=int, default=24, help="largest tree tried, root included")
     p.add_argument("--past", type=int, default=200, help="cache length at which step latency is measured")
-    p.add_argument("--topk", type=int, default=10, help="ranks per head a tree may use")
-    p.add_argument(
-        "--artifact", "--onnx", dest="artifact", default=None, help="measure latency on this artifact (onnxruntime)"
-    )
+    p.add_argument("--topk", type=int, default=None, help="ranks per head a tree may use (default: the artifact's, 10)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: $ENGINE_THREADS)")
     p.add_argument("--dry-run", action="store_true", help="print the tree, do not store it")
+    p.add_argument(
+        "--write-heads",
+        action="store_true",
+        help="also store the tree with the heads (tree.json: how a default is made)",
+    )
     a = p.parse_args(argv)
-    from .torch_path import MedusaDecoder
-
-    folder = resolve_heads(a.heads)
-    if folder is None:
-        raise UsageError("tune-tree needs heads")
-    dec = MedusaDecoder(model=a.model, heads=folder, tree=[], threads=a.threads)
+    dec, folder = _tuning_decoder(a)
     prompts = calibration_prompts(a.prompts, a.skip + a.limit)[a.skip :]
     if not prompts:
         raise UsageError(f"no calibration prompts left after skipping {a.skip}")
-    acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, a.topk, progress=ctx.progress)
+    topk = a.topk or (dec.artifact.config["topk"] if a.artifact else 10)
+    acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
-    if a.artifact:
-        from engine.artifacts import read_artifact
-
-        from .ort_path import OrtBackend
-
-        backend, where = OrtBackend(read_artifact(a.artifact), "cpu", a.threads), "onnxruntime"
-    else:
-        backend, where = dec.backend, "torch"
-    latency, head_latency = step_latency(backend, sizes, range(1, acc.shape[0] + 1), a.topk, a.past)
+    latency, head_latency = step_latency(dec.backend, sizes, range(1, acc.shape[0] + 1), topk, a.past)
     best, table = choose_tree(acc, latency, a.max_nodes, head_latency)
     payload = {
         "choices": best["choices"],
-        "topk": a.topk,
-        "tuned_on": where,
+        "topk": topk,
+        "tuned_on": dec.backend_name,
+        "device": dec.device,
+        "threads": dec.threads,
+        "subject": dec.subject,
         "expected_tokens_per_step": best["expected_tokens_per_step"],
         "expected_speedup": best["expected_speedup"],
         "rank_accuracy": np.round(acc, 4).tolist(),
@@ -185,13 +192,35 @@ def tune_tree(argv, ctx):
         },
         "latency_ms": {str(k): round(v * 1e3, 2) for k, v in latency.items()},
         "heads_latency_ms": {str(k): round(v * 1e3, 2) for k, v in head_latency.items()},
+        "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "candidates": [{k: v for k, v in r.items() if k != "choices"} for r in table],
     }
     if not a.dry_run:
-        write_tree(folder, payload)
-        ctx.echo(f"wrote {folder / TREE_FILE}")
-    keys = ("choices", "tuned_on", "expected_tokens_per_step", "expected_speedup", "latency_ms")
+        from engine.tuned import store_tuned
+
+        ctx.echo(f"wrote {store_tuned('medusa', dec.subject, dec.device, payload)}")
+        if a.write_heads:
+            if folder is None:
+                raise UsageError("--write-heads needs --heads (an artifact stays read-only)")
+            ctx.echo(f"wrote {write_tree(folder, payload)}")
+    keys = ("choices", "tuned_on", "device", "expected_tokens_per_step", "expected_speedup", "latency_ms")
     return {k: payload[k] for k in keys}
+
+
+def _tuning_decoder(a):
+    """The decoder to tune (no tree: plain decoding) and the heads folder (torch) or None."""
+    if a.artifact:
+        from engine.artifacts import read_artifact
+
+        from .ort_path import OrtMedusaDecoder
+
+        return OrtMedusaDecoder(read_artifact(a.artifact), provider=a.provider, threads=a.threads, tree=[]), None
+    from .torch_path import MedusaDecoder
+
+    folder = resolve_heads(a.heads)
+    if folder is None:
+        raise UsageError("tune-tree needs heads")
+    return MedusaDecoder(model=a.model, heads=folder, tree=[], threads=a.threads), folder
 
 
 def evaluate_heads(decoder, prompts_path, limit, max_new_tokens, progress=None):

@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 # The tiny test models gain nothing from more threads; the core's thread policy reads this
 # in every process the tests start, and in this one through use_torch_threads below.
 os.environ.setdefault("ENGINE_THREADS", "1")
+# trees tuned by the tests go to a cache of their own, never the user's
+os.environ["ENGINE_CACHE"] = tempfile.mkdtemp(prefix="engine-test-cache-")
 
 
 @pytest.fixture(autouse=True, scope="session")

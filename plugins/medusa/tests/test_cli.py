@@ -81,29 +81,46 @@ def decoded(*args):
     return json.loads(out)["results"], err
 
 
-def test_tune_tree_stores_a_tree_with_the_heads(trained):
-    ok(
-        "--json",
-        "medusa",
-        "tune-tree",
-        *common(trained),
-        "--prompts",
-        str(trained / "p.jsonl"),
-        "--limit",
-        "3",
-        "--skip",
-        "0",
-        "--max-new-tokens",
-        "16",
-        "--max-nodes",
-        "8",
-        "--past",
-        "16",
-    )
-    tree = json.loads((trained / "heads" / "tree.json").read_text())
+TUNE = ("--limit", "3", "--skip", "0", "--max-new-tokens", "16", "--max-nodes", "8", "--past", "16")
+
+
+def test_tune_tree_caches_a_tree_for_this_device_and_decoding_uses_it(trained):
+    from engine_medusa.torch_path import MedusaDecoder
+
+    from engine.tuned import device_id, digest_of, tuned_path
+
+    prompts = ("--prompts", str(trained / "p.jsonl"))
+    out, _ = ok("--json", "medusa", "tune-tree", *common(trained), *prompts, *TUNE, "--threads", "1", "--write-heads")
+    device = device_id("torch", 1)
+    assert json.loads(out)["device"] == device
+    cached = tuned_path("medusa", digest_of(trained / "heads" / "heads.safetensors"), device)
+    tree = json.loads(cached.read_text())
     assert tree["tuned_on"] == "torch" and len(tree["rank_accuracy"]) == 4
-    assert len(tree["choices"]) + 1 <= 8
-    assert set(tree["latency_ms"]) >= {"1", "2", "8"}
+    assert len(tree["choices"]) + 1 <= 8 and set(tree["latency_ms"]) >= {"1", "2", "8"}
+    assert json.loads((trained / "heads" / "tree.json").read_text())["choices"] == tree["choices"]
+    here = MedusaDecoder(model=str(trained / "base"), heads=str(trained / "heads"), threads=1)
+    assert here.tree_info["source"].startswith("tuned on this device") and here.tree_info["device"] == device
+    elsewhere = MedusaDecoder(model=str(trained / "base"), heads=str(trained / "heads"), threads=2)
+    assert elsewhere.tree_info["source"] == "heads (tree.json)"  # 2 threads: another setting
+
+
+def test_tune_tree_on_an_artifact_leaves_it_untouched(trained, artifact):
+    from engine_medusa.ort_path import OrtMedusaDecoder
+
+    from engine.artifacts import read_artifact
+
+    before = {f.name: f.stat().st_mtime_ns for f in artifact.iterdir()}
+    prompts = ("--prompts", str(trained / "p.jsonl"))
+    out, _ = ok("--json", "medusa", "tune-tree", "--artifact", str(artifact), *prompts, *TUNE, "--threads", "1")
+    assert json.loads(out)["tuned_on"] == "onnxruntime"
+    assert {f.name: f.stat().st_mtime_ns for f in artifact.iterdir()} == before
+    dec = OrtMedusaDecoder(read_artifact(artifact), provider="cpu", threads=1)  # verifies every sha256
+    assert dec.tree_info["source"].startswith("tuned on this device")
+    assert dec.tree_info["choices"] == json.loads(out)["choices"]
+    assert (
+        OrtMedusaDecoder(read_artifact(artifact), provider="cpu", threads=1, tree=[[0]]).tree_info["source"]
+        == "argument"
+    )
 
 
 def test_decode_json_and_bench(trained):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_medusa.heads import MedusaHeads
+from engine_medusa.heads import HydraHeads, MedusaHeads
 from engine_medusa.ort_path import OrtMedusaDecoder
 from engine_medusa.tiny import char_codec, randomize_heads, tiny_gpt2, tiny_llama
 from engine_medusa.torch_path import MedusaDecoder
@@ -39,13 +39,11 @@ def test_graph_outputs_match_torch(exported):
     pos = np.arange(6)[None].repeat(2, 0)
     allowed = np.tril(np.ones((6, 6), bool))[None].repeat(2, 0)
     be.reset()
-    ort_logits = be.forward(ids, pos, allowed, head_index=np.array([[5, 2], [4, 5]]))
+    ort_logits = be.forward(ids, pos, allowed)
     dec.backend.reset()
     torch_logits = dec.backend.forward(ids, pos, allowed)
     np.testing.assert_allclose(ort_logits, torch_logits, atol=1e-4)
-    with torch.no_grad():
-        h = dec.backend.hidden[torch.tensor([[0], [1]]), torch.tensor([[5, 2], [4, 5]])]
-        np.testing.assert_allclose(be.head_logits, dec.heads(h).numpy(), atol=1e-4)
+    np.testing.assert_allclose(be.hidden, dec.backend.hidden.numpy(), atol=1e-4)
     assert be.past[0].shape[2] == 6
 
 
@@ -131,3 +129,58 @@ def test_keep_graph_equals_numpy_gather(exported):
     be.keep(slots)
     for a, b in zip(kept, be.past, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _draft_heads(model, kind):
+    """Hydra heads, or Medusa heads over a draft vocabulary (FR-Spec), with random weights."""
+    lm_head = model.get_output_embeddings()
+    if kind == "hydra":
+        heads = HydraHeads(lm_head, 3, 1, True, torch.arange(10, 70), embedding=model.get_input_embeddings())
+    else:
+        heads = MedusaHeads(lm_head, 3, 2, True, torch.arange(5, 80))
+    return randomize_heads(heads, seed=2)
+
+
+@pytest.mark.parametrize("kind", ["hydra", "medusa-subset"])
+def test_draft_heads_keep_greedy_output_on_both_backends(kind, tmp_path):
+    """Hydra heads and a draft vocabulary change only the proposals: torch and onnxruntime give
+    the base's own greedy tokens, and the same proposals (same number of steps)."""
+    model = tiny_llama()
+    tree = [[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0]]
+    dec = MedusaDecoder.from_model(
+        model, char_codec(), heads=_draft_heads(model, kind), tree=tree, topk=4, base_name="t", heads_dtype="float32"
+    )
+    plain = MedusaDecoder.from_model(model, char_codec(), heads=None, base_name="t")
+    ort_dec = load_artifact(dec.export_onnx(tmp_path / "art"), provider="cpu")
+    assert ort_dec.backend.sequential_heads == (kind == "hydra")
+    cfg = GenerationConfig(max_new_tokens=24, eos=False)
+    rows = zip(
+        dec.generate_batch(PROMPTS, cfg),
+        ort_dec.generate_batch(PROMPTS, cfg),
+        plain.generate_batch(PROMPTS, cfg),
+        strict=True,
+    )
+    steps = []
+    for a, b, c in rows:
+        assert a.tokens == b.tokens == c.tokens
+        assert a.stats.steps == b.stats.steps
+        steps.append(a.stats.steps)
+    assert sum(steps) < 3 * 24, "the heads never proposed an accepted token: the test would not see a wrong proposal"
+
+
+def test_hydra_graph_equals_torch_heads(tmp_path):
+    model = tiny_llama()
+    heads = _draft_heads(model, "hydra")
+    dec = MedusaDecoder.from_model(model, char_codec(), heads=heads, tree=[[0], [0, 0]], topk=4, heads_dtype="float32")
+    be = load_artifact(dec.export_onnx(tmp_path / "art"), provider="cpu").backend
+    ids = np.array([[5, 9, 13, 7], [4, 4, 30, 2]])
+    allowed = np.tril(np.ones((4, 4), bool))[None].repeat(2, 0)
+    for backend in (be, dec.backend):
+        backend.reset()
+        backend.forward(ids, np.arange(4)[None].repeat(2, 0), allowed)
+    paths = np.array([[[11, 20], [11, 21]], [[40, 50], [41, 51]]])
+    for head in (0, 1):
+        got = be.path_topk(np.array([3, 1]), head, paths[..., : head + 1], 4)
+        want = dec.backend.path_topk(np.array([3, 1]), head, paths[..., : head + 1], 4)
+        np.testing.assert_array_equal(got, want)
+        assert got.min() >= 10 and got.max() < 70  # token ids of the draft vocabulary

@@ -11,6 +11,7 @@ from engine_medusa.heads import load_heads
 from engine_medusa.tiny import save_tiny
 
 import engine.cli
+from engine.interfaces import GenerationConfig
 
 
 def test_head_targets_shift():
@@ -192,3 +193,59 @@ def test_train_needs_an_output_folder(setup, capsys):
     argv = [a for a in args(setup, setup / "x") if a not in ("-o", str(setup / "x"))]
     train_main(argv, status=2)
     assert "needs -o DIR" in capsys.readouterr().err
+
+
+def test_head_paths_and_target_rows_by_hand():
+    tokens = np.array([7, 8, 9, 10])
+    # head i at h_j reads tokens j..j+i and learns the base's distribution at h_{j+i+1}
+    np.testing.assert_array_equal(training.head_paths(tokens, 2), [[7, 8], [8, 9], [9, 10], [10, 0]])
+    np.testing.assert_array_equal(training.target_rows(4, 2, 100), [[101, 102], [102, 103], [103, -1], [-1, -1]])
+    np.testing.assert_array_equal(training.head_targets(tokens, 2), [[8, 9], [9, 10], [10, -100], [-100, -100]])
+
+
+def test_soft_loss_is_cross_entropy_against_the_base_distribution():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 2, 7), torch.randn(5, 2, 7)
+    valid = torch.tensor([[1, 1], [1, 1], [1, 0], [1, 0], [0, 0]], dtype=torch.bool)
+    w = torch.tensor([0.8, 0.64])
+    loss, per_head = training.soft_loss(student, teacher, valid, w)
+    p, logq = teacher.softmax(-1), student.log_softmax(-1)
+    for k, n in ((0, 4), (1, 2)):
+        manual = sum(-(p[j, k] * logq[j, k]).sum() for j in range(n)) / n
+        assert torch.allclose(per_head[k], manual)
+        # cross-entropy = entropy of the base + KL(base || head): minimal where the head is the base
+        kl = sum((p[j, k] * (p[j, k].log() - logq[j, k])).sum() for j in range(n)) / n
+        ent = sum(-(p[j, k] * p[j, k].log()).sum() for j in range(n)) / n
+        assert torch.allclose(per_head[k], kl + ent)
+    assert torch.allclose(loss, (w * per_head).sum())
+
+
+def test_frequent_tokens_are_the_base_tokens_by_count_ties_by_id():
+    samples = [("a", None, None, np.array([5, 5, 3, 9, 9, 9])), ("b", None, None, np.array([3, 1, 2]))]
+    assert training.frequent_tokens(samples, 3, 12).tolist() == [3, 5, 9]
+    assert training.frequent_tokens(samples, 4, 12).tolist() == [1, 3, 5, 9]  # 1 before 2: ties by id
+
+
+@pytest.mark.parametrize("kind", ["hydra", "medusa"])
+def test_draft_heads_train_save_and_decode_exactly(setup, capsys, kind):
+    out = setup / f"draft-{kind}"
+    extra = ("--steps", "40", "--heads", "2", "--kind", kind, "--draft-vocab", "40")
+    report = train_main(args(setup, out, *extra), capsys)
+    acc, init = report["val_accuracy"], report["val_accuracy_at_init"]
+    assert acc["top1"][0] > init["top1"][0]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["kind"] == kind and cfg["draft_vocab"] == 40
+    from engine_medusa.base import load_base
+    from engine_medusa.torch_path import MedusaDecoder
+    from safetensors.torch import load_file
+
+    stored = load_file(str(out / "heads.safetensors"))["vocab_subset"]
+    assert stored.dtype == torch.int64 and len(set(stored.tolist())) == 40  # ids kept exactly, not fp16
+    model, codec = load_base(str(setup / "base"))
+    heads, _ = load_heads(out, model)
+    assert torch.equal(heads.vocab_subset, stored) and type(heads).kind == kind
+    config = GenerationConfig(max_new_tokens=16, eos=False)
+    dec = MedusaDecoder.from_model(model, codec, heads=out, tree=[[0], [1], [0, 0]], heads_dtype="float32")
+    plain = MedusaDecoder.from_model(model, codec, heads=None)
+    for prompt in ("prompt 3 abab", "xyz"):
+        assert dec.generate(prompt, config).tokens == plain.generate(prompt, config).tokens

@@ -78,6 +78,7 @@ def test_step_latency_times_every_size_and_depth():
     from engine_medusa.tuning import step_latency
 
     class Backend:
+        sequential_heads = False
         calls = []
 
         def reset(self):
@@ -96,3 +97,29 @@ def test_step_latency_times_every_size_and_depth():
     latency, heads = step_latency(Backend(), [1, 3], [1, 2], topk=4, past=8, repeats=2)
     assert set(latency) == {1, 3} and set(heads) == {1, 2}
     assert Backend.calls.count(("forward", 3)) == 3 and Backend.calls.count(("heads", 2)) == 3
+
+
+def test_sequential_tree_tokens_feed_each_head_its_path():
+    """Hydra: head d is asked once per node at depth d that has children, with that node's path
+    (root first); each child takes the candidate of its rank."""
+    from engine_medusa.tree import build_tree, tree_tokens_sequential
+
+    tree = build_tree([[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0]], topk=3)
+    calls = []
+
+    def topk_at(head, paths):
+        calls.append((head, paths.tolist()))
+        # candidates that encode the path: 100 * head + 10 * last token + rank (mod 1000)
+        return (100 * (head + 1) + 10 * paths[..., -1:] + np.arange(3)) % 1000
+
+    tokens = tree_tokens_sequential(tree, np.array([7]), topk_at)
+    assert [c[0] for c in calls] == [0, 1, 2]
+    assert calls[0][1] == [[[7]]]  # the root's path
+    node = {c: i + 1 for i, c in enumerate(tree.choices)}
+    t = tokens[0]
+    assert t[0] == 7 and t[node[(0,)]] == 170 and t[node[(1,)]] == 171
+    assert calls[1][1] == [[[7, 170], [7, 171]]]  # both depth-1 nodes have children
+    assert t[node[(0, 0)]] == (200 + 1700) % 1000 and t[node[(0, 1)]] == (201 + 1700) % 1000
+    assert t[node[(1, 0)]] == (200 + 1710) % 1000
+    assert calls[2][1] == [[[7, 170, 900]]]  # only [0, 0] has a child
+    assert t[node[(0, 0, 0)]] == (300 + 9000) % 1000

