@@ -33,13 +33,14 @@ def artifact_for(decoder, cache_dir: Path, log) -> Path:
     import transformers
 
     from .export import EXPORT_FORMAT
+    from .heads import weights_file
 
     key = hashlib.sha256(
         json.dumps(
             {
                 "base": decoder.base_name,
                 "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
-                "weights": hashlib.sha256((decoder.heads_folder / "heads.safetensors").read_bytes()).hexdigest()
+                "weights": hashlib.sha256(weights_file(decoder.heads_folder).read_bytes()).hexdigest()
                 if decoder.heads_folder
                 else None,
                 "torch": torch.__version__,

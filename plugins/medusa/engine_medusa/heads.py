@@ -227,11 +227,74 @@ def read_config(folder) -> dict:
     return json.loads(path.read_text())
 
 
+PUBLISHED_WEIGHTS = ("medusa_lm_head.safetensors", "medusa_lm_head.pt")
+
+
+def weights_file(folder) -> Path:
+    """The file holding a heads folder's weights (this project's layout or a published one)."""
+    folder = Path(folder)
+    for name in (WEIGHTS, *PUBLISHED_WEIGHTS):
+        if (folder / name).is_file():
+            return folder / name
+    raise UsageError(f"no Medusa heads weights in {folder} (expected {WEIGHTS})")
+
+
+def is_published(cfg: dict) -> bool:
+    """The layout of published Medusa heads (FasterDecoding): `medusa_num_heads` in the config."""
+    return "medusa_num_heads" in cfg
+
+
+def load_published(folder, model, cfg: dict) -> tuple[MedusaHeads, dict]:
+    """Published Medusa heads: head i = ResBlock x medusa_num_layers, then its own output layer,
+    stored as keys ``{i}.{j}.linear.weight/bias`` and ``{i}.{layers}.weight``. They load as
+    MedusaHeads with own output matrices; the shapes must fit the base."""
+    from engine.checkpoints import load_checkpoint
+
+    folder = Path(folder)
+    found = [folder / name for name in PUBLISHED_WEIGHTS if (folder / name).is_file()]
+    if not found:
+        raise UsageError(f"published Medusa heads in {folder} need one of {', '.join(PUBLISHED_WEIGHTS)}")
+    if found[0].suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(found[0]))
+    else:
+        tensors = load_checkpoint(found[0])
+    k, layers = int(cfg["medusa_num_heads"]), int(cfg.get("medusa_num_layers", 1))
+    lm_head = model.get_output_embeddings()
+    heads = MedusaHeads(lm_head, k, layers, share_lm_head=False)
+    state = {}
+    for i in range(k):
+        for j in range(layers):
+            for part in ("weight", "bias"):
+                state[f"blocks.{i}.{j}.linear.{part}"] = _published(tensors, f"{i}.{j}.linear.{part}", found[0])
+        state[f"out.{i}.weight"] = _published(tensors, f"{i}.{layers}.weight", found[0])
+    want = heads.state_dict()
+    for name, value in state.items():
+        if value.shape != want[name].shape:
+            raise UsageError(
+                f"{found[0]}: {name} has shape {tuple(value.shape)}, this base needs {tuple(want[name].shape)} "
+                "(heads published for another base?)"
+            )
+    heads.load_state_dict({n: v.to(lm_head.weight.dtype) for n, v in state.items()})
+    config = heads_config(heads, cfg.get("base_model_name_or_path", "unknown"), lm_head.weight, published=True)
+    return heads.eval().requires_grad_(False), config
+
+
+def _published(tensors: dict, key: str, path: Path):
+    if key not in tensors:
+        raise UsageError(f"{path} has no {key!r}: not the published Medusa heads layout")
+    return tensors[key]
+
+
 def load_heads(folder, model, *, check_base: bool = True) -> tuple[MedusaHeads, dict]:
-    """Load heads for `model`; refuses heads trained on another base (LM-head fingerprint)."""
+    """Load heads for `model`; refuses heads trained on another base (LM-head fingerprint).
+    Published Medusa heads (FasterDecoding layout) load too (see :func:`load_published`)."""
     from safetensors.torch import load_file
 
     cfg = read_config(folder)
+    if is_published(cfg):
+        return load_published(folder, model, cfg)
     lm_head = model.get_output_embeddings()
     fp = lm_head_fingerprint(lm_head.weight)
     if check_base and cfg["lm_head_fingerprint"] != fp:

@@ -12,7 +12,7 @@ from engine.runtime import use_torch_threads
 
 from .base import DEFAULT_BASE, TorchBackend, load_base
 from .component import FALLBACK_TREE, MedusaRunner, read_tree, resolve_heads
-from .heads import MedusaHeads, load_heads
+from .heads import MedusaHeads, load_heads, weights_file
 from .options import HEADS_DTYPES
 
 
@@ -48,7 +48,9 @@ class MedusaDecoder(MedusaRunner, Decoder):
         folder = resolve_heads(heads)
         base = model
         if base is None:
-            base = json.loads((folder / "config.json").read_text())["base_model"] if folder else DEFAULT_BASE
+            stored = json.loads((folder / "config.json").read_text()) if folder else {}
+            # published heads name their base "base_model_name_or_path"
+            base = stored.get("base_model") or stored.get("base_model_name_or_path") or DEFAULT_BASE
         self.base_name = base
         hf_model, codec = load_base(base)
         self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads)
@@ -77,7 +79,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
 
         self.model, self.heads_config = hf_model, None
         self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
-        subject = digest_of(self.heads_folder / "heads.safetensors") if self.heads_folder else None
+        subject = digest_of(weights_file(self.heads_folder)) if self.heads_folder else None
         self._identify("torch", subject, threads)
         if isinstance(heads, MedusaHeads):
             self.heads = heads
