@@ -184,3 +184,30 @@ def test_hydra_graph_equals_torch_heads(tmp_path):
         want = dec.backend.path_topk(np.array([3, 1]), head, paths[..., : head + 1], 4)
         np.testing.assert_array_equal(got, want)
         assert got.min() >= 10 and got.max() < 70  # token ids of the draft vocabulary
+
+
+@pytest.mark.parametrize("mode", ["lossless", "typical"])
+def test_sampling_on_onnxruntime_keeps_the_base_distribution_only_when_lossless(mode, tmp_path):
+    """The chi-square check of the torch tests, on the onnxruntime back end: lossless sampling
+    keeps the base's distribution of the first three tokens, typical acceptance does not."""
+    from test_decoding import _chi2_pvalue, _exact_joint, run
+
+    from engine_medusa.decoding import Policy
+
+    model = tiny_llama(vocab=6, seed=4)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)  # peaky enough for acceptances
+    heads = randomize_heads(MedusaHeads(model.get_output_embeddings(), 4), scale=0.5, seed=3)
+    dec = MedusaDecoder.from_model(model, char_codec(6), heads=heads, tree=[[0]], topk=4, heads_dtype="float32")
+    backend = load_artifact(dec.export_onnx(tmp_path / "art"), provider="cpu").backend
+    prompt = [1, 4, 2]
+    policy = Policy(temperature=0.8, mode=mode, rng=np.random.default_rng(0))
+    tree = [[0], [1], [2], [0, 0], [0, 1], [1, 0], [0, 0, 0]]
+    rows = run(backend, [prompt] * 6000, n=3, policy=policy, tree=tree)
+    exact = _exact_joint(model, prompt, 0.8, 3)
+    keys = sorted(exact)
+    seqs = [tuple(r.tokens[:3]) for r in rows]
+    counts = np.array([sum(1 for s in seqs if s == k) for k in keys], float)
+    p = _chi2_pvalue(counts, np.array([exact[k] for k in keys]) * len(seqs))
+    assert p > 1e-3 if mode == "lossless" else p < 1e-3
+    assert np.mean([len(r.tokens) / r.steps for r in rows]) > 1.1  # the tree was used

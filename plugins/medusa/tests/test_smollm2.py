@@ -49,6 +49,25 @@ def test_greedy_medusa_is_token_identical_to_generate(decoder):
     assert sum(len(r.tokens) for r in results) / steps > 1.05
 
 
+@pytest.fixture(scope="module")
+def artifact(decoder, tmp_path_factory):
+    return decoder.export_onnx(tmp_path_factory.mktemp("smollm2") / "art")
+
+
+def test_onnxruntime_medusa_is_token_identical_to_generate(decoder, artifact):
+    """The exported artifact (base + default heads + tokenizer) on onnxruntime, batched prompts of
+    different lengths, against HF generate in fp32."""
+    from engine_medusa.ort_path import OrtMedusaDecoder
+
+    from engine.artifacts import read_artifact
+
+    ort = OrtMedusaDecoder(read_artifact(artifact), provider="cpu")
+    assert ort.tree is not None and ort.tree.size > 1  # really Medusa, not the plain loop
+    results = ort.generate_batch(PROMPTS, GenerationConfig(max_new_tokens=40))
+    for prompt, r in zip(PROMPTS, results, strict=True):
+        assert list(r.tokens) == hf_greedy(decoder, prompt, 40), prompt
+
+
 def test_streaming_and_stop_on_the_real_tokenizer(decoder):
     pieces = []
     full = decoder.generate(PROMPTS[0], GenerationConfig(max_new_tokens=24))
