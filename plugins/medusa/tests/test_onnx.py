@@ -190,9 +190,8 @@ def test_hydra_graph_equals_torch_heads(tmp_path):
 def test_sampling_on_onnxruntime_keeps_the_base_distribution_only_when_lossless(mode, tmp_path):
     """The chi-square check of the torch tests, on the onnxruntime back end: lossless sampling
     keeps the base's distribution of the first three tokens, typical acceptance does not."""
-    from test_decoding import _chi2_pvalue, _exact_joint, run
-
     from engine_medusa.decoding import Policy
+    from test_decoding import _chi2_pvalue, _exact_joint, run
 
     model = tiny_llama(vocab=6, seed=4)
     with torch.no_grad():
