@@ -43,7 +43,17 @@ def evaluate(ctx):
     if ctx.artifact:
         raise UsageError(f"{ctx.prog} reads the heads' logits on torch: drop --artifact")
     o = ctx.verb_options
-    return evaluate_heads(ctx.load(), o.prompts, o.limit, o.max_new_tokens, progress=ctx.progress)
+    decoder = ctx.load()
+    report = evaluate_heads(decoder, o.prompts, o.limit, o.max_new_tokens, progress=ctx.progress)
+    if o.heldout:
+        from .base import canonical_base_name
+        from .data import heldout_samples
+        from .training import heldout_accuracy
+
+        base = canonical_base_name(decoder.base_name)
+        samples = heldout_samples(decoder.model, decoder.codec, base, progress=ctx.progress)
+        report["sharegpt_heldout"] = heldout_accuracy(decoder.heads, samples)
+    return report
 
 
 def bench(ctx):

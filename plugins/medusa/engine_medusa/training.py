@@ -287,6 +287,19 @@ def _position_batches(n: int, batch: int, seed: int, rank: int, world: int):
     return batch_at
 
 
+def heldout_accuracy(heads, samples, bf16: bool = False) -> dict:
+    """Teacher-forced accuracy of the heads against the base's own tokens on held-out samples."""
+    pos = flatten_positions(samples, heads.num_heads)
+    paths = pos.paths if isinstance(heads, HydraHeads) else None
+    acc = head_accuracy(heads, pos.hidden, pos.targets, bf16=bf16, paths=paths)
+    return {
+        "top1": [round(x, 4) for x in acc["top1"]],
+        "top5": [round(x, 4) for x in acc["top5"]],
+        "positions": acc["positions"],
+        "conversations": len(samples),
+    }
+
+
 def soft_loss(head_logits, teacher_logits, valid, weights):
     """sum_k w_k H(p_teacher, q_k): cross-entropy against the base's own distribution at the
     target position, over the draft vocabulary; positions without a target (valid False) skipped."""
@@ -648,7 +661,7 @@ def _teacher_forced(model, codec, o, base_name: str, seed: int, rank: int, progr
     """One bf16 forward of the base over ShareGPT conversations (cached, resumable)."""
     from . import data
 
-    max_prompt, max_answer = 256, 384
+    max_prompt, max_answer = data.TEACHER_LIMITS["max_prompt"], data.TEACHER_LIMITS["max_answer"]
     folder = data.teacher_folder(base_name, "train", seed, max_prompt, max_answer)
     done = folder / "DONE"
     if not done.exists() or not json.loads(done.read_text())["complete"] and o.teacher_minutes:
