@@ -141,6 +141,7 @@ class TrainOptions:
     teacher_minutes: float | None = option(
         None, "time budget for teacher forcing: stop and train on what was labelled", type=float
     )
+    prepare_only: bool = option(False, "write the training data (self-distillation or teacher forcing) and stop")
     kind: str = option(
         "medusa", "Medusa heads, or Hydra heads (each sees the tokens proposed before it)", choices=("medusa", "hydra")
     )

@@ -562,6 +562,8 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
         folder, extra = _teacher_forced(model, codec, o, base_name, seed, rank, progress, log)
     else:
         folder, extra = _self_distilled(model, codec, o, base_name, seed, rank, progress, log)
+    if o.prepare_only:
+        return extra
     samples = data.load_shards(folder)
     next(iter(extra.values()))["prompts"] = len(samples)
     same = ("mode", "kind", "draft_vocab", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")

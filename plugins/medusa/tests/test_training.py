@@ -249,3 +249,9 @@ def test_draft_heads_train_save_and_decode_exactly(setup, capsys, kind):
     plain = MedusaDecoder.from_model(model, codec, heads=None)
     for prompt in ("prompt 3 abab", "xyz"):
         assert dec.generate(prompt, config).tokens == plain.generate(prompt, config).tokens
+
+
+def test_prepare_only_writes_the_data_and_no_heads(setup, capsys):
+    report = train_main(args(setup, setup / "prep", "--prepare-only"), capsys)
+    assert report["distill"]["batches"] == 3 and report["distill"]["complete"]
+    assert not (setup / "prep" / "heads.safetensors").exists()

