@@ -10,7 +10,6 @@ import sys
 import time
 
 import torch
-
 from engine_medusa.base import DEFAULT_BASE, canonical_base_name
 from engine_medusa.data import heldout_samples
 from engine_medusa.torch_path import MedusaDecoder
