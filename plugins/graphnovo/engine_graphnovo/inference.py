@@ -107,8 +107,10 @@ class PathSearch:
         self.live, self.parents = nxt, parents
         self.steps += 1
         best_done = max((s for _, s in self.done), default=-np.inf)
-        # a live path gains at most the bonus per step, and each step adds >= one glycine
-        ahead = [s + self.bonus * np.ceil((g.precursor_mass - g.masses[p[-1]]) / 57.0) for p, s in nxt]
+        # log-probabilities are <= 0, so a live path gains at most the bonus per step: with a
+        # positive bonus at most one step per glycine of mass left, with a negative one the
+        # single step to the sink
+        ahead = [s + max(self.bonus, self.bonus * np.ceil((g.precursor_mass - g.masses[p[-1]]) / 57.0)) for p, s in nxt]
         stalled = not nxt or max(ahead) < best_done
         if stalled or self.steps >= self.max_steps:
             if not self.done and nxt:  # step budget spent: close the best path at the sink

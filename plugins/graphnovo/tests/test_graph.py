@@ -61,10 +61,45 @@ def test_merging_within_tolerance(builder):
     assert np.abs(g1.masses - g2.masses).max() < 0.006
 
 
+def edges_by_brute_force(g, table, band=0.004):
+    """(i, j, fewest residues) for every node pair i < j whose mass difference is within the edge
+    tolerance of a sum of 1-6 residues (from the source also: an N-terminal token, counted as one,
+    plus 0-5 residues), from explicit sums of residue multisets. Pairs within ``band`` of the
+    window edge (the knapsack rounds to 0.001 Da bins) are left out, here and in the graph's list."""
+    residues = np.unique(np.round(table.residue_masses, 6))
+    sums = [np.array([0.0])]
+    for _ in range(6):
+        sums.append(np.unique(np.round((sums[-1][:, None] + residues[None, :]).ravel(), 6)))
+    tol = g.edge_tol
+
+    def fewest(d, offsets_and_extra):
+        best, edge_case = None, False
+        for off, extra in offsets_and_extra:
+            for k in range(0 if extra else 1, 7 - extra):
+                dist = np.abs(sums[k] - (d - off)).min()
+                edge_case |= abs(dist - tol) <= band
+                if dist <= tol:
+                    best = min(best or 99, k + extra)
+                    break
+        return best, edge_case
+
+    offsets = [(0.0, 0)] + [(m, 1) for m in table.masses[table.nterm]]
+    want, skipped = [], set()
+    for i, j in itertools.combinations(range(g.n), 2):
+        nres, edge_case = fewest(g.masses[j] - g.masses[i], offsets if i == 0 else offsets[:1])
+        if edge_case:
+            skipped.add((i, j))
+        elif nres is not None:
+            want.append((i, j, nres))
+    return want, skipped
+
+
 def test_edges_are_sparse_and_valid(builder):
     tokens, mz, inten, pmz = by_spectrum("PEPTIDEKLLNGGAR", drop=(3, 4, 9))
     g = builder.build(mz, inten, pmz, 2)
-    assert np.all(g.src < g.dst) and np.all((g.nres >= 1) & (g.nres <= 6))
+    want, skipped = edges_by_brute_force(g, builder.table)
+    got = [e for e in zip(g.src.tolist(), g.dst.tolist(), g.nres.tolist(), strict=True) if e[:2] not in skipped]
+    assert sorted(got) == sorted(want) and len(want) > 150 and len(skipped) <= 10
     diff = g.masses[g.dst] - g.masses[g.src]
     assert diff.min() > 57.0 - 0.1
     mask = g.next_mask()
@@ -174,8 +209,21 @@ def test_ion_features_carry_local_significance(builder):
     assert g.ions.shape == (g.n, 18, N_PEAK_FEATURES) == (g.n, 18, 6)
     present = g.ions[..., 0] > 0
     sig = g.ions[..., 4]
-    assert np.all(np.abs(sig) < 1) and not np.any(sig[~present]) and np.any(sig[present] != 0)
-    assert np.all(np.abs(g.ions[..., 5][present]) <= 1.0)  # mass error / tolerance stays last
+    assert not np.any(sig[~present]) and np.any(sig[present] != 0)
+    # the last feature is the signed mass error over the MS2 tolerance (0.02 Da): shift every peak
+    # by s = +-0.01 Da. A true prefix p is then read at p + s (b, intensity 0.3) and p - s (y,
+    # intensity 1); the node is their weighted centre p - 0.7 s / 1.3, so the b 1+ peak is
+    # s (1 + 0.7 / 1.3) = 0.015385 Da off its theoretical m/z (0.769 tolerances, with the sign of
+    # s), the y 1+ peak s (1 - 0.7 / 1.3) = 0.004615 Da (0.231)
+    for sign in (1, -1):
+        g = builder.build(mz + sign * 0.01, inten, pmz, 2)
+        for p in true_prefixes(residue_masses(tokens)):
+            k = int(np.argmin(np.abs(g.masses - p)))
+            assert g.masses[k] - p == pytest.approx(-sign * 0.007 / 1.3, abs=1e-6)
+            b1, y1 = g.ions[k, 6], g.ions[k, 12]  # a/b/y x (1+, 2+) x (-, -NH3, -H2O): b 1+ is 6, y 1+ 12
+            assert b1[0] == y1[0] == 1.0
+            assert b1[-1] == pytest.approx(sign * 0.7692308, abs=1e-5)
+            assert y1[-1] == pytest.approx(sign * 0.2307692, abs=1e-5)
 
 
 def test_models_with_other_features_are_refused():
