@@ -142,12 +142,12 @@ def load_shards(folder: Path):
     stores it beside the (human or other model's) answer tokens."""
     samples = []
     for path in sorted(Path(folder).glob("shard_*.npz")):
-        z = np.load(path)
-        off = z["offsets"]
-        greedy = z["greedy"] if "greedy" in z.files else z["tokens"]
-        for i, sid in enumerate(z["ids"]):
+        with np.load(path) as z:  # each z[key] reads the whole array again: read each once
+            off, ids, tokens, hidden = z["offsets"], z["ids"], z["tokens"], z["hidden"]
+            greedy = z["greedy"] if "greedy" in z.files else tokens
+        for i, sid in enumerate(ids):
             part = slice(off[i], off[i + 1])
-            samples.append((str(sid), z["tokens"][part], z["hidden"][part], greedy[part]))
+            samples.append((str(sid), tokens[part], hidden[part], greedy[part]))
     return samples
 
 
