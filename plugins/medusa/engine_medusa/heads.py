@@ -161,15 +161,26 @@ class HydraHeads(MedusaHeads):
         return self.token_ids(self.head_logits(h, k, path).topk(n, dim=-1).indices)
 
 
-def make_heads(lm_head, cfg: dict, embedding=None) -> MedusaHeads:
-    """Heads as a config describes them (kind, sizes, draft vocabulary)."""
-    subset = torch.zeros(cfg["draft_vocab"], dtype=torch.int64) if cfg.get("draft_vocab") else None
-    args = (lm_head, cfg["num_heads"], cfg["num_layers"], cfg["share_lm_head"], subset)
-    if cfg.get("kind", "medusa") == "hydra":
+def make_heads(
+    lm_head, *, kind="medusa", num_heads=4, num_layers=1, share_lm_head=True, vocab_subset=None, embedding=None
+) -> MedusaHeads:
+    """Medusa or Hydra heads (Hydra heads read the base's input embeddings)."""
+    args = (lm_head, num_heads, num_layers, share_lm_head, vocab_subset)
+    if kind == "hydra":
         if embedding is None:
             raise UsageError("Hydra heads need the base model's input embeddings")
         return HydraHeads(*args, embedding=embedding)
     return MedusaHeads(*args)
+
+
+def heads_from_config(lm_head, cfg: dict, embedding=None) -> MedusaHeads:
+    """Heads shaped as a config describes them, to load weights into (the draft vocabulary's
+    token ids come with the weights)."""
+    subset = torch.zeros(cfg["draft_vocab"], dtype=torch.int64) if cfg.get("draft_vocab") else None
+    keys = ("num_heads", "num_layers", "share_lm_head")
+    return make_heads(
+        lm_head, kind=cfg.get("kind", "medusa"), vocab_subset=subset, embedding=embedding, **{k: cfg[k] for k in keys}
+    )
 
 
 def heads_config(heads: MedusaHeads, base_name: str, lm_head_weight, **extra) -> dict:
@@ -302,7 +313,7 @@ def load_heads(folder, model, *, check_base: bool = True) -> tuple[MedusaHeads, 
             f"heads in {folder} were trained for {cfg['base_model']} "
             f"(LM head {cfg['lm_head_fingerprint']}), not this base (LM head {fp})"
         )
-    heads = make_heads(lm_head, cfg, model.get_input_embeddings())
+    heads = heads_from_config(lm_head, cfg, model.get_input_embeddings())
     tensors = load_file(str(Path(folder) / WEIGHTS))
     dtype = lm_head.weight.dtype
     own = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items() if not k.startswith("base.")}

@@ -26,7 +26,7 @@ from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.errors import UsageError
 
 from .data import head_paths, head_targets
-from .heads import HydraHeads, MedusaHeads, heads_config, save_heads
+from .heads import HydraHeads, MedusaHeads, heads_config, make_heads, save_heads
 
 HEAD_DECAY = 0.8
 
@@ -321,12 +321,8 @@ def draft_targets(targets, subset, vocab: int):
 
 def build_heads(lm_head, cfg: TrainConfig, samples, embedding=None):
     subset = frequent_tokens(samples, cfg.draft_vocab, lm_head.weight.shape[0]) if cfg.draft_vocab else None
-    args = (lm_head, cfg.num_heads, cfg.num_layers, cfg.share_lm_head, subset)
-    if cfg.kind == "hydra":
-        if embedding is None:
-            raise UsageError("Hydra heads need the base model's input embeddings")
-        return HydraHeads(*args, embedding=embedding)
-    return MedusaHeads(*args)
+    shape = {"num_heads": cfg.num_heads, "num_layers": cfg.num_layers, "share_lm_head": cfg.share_lm_head}
+    return make_heads(lm_head, kind=cfg.kind, vocab_subset=subset, embedding=embedding, **shape)
 
 
 def train_medusa1(

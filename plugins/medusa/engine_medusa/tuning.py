@@ -199,10 +199,8 @@ def tune_tree(argv, ctx):
         from engine.tuned import store_tuned
 
         ctx.echo(f"wrote {store_tuned('medusa', dec.subject, dec.device, payload)}")
-        if a.write_heads:
-            if folder is None:
-                raise UsageError("--write-heads needs --heads (an artifact stays read-only)")
-            ctx.echo(f"wrote {write_tree(folder, payload)}")
+        if a.write_heads:  # with --artifact: the heads the artifact was exported from (--heads)
+            ctx.echo(f"wrote {write_tree(folder or resolve_heads(a.heads), payload)}")
     keys = ("choices", "tuned_on", "device", "expected_tokens_per_step", "expected_speedup", "latency_ms")
     return {k: payload[k] for k in keys}
 
