@@ -1,17 +1,96 @@
 #!/bin/bash
-# Numbers for MODEL_CARD.md, run after scripts/train_default.sh (one job at a time).
+# Every number in MODEL_CARD.md comes from one of these targets; each writes its output to
+# scripts/results/ (committed), so `git diff scripts/results` after a rerun shows what moved.
+#
+#   bash plugins/sedd/scripts/card_numbers.sh TARGET [TARGET ...]     (no target: list them)
+#
+# Run them one at a time on 1 thread (under `nice -n 19` on a shared machine). The
+# likelihoods, samples, token agreement and network evaluation counts are deterministic at
+# 1 thread (seeded); samples/s, step times and the wall times of `engine sample` depend on
+# the machine's load and move between runs.
+# Weights of earlier defaults come out of git history into runs/ (git-ignored).
 set -e
 cd "$(dirname "$0")/.."
 E=${ENGINE:-engine}
-$E --json --quiet eval sedd --ar default --times 8 --threads 1 > runs/card_eval.json 2> runs/card_eval.err
-for s in 16 64 256; do
-  $E --json --quiet sample sedd --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > runs/card_sample_$s.json
-done
-$E --json --quiet sample sedd --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 --prefix "ROMEO:
-" --suffix "
+PY=${PYTHON:-python}
+R=scripts/results
+export ENGINE_THREADS=1 OMP_NUM_THREADS=1
+mkdir -p "$R" runs
+
+ROOT=$(git rev-parse --show-toplevel)
+# the SEDD-parametrised default of 2026-11-26 (2,500 steps), replaced by RADD in 4fce870
+SEDD_COMMIT=e256870
+# the first default and AR baseline (1,000 steps), replaced in e256870
+FIRST_COMMIT=f162e8f
+
+from_git() { # from_git COMMIT WEIGHTS_NAME DEST: a model folder as committed at COMMIT
+  mkdir -p "$3"
+  for f in config.json model.safetensors; do
+    git -C "$ROOT" show "$1:plugins/sedd/engine_sedd/weights/$2/$f" > "$3/$f"
+  done
+}
+
+# infill prompt of the card and of `engine demo sedd`
+PREFIX="ROMEO:
+"
+SUFFIX="
 
 JULIET:
-Ay me!" > runs/card_infill.json
-$E --json --quiet sample sedd --steps 64 --length 256 --num-samples 2 --seed 0 --threads 1 --predictor euler > runs/card_sample_euler64.json
-$E --json --quiet bench sedd --threads 1 --eval-seqs 128 --eval-times 4 > runs/card_bench.json 2> runs/card_bench.err
-echo done > runs/card_numbers.done
+Ay me!"
+
+TARGETS="eval eval-sedd eval-1000 samples bench bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config derived"
+target() {
+  case "$1" in
+  eval) # likelihood table, RADD and AR rows (full validation split, 8 t per sequence); the
+    # committed file was written with --model runs/radd/model, byte for byte the installed default
+    $E --json --quiet eval sedd --ar default --times 8 --threads 1 > $R/radd_eval.json ;;
+  eval-sedd) # likelihood table, SEDD row (the default until issue 12), same sequences and t strata
+    from_git $SEDD_COMMIT default runs/sedd_2500
+    $E --json --quiet eval sedd --model runs/sedd_2500 --ar default --times 8 --threads 1 > $R/sedd_2500_eval.json ;;
+  eval-1000) # History: the 1,000-step default and AR baseline of f162e8f
+    from_git $FIRST_COMMIT default runs/sedd_1000
+    from_git $FIRST_COMMIT ar_baseline runs/ar_1000
+    $E --json --quiet eval sedd --model runs/sedd_1000 --ar runs/ar_1000 --times 8 --threads 1 > $R/first_1000_eval.json ;;
+  samples) # the samples shown and their wall times (process start included)
+    for s in 16 64 256; do
+      /usr/bin/time -f %e -o $R/card_radd_sample_$s.time \
+        $E --json --quiet sample sedd --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > $R/card_radd_sample_$s.json
+    done
+    $E --json --quiet sample sedd --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 \
+      --prefix "$PREFIX" --suffix "$SUFFIX" > $R/card_radd_infill.json ;;
+  bench) # speed and quality vs steps (RADD default), "Changes" table row 3
+    $E --json --quiet bench sedd --threads 1 --eval-seqs 128 --eval-times 4 > $R/radd_bench.json ;;
+  bench-sedd-cached) # "Changes" table row 2: the SEDD model with the new sampler, 256 steps
+    from_git $SEDD_COMMIT default runs/sedd_2500
+    $E --json --quiet bench sedd --model runs/sedd_2500 --threads 1 --steps 256 --skip-bpc > $R/default_bench256.json ;;
+  bench-sedd-nocache) # "Changes" table row 1: network evaluations per sequence without the cache
+    from_git $SEDD_COMMIT default runs/sedd_2500
+    $E --json --quiet bench sedd --model runs/sedd_2500 --no-cache --threads 1 --steps 256 --skip-bpc > $R/sedd_2500_bench256_nocache.json ;;
+  bench-sedd) # History and "Changes" row 1: the SEDD default's bench (scripts/bench_result_default.json
+    # was written by this command at engine 0.1.0, whose sampler had no cache; --no-cache is that sampler)
+    from_git $SEDD_COMMIT default runs/sedd_2500
+    $E --json --quiet bench sedd --model runs/sedd_2500 --no-cache --threads 1 --eval-seqs 128 --eval-times 4 > scripts/bench_result_default.json ;;
+  bf16) # bf16 autocast against fp32 training steps (20 each, alternated)
+    $PY scripts/bf16_step_timing.py --steps 20 > $R/bf16_step_timing.json ;;
+  sedd-config) # the SEDD default's training record (validation history, seconds), as committed then
+    git -C "$ROOT" show $SEDD_COMMIT:plugins/sedd/engine_sedd/weights/default/config.json > $R/sedd_2500_config.json ;;
+  derived) # every number the card derives (training table, s/step, differences, ratios, sizes, counts)
+    $PY scripts/card_derived.py > $R/card_derived.json ;;
+  *)
+    [ "$1" = help ] || echo "unknown target: $1" >&2
+    echo "usage: bash $0 TARGET [TARGET ...]; targets: $TARGETS" >&2
+    exit 2 ;;
+  esac
+}
+
+# when each target ran, and the machine's load then (timings depend on it): $R/when_TARGET.txt
+stamp() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg) cpus $(getconf _NPROCESSORS_ONLN)"; }
+if [ $# -eq 0 ]; then target help; fi
+for t in "$@"; do # check every name before running anything
+  case " $TARGETS " in *" $t "*) ;; *) target "$t" ;; esac
+done
+for t in "$@"; do
+  echo "start $(stamp)" > $R/when_$t.txt
+  target "$t"
+  echo "end   $(stamp)" >> $R/when_$t.txt
+done

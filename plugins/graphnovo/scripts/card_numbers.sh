@@ -1,0 +1,92 @@
+#!/bin/bash
+# Every number in MODEL_CARD.md comes from one of these targets; each writes its output to
+# scripts/results/ (committed), so `git diff scripts/results` after a rerun shows what moved.
+#
+#   bash plugins/graphnovo/scripts/card_numbers.sh TARGET [TARGET ...]     (no target: list them)
+#
+# Run them one at a time on 1 thread (under `nice -n 19` on a shared machine). Recall,
+# precision, node and graph statistics are deterministic; every spectra/s figure is a timing
+# on this machine at the time and moves with its load (see the card). Training itself is not rerun here (75 CPU-minutes): its
+# numbers are the training record in engine_graphnovo/weights/default/config.json.
+set -e
+cd "$(dirname "$0")/.."
+E=${ENGINE:-engine}
+PY=${PYTHON:-python}
+R=scripts/results
+export ENGINE_THREADS=1 OMP_NUM_THREADS=1
+mkdir -p "$R" runs
+ROOT=$(git rev-parse --show-toplevel)
+V1_COMMIT=86b2417 # v1's weights and code (replaced by v2 in 1a5de66)
+
+# v1's tree goes outside the repository (so that no linter or test run finds a second copy of
+# the code); its data path is ../shared/data of the tree, linked to the project's shared data
+V1_DIR=${V1_DIR:-${TMPDIR:-/tmp}/graphnovo-v1-$V1_COMMIT}
+v1_tree() {
+  if [ ! -d "$V1_DIR/tree" ]; then
+    mkdir -p "$V1_DIR/tree"
+    git -C "$ROOT" archive $V1_COMMIT | tar -x -C "$V1_DIR/tree"
+  fi
+  ln -sfn "$(cd "$ROOT/.." && pwd)/shared" "$V1_DIR/shared"
+}
+V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
+
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived"
+target() {
+  case "$1" in
+  eval) # held-out table (v2 column), strata, graph statistics; fp32 column of the int8 table
+    $E --json --quiet eval graphnovo --threads 1 > $R/eval_v2.json ;;
+  eval-beams) # diagnostic: v2 at beams 5/5 and 20/20 on the held-out spectra
+    for k in 5 20; do
+      $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_v2_beam$k.json
+    done ;;
+  tune) # search-setting tables (bonus at beam 5, then beams 5/10/20), 256 simulated spectra
+    $PY scripts/tune_search.py > $R/tune_v2.json ;;
+  bench) # speed table: one run per beam, 60 held-out spectra
+    for k in 5 10 20; do
+      $E --json --quiet bench graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/bench_v2_beam$k.json
+    done ;;
+  int8) # dynamic int8 table: 3 alternating bench runs per artifact, then the int8 eval
+    $PY scripts/quantize_int8.py runs/artifact-int8 > /dev/null
+    for i in 1 2 3; do
+      $E --json --quiet bench graphnovo --threads 1 --artifact engine_graphnovo/artifacts/default > $R/int8_bench_fp32_$i.json
+      $E --json --quiet bench graphnovo --threads 1 --artifact runs/artifact-int8 > $R/int8_bench_int8_$i.json
+    done
+    $E --json --quiet eval graphnovo --threads 1 --artifact runs/artifact-int8 > $R/eval_int8.json
+    $PY - runs/artifact-int8 > $R/int8_sizes.json <<'EOF'
+import json, sys
+from pathlib import Path
+d = Path(sys.argv[1])
+files = json.loads((d / "manifest.json").read_text())["files"]
+print(json.dumps({"onnx_bytes": sum(f["size"] for f in files.values()), "files": {k: f["size"] for k, f in files.items()}}, indent=2))
+EOF
+    ;;
+  v1) # History (v1) and v1's column: v1's weights with v1's code (commit 86b2417)
+    v1_tree
+    PYTHONPATH=$V1_PATH $E eval graphnovo --json > $R/eval_v1.json 2> /dev/null
+    PYTHONPATH=$V1_PATH $PY scripts/v1_measure.py tune > $R/tune_v1.json
+    PYTHONPATH=$V1_PATH $PY scripts/v1_measure.py beams > $R/v1_beams_256.json ;;
+  v1-bench) # v1's bench (60 held-out spectra, beams 5/5), v1's code
+    v1_tree
+    PYTHONPATH=$V1_PATH $E bench graphnovo --json --threads 1 > $R/bench_v1.json 2> /dev/null ;;
+  v1-config) # v1's training record, as committed then
+    git -C "$ROOT" show $V1_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v1_config.json ;;
+  derived) # parameter counts, file sizes, training record, counts the card derives
+    $PY scripts/card_derived.py > $R/card_derived.json ;;
+  *)
+    [ "$1" = help ] || echo "unknown target: $1" >&2
+    echo "usage: bash $0 TARGET [TARGET ...]; targets: $TARGETS" >&2
+    exit 2 ;;
+  esac
+}
+
+# when each target ran, and the machine's load then (timings depend on it): $R/when_TARGET.txt
+stamp() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg) cpus $(getconf _NPROCESSORS_ONLN)"; }
+if [ $# -eq 0 ]; then target help; fi
+for t in "$@"; do # check every name before running anything
+  case " $TARGETS " in *" $t "*) ;; *) target "$t" ;; esac
+done
+for t in "$@"; do
+  echo "start $(stamp)" > $R/when_$t.txt
+  target "$t"
+  echo "end   $(stamp)" >> $R/when_$t.txt
+done

@@ -1,0 +1,42 @@
+"""The model card's search-setting tables: `engine train graphnovo --tune` without the training.
+
+Runs engine_graphnovo.evaluation.tune_search (path-length bonus 0/1/2/3 at beam 5, then beams
+5/10/20 with the chosen bonus, on 256 fresh simulated spectra, seed 12345) on a COPY of the
+weights (tune_search rewrites the config's `search`; the shipped weights are not touched) and
+prints its measurements as JSON, with the search setting it would store.
+
+    python scripts/tune_search.py [WEIGHTS]      (default: the shipped default weights)
+
+Peptide recall and AA precision/recall are deterministic; spectra_per_s is a torch timing on
+this machine at the time (1 thread) and moves with the load.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from engine.runtime import use_torch_threads
+
+
+def main(argv: list[str]) -> int:
+    from engine_graphnovo.component import DEFAULT_WEIGHTS
+    from engine_graphnovo.evaluation import tune_search
+
+    use_torch_threads(1)
+    src = Path(argv[0]) if argv else DEFAULT_WEIGHTS
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "weights"
+        shutil.copytree(src, weights)
+        result = tune_search(weights, log=lambda line: print(line, file=sys.stderr))
+        result["stored_search"] = json.loads((weights / "config.json").read_text())["search"]
+    result["weights"] = str(src)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

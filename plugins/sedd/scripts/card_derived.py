@@ -1,0 +1,139 @@
+"""Every number MODEL_CARD.md derives rather than reads off one result file, from the committed
+inputs: the training records in the weights' config.json (RADD default, AR baseline) and in
+scripts/results/sedd_2500_config.json (the SEDD default of e256870), the results in
+scripts/results/ and scripts/bench_result_default.json, the corpus, and the shipped files.
+
+    python scripts/card_derived.py > scripts/results/card_derived.json
+
+Rounding is the card's (2 decimals for the training table, 3 for bounds); the unrounded
+values are kept next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLUGIN = HERE.parent
+R = HERE / "results"
+WEIGHTS = PLUGIN / "engine_sedd" / "weights"
+ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
+TABLE_STEPS = (250, 500, 1000, 1500, 2000, 2500)
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() and path.stat().st_size else None
+
+
+def training(cfg: dict) -> dict:
+    t = cfg["training"]
+    hist = t["history"]
+    by_step = {h["step"]: h for h in hist}
+    # seconds per step over each 250-step validation interval (validation time included)
+    per_step, prev = [], (0, 0.0)
+    for h in hist:
+        per_step.append((h["seconds"] - prev[1]) / (h["step"] - prev[0]))
+        prev = (h["step"], h["seconds"])
+    best = min(hist, key=lambda h: h["val_bpc"])
+    return {
+        "val_bpc_table": [round(by_step[s]["val_bpc"], 2) for s in TABLE_STEPS],
+        "val_bpc": {str(h["step"]): h["val_bpc"] for h in hist},
+        "seconds": t["seconds"],
+        "minutes": round(t["seconds"] / 60, 1),
+        "s_per_step_by_interval": [round(x, 2) for x in per_step],
+        "s_per_step_min_max": [round(min(per_step), 2), round(max(per_step), 2)],
+        "best_val_bpc": round(best["val_bpc"], 3),
+        "best_val_step": best["step"],
+        "final_train_bits_per_char": round(hist[-1]["train_loss_per_token"] / math.log(2), 2),
+        "steps": t["steps"],
+        "batch": t["batch"],
+        "parameters": t["parameters"],
+        "characters_seen": t["steps"] * t["batch"] * cfg["seq_len"],
+    }
+
+
+def main() -> None:
+    out: dict = {}
+    radd = load(WEIGHTS / "default" / "config.json")
+    ar = load(WEIGHTS / "ar_baseline" / "config.json")
+    sedd = load(R / "sedd_2500_config.json")
+    out["training"] = {"radd": training(radd), "ar": training(ar)}
+    if sedd:
+        out["training"]["sedd"] = training(sedd)
+        diffs = [
+            sedd["training"]["history"][i]["val_bpc"] - radd["training"]["history"][i]["val_bpc"]
+            for i in range(len(radd["training"]["history"]))
+            if radd["training"]["history"][i]["step"] >= 500
+        ]
+        out["training"]["sedd_minus_radd_from_step_500"] = [round(min(diffs), 3), round(max(diffs), 3)]
+        out["training"]["radd_ahead_at_every_checkpoint_from_500"] = all(d > 0 for d in diffs)
+
+    # corpus and split (the trainer's own functions)
+    from engine_sedd.text import read_corpus, split_corpus
+    from engine_sedd.training import DEFAULT_DATA
+
+    text = read_corpus(DEFAULT_DATA)
+    train_text, val_text = split_corpus(text, radd["training"]["train_fraction"])
+    out["corpus"] = {
+        "file": DEFAULT_DATA.name,
+        "characters": len(text),
+        "distinct": len(set(text)),
+        "train_characters": len(train_text),
+        "validation_characters": len(val_text),
+        "validation_sequences_of_256": len(val_text) // radd["seq_len"],
+        "validation_characters_scored": len(val_text) // radd["seq_len"] * radd["seq_len"],
+        "epochs_in_training": round(out["training"]["radd"]["characters_seen"] / len(train_text), 1),
+    }
+
+    # shipped files
+    def size(p: Path) -> int:
+        return p.stat().st_size
+
+    manifest = load(ARTIFACT / "manifest.json")
+    out["files"] = {
+        "default_safetensors_bytes": size(WEIGHTS / "default" / "model.safetensors"),
+        "ar_safetensors_bytes": size(WEIGHTS / "ar_baseline" / "model.safetensors"),
+        "artifact_onnx_bytes": sum(f["size"] for f in manifest["files"].values()),
+        "artifact_opset": manifest["opset"],
+        "artifact_created": manifest["created"],
+    }
+
+    # likelihood table and ratios
+    ev = load(R / "radd_eval.json")
+    sev = load(R / "sedd_2500_eval.json")
+    like = {
+        "radd_bpc": round(ev["sedd_bpc"], 3),
+        "ar_bpc": round(ev["ar_bpc"], 3),
+        "bpc_ratio_radd": round(ev["bpc_ratio"], 2),
+        "ratio_radd_vs_ar_best_during_training": round(ev["sedd_bpc"] / out["training"]["ar"]["best_val_bpc"], 2),
+    }
+    if sev:
+        like["sedd_bpc"] = round(sev["sedd_bpc"], 3)
+        like["bpc_ratio_sedd"] = round(sev["bpc_ratio"], 2)
+        like["sedd_minus_radd"] = round(sev["sedd_bpc"] - ev["sedd_bpc"], 3)
+    out["likelihood"] = like
+
+    # bench-derived
+    bench = load(R / "radd_bench.json")
+    before = load(HERE / "bench_result_default.json")
+    nocache = load(R / "sedd_2500_bench256_nocache.json")
+    evals_before = nocache["network_evals_per_sequence"]["256"] if nocache else None
+    b = {
+        "ort_256_now_over_before": round(bench["ort_samples_per_s"]["256"] / before["ort_samples_per_s"]["256"], 2),
+        "ort_target_3x_before": round(3 * before["ort_samples_per_s"]["256"], 3),
+        "same_tokens_before_64_mismatches_of": [
+            round((1 - before["same_tokens_fraction"]["64"]) * before["batch"] * before["length"]),
+            before["batch"] * before["length"],
+        ],
+    }
+    if evals_before:
+        b["evals_per_sequence_without_cache_256"] = evals_before
+        b["cache_saving_256"] = round(1 - bench["network_evals_per_sequence"]["256"] / evals_before, 3)
+    out["bench"] = b
+    print(json.dumps(out, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
