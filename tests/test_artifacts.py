@@ -101,7 +101,8 @@ def test_unsafe_names_are_refused(tmp_path, name):
         write_artifact(tmp_path / "a", plugin="t", kind="decoder", component="t", files={name: b""}, models={})
 
 
-def test_load_artifact_dispatches_to_the_plugin(artifact, make_module):
+def test_load_artifact_dispatches_to_the_plugin(artifact, make_module, monkeypatch):
+    monkeypatch.delenv("ENGINE_THREADS", raising=False)  # threads=None below means "not set anywhere"
     mod = make_module(
         "artifact_plugin",
         """
@@ -146,3 +147,23 @@ def test_an_artifact_loader_must_return_a_component(artifact, make_module):
     )
     with pytest.raises(engine.PluginError, match="artifact loader of decoder 'toy' returned str"):
         engine.Engine(plugins=[mod], autoload=False).load_artifact(artifact)
+
+
+def test_session_defaults_to_the_auto_provider(artifact):
+    """No provider named: "auto" (CUDA when it loads, else the CPU), which always runs."""
+    np.testing.assert_array_equal(run_add_one(read_artifact(artifact).session("main")), [1, 2, 3])
+
+
+def test_write_component_artifact_records_the_components_registration(tmp_path):
+    from types import SimpleNamespace
+
+    from engine.artifacts import write_component_artifact
+
+    spec = SimpleNamespace(plugin="toy-plugin", kind="sampler", name="toy", plugin_version="1.2.3")
+    dest = tmp_path / "out"
+    got = write_component_artifact(SimpleNamespace(spec=spec), dest, files={"a.bin": b"\x00\x01"}, models={})
+    assert got == dest
+    art = read_artifact(dest)
+    assert art.manifest["plugin"] == {"name": "toy-plugin", "version": "1.2.3"}
+    assert (art.kind, art.component) == ("sampler", "toy")
+    assert art.file("a.bin").read_bytes() == b"\x00\x01"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from conftest import good_plugin
 
 import engine.testing
+from engine.artifacts import read_artifact
 from engine.testing import ConformanceError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "example-plugin"
@@ -145,3 +147,136 @@ def test_kit_rejects_an_empty_result_for_spectra(make_module):
     mod = make_module("kit_seq_empty", source.replace("@MODULE@", "kit_seq_empty"))
     with pytest.raises(ConformanceError, match="yielded no hit for 3 spectra"):
         engine.testing.check_plugin(mod, lazy_import=False)
+
+
+# ------------------------------------------------------------------ messages, ONNX parity, helpers
+
+EXPORTER = """
+import json
+
+from engine import hookimpl
+from engine.artifacts import write_component_artifact
+from engine.interfaces import Decoder, GenerationResult, GenerationStats
+
+plugin_api_version = 1
+RUNTIME_SHIFT = @SHIFT@  # what the loaded artifact adds to every token: 0 is a faithful export
+
+
+class Echo(Decoder):
+    def __init__(self, shift=0):
+        self.shift = shift
+
+    def generate(self, prompt, config=None):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be str, got {type(prompt).__name__}")
+        text = prompt[: (config.max_new_tokens if config else 128)]
+        tokens = [ord(c) + self.shift for c in text]
+        return GenerationResult(tokens=tokens, text=text, stats=GenerationStats(1, len(text), 0.0))
+
+    def export_onnx(self, dest):
+        return write_component_artifact(self, dest, files={"shift.json": json.dumps(RUNTIME_SHIFT).encode()}, models={})
+
+
+def load(artifact, provider, **options):
+    return Echo(shift=json.loads(artifact.file("shift.json").read_text()))
+
+
+@hookimpl
+def register_decoders(registry):
+    registry.add("echo", "@MODULE@:Echo", description="exporting echo", capabilities=("onnx-export",),
+                 artifact_loader="@MODULE@:load")
+"""
+
+
+def exporter(make_module, name, shift=0):
+    return make_module(name, EXPORTER.replace("@MODULE@", name).replace("@SHIFT@", str(shift)))
+
+
+def test_onnx_parity_exports_reloads_and_compares(make_module, tmp_path):
+    engine.testing.check_plugin(exporter(make_module, "kit_export"), tmp_path=tmp_path, lazy_import=False)
+    art = read_artifact(tmp_path / "echo-artifact")
+    assert art.manifest["plugin"]["name"] == "kit_export" and art.component == "echo" and art.kind == "decoder"
+
+
+def test_onnx_parity_failure_names_both_results(make_module, tmp_path):
+    mod = exporter(make_module, "kit_drift", shift=1)
+    with pytest.raises(
+        ConformanceError,
+        match=r"^conformance: decoder 'echo' of plugin 'kit_drift': onnxruntime result differs from torch: "
+        r"GenerationResult\(tokens=\(73, 102, .* vs GenerationResult\(tokens=\(72, 101, ",
+    ):
+        engine.testing.check_plugin(mod, tmp_path=tmp_path, lazy_import=False)
+
+
+def test_without_tmp_path_the_kit_exports_into_a_named_temporary_folder(make_module, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    engine.testing.check_plugin(exporter(make_module, "kit_tmp"), lazy_import=False)
+    made = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "__pycache__"]
+    assert len(made) == 1 and made[0].name.startswith("engine-conformance-")
+    assert (made[0] / "echo-artifact" / "manifest.json").is_file()
+
+
+def test_check_installed_skips_the_parity_check_when_told(make_module):
+    eng = engine.testing.engine_with(exporter(make_module, "kit_installed", shift=1))
+    assert engine.testing.check_installed(eng, onnx=False) == {"decoder:echo": None}
+    (problem,) = engine.testing.check_installed(eng).values()
+    assert "onnxruntime result differs from torch" in problem
+
+
+def test_a_component_that_cannot_be_built_is_named_with_the_error(make_module):
+    mod = make_module("kit_unbuildable", good_plugin("echo", "kit_unbuildable"))
+    with pytest.raises(
+        ConformanceError,
+        match=r"^conformance: decoder 'echo' of plugin 'kit_unbuildable': cannot be built: TypeError: .*nonsense",
+    ):
+        engine.testing.check_plugin(mod, options={"echo": {"nonsense": 1}}, lazy_import=False)
+
+
+@pytest.mark.parametrize("message", ["", "first line\nsecond line"])
+def test_bad_input_needs_a_one_line_message(make_module, message):
+    source = good_plugin("mumble", "kit_mumble") + (
+        f"\n_generate = Echo.generate\n"
+        f"def _strict(self, prompt, config=None):\n"
+        f"    if not isinstance(prompt, str):\n"
+        f"        raise ValueError({message!r})\n"
+        f"    return _generate(self, prompt, config)\n"
+        f"Echo.generate = _strict\n"
+    )
+    mod = make_module("kit_mumble", source)
+    want = f"bad input raised ValueError without a one-line message: {message.strip()!r}"
+    with pytest.raises(
+        ConformanceError, match="^" + re.escape("conformance: decoder 'mumble' of plugin 'kit_mumble': " + want)
+    ):
+        engine.testing.check_plugin(mod, lazy_import=False)
+
+
+def test_registration_failures_name_the_plugin_module(make_module):
+    mod = make_module("kit_nothing", "plugin_api_version = 1\n")
+    with pytest.raises(ConformanceError, match=r"^conformance: plugin kit_nothing: registers no component$"):
+        engine.testing.check_registration(mod)
+    source = good_plugin("blank", "kit_blank").replace('description="echo decoder"', 'description=""')
+    with pytest.raises(
+        ConformanceError, match=r"^conformance: decoder 'blank' of plugin 'kit_blank': has no description$"
+    ):
+        engine.testing.check_registration(make_module("kit_blank", source))
+
+
+def test_the_kit_engine_is_strict(make_module):
+    """A hook that raises is an error at once, not a plugin recorded as failed."""
+    mod = make_module(
+        "kit_broken",
+        "from engine import hookimpl\nplugin_api_version = 1\n"
+        "@hookimpl\ndef register_decoders(registry):\n    raise RuntimeError('boom')\n",
+    )
+    with pytest.raises(ConformanceError, match=r"^conformance: plugin kit_broken: does not register cleanly: .*boom"):
+        engine.testing.check_registration(mod)
+
+
+def test_run_without_returns_text_and_reports_what_was_blocked():
+    assert engine.testing.run_without("print('ok')") == "ok\n"
+    with pytest.raises(ConformanceError, match=r"^conformance: code failed with torch, transformers blocked:\n"):
+        engine.testing.run_without("import torch")
+    with pytest.raises(ConformanceError, match="json is blocked"):
+        engine.testing.run_without("import json", blocked=("json",))

@@ -85,3 +85,14 @@ def test_every_psm_field_against_an_independent_oracle(tmp_path, peptide, plain,
     assert float(row["search_engine_score[1]"]) == 0.75 and row["opt_global_scan"] == "17"
     assert [float(s) for s in row["opt_ms_run[1]_aa_scores"].split(",")] == pytest.approx(scores)
     assert float(row["opt_global_precursor_error_ppm"]) == -2.5
+
+
+def test_psm_columns_without_a_value_are_the_literal_null(tmp_path):
+    """mzTab 1.0 writes "null" (lower case) for a PSM column without a value: readers match it
+    exactly. A de novo hit has no protein accession, database, retention time or flanks."""
+    out = tmp_path / "out.mztab"
+    write_mztab(out, [_hit(peptide="PEPTIDE")], ["a.mgf"])
+    (row,) = [dict(zip(PSH, r[1:], strict=True)) for r in _rows(out, "PSM")]
+    empty = ("accession", "unique", "database", "database_version", "retention_time", "pre", "post", "start", "end")
+    assert {k: row[k] for k in empty} == dict.fromkeys(empty, "null")
+    assert row["modifications"] == "null" and row["PSM_ID"] == "0" and row["charge"] == "2"

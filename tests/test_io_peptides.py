@@ -93,3 +93,28 @@ def test_massivekb_labels_match_precursors(massivekb):
     ]
     assert len(errs) == 500
     assert max(errs) < 0.05  # every notation and modification resolved to the right mass
+
+
+def test_pyro_glutamate_by_residue():
+    """Pyro-glu from E loses water (Glu->pyro-Glu), from Q ammonia (Gln->pyro-Glu); both are
+    written as N-terminal tokens in front of the residue."""
+    from engine.io.peptides import mod_from_mass, mod_name
+
+    assert mod_name("pyro-glu", "E") == "Glu->pyro-Glu"
+    assert mod_name("pyro-glu", "Q") == "Gln->pyro-Glu"
+    # -17.0265 is both Ammonia-loss and Gln->pyro-Glu: on Q the pyro-glu, elsewhere the first match
+    assert mod_from_mass(-17.026549, "Q") == "Gln->pyro-Glu"
+    assert mod_from_mass(-17.026549, "K") == "Ammonia-loss"
+    assert parse_peptide("E[Glu->pyro-Glu]PK") == ("[Glu->pyro-Glu]-", "E", "P", "K")
+    assert parse_peptide("Q-17.027PK") == ("[Ammonia-loss]-", "Q", "P", "K")
+    assert apply_mods("EPK", {0: "Glu->pyro-Glu"}) == ("[Glu->pyro-Glu]-", "E", "P", "K")
+    # a pyro-glu named for the other residue is kept on the residue as given, not moved to the
+    # N-terminus as the wrong kind of token (its mass is still counted)
+    assert apply_mods("QPK", {0: "Glu->pyro-Glu"}) == ("Q[Glu->pyro-Glu]", "P", "K")
+
+
+def test_residue_table_decodes_ids_to_tokens():
+    table = ResidueTable()
+    ids = table.encode(("[Acetyl]-", "P", "I", CAM))
+    assert table.decode(ids) == ("[Acetyl]-", "P", "L", CAM)
+    assert table.decode(np.array(ids, dtype=np.int64)) == ("[Acetyl]-", "P", "L", CAM)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from engine_graphnovo.decoding import allowed_tokens, precursor_match
+from engine_graphnovo.decoding import Segment, allowed_tokens, fill_knapsack, precursor_match
 from engine_graphnovo.graph import GraphBuilder, SpectrumGraph
 from engine_graphnovo.inference import PathSearch, Pipeline, Prediction, SearchConfig, _Beam
 
@@ -319,3 +319,77 @@ def test_a_wide_beam_finds_the_best_path_by_brute_force(bonus):
         want_score, want_path = best_by_hand(table, bonus)
         path, score, _ = search(table, beam=16, bonus=bonus)
         assert path == want_path and score == pytest.approx(want_score, abs=1e-9)
+
+
+# ------------------------------------------------------------------ knapsack fill and the fill beam
+
+
+def test_fill_knapsack_carries_a_forced_residues_residual_into_the_next_gap(builder):
+    """A forced G edge 0.015 Da heavy, then a gap 0.015 Da light: the carried residual makes the
+    second gap exactly A. Without the carry it is 0.015 Da off (inside 0.02); subtracting the
+    carry instead of adding it would leave it 0.03 Da off and unfillable."""
+    g, a = builder.table.index("G"), builder.table.index("A")
+    segs = [Segment(AA["G"] + 0.015, g, True), Segment(AA["A"] - 0.015, -1, False)]
+    assert fill_knapsack(segs, builder, tol=TOL) == ([g, a], [1.0, 1.0])
+    assert fill_knapsack(segs, builder, tol=TOL, carry_residual=False) == ([g, a], [1.0, 1.0])
+    segs[1] = Segment(AA["A"] - 0.05, -1, False)  # 0.035 Da off even with the carry: no fill
+    assert fill_knapsack(segs, builder, tol=TOL) is None
+
+
+def test_fill_knapsack_takes_an_n_terminal_token_off_the_first_gap_only(builder):
+    """acetyl + G + A (170.069) has no residue-only composition (see the mask test above): at the
+    peptide start it is the acetyl token plus Q (= G + A in mass); inside a peptide nothing fills it."""
+    gap = ACETYL + AA["G"] + AA["A"]
+    ids, scores = fill_knapsack([Segment(gap, -1, True)], builder, tol=TOL)
+    assert builder.table.decode(ids) == ("[Acetyl]-", "Q") and scores == pytest.approx([0.5, 0.5])
+    assert fill_knapsack([Segment(gap, -1, False)], builder, tol=TOL) is None
+
+
+class CountingBackend:
+    """A network that gives every allowed step the same log-probability (steps to the sink
+    ``sink_bias`` more), and records how many beam slots each step call is given (arrays are
+    (graphs, slots, ...))."""
+
+    def __init__(self, tokens: int, sink_bias: float = 0.0):
+        self.tokens, self.sink_bias, self.ps_slots, self.sf_slots = tokens, sink_bias, [], []
+
+    def ps_encode(self, feats):
+        g = feats["masses"].shape[0]
+        return np.zeros((g, 1)), np.zeros((g, 1)), np.zeros((1, 1, g))
+
+    def sf_encode(self, feats):
+        return (np.zeros((1, 1, feats["masses"].shape[0])),)
+
+    @staticmethod
+    def cache(g, k):
+        return np.zeros((2, 2, g * k, 4, 1, 24), dtype=np.float32)
+
+    def ps_step(self, *args):
+        last, mask = args[4], args[6]
+        self.ps_slots.append(last.shape[1])
+        logp = np.where(mask, -self.sink_bias, -np.inf)
+        logp[..., SINK] = np.where(mask[..., SINK], 0.0, -np.inf)
+        return logp, self.cache(*last.shape)
+
+    def sf_step(self, *args):
+        token = args[3]
+        self.sf_slots.append(token.shape[1])
+        return np.zeros(token.shape + (self.tokens,)), self.cache(*token.shape)
+
+
+@pytest.mark.parametrize("beam", [1, 2])
+def test_the_learned_pipeline_keeps_each_search_within_its_beam(builder, beam):
+    """Every step equally likely: candidates tie at each step, and each search keeps at most its
+    beam of them (path_beam, fill_beam); the fill still sums to M."""
+    search = SearchConfig(path_beam=beam, fill_beam=beam, precursor_ppm=500.0)
+    backend = CountingBackend(len(builder.table.tokens))
+    (pred,) = Pipeline(builder, backend, search).predict_graphs([ggg_graph()])
+    assert max(backend.ps_slots) == beam
+    assert pred is not None and pred.matched
+    assert builder.table.masses[pred.ids].sum() == pytest.approx(4 * G, abs=0.04)
+    # the sink likeliest: the path is [0, 4], one gap of 4 G = 228.09 Da with many fills (G, N,
+    # V + E, P + M, D + L, ...): the fill search must cut them to its beam
+    backend = CountingBackend(len(builder.table.tokens), sink_bias=5.0)
+    (pred,) = Pipeline(builder, backend, search).predict_graphs([ggg_graph()])
+    assert pred.path == [0, SINK] and max(backend.sf_slots) == beam
+    assert builder.table.masses[pred.ids].sum() == pytest.approx(4 * G, abs=0.04)

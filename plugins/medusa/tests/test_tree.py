@@ -123,3 +123,13 @@ def test_sequential_tree_tokens_feed_each_head_its_path():
     assert t[node[(1, 0)]] == (200 + 1710) % 1000
     assert calls[2][1] == [[[7, 170, 900]]]  # only [0, 0] has a child
     assert t[node[(0, 0, 0)]] == (300 + 9000) % 1000
+
+
+def test_grow_tree_compares_float32_accuracies_in_float64():
+    """0.7 * 0.7 in float32 rounds down to exactly the rank-1 accuracy b below; the exact product
+    (float64) is larger, so the child [0, 0] beats the sibling [1] for the second node."""
+    b = np.float32(0.7) * np.float32(0.7)  # float32 product: 0.48999998
+    assert float(np.float32(0.7)) ** 2 > float(b)
+    acc = np.array([[0.7, b], [0.7, 0.1]], dtype=np.float32)
+    assert grow_tree(acc, 2) == [[0], [0, 0]]
+    assert grow_tree(acc.astype(np.float64), 2) == [[0], [0, 0]]
