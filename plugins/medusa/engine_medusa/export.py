@@ -88,21 +88,25 @@ class HydraStep(nn.Module):
         for i, m in enumerate(heads.mix):
             mix[i, :, : (i + 1) * d] = m.weight.detach().float()
         blocks = [[layer.linear for layer in b] for b in heads.blocks]
-        self.register_buffer("mix", mix)
-        self.register_buffer("block_w", torch.stack([torch.stack([x.weight for x in b]) for b in blocks]).float())
+        # stored transposed (x @ W), so a call gathers its head's weights and never transposes them
+        self.register_buffer("mix", mix.transpose(1, 2).contiguous())
+        self.register_buffer(
+            "block_w", torch.stack([torch.stack([x.weight.t() for x in b]) for b in blocks]).float().contiguous()
+        )
         self.register_buffer("block_b", torch.stack([torch.stack([x.bias for x in b]) for b in blocks]).float())
         self.register_buffer("embedding", heads._embedding.weight.detach().float())
-        out = heads.draft_weight[None] if heads.out is None else torch.stack([o.weight for o in heads.out])
-        self.register_buffer("out", out.detach().float())
+        if heads.out is None:  # one projection for every head: a constant [d, V], never gathered per call
+            self.register_buffer("out", heads.draft_weight.detach().float().t().contiguous())
+        else:
+            self.register_buffer("out", torch.stack([o.weight.detach().float().t() for o in heads.out]))
         self.register_buffer("subset", heads.vocab_subset if heads.vocab_subset is not None else torch.zeros(0))
         self.k, self.n_layers, self.shared = k, len(blocks[0]), heads.out is None
 
     def forward(self, hidden, path, head):
-        u = hidden + self.embedding[path].flatten(-2) @ self.mix[head].transpose(0, 1)
+        u = hidden + self.embedding[path].flatten(-2) @ self.mix[head]
         for layer in range(self.n_layers):
-            u = u + nn.functional.silu(u @ self.block_w[head, layer].transpose(0, 1) + self.block_b[head, layer])
-        w = self.out[0] if self.shared else self.out[head]
-        top = (u @ w.transpose(0, 1)).topk(self.k, dim=-1).indices
+            u = u + nn.functional.silu(u @ self.block_w[head, layer] + self.block_b[head, layer])
+        top = (u @ (self.out if self.shared else self.out[head])).topk(self.k, dim=-1).indices
         return self.subset[top] if self.subset.numel() else top
 
 
