@@ -15,6 +15,8 @@ from engine.errors import UsageError
 from .component import TREE_FILE, resolve_heads
 from .tree import expected_accept, grow_tree
 
+HYDRA_PATHS = 3  # paths per depth when timing Hydra heads (trees tuned here have 1-5 nodes per depth)
+
 
 def calibration_prompts(path, limit: int) -> list[str]:
     from .data import DEV_PROMPTS, read_prompts
@@ -72,9 +74,9 @@ def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = 200, rep
         for d in depths:
             t = time.perf_counter()
             at = np.zeros(1, np.int64)  # a query of the last forward
-            if backend.sequential_heads:  # one Hydra call per depth (one path each: the cost barely grows)
+            if backend.sequential_heads:  # one Hydra call per depth, a few paths each as in a tuned tree
                 for head in range(d):
-                    backend.path_topk(at, head, np.full((1, 1, head + 1), 3, np.int64), topk)
+                    backend.path_topk(at, head, np.full((1, HYDRA_PATHS, head + 1), 3, np.int64), topk)
             else:
                 backend.head_topk(at, topk, d)
             head_times[d].append(time.perf_counter() - t)
@@ -146,16 +148,18 @@ def tune_tree(argv, ctx):
     p.add_argument("--model", default=None, help="base model of the heads (default: the heads' base)")
     p.add_argument("--provider", default="auto", help="onnxruntime provider (auto, cpu, cuda)")
     p.add_argument("--prompts", default=None, help="calibration JSONL (default: shared dev.jsonl)")
-    p.add_argument("--limit", type=int, default=8, help="calibration prompts")
+    p.add_argument("--limit", type=int, default=16, help="calibration prompts")
     p.add_argument(
         "--skip",
         type=int,
-        default=40,
-        help="skip the first N calibration prompts (the bench uses the first dev prompts)",
+        default=10,
+        help="skip the first N calibration prompts (the bench uses the first 10 dev prompts)",
     )
     p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per calibration answer")
     p.add_argument("--max-nodes", type=int, default=24, help="largest tree tried, root included")
-    p.add_argument("--past", type=int, default=200, help="cache length at which step latency is measured")
+    p.add_argument(
+        "--past", type=int, default=128, help="cache length at which step latency is measured (a chat answer's middle)"
+    )
     p.add_argument("--topk", type=int, default=None, help="ranks per head a tree may use (default: the artifact's, 10)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: $ENGINE_THREADS)")
     p.add_argument("--dry-run", action="store_true", help="print the tree, do not store it")

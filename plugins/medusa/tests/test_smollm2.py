@@ -45,8 +45,10 @@ def test_greedy_medusa_is_token_identical_to_generate(decoder):
     for prompt, r in zip(PROMPTS, results, strict=True):
         assert list(r.tokens) == hf_greedy(decoder, prompt, 40), prompt
         steps += r.stats.steps
-    # the trained heads really speculate: clearly more than one token per forward
-    assert sum(len(r.tokens) for r in results) / steps > 1.05
+    # quality floor of the shipped heads with their stored torch tree: 1.517 tokens per step
+    # measured on these prompts (2026-12-02, MODEL_CARD.md); the previous heads reached ~1.2 and
+    # heads that propose nothing useful give 1.0
+    assert sum(len(r.tokens) for r in results) / steps > 1.35
 
 
 @pytest.fixture(scope="module")

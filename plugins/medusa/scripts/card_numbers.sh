@@ -1,0 +1,15 @@
+#!/bin/bash
+# The numbers of MODEL_CARD.md, after scripts/train_default.sh; one job at a time, 1 thread.
+# Each step writes scripts/results/*.json; ART is the exported default artifact.
+set -e
+cd "$(dirname "$0")/.."
+E=${ENGINE:-engine}
+ART=${ART:-runs/art-default}
+OLD=${OLD:-runs/previous-heads}   # the heads this version replaced: git show <commit>:... into this folder
+python scripts/compare_heads.py scripts/results/compare_heads.json \
+  previous=$OLD medusa-fr8k=runs/medusa-fr8k hydra-fr8k=runs/hydra-fr8k
+$E export medusa -o $ART --threads 1 --force
+$E --json medusa tune-tree --write-heads --threads 1 > scripts/results/tune_tree_torch.json
+$E --json medusa tune-tree --artifact $ART --write-heads --threads 1 > scripts/results/tune_tree_ort.json
+$E --json bench medusa --limit 10 --threads 1 --artifact $ART > scripts/results/bench.json
+$E --json bench medusa --limit 10 --threads 1 --heads $OLD > scripts/results/bench_previous.json
