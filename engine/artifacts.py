@@ -158,6 +158,31 @@ def write_component_artifact(component: Any, dest: str | os.PathLike[str], **kwa
     )
 
 
+def write_derived_artifact(
+    art: Artifact,
+    dest: str | os.PathLike[str],
+    *,
+    files: Mapping[str, str | os.PathLike[str] | bytes],
+    config: Mapping[str, Any],
+    overwrite: bool = False,
+) -> Path:
+    """:func:`write_artifact` for an artifact made from ``art`` (a quantized copy, say): the same
+    plugin, component, models and opset, with ``files`` and ``config`` of its own."""
+    manifest = art.manifest
+    return write_artifact(
+        dest,
+        plugin=manifest["plugin"]["name"],
+        kind=art.kind,
+        component=art.component,
+        plugin_version=manifest["plugin"].get("version"),
+        files=files,
+        models=manifest["models"],
+        opset=manifest.get("opset"),
+        config=config,
+        overwrite=overwrite,
+    )
+
+
 def check_destination(dest: Path, overwrite: bool) -> None:
     """Refuse a destination that exists, unless it is an artifact and ``overwrite`` is set:
     export never deletes what it did not write."""

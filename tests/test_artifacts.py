@@ -9,7 +9,7 @@ import pytest
 from onnx_models import add_one_model, run_add_one
 
 import engine
-from engine.artifacts import MANIFEST, SCHEMA_VERSION, read_artifact, write_artifact
+from engine.artifacts import MANIFEST, SCHEMA_VERSION, read_artifact, write_artifact, write_derived_artifact
 from engine.errors import ArtifactError
 
 
@@ -35,6 +35,15 @@ def test_roundtrip(artifact):
     assert len(manifest["files"]["model.onnx"]["sha256"]) == 64 and "python" in manifest["producer"]
     assert art.config == {"max_length": 8}
     np.testing.assert_array_equal(run_add_one(art.session("main", "cpu")), [1, 2, 3])
+
+
+def test_a_derived_artifact_keeps_the_identity_and_takes_its_own_files_and_config(artifact, tmp_path):
+    src = read_artifact(artifact)
+    files = {"model.onnx": add_one_model(), "extra.json": b"{}"}
+    out = read_artifact(write_derived_artifact(src, tmp_path / "derived", files=files, config={"q": "int8"}))
+    assert (out.kind, out.component, out.manifest["plugin"]) == (src.kind, src.component, src.manifest["plugin"])
+    assert out.manifest["models"] == src.manifest["models"] and out.manifest["opset"] == 17
+    assert sorted(out.manifest["files"]) == ["extra.json", "model.onnx"] and out.config == {"q": "int8"}
 
 
 def test_tampered_file_is_refused(artifact):

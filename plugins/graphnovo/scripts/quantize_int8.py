@@ -17,7 +17,7 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from engine.artifacts import read_artifact, write_artifact
+from engine.artifacts import read_artifact, write_derived_artifact
 
 
 def main(argv: list[str]) -> int:
@@ -38,18 +38,8 @@ def main(argv: list[str]) -> int:
                 per_channel=True,
             )
             files[model["file"]] = dest
-        write_artifact(
-            out,
-            plugin=man["plugin"]["name"],
-            kind=art.kind,
-            component=art.component,
-            plugin_version=man["plugin"].get("version"),
-            files=files,
-            models=man["models"],
-            opset=man["opset"],
-            config={**art.config, "quantization": {"scheme": "dynamic-int8"}},
-            overwrite=True,
-        )
+        config = {**art.config, "quantization": {"scheme": "dynamic-int8"}}
+        write_derived_artifact(art, out, files=files, config=config, overwrite=True)
     print(out)
     return 0
 

@@ -128,7 +128,7 @@ def quantize_graphs(src: Path, dst: Path, scheme: dict, models: dict, on_graph=l
 def quantize_artifact(src, dest, quantize: str, *, overwrite: bool = False) -> Path:
     """A quantized copy of the fp32 artifact ``src`` at ``dest`` (what the bench does with its
     cached fp32 export; ``engine export --quantize`` quantizes straight after exporting)."""
-    from engine.artifacts import check_destination, read_artifact, write_artifact
+    from engine.artifacts import check_destination, read_artifact, write_derived_artifact
 
     art = read_artifact(src)
     if art.config.get("quantization"):
@@ -143,16 +143,6 @@ def quantize_artifact(src, dest, quantize: str, *, overwrite: bool = False) -> P
         for name in art.manifest["files"]:
             if name not in graph_files:
                 files[name] = art.path / name
-        manifest = art.manifest
-        return write_artifact(
-            dest,
-            plugin=manifest["plugin"]["name"],
-            kind=art.kind,
-            component=art.component,
-            plugin_version=manifest["plugin"].get("version"),
-            files=files,
-            models=models,
-            opset=manifest.get("opset"),
-            config={**art.config, "quantization": scheme},
-            overwrite=overwrite,
+        return write_derived_artifact(
+            art, dest, files=files, config={**art.config, "quantization": scheme}, overwrite=overwrite
         )
