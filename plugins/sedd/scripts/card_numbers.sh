@@ -83,14 +83,5 @@ target() {
   esac
 }
 
-# when each target ran, and the machine's load then (timings depend on it): $R/when_TARGET.txt
-stamp() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg) cpus $(getconf _NPROCESSORS_ONLN)"; }
-if [ $# -eq 0 ]; then target help; fi
-for t in "$@"; do # check every name before running anything
-  case " $TARGETS " in *" $t "*) ;; *) target "$t" ;; esac
-done
-for t in "$@"; do
-  echo "start $(stamp)" > $R/when_$t.txt
-  target "$t"
-  echo "end   $(stamp)" >> $R/when_$t.txt
-done
+. "$ROOT/scripts/card_targets.sh"
+run_targets "$@"

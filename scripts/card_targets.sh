@@ -1,0 +1,18 @@
+# Sourced by the plugins' scripts/card_numbers.sh: runs the targets named on the command line
+# (each defined by the caller's `target NAME` function, listed in $TARGETS), after checking
+# every name, and records when each ran and the machine's load then (timings depend on it)
+# in $R/when_TARGET.txt.
+
+stamp() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg) cpus $(getconf _NPROCESSORS_ONLN)"; }
+
+run_targets() {
+  if [ $# -eq 0 ]; then target help; fi
+  for t in "$@"; do # check every name before running anything
+    case " $TARGETS " in *" $t "*) ;; *) target "$t" ;; esac
+  done
+  for t in "$@"; do
+    echo "start $(stamp)" > $R/when_$t.txt
+    target "$t"
+    echo "end   $(stamp)" >> $R/when_$t.txt
+  done
+}
