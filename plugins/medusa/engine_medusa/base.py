@@ -18,6 +18,7 @@ import torch
 
 from engine.errors import UsageError
 
+from .decoding import HeadQueries
 from .textio import TextCodec
 
 DEFAULT_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -127,7 +128,7 @@ def float_mask(allowed: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return m
 
 
-class TorchBackend:
+class TorchBackend(HeadQueries):
     """Runs base model + heads in torch behind the array interface the Medusa loop uses.
 
     forward(ids, positions, allowed, logits_at=None) -> base logits (np [B, q, V], or [B, 1, V]
@@ -177,19 +178,9 @@ class TorchBackend:
         h = self.hidden if logits_at is None else self.hidden[:, logits_at : logits_at + 1 or None]
         return self.model.get_output_embeddings()(h).float().numpy()
 
-    def _rows(self, index) -> np.ndarray:
+    def hidden_at(self, index) -> np.ndarray:
         rows = torch.arange(self.hidden.shape[0])
         return self.hidden[rows, torch.from_numpy(np.asarray(index, dtype=np.int64))].float().numpy()
-
-    def head_topk(self, index: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
-        return self.topk_of(self._rows(index), k, depth)
-
-    def path_topk(self, index: np.ndarray, head: int, paths: np.ndarray, k: int) -> np.ndarray:
-        """Hydra: head `head`'s top-k token ids [B, P, k] at query index[b], for P paths per row
-        (paths [B, P, head + 1]: the tokens each path holds so far)."""
-        b, n, width = paths.shape
-        h = np.repeat(self._rows(index), n, axis=0)
-        return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
 
     @torch.inference_mode()
     def topk_of(self, hidden: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:

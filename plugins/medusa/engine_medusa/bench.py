@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from pathlib import Path
 
 
 def device_name(threads: int) -> str:
-    name = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu: {name}, {threads} thread(s)"
+    from engine.tuned import cpu_model
+
+    return f"cpu: {cpu_model()}, {threads} thread(s)"
 
 
 def artifact_for(decoder, cache_dir: Path, log) -> Path:
@@ -240,12 +233,15 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
             )
         if options.quantize and art_cfg.get("quantization"):
             raise UsageError(f"--quantize needs an fp32 artifact; {art} is already quantized")
-        ort_tree = tree
-        if ort_tree is None and not load_artifact(art, tree=None).tree_source.startswith("tuned"):
-            # the heads' own onnxruntime tree may be newer than the cached export's
+        # the fp32 Medusa decoder: with no tree given, the one tuned on this device, else the heads'
+        # own onnxruntime tree (it may be newer than the cached export's), else the artifact's
+        ort_tree, fp32_medusa = tree, load_artifact(art, tree=tree)
+        if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
             tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
             stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
             ort_tree = stored.get("onnxruntime", {}).get("choices")
+            if ort_tree is not None:
+                fp32_medusa = load_artifact(art, tree=ort_tree)
         variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
         texts = []
         if options.perplexity:
@@ -254,7 +250,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         prompt_ids = [dec.encode(p) for p in prompts]
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"
-            medusa_dec = load_artifact(path, tree=ort_tree)
+            medusa_dec = load_artifact(path, tree=ort_tree) if sfx else fp32_medusa
             medusa = _run(f"Medusa onnxruntime {label}", component(medusa_dec), prompts, log)
             out[f"ort{sfx}_tree"] = medusa_dec.tree_info
             out[f"ort{sfx}_step_ms"] = step_breakdown(medusa_dec, prompts[:3], n)

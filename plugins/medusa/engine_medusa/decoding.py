@@ -122,6 +122,22 @@ def prefill_arrays(prompts: Sequence[Sequence[int]], pad_id: int = 0):
     return ids, positions, valid, allowed
 
 
+class HeadQueries:
+    """The heads at queries of the latest forward, written once for every back end: a back end
+    gives ``hidden_at(index)`` (np [B, d]), ``topk_of`` and ``hydra_topk_of`` on given hidden states."""
+
+    def head_topk(self, index: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
+        """Medusa heads: the top-k token ids [B, depth or K, k] at query index[b]."""
+        return self.topk_of(self.hidden_at(index), k, depth)
+
+    def path_topk(self, index: np.ndarray, head: int, paths: np.ndarray, k: int) -> np.ndarray:
+        """Hydra: head `head`'s top-k token ids [B, P, k] at query index[b], for P paths per row
+        (paths [B, P, head + 1]: the tokens each path holds so far)."""
+        b, n, width = paths.shape
+        h = np.repeat(self.hidden_at(index), n, axis=0)
+        return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
+
+
 def propose(backend, tree: TreeBuffers, last: np.ndarray, root: np.ndarray) -> np.ndarray:
     """The tree's candidate tokens [B, N] from the heads at query `last` of the latest forward
     (the last accepted node: the tree forward cannot know it in advance, so the heads run after)."""

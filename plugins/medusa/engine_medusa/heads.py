@@ -82,11 +82,8 @@ class MedusaHeads(nn.Module):
     def refresh_draft_weight(self):
         """Re-read the subset's rows of the shared LM head (after loading a subset)."""
         if self.out is None:
-            w = self._lm_head_weight()
+            w = self._lm_head.weight
             self.draft_weight = (w if self.vocab_subset is None else w[self.vocab_subset]).detach()
-
-    def _lm_head_weight(self):
-        return self._lm_head.weight
 
     @property
     def draft_vocab(self) -> int:

@@ -8,13 +8,13 @@ from engine.interfaces import Decoder
 from engine.runtime import active_providers
 
 from .component import MedusaRunner
-from .decoding import shared_prefix
+from .decoding import HeadQueries, shared_prefix
 from .textio import TextCodec
 
 _MIN = np.finfo(np.float32).min
 
 
-class OrtBackend:
+class OrtBackend(HeadQueries):
     """The array interface of TorchBackend over the exported `medusa` and `heads` (or `hydra`) graphs.
 
     On CUDA the KV cache stays on the device between steps through IO binding (OrtValues);
@@ -88,14 +88,8 @@ class OrtBackend:
             for name, o in zip(self.out_names, binding.get_outputs(), strict=True)
         ]
 
-    def head_topk(self, index, k, depth=None):
-        return self.topk_of(self.hidden[np.arange(self.hidden.shape[0]), index], k, depth)
-
-    def path_topk(self, index, head: int, paths, k: int):
-        """Hydra: head `head`'s top-k token ids [B, P, k] for paths [B, P, head + 1] (see TorchBackend)."""
-        b, n, width = paths.shape
-        h = np.repeat(self.hidden[np.arange(b), index], n, axis=0)
-        return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
+    def hidden_at(self, index):
+        return self.hidden[np.arange(self.hidden.shape[0]), index]
 
     def topk_of(self, hidden, k: int, depth=None):
         feeds = {"hidden": np.ascontiguousarray(hidden, np.float32)}
