@@ -7,11 +7,10 @@ vocabulary holds (MODEL_CARD.md). Needs the held-back split's cache (engine eval
 import json
 
 import numpy as np
-from safetensors.numpy import load_file
-
 from engine_medusa.base import DEFAULT_BASE, canonical_base_name
 from engine_medusa.component import DEFAULT_HEADS
 from engine_medusa.data import TEACHER_LIMITS, load_shards, teacher_folder
+from safetensors.numpy import load_file
 
 subset = load_file(str(DEFAULT_HEADS / "heads.safetensors"))["vocab_subset"]
 folder = teacher_folder(canonical_base_name(DEFAULT_BASE), "heldout", 0, *TEACHER_LIMITS.values())
