@@ -108,7 +108,7 @@ def evaluate(ctx) -> dict:
     if isinstance(component, DPSequencer):
         learned, baseline = None, component
     else:
-        learned, baseline = component, baseline_for(ctx.options)
+        learned, baseline = component, baseline_for(ctx.options, component)
     result = score(spectra, learned, baseline, progress=ctx.progress)
     result["skipped"] += len(report)
     result["skipped_reasons"] = report.reasons()
@@ -122,4 +122,7 @@ def bench(ctx) -> dict:
     from .evaluation import bench as run
 
     provider = "auto" if ctx.device and ctx.device.startswith("cuda") else "cpu"
-    return run(ctx.load(), baseline_for(ctx.options), ctx.verb_options.limit, threads=ctx.threads, provider=provider)
+    learned = ctx.load()
+    return run(
+        learned, baseline_for(ctx.options, learned), ctx.verb_options.limit, threads=ctx.threads, provider=provider
+    )

@@ -48,6 +48,11 @@ def search_config(options: SearchOptions, defaults: dict | None = None) -> Searc
     return SearchConfig(**merged)
 
 
+def graph_builder(options: SearchOptions, table: ResidueTable, base: GraphConfig) -> GraphBuilder:
+    """The model's graph settings with the options given."""
+    return GraphBuilder(table, dataclasses.replace(base, **options.graph_settings()))
+
+
 def preprocess_config(options: SearchOptions, base: PreprocessConfig) -> PreprocessConfig:
     """The model's peak preprocessing with the options given."""
     changed = dataclasses.replace(base, **options.preprocess_settings())
@@ -89,15 +94,19 @@ class DPSequencer(_PipelineSequencer):
     def __init__(self, **options: Any) -> None:
         super().__init__()
         self.options = make_options(SearchOptions, "graphnovo-dp", options)
-        builder = GraphBuilder(ResidueTable(), GraphConfig())
+        builder = graph_builder(self.options, ResidueTable(), GraphConfig())
         prep = preprocess_config(self.options, PreprocessConfig())
         self.pipeline = Pipeline(builder, None, search_config(self.options), prep)
 
 
-def baseline_for(options: SearchOptions | None) -> DPSequencer:
-    """The DP baseline with the settings of ``options`` it reads (eval runs both side by side)."""
+def baseline_for(options: SearchOptions | None, learned: Any = None) -> DPSequencer:
+    """The DP baseline with the settings of ``options`` it reads (eval runs both side by side);
+    given the ``learned`` sequencer, on the very graphs it searches (its graph and peak settings)."""
     names = [a.name for a in attrs.fields(SearchOptions)]
-    return DPSequencer(**{k: getattr(options, k) for k in names} if options is not None else {})
+    dp = DPSequencer(**{k: getattr(options, k) for k in names} if options is not None else {})
+    if learned is not None:
+        dp.pipeline.builder, dp.pipeline.prep = learned.pipeline.builder, learned.pipeline.prep
+    return dp
 
 
 def pipeline_from_meta(meta: dict, backend: Any, options: GraphNovoOptions | None = None) -> Pipeline:
@@ -107,9 +116,9 @@ def pipeline_from_meta(meta: dict, backend: Any, options: GraphNovoOptions | Non
     check_features(meta["model"])
     options = options if options is not None else GraphNovoOptions()
     table = ResidueTable(tuple(meta["residues"]))
-    builder = GraphBuilder(table, GraphConfig(**meta["graph"]))
+    builder = graph_builder(options, table, GraphConfig.from_meta(meta["graph"]))
     search = search_config(options, meta.get("search"))
-    prep = preprocess_config(options, PreprocessConfig(**meta["preprocess"]))
+    prep = preprocess_config(options, PreprocessConfig.from_meta(meta["preprocess"]))
     m = meta["model"]
     cache = (m["decoder_layers"], 2, m["heads"], m["d_model"] // m["heads"])
     return Pipeline(builder, backend, search, prep, bos=m["vocab"], cache=cache)

@@ -12,11 +12,15 @@ from engine.io.peptides import parse_peptide, residue_mass_of, residue_masses
 from engine.io.spectra import ReaderConfig, SkipReport, read_spectra
 
 from .graph import graph_stats, missing_fragmentation, true_prefixes
+from .graph_audit import StageTally, prefix_stages
 from .metrics import Scorer
-from .preprocess import preprocess
+from .preprocess import PreprocessConfig, preprocess
 
 MF_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, 1.01))
 GROUP = 16  # spectra searched together
+# the peaks missing fragmentation is measured on: Casanovo-like filters, fixed (not the
+# model's peak processing) so that the strata of different versions hold the same spectra
+STRATA_PEAKS = PreprocessConfig(deisotope=False)
 
 
 def heldout_spectra(report: SkipReport | None = None) -> list:
@@ -80,8 +84,12 @@ class _Side:
 
 
 def evaluate(spectra, learned, baseline, progress=None) -> dict:
+    """Both sequencers' scores, graph statistics, and where the true prefixes go
+    (``prefix_stages``, on the graphs of ``learned``, else of ``baseline``)."""
     sides = {"": _Side(), "baseline_": _Side()}
     comps = {"": learned, "baseline_": baseline}
+    audited = (learned or baseline).pipeline
+    stages = StageTally()
     skipped = 0
     mfs = []
     group: list = []
@@ -93,11 +101,12 @@ def evaluate(spectra, learned, baseline, progress=None) -> dict:
             except ValueError:
                 skipped += 1
                 continue
-            mz, _ = preprocess(spec.mz, spec.intensity, spec.precursor_mz)
+            mz, _ = preprocess(spec.mz, spec.intensity, spec.precursor_mz, STRATA_PEAKS)
             mf = missing_fragmentation(
                 mz, residue_masses(true), residue_mass_of(spec.precursor_mz, spec.charge), spec.charge
             )
             mfs.append(mf)
+            stages.add(prefix_stages(spec, residue_masses(true), audited.builder, audited.prep))
             group.append((spec, true, mf))
         if len(group) >= GROUP or (spec is None and group):
             for key, comp in comps.items():
@@ -109,6 +118,7 @@ def evaluate(spectra, learned, baseline, progress=None) -> dict:
         if comp is not None:
             out.update(sides[key].result(key))
     out["median_missing_fragmentation"] = float(np.median(mfs)) if mfs else 0.0
+    out["prefix_stages"] = stages.result()
     return out
 
 

@@ -1,7 +1,8 @@
 """The GraphNovo spectrum graph: prefix-mass nodes, knapsack feasibility, sparse edges.
 
-Nodes are prefix RESIDUE masses (no water, no proton): each peak is read as a 1+ a-ion
-(m/z < 250), 1+ b-ion, 1+ y-ion and 2+ y-ion (m/z > 400, charge > 2). A candidate stays
+Nodes are prefix RESIDUE masses (no water, no proton): each peak is read as the ions of
+``GraphConfig.readings`` (the paper's four: 1+ a-ion (m/z < 250), 1+ b-ion, 1+ y-ion and 2+
+y-ion (m/z > 400, charge > 2); also 2+ b and the 1+ b/y water and ammonia losses). A candidate stays
 only when both it and M minus it are reachable residue sums (knapsack), candidates are
 merged within tolerance, and node pairs whose mass difference matches 1-6 residues are
 joined by an edge. Everything is vectorised over peaks and node pairs.
@@ -28,14 +29,41 @@ SIGNIFICANCE_SCALE = 3.0  # local significance = tanh(log(intensity / local medi
 MAX_HOPS = 4
 
 
+# peak readings that propose a prefix-mass node: name -> (ion, charge, neutral loss)
+READINGS = {
+    "a": ("a", 1, 0.0),
+    "b": ("b", 1, 0.0),
+    "b2": ("b", 2, 0.0),
+    "b-H2O": ("b", 1, H2O),
+    "b-NH3": ("b", 1, NH3),
+    "y": ("y", 1, 0.0),
+    "y2": ("y", 2, 0.0),
+    "y-H2O": ("y", 1, H2O),
+    "y-NH3": ("y", 1, NH3),
+}
+LEGACY_READINGS = ("a", "b", "y", "y2")  # models saved before readings were recorded
+
+
 @dataclass(frozen=True)
 class GraphConfig:
     ms2_tol: float = 0.02  # Da
     ms1_ppm: float = 5.0
-    a_ion_max_mz: float = 250.0
-    y2_min_mz: float = 400.0
+    a_ion_max_mz: float = 250.0  # a ions are read only below this m/z
+    y2_min_mz: float = 400.0  # 2+ ions are read only above this m/z (and for charge > 2)
     max_nodes: int = 128
     local_window: float = 50.0  # Da (+-), for the local intensity rank and local significance
+    readings: tuple[str, ...] = LEGACY_READINGS
+
+    def __post_init__(self):
+        unknown = sorted(set(self.readings) - set(READINGS))
+        if unknown or not self.readings:
+            raise ConfigError(f"graph readings {unknown or '()'} unknown: choose from {', '.join(READINGS)}")
+        object.__setattr__(self, "readings", tuple(self.readings))
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> GraphConfig:
+        """The settings a model recorded; fields it predates take their value of that time."""
+        return cls(**{"readings": LEGACY_READINGS, **meta})
 
     def node_tol(self, mass: float) -> float:
         return self.ms2_tol + self.ms1_ppm * 1e-6 * mass
@@ -140,17 +168,21 @@ class GraphBuilder:
 
     # ------------------------------------------------------------ nodes
     def candidates(self, mz: np.ndarray, inten: np.ndarray, M: float, charge: int):
-        """Prefix masses of every peak interpretation (a, b, y, 2+ y) with their peak."""
+        """Prefix masses of every peak reading (``config.readings``) with their peak's intensity."""
         c = self.config
-        reads = [
-            (mz - PROTON + CO, mz < c.a_ion_max_mz),
-            (mz - PROTON, np.ones_like(mz, dtype=bool)),
-            (M - (mz - PROTON - H2O), np.ones_like(mz, dtype=bool)),
-            (M - (2 * mz - 2 * PROTON - H2O), (mz > c.y2_min_mz) & (charge > 2)),
-        ]
-        mass = np.concatenate([r[0][r[1]] for r in reads])
-        weight = np.concatenate([inten[r[1]] for r in reads])
-        return mass, weight
+        masses, weights = [], []
+        for name in c.readings:
+            ion, z, loss = READINGS[name]
+            if ion == "a":
+                ok = mz < c.a_ion_max_mz
+            elif z > 1:
+                ok = (mz > c.y2_min_mz) & (charge > 2)
+            else:
+                ok = np.ones(mz.shape, dtype=bool)
+            neutral = z * (mz[ok] - PROTON) + loss  # the intact fragment's neutral mass
+            masses.append({"a": neutral + CO, "b": neutral, "y": M - (neutral - H2O)}[ion])
+            weights.append(inten[ok])
+        return np.concatenate(masses), np.concatenate(weights)
 
     def prefix_feasible(self, mass: np.ndarray, tol: float) -> np.ndarray:
         ok = np.zeros(mass.shape, dtype=bool)

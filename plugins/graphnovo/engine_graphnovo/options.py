@@ -26,6 +26,8 @@ PREPROCESS_FIELDS = {
     "min_intensity": "min_relative_intensity",
     "precursor_window": "remove_precursor_tol",
 }
+#: option -> field of graph.GraphConfig
+GRAPH_FIELDS = {"max_nodes": "max_nodes"}
 
 
 # ---------------------------------------------------------------- validators
@@ -102,6 +104,9 @@ class SearchOptions:
     precursor_window: float | None = _setting(
         "Da removed around the precursor m/z, 0 keeps it", "2", float, _non_negative
     )
+    max_nodes: int | None = _setting(
+        "node budget of the spectrum graph (the best-supported nodes stay)", "128", int, _positive_int
+    )
 
     def search_settings(self) -> dict[str, Any]:
         """The search settings given (inference.SearchConfig fields)."""
@@ -110,6 +115,10 @@ class SearchOptions:
     def preprocess_settings(self) -> dict[str, Any]:
         """The preprocessing settings given (preprocess.PreprocessConfig fields)."""
         return {field: getattr(self, k) for k, field in PREPROCESS_FIELDS.items() if getattr(self, k) is not None}
+
+    def graph_settings(self) -> dict[str, Any]:
+        """The graph settings given (graph.GraphConfig fields)."""
+        return {field: getattr(self, k) for k, field in GRAPH_FIELDS.items() if getattr(self, k) is not None}
 
 
 @attrs.frozen

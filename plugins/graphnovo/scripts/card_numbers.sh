@@ -30,7 +30,7 @@ v1_tree() {
 }
 V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived"
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs"
 target() {
   case "$1" in
   eval) # held-out table (v2 column), strata, graph statistics; fp32 column of the int8 table
@@ -70,6 +70,10 @@ EOF
     PYTHONPATH=$V1_PATH $E bench graphnovo --json --threads 1 > $R/bench_v1.json 2> /dev/null ;;
   v1-config) # v1's training record, as committed then
     git -C "$ROOT" show $V1_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v1_config.json ;;
+  graphs) # graph settings side by side: prefix stages, coverage, node precision, DP recall
+    for set in dev heldout sim nist; do
+      $PY scripts/graph_stages.py $set > $R/graph_stages_$set.json
+    done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)

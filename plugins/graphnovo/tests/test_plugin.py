@@ -137,6 +137,8 @@ def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb, pr
     ):
         assert key in res
     assert res["spectra"] == 4
+    stages = res["prefix_stages"]
+    assert sum(stages["counts"].values()) == stages["true_prefixes"] > 0
     # the baseline's numbers, recomputed from the DP sequencer's own output on the same 4 spectra:
     # matched residues over ALL true residues (a spectrum with no prediction counts as 0 matched)
     want = dp_scores(need_heldout()[:4])
@@ -234,7 +236,7 @@ def test_deprecated_weights_flag_still_works_with_a_warning(tiny_weights, probe_
 
 def test_python_api_applies_the_same_options(tiny_weights):
     pytest.importorskip("torch")
-    from engine_graphnovo.component import DPSequencer
+    from engine_graphnovo.component import DPSequencer, baseline_for
     from engine_graphnovo.torch_path import GraphNovoSequencer
 
     seq = GraphNovoSequencer(model=tiny_weights, charges=[2, 3], top_n=60, path_beam=3, precursor_window=0.0)
@@ -243,6 +245,11 @@ def test_python_api_applies_the_same_options(tiny_weights):
     assert (prep.top_n, prep.remove_precursor_tol, prep.min_mz) == (60, 0.0, 50.0)
     dp = DPSequencer(isotopes=(0, 1), min_intensity=0.05)
     assert dp.pipeline.search.isotopes == (0, 1) and dp.pipeline.prep.min_relative_intensity == 0.05
+    assert DPSequencer(max_nodes=40).pipeline.builder.config.max_nodes == 40
+    small = GraphNovoSequencer(model=tiny_weights, max_nodes=40)
+    assert small.pipeline.builder.config.max_nodes == 40
+    same = baseline_for(small.options, small)  # eval's baseline searches the learned model's graphs
+    assert (same.pipeline.builder, same.pipeline.prep) == (small.pipeline.builder, small.pipeline.prep)
     for bad in ({"top_n": 0}, {"charges": ()}, {"isotopes": [0.5]}, {"path_beam": 2}, {"max_mz": 10.0}):
         with pytest.raises(ConfigError) as info:
             DPSequencer(**bad)

@@ -66,6 +66,9 @@ class TrainOptions:
     cond: int = option(128, "width of the noise-level conditioning", validator=_positive)
     dropout: float = option(0.0, "dropout")
     batch: int = option(32, "sequences per step (per process)", validator=_positive)
+    accumulate: int = option(
+        1, "micro-batches of --batch per optimiser step (gradient accumulation)", validator=_positive
+    )
     steps: int = option(2000, "optimiser steps", validator=_positive)
     lr: float = option(1e-3, "peak learning rate", validator=_positive)
     min_lr_ratio: float = option(0.1, "cosine decay floor, as a fraction of --lr")

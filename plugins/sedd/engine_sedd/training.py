@@ -5,6 +5,7 @@ size with the same data, budget and optimiser."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -192,15 +193,19 @@ class Trainer:
         args = self.args
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, args)
-        starts = torch.randint(0, len(self.data) - args.length, (args.batch,), generator=self.gen)
-        loss = self.loss(self.data[starts[:, None] + torch.arange(args.length)])
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value = 0.0
+        for k in range(args.accumulate):  # gradients add up over micro-batches
+            starts = torch.randint(0, len(self.data) - args.length, (args.batch,), generator=self.gen)
+            last = k == args.accumulate - 1
+            with contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync():
+                loss = self.loss(self.data[starts[:, None] + torch.arange(args.length)]) / args.accumulate
+                loss.backward()
+            value += loss.item()
         gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), args.clip)
         self.opt.step()
         self.ema.update(self.net, self.step)
         self.step += 1
-        value = loss.item()
         self.loss_avg = value if self.loss_avg is None else 0.98 * self.loss_avg + 0.02 * value
         return float(gnorm)
 
@@ -257,7 +262,8 @@ class Trainer:
             "data": Path(args.data).name,
             "train_fraction": args.train_fraction,
             "steps": self.step,
-            "batch": args.batch * self.world,
+            "batch": args.batch * self.world * args.accumulate,
+            "accumulate": args.accumulate,
             "lr": args.lr,
             "warmup": args.warmup,
             "clip": args.clip,
