@@ -1,6 +1,6 @@
 """The model card's "Dynamic int8" section: the shipped artifact with onnxruntime dynamic int8.
 
-onnxruntime.quantization.quantize_dynamic (MatMul and Gemm weights int8 per channel,
+engine.quantize (onnxruntime's quantize_dynamic: MatMul and Gemm weights int8 per channel,
 activations quantized at run time) on each of the four graphs of the shipped fp32 artifact,
 written as an artifact `engine bench graphnovo --artifact DIR` and `engine eval graphnovo
 --artifact DIR` run. The plugin does not offer this (`engine export graphnovo --quantize`
@@ -15,9 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from onnxruntime.quantization import QuantType, quantize_dynamic
-
 from engine.artifacts import read_artifact, write_derived_artifact
+from engine.quantize import dynamic_int8_scheme, quantize_dynamic_int8
 
 
 def main(argv: list[str]) -> int:
@@ -30,15 +29,9 @@ def main(argv: list[str]) -> int:
         files = {}
         for model in man["models"].values():
             dest = Path(tmp) / model["file"]
-            quantize_dynamic(
-                str(DEFAULT_ARTIFACT / model["file"]),
-                str(dest),
-                op_types_to_quantize=["MatMul", "Gemm"],
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-            )
+            quantize_dynamic_int8(DEFAULT_ARTIFACT / model["file"], dest)
             files[model["file"]] = dest
-        config = {**art.config, "quantization": {"scheme": "dynamic-int8"}}
+        config = {**art.config, "quantization": dynamic_int8_scheme()}
         write_derived_artifact(art, out, files=files, config=config, overwrite=True)
     print(out)
     return 0

@@ -39,7 +39,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         log("exporting the score network to ONNX ...")
         path = torch_sampler.export_onnx(f"{tmp}/artifact")
         ort_sampler = engine.load_artifact(path, provider=provider, threads=threads)
-        torch_rate, ort_rate, same, drawn, calls = {}, {}, {}, {}, {}
+        torch_rate, ort_rate, same, drawn, calls, quantized = {}, {}, {}, {}, {}, {}
         for steps in options.steps:
             key = str(steps)
             torch_rate[key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
@@ -52,6 +52,8 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
                 f"(onnxruntime: {ort_calls['calls']}, {ort_calls['evals_per_sequence']:.1f})"
             )
         providers = ort_sampler.providers
+        if options.quantize:
+            quantized = _quantized_rows(torch_sampler, engine, options, provider, threads, seed, drawn, f"{tmp}/q", log)
     from engine import __version__
 
     out = {
@@ -89,4 +91,25 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         )
         # the paper's "generative perplexity", with the AR baseline as the judge
         out["gen_bpc_under_ar"] = judge_samples(options.ar, drawn, torch_sampler.config["tokenizer"])
+        if quantized:
+            tokenizer = torch_sampler.config["tokenizer"]
+            quantized["gen_bpc_under_ar"] = judge_samples(options.ar, quantized.pop("drawn"), tokenizer)
+    quantized.pop("drawn", None)
+    if quantized:
+        out[f"ort_{options.quantize}"] = quantized
     return out
+
+
+def _quantized_rows(torch_sampler, engine, options, provider, threads, seed, fp32_tokens, dest, log) -> dict:
+    """The quantized export timed like the fp32 one; its tokens against the fp32 tokens."""
+    path = torch_sampler.export_onnx(dest, quantize=options.quantize)
+    sampler = engine.load_artifact(path, provider=provider, threads=threads)
+    rows: dict = {"samples_per_s": {}, "same_tokens_as_fp32": {}, "drawn": {}}
+    for steps in options.steps:
+        key = str(steps)
+        rate, tokens, _ = _rate(sampler, steps, options, seed)
+        rows["samples_per_s"][key] = rate
+        rows["same_tokens_as_fp32"][key] = float(np.mean(np.array(tokens) == fp32_tokens[key]))
+        rows["drawn"][key] = np.array(tokens)
+        log(f"steps {steps}: onnxruntime {options.quantize} {rate:.3f}/s")
+    return rows

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from engine.errors import UsageError
+
 INPUTS = ["tokens", "sigma_bar"]
 OUTPUTS = ["raw_score"]
 MODEL_FILE = "score_net.onnx"
@@ -59,10 +61,15 @@ def _export(net, tokens, sigma_bar, batch, length, opset):
     )
 
 
-def export_artifact(sampler, dest, *, opset: int | None = None, overwrite: bool = False) -> Path:
-    """The torch ``sampler``'s score network and model config, as an engine artifact at ``dest``."""
+def export_artifact(
+    sampler, dest, *, opset: int | None = None, overwrite: bool = False, quantize: str | None = None
+) -> Path:
+    """The torch ``sampler``'s score network and model config, as an engine artifact at ``dest``;
+    ``quantize="int8"``: its MatMuls dynamic int8 (engine.quantize; the manifest records it)."""
     from engine.artifacts import check_destination, write_component_artifact
 
+    if quantize not in (None, "int8"):
+        raise UsageError(f"sedd quantizes to int8 only (dynamic int8 of its small MatMuls), not {quantize!r}")
     check_destination(Path(dest), overwrite)  # before the export, which takes a while
     opset = opset or OPSET
     net = sampler.net
@@ -72,12 +79,20 @@ def export_artifact(sampler, dest, *, opset: int | None = None, overwrite: bool 
             onnx_path = export_onnx_model(net.cpu(), Path(tmp) / MODEL_FILE, opset)
         finally:
             net.to(device)
+        config = sampler.config
+        if quantize:
+            from engine.quantize import dynamic_int8_scheme, quantize_dynamic_int8
+
+            quantized = Path(tmp) / "int8" / MODEL_FILE
+            quantized.parent.mkdir()
+            quantize_dynamic_int8(onnx_path, quantized)
+            onnx_path, config = quantized, {**config, "quantization": dynamic_int8_scheme()}
         return write_component_artifact(
             sampler,
             dest,
             files={MODEL_FILE: onnx_path},
             models={"score_net": {"file": MODEL_FILE, "inputs": INPUTS, "outputs": OUTPUTS}},
             opset=opset,
-            config=sampler.config,
+            config=config,
             overwrite=overwrite,
         )

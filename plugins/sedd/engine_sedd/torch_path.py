@@ -47,8 +47,9 @@ class SEDDSampler(SEDDSamplerBase):
         with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
             return self.net(tokens, sb).float().cpu().numpy()
 
-    def export_onnx(self, dest, *, overwrite: bool = False, opset: int | None = None):
-        """Write the score network (fp32, on the CPU) and the model config as an engine artifact."""
+    def export_onnx(self, dest, *, overwrite: bool = False, opset: int | None = None, quantize: str | None = None):
+        """Write the score network (fp32 on the CPU, or ``quantize="int8"``) and the model config
+        as an engine artifact."""
         from .export import export_artifact
 
-        return export_artifact(self, dest, opset=opset, overwrite=overwrite)
+        return export_artifact(self, dest, opset=opset, overwrite=overwrite, quantize=quantize)

@@ -259,3 +259,48 @@ def test_sampling_reports_each_step_to_the_host_and_can_be_cancelled():
     assert result.stats.network_calls == sampler.network_calls >= 1
     with cancellation(CancelToken(deadline=0)), pytest.raises(Cancelled, match="sample stopped"):
         sampler.sample({"length": 16, "steps": 4, "seed": 0})
+
+
+def test_int8_export_runs_on_onnxruntime_close_to_fp32(capsys, sampler, tiny_model, tmp_path):
+    """--quantize int8: dynamic int8 MatMuls, recorded in the manifest; its raw outputs stay near the
+    fp32 network's (an int8 export of random weights is not bit-equal, so tolerance, not equality),
+    and the bench times it beside fp32 and judges its samples. int4 is refused in one line."""
+    import engine
+
+    code, _, err = run_cli(
+        capsys, "export", "sedd", "--model", str(tiny_model), "--quantize", "int8", "-o", str(tmp_path / "q")
+    )
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert manifest["config"]["quantization"]["scheme"] == "dynamic-int8"
+    q = engine.load_artifact(tmp_path / "q", provider="cpu")
+    x = np.random.default_rng(0).integers(0, sampler.graph.dim, size=(3, 27))
+    sb = np.array([1e-4, 0.5, 6.9])
+    want, got = sampler.raw_output(x, sb), q.raw_output(x, sb)
+    assert not np.array_equal(got, want)  # it is another network ...
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()  # ... close to the fp32 one
+    code, _, err = run_cli(
+        capsys, "export", "sedd", "--model", str(tiny_model), "--quantize", "int4", "-o", str(tmp_path / "q4")
+    )
+    assert code == 2 and "int8" in one_line_error(err) and not (tmp_path / "q4").exists()
+    code, out, err = run_cli(
+        capsys,
+        "--json",
+        "bench",
+        "sedd",
+        "--model",
+        str(tiny_model),
+        "--steps",
+        "2",
+        "--length",
+        "16",
+        "--batch",
+        "2",
+        "--skip-bpc",
+        "--quantize",
+        "int8",
+    )
+    assert code == 0, err
+    rows = json.loads(out)["ort_int8"]
+    assert set(rows["samples_per_s"]) == set(rows["same_tokens_as_fp32"]) == {"2"}
+    assert 0 <= rows["same_tokens_as_fp32"]["2"] <= 1 and "drawn" not in rows

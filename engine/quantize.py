@@ -1,0 +1,38 @@
+"""Dynamic int8 quantization of an exported ONNX graph, with onnxruntime's own tooling: the
+weights of MatMul and Gemm become int8 per output channel, activations are quantized at run
+time. It suits small models whose MatMuls are compute-bound on a CPU (weight-only 4/8-bit
+``MatMulNBits``, for large language models, is the Medusa plugin's). Imported only when a
+plugin quantizes: onnxruntime.quantization pulls in onnx.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def dynamic_int8_scheme() -> dict:
+    """The manifest's record of the scheme (an artifact's ``config["quantization"]``)."""
+    import onnxruntime
+
+    return {
+        "scheme": "dynamic-int8",
+        "ops": ["MatMul", "Gemm"],
+        "per_channel": True,
+        "tool": f"onnxruntime {onnxruntime.__version__}",
+    }
+
+
+def quantize_dynamic_int8(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Write the dynamic-int8 version of the graph ``src`` to ``dest``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it logs advice on pre-processing to the root logger
+    try:
+        quantize_dynamic(
+            str(src), str(dest), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8, per_channel=True
+        )
+    finally:
+        root.setLevel(level)
