@@ -30,7 +30,7 @@ v1_tree() {
 }
 V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs"
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget"
 target() {
   case "$1" in
   eval) # held-out table (v2 column), strata, graph statistics; fp32 column of the int8 table
@@ -74,6 +74,8 @@ EOF
     for set in dev heldout sim nist; do
       $PY scripts/graph_stages.py $set > $R/graph_stages_$set.json
     done ;;
+  budget) # node budget 128/256/512 of the default artifact: graphs, recall, time per stage
+    $PY scripts/node_budget.py engine_graphnovo/artifacts/default > $R/node_budget.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)
