@@ -16,6 +16,7 @@ from .component import TREE_FILE, resolve_heads
 from .tree import expected_accept, grow_tree
 
 HYDRA_PATHS = 3  # paths per depth when timing Hydra heads (trees tuned here have 1-5 nodes per depth)
+TUNE_PAST = 128  # cache length at which step latency is measured: the middle of a chat answer
 
 
 def calibration_prompts(path, limit: int) -> list[str]:
@@ -53,7 +54,7 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
     return acc, {"top1": acc[:, 0].tolist(), "top5": acc[:, :5].sum(1).tolist(), "positions": int(seen[0])}
 
 
-def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = 200, repeats: int = 15):
+def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = TUNE_PAST, repeats: int = 15):
     """Median seconds of one forward of q tree tokens (+ the cache gather) after `past` tokens,
     and of the heads' top-k for a tree d deep. Sizes are timed in turn within each round, so a
     change in machine load hits all of them alike."""
@@ -158,7 +159,10 @@ def tune_tree(argv, ctx):
     p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per calibration answer")
     p.add_argument("--max-nodes", type=int, default=24, help="largest tree tried, root included")
     p.add_argument(
-        "--past", type=int, default=128, help="cache length at which step latency is measured (a chat answer's middle)"
+        "--past",
+        type=int,
+        default=TUNE_PAST,
+        help="cache length at which step latency is measured (a chat answer's middle)",
     )
     p.add_argument("--topk", type=int, default=None, help="ranks per head a tree may use (default: the artifact's, 10)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: $ENGINE_THREADS)")

@@ -28,7 +28,8 @@ def finalize_log_score(raw, x, shift):
     Works on torch tensors and numpy arrays alike, so training and both samplers share it."""
     xp = np if isinstance(raw, np.ndarray) else _torch()
     out = raw - shift.reshape(-1, 1, 1)
-    own = xp.arange(raw.shape[-1]).reshape(1, 1, -1) == x[..., None]
+    index = np.arange(raw.shape[-1]) if xp is np else xp.arange(raw.shape[-1], device=x.device)  # x's device (GPU)
+    own = index.reshape(1, 1, -1) == x[..., None]
     return xp.where(own, xp.zeros_like(out), out)
 
 
