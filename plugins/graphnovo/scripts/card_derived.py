@@ -1,6 +1,6 @@
 """Every number MODEL_CARD.md derives rather than reads off one result file: parameter counts
-and file sizes of the shipped weights and artifact, the training records (v2: the weights'
-config.json; v1: scripts/results/v1_config.json), the simulation and split settings the code
+and file sizes of the shipped weights and artifact, the training records (v3: the weights'
+config.json; v2 and v1: scripts/results/v2_config.json, v1_config.json), the simulation and split settings the code
 uses, and the differences the card quotes between results in scripts/results/.
 
     python scripts/card_derived.py > scripts/results/card_derived.json
@@ -86,13 +86,15 @@ def main() -> None:
         "created": manifest["created"],
         "producer": {k: manifest["producer"].get(k) for k in ("torch", "onnx", "onnxruntime")},
     }
-    v2 = training(cfg)
-    out["training_v2"] = v2
-    v1cfg = load("v1_config.json")
-    if v1cfg:
-        v1 = training(v1cfg)
-        out["training_v1"] = v1
-        out["v2_steps_over_v1"] = round(v2["steps"] / v1["steps"], 2)
+    out["training_v3"] = training(cfg)
+    v2cfg, v1cfg = load("v2_config.json"), load("v1_config.json")
+    if v2cfg:
+        v2 = training(v2cfg)
+        out["training_v2"] = v2
+        if v1cfg:
+            v1 = training(v1cfg)
+            out["training_v1"] = v1
+            out["v2_steps_over_v1"] = round(v2["steps"] / v1["steps"], 2)
 
     # simulation and split settings (code defaults)
     sig = inspect.signature(simulator.tryptic_peptides).parameters
@@ -105,7 +107,20 @@ def main() -> None:
     }
 
     # held-out comparisons the card states
-    v2e, v1e, i8 = load("eval_v2.json"), load("eval_v1.json"), load("eval_int8.json")
+    v3e, v2e, v1e, i8 = load("eval_v3.json"), load("eval_v2.json"), load("eval_v1.json"), load("eval_int8.json")
+    if v3e and v2e:
+        n = v3e["spectra"]
+        out["heldout_v3"] = {
+            "v3_peptides": round(v3e["peptide_recall"] * n),
+            "dp_peptides": round(v3e["baseline_peptide_recall"] * n),
+            "v3_minus_v2": {k: round(v3e[k] - v2e[k], 3) for k in ("peptide_recall", "aa_precision", "aa_recall")},
+            "v3_minus_dp": {
+                k: round(v3e[k] - v3e[f"baseline_{k}"], 3) for k in ("peptide_recall", "aa_precision", "aa_recall")
+            },
+            "node_precision_v3_over_v2": round(
+                v3e["graph"]["mean_node_precision"] / v2e["graph"]["mean_node_precision"], 2
+            ),
+        }
     if v2e:
         n = v2e["spectra"]
         out["heldout"] = {

@@ -29,21 +29,32 @@ v1_tree() {
   ln -sfn "$(cd "$ROOT/.." && pwd)/shared" "$V1_DIR/shared"
 }
 V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
+V2_COMMIT=7b0892c # the last commit with v2 as the default (v3 replaced it after it)
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget"
+# v2's weights out of git (the code of today reads them: same input features)
+v2_weights() {
+  local dir="${TMPDIR:-/tmp}/graphnovo-v2-weights"
+  mkdir -p "$dir"
+  for f in config.json pathsearcher.safetensors seqfiller.safetensors; do
+    git -C "$ROOT" show "$V2_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/$f" > "$dir/$f"
+  done
+  echo "$dir"
+}
+
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config"
 target() {
   case "$1" in
-  eval) # held-out table (v2 column), strata, graph statistics; fp32 column of the int8 table
-    $E --json --quiet eval graphnovo --threads 1 > $R/eval_v2.json ;;
-  eval-beams) # diagnostic: v2 at beams 5/5 and 20/20 on the held-out spectra
+  eval) # held-out table (v3 column), strata, graph statistics; fp32 column of the int8 table
+    $E --json --quiet eval graphnovo --threads 1 > $R/eval_v3.json ;;
+  eval-beams) # diagnostic: the default at beams 5/5 and 20/20 on the held-out spectra
     for k in 5 20; do
-      $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_v2_beam$k.json
+      $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_v3_beam$k.json
     done ;;
   tune) # search-setting tables (bonus at beam 5, then beams 5/10/20), 256 simulated spectra
-    $PY scripts/tune_search.py > $R/tune_v2.json ;;
+    $PY scripts/tune_search.py > $R/tune_v3.json ;;
   bench) # speed table: one run per beam, 60 held-out spectra
     for k in 5 10 20; do
-      $E --json --quiet bench graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/bench_v2_beam$k.json
+      $E --json --quiet bench graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/bench_v3_beam$k.json
     done ;;
   int8) # dynamic int8 table: 3 alternating bench runs per artifact, then the int8 eval
     $PY scripts/quantize_int8.py runs/artifact-int8 > /dev/null
@@ -76,6 +87,10 @@ EOF
     done ;;
   budget) # node budget 128/256/512 of the default artifact: graphs, recall, time per stage
     $PY scripts/node_budget.py engine_graphnovo/artifacts/default > $R/node_budget.json ;;
+  v2-config) # v2's training record, as committed then
+    git -C "$ROOT" show $V2_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v2_config.json ;;
+  versions) # v2, v2 on deisotoped peaks, v3: simulated (choice) and held-out (report)
+    $PY scripts/compare_versions.py "$(v2_weights)" engine_graphnovo/weights/default > $R/compare_v2_v3.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)
