@@ -68,8 +68,9 @@ def option(
     """
     choices = tuple(choices) if choices is not None else None
     validators = [validator] if validator is not None and not isinstance(validator, list) else list(validator or [])
-    if choices is not None:
-        validators.append(attrs.validators.in_(choices))
+    if choices is not None:  # a None default means "not given", never one of the choices
+        check = attrs.validators.in_(choices)
+        validators.append(attrs.validators.optional(check) if default is None else check)
     info = OptionInfo(help, type, choices, tuple(paths), flag, metavar, repeat, cli, const)
     if not set(info.paths) <= set(PATHS):
         raise ValueError(f"option paths must be among {PATHS}, got {info.paths}")

@@ -363,3 +363,17 @@ def test_components_built_by_an_engine_report_to_its_observers_and_stop_when_can
     assert events[-1].done
     with cancellation(CancelToken(deadline=0)), pytest.raises(Cancelled, match="sequence stopped"):
         list(sequencer.sequence(probe_spectra()))
+
+
+def test_an_option_with_choices_and_no_default_accepts_none_and_refuses_others():
+    import attrs
+
+    from engine.options import option
+
+    @attrs.frozen
+    class Opts:
+        scheme: str | None = option(None, "a scheme, when given", choices=("int8",))
+
+    assert Opts().scheme is None and Opts("int8").scheme == "int8"
+    with pytest.raises(ValueError):
+        Opts("int4")

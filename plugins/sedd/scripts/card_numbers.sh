@@ -38,7 +38,7 @@ SUFFIX="
 JULIET:
 Ay me!"
 
-TARGETS="eval eval-sedd eval-1000 samples bench bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config derived"
+TARGETS="eval eval-sedd eval-1000 samples bench bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config derived int8"
 target() {
   case "$1" in
   eval) # likelihood table, RADD and AR rows (full validation split, 8 t per sequence); the
@@ -60,6 +60,8 @@ target() {
       --prefix "$PREFIX" --suffix "$SUFFIX" > $R/card_radd_infill.json ;;
   bench) # speed and quality vs steps (RADD default), "Changes" table row 3
     $E --json --quiet bench sedd --threads 1 --eval-seqs 128 --eval-times 4 > $R/radd_bench.json ;;
+  int8) # the default model's dynamic-int8 export beside fp32 on onnxruntime (16/64/256 steps, its samples judged)
+    $E --json --quiet bench sedd --quantize int8 --threads 1 > $R/int8_bench.json ;;
   bench-sedd-cached) # "Changes" table row 2: the SEDD model with the new sampler, 256 steps
     from_git $SEDD_COMMIT default runs/sedd_2500
     $E --json --quiet bench sedd --model runs/sedd_2500 --threads 1 --steps 256 --skip-bpc > $R/default_bench256.json ;;
