@@ -264,6 +264,8 @@ class Trainer:
             "steps": self.step,
             "batch": args.batch * self.world * args.accumulate,
             "accumulate": args.accumulate,
+            "bf16": args.bf16,
+            "dropout": args.dropout,
             "lr": args.lr,
             "warmup": args.warmup,
             "clip": args.clip,

@@ -38,7 +38,7 @@ SUFFIX="
 JULIET:
 Ay me!"
 
-TARGETS="eval eval-sedd eval-1000 samples bench bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config derived int8"
+TARGETS="eval eval-sedd eval-1000 samples bench bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config derived int8 bf16-run"
 target() {
   case "$1" in
   eval) # likelihood table, RADD and AR rows (full validation split, 8 t per sequence); the
@@ -60,6 +60,12 @@ target() {
       --prefix "$PREFIX" --suffix "$SUFFIX" > $R/card_radd_infill.json ;;
   bench) # speed and quality vs steps (RADD default), "Changes" table row 3
     $E --json --quiet bench sedd --threads 1 --eval-seqs 128 --eval-times 4 > $R/radd_bench.json ;;
+  bf16-run) # issue 12: RADD with bf16 autocast, dropout 0.1, 6,000 steps (scripts/train_radd_bf16.sh ->
+    # runs/radd_bf16, not installed): its training record, its bound, its samples (fp32 and int8 ONNX)
+    cp runs/radd_bf16/model/config.json $R/radd_bf16_config.json
+    $E --json --quiet eval sedd --model runs/radd_bf16/model --ar default --times 8 --threads 1 > $R/radd_bf16_eval.json
+    $E --json --quiet bench sedd --model runs/radd_bf16/model --threads 1 --eval-seqs 128 --eval-times 4 \
+      --quantize int8 > $R/radd_bf16_bench.json ;;
   int8) # the default model's dynamic-int8 export beside fp32 on onnxruntime (16/64/256 steps, its samples judged)
     $E --json --quiet bench sedd --quantize int8 --threads 1 > $R/int8_bench.json ;;
   bench-sedd-cached) # "Changes" table row 2: the SEDD model with the new sampler, 256 steps

@@ -148,6 +148,7 @@ def test_gradient_accumulation_equals_the_larger_batch(corpus, tmp_path):
         torch.testing.assert_close(big[k], acc[k], rtol=1e-5, atol=1e-6)
     record = read_config(tmp_path / "acc" / "model")["training"]
     assert record["batch"] == 8 and record["accumulate"] == 2
+    assert record["bf16"] is False and record["dropout"] == 0.0  # how it was trained, on record
     # and it is not a no-op: one micro-batch of 4 is another run
     train(train_args(out=str(tmp_path / "small"), batch=4, **common), log=lambda m: None)
     small = load_model_dir(tmp_path / "small" / "model")[0].state_dict()
