@@ -3,7 +3,8 @@
 # scripts/results/bf16_step_timing.json), dropout 0.1 (the 2,500-step run's training loss was already
 # 0.14 bits/char under its validation bound) and 6,000 steps, cosine over the whole run; one thread.
 # Trains only (runs/radd_bf16); installing it as the default is a separate, measured decision.
-# Resume an interrupted run with: bash scripts/train_radd_bf16.sh --resume
+# The AR baseline with the same budget and regularisation: OBJECTIVE=ar OUT=runs/ar_bf16 bash scripts/train_radd_bf16.sh
+# Resume an interrupted run with: bash scripts/train_radd_bf16.sh --resume (same OBJECTIVE/OUT)
 set -e
 cd "$(dirname "$0")/.."
 E=${ENGINE:-engine}
