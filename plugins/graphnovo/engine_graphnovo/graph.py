@@ -10,6 +10,7 @@ joined by an edge. Everything is vectorised over peaks and node pairs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,6 +166,12 @@ class GraphBuilder:
         self.token_masses = table.masses
         self.residue_ids = np.flatnonzero(~table.nterm)
         self.offsets = table.nterm_offsets
+
+    def with_settings(self, **settings) -> GraphBuilder:
+        """This builder with other graph settings, sharing its residue table and knapsack."""
+        other = GraphBuilder.__new__(GraphBuilder)
+        other.__dict__.update(self.__dict__, config=dataclasses.replace(self.config, **settings))
+        return other
 
     # ------------------------------------------------------------ nodes
     def candidates(self, mz: np.ndarray, inten: np.ndarray, M: float, charge: int):
@@ -371,10 +378,17 @@ def missing_fragmentation(
     tol = config.node_tol(M)
     if cand.size == 0:
         return 1.0
-    cand = np.sort(cand)
-    pos = np.clip(np.searchsorted(cand, pre), 1, cand.size - 1) if cand.size > 1 else np.zeros(pre.size, int)
-    near = np.minimum(np.abs(cand[pos] - pre), np.abs(cand[np.maximum(pos - 1, 0)] - pre))
-    return float(1.0 - (near <= tol).mean())
+    return float(1.0 - near_any(np.sort(cand), pre, tol).mean())
+
+
+def near_any(sorted_values: np.ndarray, targets: np.ndarray, tol: float) -> np.ndarray:
+    """For each target: is some value of the ascending ``sorted_values`` within ``tol``?"""
+    if sorted_values.size == 0:
+        return np.zeros(targets.shape, dtype=bool)
+    pos = np.clip(np.searchsorted(sorted_values, targets), 1, max(sorted_values.size - 1, 1))
+    lo = sorted_values[np.maximum(pos - 1, 0)]
+    hi = sorted_values[np.minimum(pos, sorted_values.size - 1)]
+    return np.minimum(np.abs(lo - targets), np.abs(hi - targets)) <= tol
 
 
 def graph_stats(graph: SpectrumGraph, residue_masses: np.ndarray | None = None) -> dict:

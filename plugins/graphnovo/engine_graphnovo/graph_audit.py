@@ -18,27 +18,15 @@ budget shows where it wins and where it loses.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from engine.io.peptides import residue_mass_of
 
-from .graph import READINGS, GraphBuilder, true_prefixes
+from .graph import READINGS, GraphBuilder, near_any, true_prefixes
 from .preprocess import PreprocessConfig, preprocess
 
 STAGES = ("no_fragment_peak", "not_read", "peak_processing", "node_building", "node_cap", "in_graph")
 UNCAPPED = 1 << 30
-
-
-def _near(sorted_values: np.ndarray, targets: np.ndarray, tol: float) -> np.ndarray:
-    """For each target: is some sorted value within tol?"""
-    if sorted_values.size == 0:
-        return np.zeros(targets.shape, dtype=bool)
-    pos = np.clip(np.searchsorted(sorted_values, targets), 1, max(sorted_values.size - 1, 1))
-    lo = sorted_values[np.maximum(pos - 1, 0)]
-    hi = sorted_values[np.minimum(pos, sorted_values.size - 1)]
-    return np.minimum(np.abs(lo - targets), np.abs(hi - targets)) <= tol
 
 
 def prefix_stages(
@@ -51,29 +39,22 @@ def prefix_stages(
     raw = np.asarray(spectrum.mz, dtype=np.float64)
 
     def hits(b: GraphBuilder, mz, inten) -> np.ndarray:
-        return _near(np.sort(b.candidates(mz, inten, M, spectrum.charge)[0]), pre, tol)
+        return near_any(np.sort(b.candidates(mz, inten, M, spectrum.charge)[0]), pre, tol)
 
     def nodes(b: GraphBuilder, mz, inten) -> np.ndarray:
-        return _near(b.nodes(mz, inten, M, spectrum.charge)[0], pre, tol)
+        return near_any(b.nodes(mz, inten, M, spectrum.charge)[0], pre, tol)
 
     mz, inten = preprocess(spectrum.mz, spectrum.intensity, spectrum.precursor_mz, prep)
     lost = [
-        ~hits(_variant(builder, readings=tuple(READINGS)), raw, np.ones_like(raw)),
+        ~hits(builder.with_settings(readings=tuple(READINGS)), raw, np.ones_like(raw)),
         ~hits(builder, raw, np.ones_like(raw)),
         ~hits(builder, mz, inten),
-        ~nodes(_variant(builder, max_nodes=UNCAPPED), mz, inten),
+        ~nodes(builder.with_settings(max_nodes=UNCAPPED), mz, inten),
         ~nodes(builder, mz, inten),
     ]
     stage = np.select(lost, range(len(lost)), default=len(lost))
     counts = np.bincount(stage, minlength=len(STAGES))
     return {name: int(k) for name, k in zip(STAGES, counts, strict=True)}
-
-
-def _variant(builder: GraphBuilder, **settings) -> GraphBuilder:
-    """The builder with other graph settings, sharing its residue table and knapsack."""
-    b = GraphBuilder.__new__(GraphBuilder)
-    b.__dict__.update(builder.__dict__, config=dataclasses.replace(builder.config, **settings))
-    return b
 
 
 class StageTally:
@@ -90,6 +71,6 @@ class StageTally:
         total = sum(self.counts.values())
         return {
             "true_prefixes": total,
-            **{f"{k}": round(v / max(total, 1), 4) for k, v in self.counts.items()},
+            **{k: round(v / max(total, 1), 4) for k, v in self.counts.items()},
             "counts": dict(self.counts),
         }

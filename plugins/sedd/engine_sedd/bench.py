@@ -39,7 +39,8 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         log("exporting the score network to ONNX ...")
         path = torch_sampler.export_onnx(f"{tmp}/artifact")
         ort_sampler = engine.load_artifact(path, provider=provider, threads=threads)
-        torch_rate, ort_rate, same, drawn, calls, quantized = {}, {}, {}, {}, {}, {}
+        torch_rate, ort_rate, same, drawn, calls = {}, {}, {}, {}, {}
+        quantized, quantized_drawn = {}, {}
         for steps in options.steps:
             key = str(steps)
             torch_rate[key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
@@ -53,7 +54,9 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
             )
         providers = ort_sampler.providers
         if options.quantize:
-            quantized = _quantized_rows(torch_sampler, engine, options, provider, threads, seed, drawn, f"{tmp}/q", log)
+            quantized, quantized_drawn = _quantized_rows(
+                torch_sampler, engine, options, provider, threads, seed, drawn, f"{tmp}/q", log
+            )
     from engine import __version__
 
     out = {
@@ -93,23 +96,23 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         out["gen_bpc_under_ar"] = judge_samples(options.ar, drawn, torch_sampler.config["tokenizer"])
         if quantized:
             tokenizer = torch_sampler.config["tokenizer"]
-            quantized["gen_bpc_under_ar"] = judge_samples(options.ar, quantized.pop("drawn"), tokenizer)
-    quantized.pop("drawn", None)
+            quantized["gen_bpc_under_ar"] = judge_samples(options.ar, quantized_drawn, tokenizer)
     if quantized:
         out[f"ort_{options.quantize}"] = quantized
     return out
 
 
-def _quantized_rows(torch_sampler, engine, options, provider, threads, seed, fp32_tokens, dest, log) -> dict:
-    """The quantized export timed like the fp32 one; its tokens against the fp32 tokens."""
+def _quantized_rows(torch_sampler, engine, options, provider, threads, seed, fp32_tokens, dest, log):
+    """The quantized export timed like the fp32 one, its tokens against the fp32 tokens: (rows, tokens drawn)."""
     path = torch_sampler.export_onnx(dest, quantize=options.quantize)
     sampler = engine.load_artifact(path, provider=provider, threads=threads)
-    rows: dict = {"samples_per_s": {}, "same_tokens_as_fp32": {}, "drawn": {}}
+    rows: dict = {"samples_per_s": {}, "same_tokens_as_fp32": {}}
+    drawn = {}
     for steps in options.steps:
         key = str(steps)
         rate, tokens, _ = _rate(sampler, steps, options, seed)
         rows["samples_per_s"][key] = rate
         rows["same_tokens_as_fp32"][key] = float(np.mean(np.array(tokens) == fp32_tokens[key]))
-        rows["drawn"][key] = np.array(tokens)
+        drawn[key] = np.array(tokens)
         log(f"steps {steps}: onnxruntime {options.quantize} {rate:.3f}/s")
-    return rows
+    return rows, drawn
