@@ -174,23 +174,6 @@ class GraphBuilder:
         return other
 
     # ------------------------------------------------------------ nodes
-    def candidates(self, mz: np.ndarray, inten: np.ndarray, M: float, charge: int):
-        """Prefix masses of every peak reading (``config.readings``) with their peak's intensity."""
-        c = self.config
-        masses, weights = [], []
-        for name in c.readings:
-            ion, z, loss = READINGS[name]
-            if ion == "a":
-                ok = mz < c.a_ion_max_mz
-            elif z > 1:
-                ok = (mz > c.y2_min_mz) & (charge > 2)
-            else:
-                ok = np.ones(mz.shape, dtype=bool)
-            neutral = z * (mz[ok] - PROTON) + loss  # the intact fragment's neutral mass
-            masses.append({"a": neutral + CO, "b": neutral, "y": M - (neutral - H2O)}[ion])
-            weights.append(inten[ok])
-        return np.concatenate(masses), np.concatenate(weights)
-
     def prefix_feasible(self, mass: np.ndarray, tol: float) -> np.ndarray:
         ok = np.zeros(mass.shape, dtype=bool)
         for off in self.offsets:  # an N-terminal modification may shift every prefix
@@ -200,7 +183,7 @@ class GraphBuilder:
     def nodes(self, mz, inten, M: float, charge: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
         tol, merge = c.node_tol(M), c.edge_tol(M)
-        mass, weight = self.candidates(mz, inten, M, charge)
+        mass, weight = peak_readings(mz, inten, M, charge, c)
         keep = (mass > merge) & (mass < M - merge)
         mass, weight = mass[keep], weight[keep]
         keep = self.prefix_feasible(mass, tol) & self.knapsack.feasible(M - mass, tol)
@@ -365,6 +348,24 @@ def label_nodes(graph: SpectrumGraph, residue_masses: np.ndarray) -> list[np.nda
     return out
 
 
+def peak_readings(mz: np.ndarray, inten: np.ndarray, M: float, charge: int, config: GraphConfig):
+    """Prefix masses of every peak under each reading of ``config.readings`` (b, y, a, 2+, losses),
+    with their peak's intensity."""
+    masses, weights = [], []
+    for name in config.readings:
+        ion, z, loss = READINGS[name]
+        if ion == "a":
+            ok = mz < config.a_ion_max_mz
+        elif z > 1:
+            ok = (mz > config.y2_min_mz) & (charge > 2)
+        else:
+            ok = np.ones(mz.shape, dtype=bool)
+        neutral = z * (mz[ok] - PROTON) + loss  # the intact fragment's neutral mass
+        masses.append({"a": neutral + CO, "b": neutral, "y": M - (neutral - H2O)}[ion])
+        weights.append(inten[ok])
+    return np.concatenate(masses), np.concatenate(weights)
+
+
 def missing_fragmentation(
     mz: np.ndarray, residue_masses: np.ndarray, M: float, charge: int, config: GraphConfig = GraphConfig()
 ) -> float:
@@ -372,9 +373,7 @@ def missing_fragmentation(
     pre = true_prefixes(residue_masses)
     if pre.size == 0:
         return 0.0
-    b = GraphBuilder.__new__(GraphBuilder)
-    b.config = config
-    cand, _ = GraphBuilder.candidates(b, mz, np.ones_like(mz), M, charge)
+    cand, _ = peak_readings(mz, np.ones_like(mz), M, charge, config)
     tol = config.node_tol(M)
     if cand.size == 0:
         return 1.0

@@ -18,11 +18,13 @@ budget shows where it wins and where it loses.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from engine.io.peptides import residue_mass_of
 
-from .graph import READINGS, GraphBuilder, near_any, true_prefixes
+from .graph import READINGS, GraphBuilder, near_any, peak_readings, true_prefixes
 from .preprocess import PreprocessConfig, preprocess
 
 STAGES = ("no_fragment_peak", "not_read", "peak_processing", "node_building", "node_cap", "in_graph")
@@ -38,17 +40,17 @@ def prefix_stages(
     tol = builder.config.node_tol(M)
     raw = np.asarray(spectrum.mz, dtype=np.float64)
 
-    def hits(b: GraphBuilder, mz, inten) -> np.ndarray:
-        return near_any(np.sort(b.candidates(mz, inten, M, spectrum.charge)[0]), pre, tol)
+    def hits(config, mz, inten) -> np.ndarray:
+        return near_any(np.sort(peak_readings(mz, inten, M, spectrum.charge, config)[0]), pre, tol)
 
     def nodes(b: GraphBuilder, mz, inten) -> np.ndarray:
         return near_any(b.nodes(mz, inten, M, spectrum.charge)[0], pre, tol)
 
     mz, inten = preprocess(spectrum.mz, spectrum.intensity, spectrum.precursor_mz, prep)
     lost = [
-        ~hits(builder.with_settings(readings=tuple(READINGS)), raw, np.ones_like(raw)),
-        ~hits(builder, raw, np.ones_like(raw)),
-        ~hits(builder, mz, inten),
+        ~hits(dataclasses.replace(builder.config, readings=tuple(READINGS)), raw, np.ones_like(raw)),
+        ~hits(builder.config, raw, np.ones_like(raw)),
+        ~hits(builder.config, mz, inten),
         ~nodes(builder.with_settings(max_nodes=UNCAPPED), mz, inten),
         ~nodes(builder, mz, inten),
     ]
