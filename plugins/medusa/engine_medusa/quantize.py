@@ -139,7 +139,8 @@ def quantize_artifact(src, dest, quantize: str, *, overwrite: bool = False) -> P
     models = art.manifest["models"]
     with tempfile.TemporaryDirectory(prefix="medusa-quantize-") as tmp:
         files = quantize_graphs(art.path, Path(tmp), scheme, models)
-        graph_files = {entry["file"] for entry in models.values()} | {f"{models[g]['file']}.data" for g in GRAPHS}
+        graph_files = {entry["file"] for entry in models.values()}
+        graph_files |= {f"{models[g]['file']}.data" for g in GRAPHS if g in models}  # Hydra: no "heads"
         for name in art.manifest["files"]:
             if name not in graph_files:
                 files[name] = art.path / name

@@ -13,3 +13,9 @@ $E --json medusa tune-tree --write-heads --threads 1 > scripts/results/tune_tree
 $E --json medusa tune-tree --artifact $ART --write-heads --threads 1 > scripts/results/tune_tree_ort.json
 $E --json bench medusa --limit 10 --threads 1 --artifact $ART > scripts/results/bench.json
 $E --json bench medusa --limit 10 --threads 1 --heads $OLD > scripts/results/bench_previous.json
+# how far the weight-only quantized bases are from the fp32 (= the GGUF's dequantized) weights
+for q in int4 int8; do
+  python -c "from engine_medusa.quantize import quantize_artifact as q; q('$ART', 'runs/art-$q', '$q', overwrite=True)"
+  python scripts/gguf_closeness.py $ART runs/art-$q "$(python -c "from engine_medusa.base import resolve_base as r; print('/'.join(r('smollm2')))")" \
+    > scripts/results/gguf_closeness_$q.json
+done

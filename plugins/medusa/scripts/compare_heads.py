@@ -3,11 +3,14 @@ teacher-forced top-1/top-5 on the ShareGPT held-back split, and rank accuracy on
 greedy answers to dev prompts (the calibration prompts 41-48 and the benchmark's first 10).
 
     python scripts/compare_heads.py OUT.json NAME=HEADS_DIR [NAME=HEADS_DIR ...]
+
+Rows already in OUT.json under other names are kept, so a new run can be added alone.
 """
 
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 from engine_medusa.base import DEFAULT_BASE, canonical_base_name
@@ -20,7 +23,7 @@ torch.set_num_threads(1)
 out, pairs = sys.argv[1], [a.split("=", 1) for a in sys.argv[2:]]
 dev = calibration_prompts(None, 48)
 sets = {"dev_bench_1_10": dev[:10], "dev_calibration_41_48": dev[40:48]}
-report = {}
+report = json.loads(Path(out).read_text()) if Path(out).is_file() else {}
 for name, folder in pairs:
     t0 = time.time()
     dec = MedusaDecoder(heads=folder, tree=[], heads_dtype="float32")

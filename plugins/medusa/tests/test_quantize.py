@@ -7,8 +7,9 @@ import json
 
 import onnx
 import pytest
+import torch
 from engine_medusa import quality
-from engine_medusa.heads import MedusaHeads
+from engine_medusa.heads import HydraHeads, MedusaHeads
 from engine_medusa.quantize import quantize_artifact
 from engine_medusa.tiny import char_codec, randomize_heads, tiny_gpt2, tiny_llama
 from engine_medusa.torch_path import MedusaDecoder
@@ -88,6 +89,29 @@ def test_medusa_over_a_quantized_base_is_that_bases_greedy_loop(exported, scheme
     assert sum(r.stats.steps for r in got) < sum(r.stats.steps for r in want)  # the tree did accept tokens
     for p in PROMPTS:  # batch 1, as the bench runs
         assert medusa.generate(p, cfg).tokens == plain.generate(p, cfg).tokens
+
+
+def test_an_artifact_with_hydra_heads_quantizes_its_base(tmp_path):
+    """Hydra heads (the default kind) have no "heads" graph: the base's matrices are quantized,
+    the Hydra and draft-vocabulary graphs are copied, and the tree still gives the quantized
+    base's own greedy tokens."""
+    model = tied_llama()
+    embedding, lm_head = model.get_input_embeddings(), model.get_output_embeddings()
+    heads = randomize_heads(HydraHeads(lm_head, 3, 1, True, torch.arange(10, 70), embedding=embedding), seed=2)
+    dec = MedusaDecoder.from_model(model, char_codec(), heads=heads, tree=TREE[:5], topk=4, heads_dtype="float32")
+    fp32 = dec.export_onnx(tmp_path / "fp32")
+    art = read_artifact(quantize_artifact(fp32, tmp_path / "int4", "int4"))
+    assert "heads" not in art.manifest["models"] and art.config["quantization"]["bits"] == 4
+    plain, nbits = weight_matmuls(art.file("medusa.onnx"))
+    assert plain == [] and nbits
+    for graph in set(art.manifest["models"]) - {"medusa"}:  # copied byte for byte
+        name = art.manifest["models"][graph]["file"]
+        assert art.file(name).read_bytes() == read_artifact(fp32).file(name).read_bytes()
+    cfg = GenerationConfig(max_new_tokens=24, eos=False)
+    medusa, greedy = (load_artifact(art.path, provider="cpu", tree=t) for t in (TREE[:5], []))
+    assert [r.tokens for r in medusa.generate_batch(PROMPTS, cfg)] == [
+        r.tokens for r in greedy.generate_batch(PROMPTS, cfg)
+    ]
 
 
 def test_a_quantized_artifact_is_not_quantized_again(exported, tmp_path):
