@@ -122,37 +122,77 @@ def head_accuracy_on(decoder, prompts, n: int) -> dict:
 
 def _run(name, fn, prompts, log):
     fn(prompts[0], warmup=True)
-    tokens, steps, seconds, outs = 0, 0, 0.0, []
+    steps, seconds, outs = 0, 0.0, []
     for p in prompts:
         t = time.perf_counter()
         toks, st = fn(p)
         seconds += time.perf_counter() - t
-        tokens, steps, outs = tokens + len(toks), steps + st, outs + [list(toks)]
-    log(f"{name}: {tokens / seconds:.1f} tokens/s, {tokens / steps:.2f} tokens/step")
-    return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps, "outputs": outs}
+        steps, outs = steps + st, outs + [list(toks)]
+    return _summary(name, outs, steps, seconds, log)
 
 
-def llama_cpp_runner(gguf: str, threads: int, encode, eos, n: int):
-    """Greedy llama.cpp (llama-cpp-python) on the same prompt tokens (chat template applied by
-    ``encode``), ``threads`` threads, a fresh cache per prompt; None when it is not installed."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
+def _summary(name, outs, steps, seconds, log):
+    """tokens/s and tokens per step (``steps`` None: one token per step) of a run's outputs."""
+    tokens = sum(map(len, outs))
+    steps = tokens if steps is None else steps
+    log(f"{name}: {tokens / seconds:.1f} tokens/s, {tokens / max(steps, 1):.2f} tokens/step")
+    return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / max(steps, 1), "outputs": outs}
+
+
+def llama_cpp_greedy(gguf: str, threads: int, prompt_ids: list[list[int]], eos: set[int], n: int) -> list:
+    """Greedy llama.cpp (llama-cpp-python) on the same prompt tokens, ``threads`` threads, a fresh
+    cache per prompt, the first prompt once more as a warm-up: [(tokens, seconds)] per prompt.
+    Runs in a child process (:func:`run_llama_cpp`)."""
+    from llama_cpp import Llama
+
     llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
 
-    def run_one(prompt, warmup=False):
+    def one(ids, limit):
         llm.reset()
-        toks = []
-        for tok in llm.generate(encode(prompt), top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
+        toks, t = [], time.perf_counter()
+        for tok in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
             if tok in eos:
                 break
             toks.append(tok)
-            if len(toks) >= (8 if warmup else n):
+            if len(toks) >= limit:
                 break
-        return toks, len(toks)
+        return toks, time.perf_counter() - t
 
-    return run_one
+    one(prompt_ids[0], 8)
+    return [one(ids, n) for ids in prompt_ids]
+
+
+def in_own_process(fn, *args):
+    """``fn(*args)`` in a spawned child process; None when that process dies."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
+    try:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    except BrokenProcessPool:
+        return None
+
+
+def run_llama_cpp(gguf: str, threads: int, prompt_ids, eos, n: int, log) -> dict | None:
+    """llama.cpp's greedy run in its own process, so that a llama-cpp-python built for another
+    CPU (an illegal instruction kills the process: AMX code on a machine that does not grant it)
+    costs the bench its llama.cpp row, not the run. None when it is not installed or crashed."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
+        return None
+    try:
+        runs = in_own_process(llama_cpp_greedy, gguf, threads, prompt_ids, set(eos), n)
+    except Exception as exc:  # llama.cpp refused the GGUF: the other rows still stand
+        log(f"llama.cpp: {type(exc).__name__}: {exc}: skipped")
+        return None
+    if runs is None:
+        log("llama.cpp: its process died (an illegal instruction? a build for another CPU): skipped")
+        return None
+    return _summary("llama.cpp", [list(t) for t, _ in runs], None, sum(s for _, s in runs), log)
 
 
 def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=None, log=print) -> dict:
@@ -279,13 +319,12 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
             if texts:
                 out[f"perplexity{sfx or '_fp32'}"] = round(quality.perplexity(plain.backend, texts), 3)
     gguf = resolve_base(dec.base_name)
-    runner = None
+    lc = None
     if options.llama_cpp and gguf[1]:
-        runner = llama_cpp_runner(str(Path(gguf[0]) / gguf[1]), threads, dec.encode, set(eos or ()), n)
-        if runner is None:
-            log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
-    if runner is not None:
-        res["llama_cpp"] = lc = _run("llama.cpp", runner, prompts, log)
+        prompt_ids = [dec.encode(p) for p in prompts]
+        lc = run_llama_cpp(str(Path(gguf[0]) / gguf[1]), threads, prompt_ids, eos or (), n, log)
+    if lc is not None:
+        res["llama_cpp"] = lc
         out["llama_cpp_tokens_per_s"] = round(lc["tokens_per_s"], 2)
         out["llama_cpp_prefix_agreement"] = round(quality.prefix_agreement(lc["outputs"], base["outputs"]), 4)
         for key in [k for k in out if k.startswith("ort") and k.endswith("tokens_per_s")]:

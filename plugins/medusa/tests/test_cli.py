@@ -267,3 +267,19 @@ def test_bad_input_is_one_line_and_exit_2(trained, args, message):
     assert code == 2, (code, err[-1500:])
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert message in lines[-1] and len(lines) == 1, err
+
+
+def test_a_crashing_llama_cpp_costs_its_row_not_the_bench():
+    """llama.cpp runs in a child process: a build with instructions this CPU refuses (SIGILL)
+    ends that process, the bench goes on without the row; so it does when llama.cpp is not
+    installed or refuses the model file."""
+    import operator
+    import signal
+
+    from engine_medusa.bench import in_own_process, run_llama_cpp
+
+    assert in_own_process(operator.add, 2, 3) == 5
+    assert in_own_process(signal.raise_signal, signal.SIGILL) is None
+    logged = []
+    assert run_llama_cpp("/no/such.gguf", 1, [[1, 2]], (), 4, logged.append) is None
+    assert len(logged) == 1 and logged[0].startswith("llama.cpp: ") and logged[0].endswith(": skipped")
