@@ -7,11 +7,14 @@ E=${ENGINE:-engine}
 ART=${ART:-runs/art-default}
 OLD=${OLD:-runs/previous-heads}   # the heads this version replaced: git show <commit>:... into this folder
 python scripts/compare_heads.py scripts/results/compare_heads.json \
-  previous=$OLD medusa-fr8k=runs/medusa-fr8k hydra-fr8k=runs/hydra-fr8k
+  previous=$OLD medusa-fr8k=runs/medusa-fr8k hydra-fr8k=runs/hydra-fr8k hydra2-3k=runs/hydra2-3k
+# v3's tune_tree_*_v3.json and bench_v3.json were written by the lines below with the v3 heads installed
 $E export medusa -o $ART --threads 1 --force
 $E --json medusa tune-tree --write-heads --threads 1 > scripts/results/tune_tree_torch.json
 $E --json medusa tune-tree --artifact $ART --write-heads --threads 1 > scripts/results/tune_tree_ort.json
-$E --json bench medusa --limit 10 --threads 1 --artifact $ART > scripts/results/bench.json
+$E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,int8 \
+  --perplexity ../../../shared/data/prompts/sharegpt.jsonl > scripts/results/bench.json
+python scripts/quantized_levels.py int4:0 int4:4 > scripts/results/quantized_levels.txt
 $E --json bench medusa --limit 10 --threads 1 --heads $OLD > scripts/results/bench_previous.json
 # how far the weight-only quantized bases are from the fp32 (= the GGUF's dequantized) weights
 for q in int4 int8; do

@@ -14,3 +14,7 @@ wait
 # 3. the same measures for both and for the previous default heads
 python scripts/compare_heads.py scripts/results/compare_heads.json \
   previous=OLD_HEADS medusa-fr8k=runs/medusa-fr8k hydra-fr8k=runs/hydra-fr8k
+# 4. version 4 (the default): Hydra, two residual blocks per head, 3,000 steps; installed by hand
+$E --json train medusa $common --kind hydra --layers 2 --steps 3000 -o runs/hydra2-3k > runs/hydra2-3k.json
+python scripts/compare_heads.py scripts/results/compare_heads.json hydra2-3k=runs/hydra2-3k
+for f in config.json heads.safetensors train_log.json; do cp runs/hydra2-3k/$f engine_medusa/weights/default/; done
