@@ -1,7 +1,7 @@
 """Every number MODEL_CARD.md derives rather than reads off one result file, from the committed
-inputs: the training records in the weights' config.json (RADD default, AR baseline) and in
-scripts/results/sedd_2500_config.json (the SEDD default of e256870), the results in
-scripts/results/ and scripts/bench_result_default.json, the corpus, and the shipped files.
+inputs: the training records in the weights' config.json (default, AR baseline) and of the
+earlier models in scripts/results/*_config.json (taken from git by card_numbers.sh), the results
+in scripts/results/ and scripts/bench_result_default.json, the corpus, and the shipped files.
 
     python scripts/card_derived.py > scripts/results/card_derived.json
 
@@ -20,7 +20,8 @@ PLUGIN = HERE.parent
 R = HERE / "results"
 WEIGHTS = PLUGIN / "engine_sedd" / "weights"
 ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
-TABLE_STEPS = (250, 500, 1000, 1500, 2000, 2500)
+# training records of earlier models (card_numbers.sh radd-2500-config, sedd-config)
+EARLIER = ("radd_2500", "ar_2500", "sedd_2500")
 
 
 def load(path: Path) -> dict | None:
@@ -30,7 +31,6 @@ def load(path: Path) -> dict | None:
 def training(cfg: dict) -> dict:
     t = cfg["training"]
     hist = t["history"]
-    by_step = {h["step"]: h for h in hist}
     # seconds per step over each 250-step validation interval (validation time included)
     per_step, prev = [], (0, 0.0)
     for h in hist:
@@ -38,7 +38,7 @@ def training(cfg: dict) -> dict:
         prev = (h["step"], h["seconds"])
     best = min(hist, key=lambda h: h["val_bpc"])
     return {
-        "val_bpc_table": [round(by_step[s]["val_bpc"], 2) for s in TABLE_STEPS],
+        "val_bpc_table": {str(h["step"]): round(h["val_bpc"], 2) for h in hist},
         "val_bpc": {str(h["step"]): h["val_bpc"] for h in hist},
         "seconds": t["seconds"],
         "minutes": round(t["seconds"] / 60, 1),
@@ -56,17 +56,14 @@ def training(cfg: dict) -> dict:
 
 def main() -> None:
     out: dict = {}
-    radd = load(WEIGHTS / "default" / "config.json")
-    ar = load(WEIGHTS / "ar_baseline" / "config.json")
-    sedd = load(R / "sedd_2500_config.json")
-    out["training"] = {"radd": training(radd), "ar": training(ar)}
-    if sedd:
-        out["training"]["sedd"] = training(sedd)
-        diffs = [
-            sedd["training"]["history"][i]["val_bpc"] - radd["training"]["history"][i]["val_bpc"]
-            for i in range(len(radd["training"]["history"]))
-            if radd["training"]["history"][i]["step"] >= 500
-        ]
+    default = load(WEIGHTS / "default" / "config.json")
+    out["training"] = {"default": training(default), "ar": training(load(WEIGHTS / "ar_baseline" / "config.json"))}
+    earlier = {name: load(R / f"{name}_config.json") for name in EARLIER}
+    out["training"] |= {name: training(cfg) for name, cfg in earlier.items() if cfg}
+    radd, sedd = earlier["radd_2500"], earlier["sedd_2500"]
+    if radd and sedd:  # the parametrisation comparison at equal budget (issue 12 item 2)
+        radd_at = {h["step"]: h["val_bpc"] for h in radd["training"]["history"]}
+        diffs = [h["val_bpc"] - radd_at[h["step"]] for h in sedd["training"]["history"] if h["step"] >= 500]
         out["training"]["sedd_minus_radd_from_step_500"] = [round(min(diffs), 3), round(max(diffs), 3)]
         out["training"]["radd_ahead_at_every_checkpoint_from_500"] = all(d > 0 for d in diffs)
 
@@ -75,16 +72,16 @@ def main() -> None:
     from engine_sedd.training import DEFAULT_DATA
 
     text = read_corpus(DEFAULT_DATA)
-    train_text, val_text = split_corpus(text, radd["training"]["train_fraction"])
+    train_text, val_text = split_corpus(text, default["training"]["train_fraction"])
     out["corpus"] = {
         "file": DEFAULT_DATA.name,
         "characters": len(text),
         "distinct": len(set(text)),
         "train_characters": len(train_text),
         "validation_characters": len(val_text),
-        "validation_sequences_of_256": len(val_text) // radd["seq_len"],
-        "validation_characters_scored": len(val_text) // radd["seq_len"] * radd["seq_len"],
-        "epochs_in_training": round(out["training"]["radd"]["characters_seen"] / len(train_text), 1),
+        "validation_sequences_of_256": len(val_text) // default["seq_len"],
+        "validation_characters_scored": len(val_text) // default["seq_len"] * default["seq_len"],
+        "epochs_in_training": round(out["training"]["default"]["characters_seen"] / len(train_text), 1),
     }
 
     # shipped files
@@ -100,23 +97,34 @@ def main() -> None:
         "artifact_created": manifest["created"],
     }
 
-    # likelihood table and ratios
-    ev = load(R / "radd_eval.json")
-    sev = load(R / "sedd_2500_eval.json")
+    # likelihood table and ratios: the default against the AR baseline, the earlier defaults
+    # against theirs (each eval file holds one model and its AR judge, the same sequences and t)
+    ev, prev, sev = (load(R / f) for f in ("eval.json", "radd_2500_eval.json", "sedd_2500_eval.json"))
     like = {
-        "radd_bpc": round(ev["sedd_bpc"], 3),
+        "default_bpc": round(ev["sedd_bpc"], 3),
         "ar_bpc": round(ev["ar_bpc"], 3),
-        "bpc_ratio_radd": round(ev["bpc_ratio"], 2),
-        "ratio_radd_vs_ar_best_during_training": round(ev["sedd_bpc"] / out["training"]["ar"]["best_val_bpc"], 2),
+        "bpc_ratio": round(ev["bpc_ratio"], 2),
+        "ratio_vs_ar_best_during_training": round(ev["sedd_bpc"] / out["training"]["ar"]["best_val_bpc"], 2),
     }
-    if sev:
-        like["sedd_bpc"] = round(sev["sedd_bpc"], 3)
-        like["bpc_ratio_sedd"] = round(sev["bpc_ratio"], 2)
-        like["sedd_minus_radd"] = round(sev["sedd_bpc"] - ev["sedd_bpc"], 3)
+    if prev:
+        like |= {
+            "radd_2500_bpc": round(prev["sedd_bpc"], 3),
+            "ar_2500_bpc": round(prev["ar_bpc"], 3),
+            "bpc_ratio_radd_2500": round(prev["bpc_ratio"], 2),
+            "default_minus_radd_2500": round(ev["sedd_bpc"] - prev["sedd_bpc"], 3),
+            "ar_minus_ar_2500": round(ev["ar_bpc"] - prev["ar_bpc"], 3),
+            "ratio_default_vs_ar_2500": round(ev["sedd_bpc"] / prev["ar_bpc"], 3),
+        }
+    if prev and sev:
+        like |= {
+            "sedd_2500_bpc": round(sev["sedd_bpc"], 3),
+            "bpc_ratio_sedd_2500": round(sev["bpc_ratio"], 2),
+            "sedd_minus_radd_2500": round(sev["sedd_bpc"] - prev["sedd_bpc"], 3),
+        }
     out["likelihood"] = like
 
     # bench-derived
-    bench = load(R / "radd_bench.json")
+    bench = load(R / "bench.json")
     before = load(HERE / "bench_result_default.json")
     nocache = load(R / "sedd_2500_bench256_nocache.json")
     evals_before = nocache["network_evals_per_sequence"]["256"] if nocache else None

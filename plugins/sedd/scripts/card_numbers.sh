@@ -18,6 +18,9 @@ export ENGINE_THREADS=1 OMP_NUM_THREADS=1
 mkdir -p "$R" runs
 
 ROOT=$(git rev-parse --show-toplevel)
+# the RADD default of 2026-12-02 (2,500 fp32 steps) and the AR baseline of its day (e256870's),
+# replaced by the bf16 runs of scripts/train_radd_bf16.sh
+RADD_COMMIT=4fce870
 # the SEDD-parametrised default of 2026-11-26 (2,500 steps), replaced by RADD in 4fce870
 SEDD_COMMIT=e256870
 # the first default and AR baseline (1,000 steps), replaced in e256870
@@ -29,6 +32,9 @@ from_git() { # from_git COMMIT WEIGHTS_NAME DEST: a model folder as committed at
     git -C "$ROOT" show "$1:plugins/sedd/engine_sedd/weights/$2/$f" > "$3/$f"
   done
 }
+ar_2500() { from_git $RADD_COMMIT ar_baseline runs/ar_2500; } # the judge of the earlier rows
+radd_2500() { from_git $RADD_COMMIT default runs/radd_2500; }
+sedd_2500() { from_git $SEDD_COMMIT default runs/sedd_2500; }
 
 # infill prompt of the card and of `engine demo sedd`
 PREFIX="ROMEO:
@@ -38,46 +44,63 @@ SUFFIX="
 JULIET:
 Ay me!"
 
-TARGETS="eval eval-sedd eval-1000 samples bench bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config derived int8 bf16-run"
+samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the default) and their wall times (process start included)
+  for s in 16 64 256; do
+    /usr/bin/time -f %e -o $R/${2}sample_$s.time \
+      $E --json --quiet sample sedd ${1:+--model $1} --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > $R/${2}sample_$s.json
+  done
+  $E --json --quiet sample sedd ${1:+--model $1} --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 \
+    --prefix "$PREFIX" --suffix "$SUFFIX" > $R/${2}infill.json
+}
+BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
+
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run"
 target() {
   case "$1" in
-  eval) # likelihood table, RADD and AR rows (full validation split, 8 t per sequence); the
-    # committed file was written with --model runs/radd/model, byte for byte the installed default
-    $E --json --quiet eval sedd --ar default --times 8 --threads 1 > $R/radd_eval.json ;;
+  eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
+    $E --json --quiet eval sedd --ar default --times 8 --threads 1 > $R/eval.json ;;
+  samples) # the default's samples shown in the card
+    samples "" "" ;;
+  bench) # speed and quality vs steps, fp32 and dynamic-int8 exports, judged by the AR baseline
+    $E --json --quiet $BENCH --quantize int8 > $R/bench.json ;;
+  radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
+    for m in default:radd_2500 ar_baseline:ar_2500; do
+      git -C "$ROOT" show $RADD_COMMIT:plugins/sedd/engine_sedd/weights/${m%%:*}/config.json > $R/${m##*:}_config.json
+    done ;;
+  eval-radd-2500) # History and "Changes": the RADD default of 4fce870 against its AR baseline
+    radd_2500; ar_2500
+    $E --json --quiet eval sedd --model runs/radd_2500 --ar runs/ar_2500 --times 8 --threads 1 > $R/radd_2500_eval.json ;;
+  samples-radd-2500) # its samples (shown in the card until the bf16 default)
+    radd_2500; samples runs/radd_2500 radd_2500_ ;;
+  bench-radd-2500) # "Changes" row 3: its bench, judged by its AR baseline
+    radd_2500; ar_2500
+    $E --json --quiet $BENCH --model runs/radd_2500 --ar runs/ar_2500 > $R/radd_2500_bench.json ;;
+  int8-radd-2500) # its dynamic-int8 export beside fp32 on onnxruntime (16/64/256 steps, its samples judged)
+    radd_2500; ar_2500
+    $E --json --quiet bench sedd --model runs/radd_2500 --ar runs/ar_2500 --quantize int8 --threads 1 > $R/radd_2500_int8_bench.json ;;
+  bf16-run) # issue 12: RADD with bf16 autocast, dropout 0.1, 6,000 steps (scripts/train_radd_bf16.sh ->
+    # runs/radd_bf16, the default since), measured before the AR baseline was retrained: judged by ar_2500
+    ar_2500
+    cp runs/radd_bf16/model/config.json $R/radd_bf16_config.json
+    $E --json --quiet eval sedd --model runs/radd_bf16/model --ar runs/ar_2500 --times 8 --threads 1 > $R/radd_bf16_eval.json
+    $E --json --quiet $BENCH --model runs/radd_bf16/model --ar runs/ar_2500 --quantize int8 > $R/radd_bf16_bench.json ;;
   eval-sedd) # likelihood table, SEDD row (the default until issue 12), same sequences and t strata
-    from_git $SEDD_COMMIT default runs/sedd_2500
-    $E --json --quiet eval sedd --model runs/sedd_2500 --ar default --times 8 --threads 1 > $R/sedd_2500_eval.json ;;
+    sedd_2500; ar_2500
+    $E --json --quiet eval sedd --model runs/sedd_2500 --ar runs/ar_2500 --times 8 --threads 1 > $R/sedd_2500_eval.json ;;
   eval-1000) # History: the 1,000-step default and AR baseline of f162e8f
     from_git $FIRST_COMMIT default runs/sedd_1000
     from_git $FIRST_COMMIT ar_baseline runs/ar_1000
     $E --json --quiet eval sedd --model runs/sedd_1000 --ar runs/ar_1000 --times 8 --threads 1 > $R/first_1000_eval.json ;;
-  samples) # the samples shown and their wall times (process start included)
-    for s in 16 64 256; do
-      /usr/bin/time -f %e -o $R/card_radd_sample_$s.time \
-        $E --json --quiet sample sedd --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > $R/card_radd_sample_$s.json
-    done
-    $E --json --quiet sample sedd --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 \
-      --prefix "$PREFIX" --suffix "$SUFFIX" > $R/card_radd_infill.json ;;
-  bench) # speed and quality vs steps (RADD default), "Changes" table row 3
-    $E --json --quiet bench sedd --threads 1 --eval-seqs 128 --eval-times 4 > $R/radd_bench.json ;;
-  bf16-run) # issue 12: RADD with bf16 autocast, dropout 0.1, 6,000 steps (scripts/train_radd_bf16.sh ->
-    # runs/radd_bf16, not installed): its training record, its bound, its samples (fp32 and int8 ONNX)
-    cp runs/radd_bf16/model/config.json $R/radd_bf16_config.json
-    $E --json --quiet eval sedd --model runs/radd_bf16/model --ar default --times 8 --threads 1 > $R/radd_bf16_eval.json
-    $E --json --quiet bench sedd --model runs/radd_bf16/model --threads 1 --eval-seqs 128 --eval-times 4 \
-      --quantize int8 > $R/radd_bf16_bench.json ;;
-  int8) # the default model's dynamic-int8 export beside fp32 on onnxruntime (16/64/256 steps, its samples judged)
-    $E --json --quiet bench sedd --quantize int8 --threads 1 > $R/int8_bench.json ;;
   bench-sedd-cached) # "Changes" table row 2: the SEDD model with the new sampler, 256 steps
-    from_git $SEDD_COMMIT default runs/sedd_2500
-    $E --json --quiet bench sedd --model runs/sedd_2500 --threads 1 --steps 256 --skip-bpc > $R/default_bench256.json ;;
+    sedd_2500; ar_2500
+    $E --json --quiet bench sedd --model runs/sedd_2500 --ar runs/ar_2500 --threads 1 --steps 256 --skip-bpc > $R/default_bench256.json ;;
   bench-sedd-nocache) # "Changes" table row 1: network evaluations per sequence without the cache
-    from_git $SEDD_COMMIT default runs/sedd_2500
-    $E --json --quiet bench sedd --model runs/sedd_2500 --no-cache --threads 1 --steps 256 --skip-bpc > $R/sedd_2500_bench256_nocache.json ;;
+    sedd_2500; ar_2500
+    $E --json --quiet bench sedd --model runs/sedd_2500 --ar runs/ar_2500 --no-cache --threads 1 --steps 256 --skip-bpc > $R/sedd_2500_bench256_nocache.json ;;
   bench-sedd) # History and "Changes" row 1: the SEDD default's bench (scripts/bench_result_default.json
     # was written by this command at engine 0.1.0, whose sampler had no cache; --no-cache is that sampler)
-    from_git $SEDD_COMMIT default runs/sedd_2500
-    $E --json --quiet bench sedd --model runs/sedd_2500 --no-cache --threads 1 --eval-seqs 128 --eval-times 4 > scripts/bench_result_default.json ;;
+    sedd_2500; ar_2500
+    $E --json --quiet $BENCH --model runs/sedd_2500 --ar runs/ar_2500 --no-cache > scripts/bench_result_default.json ;;
   bf16) # bf16 autocast against fp32 training steps (20 each, alternated)
     $PY scripts/bf16_step_timing.py --steps 20 > $R/bf16_step_timing.json ;;
   sedd-config) # the SEDD default's training record (validation history, seconds), as committed then
