@@ -214,6 +214,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
 
     rows = read_prompts(options.prompts or DEV_PROMPTS, options.limit or None)
     prompts = [r["prompt"] for r in rows]
+    prompt_ids = [decoder.encode(p) for p in prompts]  # the chat template applied once, for every runner
     n = options.max_new_tokens
     dec = decoder
     model = dec.model
@@ -287,7 +288,6 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         if options.perplexity:
             texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompts(options.perplexity, 20)]
             out["perplexity_texts"] = len(texts)
-        prompt_ids = [dec.encode(p) for p in prompts]
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"
             medusa_dec = load_artifact(path, tree=ort_tree) if sfx else fp32_medusa
@@ -321,7 +321,6 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
     gguf = resolve_base(dec.base_name)
     lc = None
     if options.llama_cpp and gguf[1]:
-        prompt_ids = [dec.encode(p) for p in prompts]
         lc = run_llama_cpp(str(Path(gguf[0]) / gguf[1]), threads, prompt_ids, eos or (), n, log)
     if lc is not None:
         res["llama_cpp"] = lc

@@ -125,9 +125,12 @@ def quantize_graphs(src: Path, dst: Path, scheme: dict, models: dict, on_graph=l
     return files
 
 
-def quantize_artifact(src, dest, quantize: str, *, overwrite: bool = False) -> Path:
+def quantize_artifact(
+    src, dest, quantize: str, *, overwrite: bool = False, accuracy_level: int = ACCURACY_LEVEL
+) -> Path:
     """A quantized copy of the fp32 artifact ``src`` at ``dest`` (what the bench does with its
-    cached fp32 export; ``engine export --quantize`` quantizes straight after exporting)."""
+    cached fp32 export; ``engine export --quantize`` quantizes straight after exporting);
+    ``accuracy_level``: MatMulNBits' compute type (module docstring)."""
     from engine.artifacts import check_destination, read_artifact, write_derived_artifact
 
     art = read_artifact(src)
@@ -135,7 +138,7 @@ def quantize_artifact(src, dest, quantize: str, *, overwrite: bool = False) -> P
         raise UsageError(f"{src} is already quantized ({art.config['quantization']})")
     dest = Path(dest)
     check_destination(dest, overwrite)
-    scheme = scheme_config(quantize)
+    scheme = scheme_config(quantize, accuracy_level)
     models = art.manifest["models"]
     with tempfile.TemporaryDirectory(prefix="medusa-quantize-") as tmp:
         files = quantize_graphs(art.path, Path(tmp), scheme, models)

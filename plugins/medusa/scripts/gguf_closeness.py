@@ -21,7 +21,8 @@ import onnx
 from onnx import numpy_helper
 
 
-def initializers(model_path: Path) -> dict[str, np.ndarray]:
+def initializers(model_path: Path) -> tuple[dict[str, np.ndarray], onnx.ModelProto]:
+    """A graph's constant tensors by name, and the graph."""
     model = onnx.load(str(model_path))  # external data next to the graph is loaded too
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}, model
 

@@ -8,14 +8,13 @@ tuned for the fp32 artifact (scripts/results/tune_tree_ort.json).
 
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import engine_medusa.quantize as Q
 from engine_medusa.data import DEV_PROMPTS, read_prompts
+from engine_medusa.quantize import quantize_artifact
 
-from engine.artifacts import load_artifact, read_artifact, write_derived_artifact
+from engine.artifacts import load_artifact
 from engine.interfaces import GenerationConfig
 
 art = Path("runs/art-default")
@@ -24,16 +23,9 @@ prompts = [r["prompt"] for r in read_prompts(DEV_PROMPTS, 4)]
 cfg = GenerationConfig(max_new_tokens=64)
 for bits in sys.argv[1:]:
     name, level = bits.split(":")
-    scheme = Q.scheme_config(name, int(level))
     dest = Path(f"runs/art-{name}-level{level}")
     if not dest.exists():
-        a = read_artifact(art)
-        with tempfile.TemporaryDirectory() as tmp:
-            files = Q.quantize_graphs(a.path, Path(tmp), scheme, a.manifest["models"])
-            for n in a.manifest["files"]:
-                if n not in files and not n.endswith(".onnx") and not n.endswith(".data"):
-                    files[n] = a.path / n
-            write_derived_artifact(a, dest, files=files, config={**a.config, "quantization": scheme})
+        quantize_artifact(art, dest, name, accuracy_level=int(level))
     medusa = load_artifact(dest, provider="cpu", threads=1, tree=tree)
     greedy = load_artifact(dest, provider="cpu", threads=1, tree=[])
     row = {"same": 0, "med_tok": 0, "med_s": 0.0, "gre_tok": 0, "gre_s": 0.0, "steps": 0}
