@@ -1,8 +1,11 @@
 """Dynamic int8 quantization of an exported ONNX graph, with onnxruntime's own tooling: the
 weights of MatMul and Gemm become int8 per output channel, activations are quantized at run
-time. It suits small models whose MatMuls are compute-bound on a CPU (weight-only 4/8-bit
-``MatMulNBits``, for large language models, is the Medusa plugin's). Imported only when a
-plugin quantizes: onnxruntime.quantization pulls in onnx.
+time. Weights use 7 bits of the 8 (``reduce_range``): the u8 x s8 kernels of CPUs without VNNI
+(AVX2, AVX-512 before VNNI) add pairs of products in 16 bits, which saturates with full-range
+weights; an artifact must be as accurate on every x86-64 CPU it may run on. It suits small
+models whose MatMuls are compute-bound on a CPU (weight-only 4/8-bit ``MatMulNBits``, for
+large language models, is the Medusa plugin's). Imported only when a plugin quantizes:
+onnxruntime.quantization pulls in onnx.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ def dynamic_int8_scheme() -> dict:
         "scheme": "dynamic-int8",
         "ops": ["MatMul", "Gemm"],
         "per_channel": True,
+        "weight_bits": 7,
         "tool": f"onnxruntime {onnxruntime.__version__}",
     }
 
@@ -32,7 +36,12 @@ def quantize_dynamic_int8(src: str | os.PathLike[str], dest: str | os.PathLike[s
     root.setLevel(logging.ERROR)  # it logs advice on pre-processing to the root logger
     try:
         quantize_dynamic(
-            str(src), str(dest), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8, per_channel=True
+            str(src),
+            str(dest),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
         )
     finally:
         root.setLevel(level)

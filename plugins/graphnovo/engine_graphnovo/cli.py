@@ -40,11 +40,13 @@ def train(ctx) -> dict:
         use_real=o.real,
         max_peptides=o.max_peptides,
         checkpoint_every=o.checkpoint_every,
+        node_weight=o.node_weight,
     )
     mcfg = ModelConfig(
         d_model=o.d_model,
         encoder_layers=o.encoder_layers,
         decoder_layers=o.decoder_layers,
+        node_head=o.node_weight > 0,
         vocab=len(ResidueTable().tokens),
     )
     meta = run(cfg, mcfg, resume=o.resume, progress=ctx.progress, log=ctx.echo)

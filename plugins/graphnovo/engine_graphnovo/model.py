@@ -36,6 +36,9 @@ class ModelConfig:
     max_charge: int = 8
     max_steps: int = 64
     vocab: int = 25  # SeqFiller tokens (residue table size)
+    # PathSearcher node head: a per-node "true prefix" logit, trained with its own loss on
+    # every node and added to the pointer logits (False: models trained before it)
+    node_head: bool = False
     # input features, recorded so a model is refused (graph.check_features) when the
     # graph code builds different ones
     ion_types: int = N_ION_TYPES
@@ -223,6 +226,25 @@ class PathSearcher(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.norm = nn.LayerNorm(d)
         self.pq, self.pk = nn.Linear(d, d), nn.Linear(d, d)
+        self.node_score = nn.Linear(d, 1) if cfg.node_head else None
+
+    def node_logits(self, memory):
+        """(B, n) logit that each node is a true prefix mass (node head models only)."""
+        return self.node_score(memory)[..., 0]
+
+    def pointer_keys(self, memory):
+        """Pointer keys (B, n, d); with a node head one more column carries each node's
+        logit, so that the query's constant last column adds it to every pointer logit."""
+        keys = self.pk(memory)
+        if self.node_score is None:
+            return keys
+        return torch.cat([keys, self.node_logits(memory)[..., None] * math.sqrt(self.cfg.d_model)], -1)
+
+    def pointer_logits(self, x, keys):
+        q = self.pq(self.norm(x))
+        if self.node_score is not None:
+            q = torch.cat([q, torch.ones_like(q[..., :1])], -1)
+        return q @ keys.transpose(-1, -2) / math.sqrt(self.cfg.d_model)
 
     def encode(self, ions, masses, precursor, charge, pair_code, node_mask):
         return self.encoder(ions, masses, precursor, charge, pair_code, node_mask)
@@ -241,15 +263,18 @@ class PathSearcher(nn.Module):
         causal = _causal(t, path.device)
         for layer in self.layers:
             x = layer(x, memory, causal, cross, rows)
-        q = self.pq(self.norm(x))
-        logits = q @ self.pk(memory)[rows].transpose(1, 2) / math.sqrt(q.shape[-1])
+        logits = self.pointer_logits(x, self.pointer_keys(memory)[rows])
         logits = logits.masked_fill(~(next_mask & node_mask[:, None, :]), NEG)
         return torch.log_softmax(logits, dim=-1)
 
-    def forward(self, ions, masses, precursor, charge, pair_code, node_mask, path, next_mask):
-        """Training forward (teacher forcing): log-probabilities (B, T, n)."""
+    def forward(self, ions, masses, precursor, charge, pair_code, node_mask, path, next_mask, nodes=False):
+        """Training forward (teacher forcing): log-probabilities (B, T, n); with ``nodes``
+        also the node head's logits (B, n) (None without a node head)."""
         mem = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
-        return self.decode(mem, node_mask, path, next_mask)
+        logp = self.decode(mem, node_mask, path, next_mask)
+        if not nodes:
+            return logp
+        return logp, (self.node_logits(mem) if self.node_score is not None else None)
 
     def step(self, memory, node_mask, path, next_mask, rows):
         """Last-step log-probabilities (B, n); next_mask (B, n); rows (B,) graph ids."""
@@ -260,7 +285,7 @@ class PathSearcher(nn.Module):
     def encode_for_steps(self, ions, masses, precursor, charge, pair_code, node_mask):
         """Per-graph state for cached steps: (memory, pointer keys, cross keys/values)."""
         memory = self.encode(ions, masses, precursor, charge, pair_code, node_mask)
-        return memory, self.pk(memory), cross_cache(self.layers, memory)
+        return memory, self.pointer_keys(memory), cross_cache(self.layers, memory)
 
     def step_cached(self, memory, keys, cross_kv, node_mask, last, position, next_mask, past):
         """One decoding step for K beams of each of G graphs: last, position (G, K),
@@ -272,8 +297,7 @@ class PathSearcher(nn.Module):
         x = x + self.step_emb(position.clamp(max=self.cfg.max_steps - 1))
         cross = (~node_mask)[:, None, None, :].float() * NEG
         x, present = run_cached(self.layers, x.reshape(g * k, 1, d), past, cross, cross_kv)
-        q = self.pq(self.norm(x)).reshape(g, k, d)
-        logits = q @ keys.transpose(1, 2) / math.sqrt(d)
+        logits = self.pointer_logits(x.reshape(g, k, d), keys)
         logits = logits.masked_fill(~(next_mask & node_mask[:, None, :]), NEG)
         return torch.log_softmax(logits, dim=-1), present
 

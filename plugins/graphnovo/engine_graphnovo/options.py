@@ -149,6 +149,9 @@ class TrainOptions:
     d_model: int = option(96, "model width (4 attention heads)", validator=_heads)
     encoder_layers: int = option(2, "graph encoder layers", validator=_positive_int)
     decoder_layers: int = option(2, "decoder layers", validator=_positive_int)
+    node_weight: float = option(
+        1.0, "weight of the node head's loss (a per-node true-prefix score; 0: no node head)", validator=_non_negative
+    )
     checkpoint_every: int = option(200, "steps between checkpoints", validator=_positive_int)
     resume: bool = option(False, "continue from OUTPUT/checkpoint.pt")
     tune: bool = option(False, "afterwards, tune the path length bonus and the beam (5/10/20) on simulated spectra")

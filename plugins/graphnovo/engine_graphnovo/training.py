@@ -24,7 +24,7 @@ from engine.io.peptides import PeptideError, ResidueTable, parse_peptide, residu
 from engine.runtime import use_torch_threads
 
 from .data import graph_arrays, pad_batch, pad_sequences, path_label, token_label
-from .graph import GraphBuilder, GraphConfig, check_features
+from .graph import GraphBuilder, GraphConfig, check_features, label_nodes
 from .model import ModelConfig, PathSearcher, SeqFiller
 from .preprocess import PreprocessConfig, preprocess
 from .simulator import SimConfig, modify, read_fasta, sample_charge, simulate, tryptic_peptides
@@ -55,6 +55,7 @@ class TrainConfig:
     max_peptides: int = 200000
     threads: int | None = None  # None: $ENGINE_THREADS, else torch's default
     use_real: bool = True  # mix in MassIVE-KB training spectra
+    node_weight: float = 1.0  # weight of the node head's loss (models with a node head)
 
 
 def make_example(
@@ -75,6 +76,7 @@ def make_example(
         "feats": graph_arrays(graph),
         "path": path,
         "nmask": nmask,
+        "node_true": true_nodes(graph, residue_masses(tokens)),
         "target": target,
         "sf_in": sf_in,
         "sf_prefix": sf_prefix,
@@ -145,6 +147,7 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
         return np.pad(a, [(0, 0), (0, n - a.shape[1])])
 
     nmask, _ = pad_sequences([pad_n(e["nmask"]) for e in examples], value=False)
+    node_true = np.stack([np.pad(e["node_true"], (0, n - e["node_true"].size)) for e in examples])
     target, _ = pad_sequences([pad_n(e["target"]) for e in examples], value=0.0)
     sf_in, _ = pad_sequences([e["sf_in"] for e in examples])
     sf_prefix, _ = pad_sequences([e["sf_prefix"] for e in examples], value=0.0)
@@ -155,6 +158,7 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
         path=torch.from_numpy(path),
         valid=torch.from_numpy(valid),
         nmask=torch.from_numpy(nmask),
+        node_true=torch.from_numpy(node_true),
         target=torch.from_numpy(target),
         sf_in=torch.from_numpy(sf_in),
         sf_prefix=torch.from_numpy(sf_prefix),
@@ -168,13 +172,30 @@ def encode_args(b: dict) -> tuple:
     return b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"]
 
 
-def path_loss(ps, b: dict) -> torch.Tensor:
-    """KL(soft label || pointer distribution), averaged over label steps."""
+def path_loss(ps, b: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """KL(soft label || pointer distribution), averaged over label steps; and the node
+    head's binary cross-entropy over the graph's inner nodes (None without a node head)."""
     nmask = b["nmask"] | ~b["valid"][..., None]  # padded steps: any node (ignored below)
-    logp = ps(*encode_args(b), b["path"], nmask)
+    logp, node_logit = ps(*encode_args(b), b["path"], nmask, nodes=True)
     t = b["target"]
     kl = (t * (torch.log(t.clamp_min(1e-12)) - logp)).sum(-1)
-    return (kl * b["valid"]).sum() / b["valid"].sum()
+    path_kl = (kl * b["valid"]).sum() / b["valid"].sum()
+    if node_logit is None:
+        return path_kl, None
+    inner = b["node_mask"].clone()
+    inner[:, 0] = False  # the source, and the sink (each graph's last real node), are given
+    inner[torch.arange(inner.shape[0]), b["node_mask"].sum(1) - 1] = False
+    bce = F.binary_cross_entropy_with_logits(node_logit, b["node_true"].float(), reduction="none")
+    return path_kl, (bce * inner).sum() / inner.sum().clamp_min(1)
+
+
+def true_nodes(graph, residue_masses: np.ndarray) -> np.ndarray:
+    """(n,) bool: the nodes within the node window of a true prefix mass (the node head's label)."""
+    out = np.zeros(graph.n, dtype=bool)
+    for hits in label_nodes(graph, residue_masses)[:-1]:  # the last entry is the sink's
+        out[hits] = True
+    out[-1] = False
+    return out
 
 
 def fill_loss(sf, b: dict) -> torch.Tensor:
@@ -268,24 +289,25 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         batch = collate(examples.batch(cfg.batch_size, cfg.real_fraction))
-        lp, lf = path_loss(tps, batch), fill_loss(tsf, batch)
+        (lp, ln), lf = path_loss(tps, batch), fill_loss(tsf, batch)
         opt.zero_grad()
-        (lp + lf).backward()
+        (lp + lf + (cfg.node_weight * ln if ln is not None else 0.0)).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        history.append((lp.item(), lf.item()))
+        history.append((lp.item(), lf.item(), ln.item() if ln is not None else float("nan")))
         if bar is not None:
             bar.update(1)
         if rank == 0 and step % cfg.log_every == 0:
             a = np.mean(history[-cfg.log_every :], axis=0)
-            log(f"step {step} path_kl {a[0]:.4f} fill_ce {a[1]:.4f} lr {lr:.2e} {time.time() - start:.0f}s")
+            node = f" node_bce {a[2]:.4f}" if model_cfg.node_head else ""
+            log(f"step {step} path_kl {a[0]:.4f} fill_ce {a[1]:.4f}{node} lr {lr:.2e} {time.time() - start:.0f}s")
         if rank == 0 and step % cfg.checkpoint_every == 0:
             _checkpoint(ckpt, ps, sf, opt, step, time.time() - start, rng)
     seconds = time.time() - start
     if rank == 0:
         _checkpoint(ckpt, ps, sf, opt, step, seconds, rng)
-    last = np.mean(history[-cfg.log_every :], axis=0) if history else (float("nan"),) * 2
+    last = np.mean(history[-cfg.log_every :], axis=0) if history else (float("nan"),) * 3
     meta = {
         "model": model_cfg.to_dict(),
         "residues": list(table.tokens),
@@ -301,6 +323,7 @@ def train(
             "real_train_spectra": len(examples.real),
             "final_path_kl": float(last[0]),
             "final_fill_ce": float(last[1]),
+            **({"node_weight": cfg.node_weight, "final_node_bce": float(last[2])} if model_cfg.node_head else {}),
             "seed": cfg.seed,
         },
     }

@@ -53,7 +53,7 @@ def tiny_weights(tmp_path_factory):
 
     use_torch_threads(1)
     table = ResidueTable()
-    cfg = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(table.tokens))
+    cfg = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(table.tokens), node_head=True)
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("weights") / "tiny"
     meta = {

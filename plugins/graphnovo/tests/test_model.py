@@ -8,12 +8,13 @@ from engine_graphnovo.graph import GraphBuilder  # noqa: E402
 from engine_graphnovo.model import ModelConfig, PathSearcher, SeqFiller  # noqa: E402
 from engine_graphnovo.preprocess import PreprocessConfig, preprocess  # noqa: E402
 from engine_graphnovo.simulator import SimConfig, simulate  # noqa: E402
-from engine_graphnovo.training import collate, fill_loss, make_example, path_loss  # noqa: E402
+from engine_graphnovo.training import collate, fill_loss, make_example, path_loss, true_nodes  # noqa: E402
 
-from engine.io.peptides import ResidueTable, parse_peptide  # noqa: E402
+from engine.io.peptides import ResidueTable, parse_peptide, residue_masses  # noqa: E402
 
 TABLE = ResidueTable()
 CFG = ModelConfig(d_model=32, heads=2, encoder_layers=1, decoder_layers=1, vocab=len(TABLE.tokens))
+NODE_CFG = ModelConfig(**{**CFG.to_dict(), "node_head": True})
 
 
 def example(peptide, seed, builder):
@@ -98,11 +99,13 @@ def test_kl_loss_identity_and_training_reduces_loss(batch):
     ce = -(t * logp).sum(-1)
     ent = -(t * torch.log(t.clamp_min(1e-12))).sum(-1)
     expect = ((ce - ent) * b["valid"]).sum() / b["valid"].sum()
-    torch.testing.assert_close(path_loss(ps, b), expect)
+    path_kl, node_bce = path_loss(ps, b)
+    torch.testing.assert_close(path_kl, expect)
+    assert node_bce is None  # no node head
     opt = torch.optim.Adam(list(ps.parameters()) + list(sf.parameters()), lr=3e-3)
     first = None
     for _ in range(15):
-        loss = path_loss(ps, b) + fill_loss(sf, b)
+        loss = path_loss(ps, b)[0] + fill_loss(sf, b)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -110,9 +113,10 @@ def test_kl_loss_identity_and_training_reduces_loss(batch):
     assert loss.item() < 0.8 * first
 
 
-def test_cached_steps_equal_full_recomputation(batch):
+@pytest.mark.parametrize("cfg", [CFG, NODE_CFG], ids=["plain", "node-head"])
+def test_cached_steps_equal_full_recomputation(batch, cfg):
     torch.manual_seed(3)
-    ps, sf = PathSearcher(CFG).eval(), SeqFiller(CFG).eval()
+    ps, sf = PathSearcher(cfg).eval(), SeqFiller(cfg).eval()
     b = collate([ex for _, ex in batch])
     enc = (b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
     g, k = 3, 2  # two beams per graph, graph-major: rows 0 0 1 1 2 2
@@ -159,3 +163,49 @@ def test_cached_steps_equal_full_recomputation(batch):
                 rows,
             )
             torch.testing.assert_close(got.reshape(g * k, -1), want, atol=1e-5, rtol=1e-5)
+
+
+def test_node_head_adds_its_logit_to_every_pointer_logit(batch):
+    torch.manual_seed(4)
+    with_head = PathSearcher(NODE_CFG).eval()
+    plain = PathSearcher(CFG).eval()
+    plain.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("node_score")})
+    b = collate([ex for _, ex in batch])
+    enc = (b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
+    allowed = b["nmask"] | ~b["valid"][..., None]
+    with torch.no_grad():
+        got, node_logit = with_head(*enc, b["path"], allowed, nodes=True)
+        base = plain(*enc, b["path"], allowed)
+    want = torch.log_softmax(torch.where(base > -1e8, base + node_logit[:, None, :], base), dim=-1)
+    live = base > -1e8
+    torch.testing.assert_close(got[live], want[live], atol=1e-5, rtol=1e-5)
+
+
+def test_node_loss_is_the_cross_entropy_of_inner_nodes_against_true_prefixes(batch):
+    torch.manual_seed(5)
+    ps = PathSearcher(NODE_CFG)
+    exs = [ex for _, ex in batch]
+    b = collate(exs)
+    _, got = path_loss(ps, b)
+    with torch.no_grad():
+        logits = ps.node_logits(
+            ps.encode(*(b[k] for k in ("ions", "masses", "precursor", "charge", "pair_code", "node_mask")))
+        )
+    terms = []
+    for i, ((g, ex), _) in enumerate(zip(batch, exs, strict=True)):
+        label = ex["node_true"]
+        assert label.shape == (g.n,) and not label[0] and not label[-1]
+        for j in range(1, g.n - 1):  # inner nodes only: source and sink are given
+            p = torch.sigmoid(logits[i, j])
+            terms.append(-torch.log(p) if label[j] else -torch.log(1 - p))
+    torch.testing.assert_close(got.detach(), torch.stack(terms).mean(), atol=1e-5, rtol=1e-5)
+
+
+def test_true_nodes_are_the_nodes_near_a_true_prefix(batch):
+    g, ex = batch[0]
+    masses = residue_masses(parse_peptide("SAMPLERK"))
+    prefixes = np.cumsum(masses)[:-1]
+    near = (np.abs(g.masses[:, None] - prefixes[None, :]) <= g.node_tol).any(1)
+    near[0] = near[-1] = False
+    np.testing.assert_array_equal(true_nodes(g, masses), near)
+    assert near.any() and not near.all()
