@@ -42,6 +42,15 @@ CPU_FEATURES = {
     "amx_int8": ("amx_int8",),
     "amx_bf16": ("amx_bf16",),
 }
+# the int8 dot-product instructions a CPU offers, best first; without VNNI or AMX, u8 x s8
+# products are summed in pairs in 16 bits (saturating), hence engine.quantize's 7-bit weights
+INT8_KERNELS = (
+    ("amx_int8", "AMX"),
+    ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx_vnni", "AVX-VNNI"),
+    ("avx512f", "AVX-512 without VNNI (16-bit pair sums)"),
+    ("avx2", "AVX2 without VNNI (16-bit pair sums)"),
+)
 PROVIDER_NOTES = {"AzureExecutionProvider": "calls remote endpoints; local models still run on the CPU"}
 
 
@@ -122,7 +131,15 @@ def _cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "features": features,
+        "int8_kernels": int8_kernels(features),
     }
+
+
+def int8_kernels(features: dict[str, bool]) -> str | None:
+    """The best int8 dot-product instructions among ``features`` (None: features unknown)."""
+    if not features:
+        return None
+    return next((name for flag, name in INT8_KERNELS if features.get(flag)), "generic (no AVX2)")
 
 
 def _no_runtime() -> dict[str, Any]:
@@ -228,7 +245,8 @@ def format_report(report: dict[str, Any]) -> str:
 def _feature_lines(features: dict[str, bool]) -> list[str]:
     if not features:
         return ["cpu features: unknown"]
-    return ["cpu features: " + ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in features.items())]
+    listed = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in features.items())
+    return [f"cpu features: {listed}", f"int8 kernels: {int8_kernels(features)}"]
 
 
 def _runtime_lines(report: dict[str, Any]) -> list[str]:

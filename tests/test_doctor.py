@@ -107,7 +107,27 @@ def test_cpu_features_from_cpuinfo(tmp_path):
     assert cpu["model"] == "Test CPU"
     assert cpu["features"]["avx2"] and cpu["features"]["avx512_vnni"] and cpu["features"]["amx_tile"]
     assert not cpu["features"]["avx512f"] and not cpu["features"]["amx_int8"]
+    assert cpu["int8_kernels"] == "AVX-512 VNNI"
     assert doctor._cpu(tmp_path / "absent")["features"] == {}
+
+
+@pytest.mark.parametrize(
+    "flags, kernels",
+    [
+        ("avx2 avx512f avx512_vnni amx_tile amx_int8", "AMX"),
+        ("avx2 avx_vnni", "AVX-VNNI"),
+        ("avx2 avx512f", "AVX-512 without VNNI (16-bit pair sums)"),
+        ("avx2", "AVX2 without VNNI (16-bit pair sums)"),
+        ("sse4_2", "generic (no AVX2)"),
+    ],
+)
+def test_int8_kernels_name_the_best_instructions(tmp_path, flags, kernels):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"flags\t\t: fpu {flags}\n")
+    cpu = doctor._cpu(info)
+    assert cpu["int8_kernels"] == kernels
+    assert f"int8 kernels: {kernels}" in doctor.format_report({"cpu": cpu})
+    assert doctor._cpu(tmp_path / "absent")["int8_kernels"] is None
 
 
 def test_gpu_names_without_nvidia_smi(monkeypatch):
