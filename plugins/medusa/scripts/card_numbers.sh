@@ -22,3 +22,8 @@ for q in int4 int8; do
   python scripts/gguf_closeness.py $ART runs/art-$q "$(python -c "from engine_medusa.base import resolve_base as r; print('/'.join(r('smollm2')))")" \
     > scripts/results/gguf_closeness_$q.json
 done
+# The second-machine files (an AMD EPYC, AVX2 only: "The same heads on a second CPU" in the card), run
+# there after the export line above, the trees cached for that device only (no --write-heads):
+#   $E --json medusa tune-tree --artifact $ART --threads 1 > scripts/results/tune_tree_ort_amd.json
+#   $E --json medusa tune-tree --threads 1 > scripts/results/tune_tree_torch_amd.json
+#   $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,int8 > scripts/results/bench_amd.json
