@@ -54,7 +54,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -63,6 +63,8 @@ target() {
     samples "" "" ;;
   bench) # speed and quality vs steps, fp32 and dynamic-int8 exports, judged by the AR baseline
     $E --json --quiet $BENCH --quantize int8 > $R/bench.json ;;
+  bench-7bit) # the same after dynamic int8 moved to 7-bit weights (run on an AVX2 AMD EPYC)
+    $E --json --quiet $BENCH --quantize int8 > $R/bench_int8_7bit.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
     for m in default:radd_2500 ar_baseline:ar_2500; do
       git -C "$ROOT" show $RADD_COMMIT:plugins/sedd/engine_sedd/weights/${m%%:*}/config.json > $R/${m##*:}_config.json
