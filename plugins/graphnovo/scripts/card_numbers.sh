@@ -90,7 +90,9 @@ EOF
   v2-config) # v2's training record, as committed then
     git -C "$ROOT" show $V2_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v2_config.json ;;
   versions) # v2, v2 on deisotoped peaks, v3: simulated (choice) and held-out (report)
-    $PY scripts/compare_versions.py "$(v2_weights)" engine_graphnovo/weights/default > $R/compare_v2_v3.json ;;
+    V2=$(v2_weights)
+    $PY scripts/compare_versions.py "v2=$V2" "v2 on deisotoped peaks=$V2+deisotope" v3=engine_graphnovo/weights/default \
+      > $R/compare_v2_v3.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)

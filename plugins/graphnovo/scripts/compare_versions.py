@@ -1,9 +1,10 @@
-"""v2 against v3 (issue 14), the same spectra for each: v2 as shipped (its own peak processing),
-v2 on deisotoped peaks (v3's peak processing, v2's weights: what the new graphs alone give), and
-v3, on 256 fresh simulated spectra (seed 12345: where the default is chosen) and on the 153
-held-out MassIVE-KB spectra (report only). Learned side only; torch, 1 thread.
+"""Default-model versions side by side on the same spectra: 256 fresh simulated spectra (seed
+12345: where the default is chosen) and the 153 held-out MassIVE-KB spectra (report only).
+Learned side only; torch, 1 thread. Each model is NAME=WEIGHTS; WEIGHTS+deisotope runs those
+weights on deisotoped peaks whatever their own peak processing (v2 on v3's peaks).
 
-    python scripts/compare_versions.py V2_WEIGHTS V3_WEIGHTS > scripts/results/compare_v2_v3.json
+    python scripts/compare_versions.py v2=V2 v2-deisotoped=V2+deisotope v3=V3 > scripts/results/compare_v2_v3.json
+    python scripts/compare_versions.py v3=V3 v4=V4 > scripts/results/compare_v3_v4.json
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from engine.runtime import use_torch_threads
 KEYS = ("peptide_recall", "aa_precision", "aa_recall", "precursor_match", "node_precision", "node_recall")
 
 
-def main(v2: str, v3: str) -> dict:
+def load(spec: str) -> GraphNovoSequencer:
+    weights, _, flag = spec.partition("+")
+    model = GraphNovoSequencer(model=weights)
+    if flag == "deisotope":
+        model.pipeline.prep = dataclasses.replace(model.pipeline.prep, deisotope=True)
+    elif flag:
+        raise SystemExit(f"unknown flag +{flag} (known: +deisotope)")
+    return model
+
+
+def main(specs: list[str]) -> dict:
     use_torch_threads(1)
-    deisotoped = GraphNovoSequencer(model=v2)
-    deisotoped.pipeline.prep = dataclasses.replace(deisotoped.pipeline.prep, deisotope=True)
-    models = {
-        "v2": GraphNovoSequencer(model=v2),
-        "v2 on deisotoped peaks": deisotoped,
-        "v3": GraphNovoSequencer(model=v3),
-    }
+    models = {name: load(spec) for name, _, spec in (s.partition("=") for s in specs)}
     sets = {"simulated (256, seed 12345)": simulated_spectra(256), "held-out MassIVE-KB (153)": heldout_spectra()}
     out = {}
     for set_name, spectra in sets.items():
@@ -40,4 +45,4 @@ def main(v2: str, v3: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:3]), indent=1))
+    print(json.dumps(main(sys.argv[1:]), indent=1))
