@@ -203,6 +203,15 @@ def fill_loss(sf, b: dict) -> torch.Tensor:
     return F.nll_loss(logp.reshape(-1, logp.shape[-1]), b["sf_tgt"].reshape(-1), ignore_index=-100)
 
 
+def learning_rate(cfg: TrainConfig, step: int, seconds: float) -> float:
+    """Linear warm-up, then cosine to 10 % along whichever budget runs out first: the wall
+    clock (``minutes``) or the step cap (``max_steps``), so a run given a step budget on a
+    slower machine ends its schedule with its steps, as one given minutes does with its time."""
+    done = max(seconds / (cfg.minutes * 60), step / cfg.max_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, done))) * 0.9 + 0.1
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup) * cosine
+
+
 # ---------------------------------------------------------------- weights
 
 
@@ -283,9 +292,7 @@ def train(
     history = []
     bar = progress(total=cfg.max_steps, desc="train graphnovo") if progress and rank == 0 else None
     while step < cfg.max_steps and (time.time() - start) < cfg.minutes * 60:
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        frac = min(1.0, (time.time() - start) / (cfg.minutes * 60))
-        lr *= 0.5 * (1 + math.cos(math.pi * frac)) * 0.9 + 0.1
+        lr = learning_rate(cfg, step, time.time() - start)
         for g in opt.param_groups:
             g["lr"] = lr
         batch = collate(examples.batch(cfg.batch_size, cfg.real_fraction))

@@ -41,7 +41,7 @@ v2_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config"
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v4-candidate"
 target() {
   case "$1" in
   eval) # held-out table (v3 column), strata, graph statistics; fp32 column of the int8 table
@@ -93,6 +93,14 @@ EOF
     V2=$(v2_weights)
     $PY scripts/compare_versions.py "v2=$V2" "v2 on deisotoped peaks=$V2+deisotope" v3=engine_graphnovo/weights/default \
       > $R/compare_v2_v3.json ;;
+  v4-candidate) # the node-head run (not installed): its tuning, v3 against it, its node head, its eval
+    V4=${V4:-runs/v4/weights} # engine train graphnovo --minutes 75 -o runs/v4 --threads 1
+    $PY scripts/tune_search.py $V4 > $R/tune_v4.json # then store its stored_search in $V4/config.json
+    $PY scripts/compare_versions.py v3=engine_graphnovo/weights/default v4=$V4 > $R/compare_v3_v4.json
+    $PY scripts/node_head.py $V4 > $R/node_head_v4.json
+    $E --json --quiet eval graphnovo --model $V4 --threads 1 > $R/eval_v4_not_installed.json
+    $PY scripts/path_errors.py > $R/path_errors_v3.json
+    $PY scripts/path_errors.py $V4 > $R/path_errors_v4_not_installed.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)

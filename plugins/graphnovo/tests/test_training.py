@@ -74,3 +74,15 @@ def test_torchrun_ddp_two_gloo_processes(tmp_path):
     assert sums[0][1] == sums[1][1]  # gradients were all-reduced: replicas agree
     meta = json.loads((tmp_path / "ddp" / "weights" / "config.json").read_text())
     assert meta["training"]["world_size"] == 2
+
+
+def test_learning_rate_follows_the_budget_that_runs_out_first():
+    from engine_graphnovo.training import TrainConfig, learning_rate
+
+    by_steps = TrainConfig(lr=1.0, warmup=10, minutes=1e6, max_steps=1000)
+    assert learning_rate(by_steps, 0, 0.0) == pytest.approx(0.1)  # warm-up: (0 + 1) / 10
+    assert learning_rate(by_steps, 500, 1.0) == pytest.approx(0.55)  # half the steps: cosine at its middle
+    assert learning_rate(by_steps, 1000, 1.0) == pytest.approx(0.1)  # the floor
+    by_time = TrainConfig(lr=1.0, warmup=10, minutes=10.0, max_steps=10**6)
+    assert learning_rate(by_time, 20, 300.0) == pytest.approx(0.55)  # half the minutes
+    assert learning_rate(by_time, 20, 900.0) == pytest.approx(0.1)
