@@ -41,7 +41,7 @@ v2_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v4-candidate"
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v4-candidate node-ablation"
 target() {
   case "$1" in
   eval) # held-out table (v3 column), strata, graph statistics; fp32 column of the int8 table
@@ -101,6 +101,12 @@ EOF
     $E --json --quiet eval graphnovo --model $V4 --threads 1 > $R/eval_v4_not_installed.json
     $PY scripts/path_errors.py > $R/path_errors_v3.json
     $PY scripts/path_errors.py $V4 > $R/path_errors_v4_not_installed.json ;;
+  node-ablation) # the node head at equal budget: two 45-minute runs side by side (one core each), then
+    # each tuned on simulated spectra (its stored_search copied into its config.json) and compared
+    #   engine train graphnovo --minutes 45 -o runs/abl_node1 --threads 1 --node-weight 1   (and 0: runs/abl_node0)
+    for w in 0 1; do $PY scripts/tune_search.py runs/abl_node$w/weights > $R/tune_node_ablation_$w.json; done
+    $PY scripts/compare_versions.py "no node head, 45 min=runs/abl_node0/weights" \
+      "node head, 45 min=runs/abl_node1/weights" > $R/compare_node_ablation.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)
