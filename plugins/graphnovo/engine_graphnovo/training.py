@@ -66,7 +66,8 @@ def make_example(
     if mz2.size == 0:
         return None
     graph = builder.build(mz2, it2, pmz, charge)
-    path, nmask, target = path_label(graph, residue_masses(tokens))
+    masses = residue_masses(tokens)
+    path, nmask, target = path_label(graph, masses)
     bounds = np.append(graph.masses[path[1:]], graph.precursor_mass)
     try:
         sf_in, sf_prefix, sf_gap, sf_tgt = token_label(builder.table, tokens, bos, bounds)
@@ -76,7 +77,7 @@ def make_example(
         "feats": graph_arrays(graph),
         "path": path,
         "nmask": nmask,
-        "node_true": true_nodes(graph, residue_masses(tokens)),
+        "node_true": true_nodes(graph, masses),
         "target": target,
         "sf_in": sf_in,
         "sf_prefix": sf_prefix,
@@ -147,7 +148,7 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
         return np.pad(a, [(0, 0), (0, n - a.shape[1])])
 
     nmask, _ = pad_sequences([pad_n(e["nmask"]) for e in examples], value=False)
-    node_true = np.stack([np.pad(e["node_true"], (0, n - e["node_true"].size)) for e in examples])
+    node_true, _ = pad_sequences([e["node_true"] for e in examples], value=False)
     target, _ = pad_sequences([pad_n(e["target"]) for e in examples], value=0.0)
     sf_in, _ = pad_sequences([e["sf_in"] for e in examples])
     sf_prefix, _ = pad_sequences([e["sf_prefix"] for e in examples], value=0.0)

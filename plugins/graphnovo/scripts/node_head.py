@@ -19,7 +19,7 @@ from engine_graphnovo.baseline import node_scores
 from engine_graphnovo.data import graph_arrays, pad_batch
 from engine_graphnovo.evaluation import heldout_spectra, simulated_spectra
 from engine_graphnovo.torch_path import GraphNovoSequencer
-from engine_graphnovo.training import true_nodes
+from engine_graphnovo.training import encode_args, true_nodes
 
 from engine.io.peptides import parse_peptide, residue_masses
 from engine.runtime import use_torch_threads
@@ -44,10 +44,7 @@ def measure(model: GraphNovoSequencer, spectra: list) -> dict:
         graph = model.pipeline.graph(spec, spec.charge)
         feats = {k: torch.from_numpy(v) for k, v in pad_batch([graph_arrays(graph)]).items()}
         with torch.no_grad():
-            memory = model.ps.encode(
-                *(feats[k] for k in ("ions", "masses", "precursor", "charge", "pair_code", "node_mask"))
-            )
-            logits = model.ps.node_logits(memory)[0].numpy()
+            logits = model.ps.node_logits(model.ps.encode(*encode_args(feats)))[0].numpy()
         inner = slice(1, graph.n - 1)
         head.append(logits[inner])
         hand.append(node_scores(graph)[inner])

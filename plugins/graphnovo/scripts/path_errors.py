@@ -20,11 +20,10 @@ from engine_graphnovo.data import graph_arrays, pad_batch, path_label
 from engine_graphnovo.evaluation import heldout_spectra
 from engine_graphnovo.graph import true_prefixes
 from engine_graphnovo.torch_path import GraphNovoSequencer
+from engine_graphnovo.training import encode_args
 
 from engine.io.peptides import parse_peptide, residue_masses
 from engine.runtime import use_torch_threads
-
-ENCODE = ("ions", "masses", "precursor", "charge", "pair_code", "node_mask")
 
 
 def path_logp(ps, graph, path: list[int]) -> float:
@@ -32,7 +31,7 @@ def path_logp(ps, graph, path: list[int]) -> float:
     feats = {k: torch.from_numpy(v) for k, v in pad_batch([graph_arrays(graph)]).items()}
     allowed = torch.from_numpy(graph.next_mask()[path[:-1]])[None]
     with torch.no_grad():
-        logp = ps(*(feats[k] for k in ENCODE), torch.tensor([path[:-1]]), allowed)[0]
+        logp = ps(*encode_args(feats), torch.tensor([path[:-1]]), allowed)[0]
     return float(sum(logp[i, path[i + 1]] for i in range(len(path) - 1)))
 
 

@@ -8,7 +8,14 @@ from engine_graphnovo.graph import GraphBuilder  # noqa: E402
 from engine_graphnovo.model import ModelConfig, PathSearcher, SeqFiller  # noqa: E402
 from engine_graphnovo.preprocess import PreprocessConfig, preprocess  # noqa: E402
 from engine_graphnovo.simulator import SimConfig, simulate  # noqa: E402
-from engine_graphnovo.training import collate, fill_loss, make_example, path_loss, true_nodes  # noqa: E402
+from engine_graphnovo.training import (  # noqa: E402
+    collate,
+    encode_args,
+    fill_loss,
+    make_example,
+    path_loss,
+    true_nodes,
+)
 
 from engine.io.peptides import ResidueTable, parse_peptide, residue_masses  # noqa: E402
 
@@ -171,11 +178,10 @@ def test_node_head_adds_its_logit_to_every_pointer_logit(batch):
     plain = PathSearcher(CFG).eval()
     plain.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("node_score")})
     b = collate([ex for _, ex in batch])
-    enc = (b["ions"], b["masses"], b["precursor"], b["charge"], b["pair_code"], b["node_mask"])
     allowed = b["nmask"] | ~b["valid"][..., None]
     with torch.no_grad():
-        got, node_logit = with_head(*enc, b["path"], allowed, nodes=True)
-        base = plain(*enc, b["path"], allowed)
+        got, node_logit = with_head(*encode_args(b), b["path"], allowed, nodes=True)
+        base = plain(*encode_args(b), b["path"], allowed)
     want = torch.log_softmax(torch.where(base > -1e8, base + node_logit[:, None, :], base), dim=-1)
     live = base > -1e8
     torch.testing.assert_close(got[live], want[live], atol=1e-5, rtol=1e-5)
@@ -188,9 +194,7 @@ def test_node_loss_is_the_cross_entropy_of_inner_nodes_against_true_prefixes(bat
     b = collate(exs)
     _, got = path_loss(ps, b)
     with torch.no_grad():
-        logits = ps.node_logits(
-            ps.encode(*(b[k] for k in ("ions", "masses", "precursor", "charge", "pair_code", "node_mask")))
-        )
+        logits = ps.node_logits(ps.encode(*encode_args(b)))
     terms = []
     for i, ((g, ex), _) in enumerate(zip(batch, exs, strict=True)):
         label = ex["node_true"]
