@@ -100,13 +100,15 @@ EOF
     $PY scripts/node_head.py $V4 > $R/node_head_v4.json
     $E --json --quiet eval graphnovo --model $V4 --threads 1 > $R/eval_v4_not_installed.json
     $PY scripts/path_errors.py > $R/path_errors_v3.json
-    $PY scripts/path_errors.py $V4 > $R/path_errors_v4_not_installed.json ;;
+    $PY scripts/path_errors.py $V4 > $R/path_errors_v4_not_installed.json
+    cp $V4/config.json $R/v4_candidate_config.json ;;
   node-ablation) # the node head at equal budget: two 45-minute runs side by side (one core each), then
     # each tuned on simulated spectra (its stored_search copied into its config.json) and compared
     #   engine train graphnovo --minutes 45 -o runs/abl_node1 --threads 1 --node-weight 1   (and 0: runs/abl_node0)
     for w in 0 1; do $PY scripts/tune_search.py runs/abl_node$w/weights > $R/tune_node_ablation_$w.json; done
     $PY scripts/compare_versions.py "no node head, 45 min=runs/abl_node0/weights" \
-      "node head, 45 min=runs/abl_node1/weights" > $R/compare_node_ablation.json ;;
+      "node head, 45 min=runs/abl_node1/weights" > $R/compare_node_ablation.json
+    for w in 0 1; do cp runs/abl_node$w/weights/config.json $R/node_ablation_${w}_config.json; done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)
