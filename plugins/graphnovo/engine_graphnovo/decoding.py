@@ -79,18 +79,16 @@ def _gap_composition(seg: Segment, builder: GraphBuilder, tol: float) -> list[in
 
 
 def allowed_tokens(
-    remaining: float, at_start: bool, builder: GraphBuilder, tol: float, close_tol: float | None = None
+    remaining, at_start, builder: GraphBuilder, tol: float, close_tol: float | None = None
 ) -> np.ndarray:
     """SeqFiller mass mask: tokens that leave a remainder the knapsack can still fill
     (or that close the gap within close_tol, default tol). N-terminal tokens only at
-    the peptide start."""
-    masses = builder.table.masses
-    rest = remaining - masses
+    the peptide start. ``remaining`` and ``at_start``: scalars, or one per beam (B,)
+    for a (B, tokens) mask."""
+    rest = np.asarray(remaining, dtype=np.float64)[..., None] - builder.table.masses
     close = tol if close_tol is None else close_tol
     ok = (np.abs(rest) <= close) | ((rest > tol) & builder.knapsack.feasible(rest, tol))
-    if not at_start:
-        ok &= ~builder.table.nterm
-    return ok
+    return ok & (np.asarray(at_start)[..., None] | ~builder.table.nterm)
 
 
 def precursor_match(

@@ -168,10 +168,9 @@ class GraphBuilder:
         self.offsets = table.nterm_offsets
 
     def with_settings(self, **settings) -> GraphBuilder:
-        """This builder with other graph settings, sharing its residue table and knapsack."""
-        other = GraphBuilder.__new__(GraphBuilder)
-        other.__dict__.update(self.__dict__, config=dataclasses.replace(self.config, **settings))
-        return other
+        """This builder with other graph settings, sharing its residue table and (through
+        ``knapsack_for``'s cache) its knapsack."""
+        return GraphBuilder(self.table, dataclasses.replace(self.config, **settings))
 
     # ------------------------------------------------------------ nodes
     def prefix_feasible(self, mass: np.ndarray, tol: float) -> np.ndarray:

@@ -34,7 +34,7 @@ UNCAPPED = 1 << 30
 def prefix_stages(
     spectrum, residue_masses: np.ndarray, builder: GraphBuilder, prep: PreprocessConfig
 ) -> dict[str, int]:
-    """Count of the spectrum's true prefixes lost at each stage (STAGES), with the graph it builds."""
+    """Count of the spectrum's true prefixes lost at each stage (STAGES)."""
     M = residue_mass_of(spectrum.precursor_mz, spectrum.charge)
     pre = true_prefixes(residue_masses)
     tol = builder.config.node_tol(M)

@@ -168,13 +168,12 @@ class FillSearch:
 
     def advance(self, logp: np.ndarray) -> None:
         masses, segs = self.builder.table.masses, self.segments
-        cands = []
-        for i, x in enumerate(self.live):
-            for t in self._allowed(x):
-                cands.append((x.score + float(logp[i, t]), i, int(t), float(logp[i, t])))
-        cands.sort(key=lambda c: -c[0])
+        rows, tokens = self._extensions()
+        step_logp = logp[rows, tokens].astype(np.float64)
+        total = np.array([x.score for x in self.live])[rows] + step_logp
         nxt = []
-        for _total, i, t, lp in cands[: self.beam]:
+        for k in np.argsort(-total, kind="stable")[: self.beam]:  # ties: earlier beam, then lower token
+            i, t, lp = int(rows[k]), int(tokens[k]), float(step_logp[k])
             x = self.live[i]
             rem, seg = x.remaining - masses[t], x.seg
             # widened masks may leave up to WIDEN x tol; nothing lighter than a residue fits
@@ -190,16 +189,22 @@ class FillSearch:
         too_long = nxt and len(nxt[0].ids) >= MAX_TOKENS
         self.live = [] if (not nxt or too_long or max(x.score for x in nxt) < best_done) else nxt
 
-    def _allowed(self, x: _Beam) -> np.ndarray:
-        seg = self.segments[x.seg]
-        if seg.token >= 0 and x.fresh:  # a single-residue edge: its residue is forced
-            return np.array([seg.token])
-        ok = np.zeros(0, dtype=np.int64)
-        for widen in (1.0, WIDEN):  # widened once if the mask is empty
-            ok = np.flatnonzero(allowed_tokens(x.remaining, not x.ids, self.builder, self.tol * widen))
-            if ok.size:
-                break
-        return ok
+    def _extensions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(beam row, token) of every allowed extension of the live beams, row-major: the
+        knapsack mass mask (widened once where it is empty); a single-residue edge forces
+        its residue."""
+        remaining = np.array([x.remaining for x in self.live])
+        at_start = np.array([not x.ids for x in self.live])
+        ok = allowed_tokens(remaining, at_start, self.builder, self.tol)
+        for i, x in enumerate(self.live):
+            forced = self.segments[x.seg].token
+            if forced >= 0 and x.fresh:
+                ok[i] = False
+                ok[i, forced] = True
+        empty = ~ok.any(axis=1)
+        if empty.any():
+            ok[empty] = allowed_tokens(remaining[empty], at_start[empty], self.builder, self.tol * WIDEN)
+        return np.nonzero(ok)
 
 
 def _lockstep(searches: list, call, cache: tuple[int, int, int, int]) -> None:

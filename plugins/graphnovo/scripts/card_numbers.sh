@@ -41,7 +41,7 @@ v2_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v4-candidate node-ablation"
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v4-candidate node-ablation v4-equal-steps"
 target() {
   case "$1" in
   eval) # held-out table (v3 column), strata, graph statistics; fp32 column of the int8 table
@@ -109,6 +109,14 @@ EOF
     $PY scripts/compare_versions.py "no node head, 45 min=runs/abl_node0/weights" \
       "node head, 45 min=runs/abl_node1/weights" > $R/compare_node_ablation.json
     for w in 0 1; do cp runs/abl_node$w/weights/config.json $R/node_ablation_${w}_config.json; done ;;
+  v4-equal-steps) # the node-head recipe at v3's step count, tuned (setting stored in its config), against v3
+    V4B=${V4B:-runs/v4b/weights} # engine train graphnovo --steps 9094 --minutes 600 -o runs/v4b --threads 1
+    $PY scripts/tune_search.py --store $V4B > $R/tune_v4b.json
+    $PY scripts/compare_versions.py v3=engine_graphnovo/weights/default v4b=$V4B > $R/compare_v3_v4b.json
+    $PY scripts/node_head.py $V4B > $R/node_head_v4b.json
+    $E --json --quiet eval graphnovo --model $V4B --threads 1 > $R/eval_v4b.json
+    $PY scripts/path_errors.py $V4B > $R/path_errors_v4b.json
+    cp $V4B/config.json $R/v4b_config.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)

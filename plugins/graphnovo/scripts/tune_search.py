@@ -6,6 +6,7 @@ weights (tune_search rewrites the config's `search`; the shipped weights are not
 prints its measurements as JSON, with the search setting it would store.
 
     python scripts/tune_search.py [WEIGHTS]      (default: the shipped default weights)
+    python scripts/tune_search.py --store WEIGHTS    (a run's own weights: stores the setting there)
 
 Peptide recall and AA precision/recall are deterministic; spectra_per_s is a torch timing on
 this machine at the time (1 thread) and moves with the load.
@@ -27,10 +28,15 @@ def main(argv: list[str]) -> int:
     from engine_graphnovo.evaluation import tune_search
 
     use_torch_threads(1)
+    store = argv[:1] == ["--store"]
+    argv = argv[store:]
     src = Path(argv[0]) if argv else DEFAULT_WEIGHTS
+    if store and src.resolve() == DEFAULT_WEIGHTS.resolve():
+        raise SystemExit("--store tunes a run's weights, not the shipped default")
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "weights"
-        shutil.copytree(src, weights)
+        weights = src if store else Path(tmp) / "weights"
+        if not store:
+            shutil.copytree(src, weights)
         result = tune_search(weights, log=lambda line: print(line, file=sys.stderr))
         result["stored_search"] = json.loads((weights / "config.json").read_text())["search"]
     result["weights"] = str(src)

@@ -102,6 +102,18 @@ def test_allowed_tokens_match_a_brute_force_over_residue_multisets(builder):
     assert verdicts[True] >= 20 and verdicts[False] >= 100
 
 
+def test_allowed_tokens_for_many_beams_is_the_mask_of_each(builder):
+    """The SeqFiller asks for all live beams at once: row b of the (B, tokens) mask is the
+    mask of beam b alone, at the start of the peptide or not."""
+    gaps = np.array([AA["Q"], AA["K"], ACETYL + AA["G"] + AA["A"], 30.0, 250.0, AA["W"] + AA["P"]])
+    at_start = np.array([False, True, True, False, True, False])
+    many = allowed_tokens(gaps, at_start, builder, TOL)
+    assert many.shape == (len(gaps), len(builder.table.masses))
+    for row, gap, start in zip(many, gaps, at_start, strict=True):
+        np.testing.assert_array_equal(row, allowed_tokens(float(gap), bool(start), builder, TOL))
+    assert many.any(axis=1).tolist() == [True, True, True, False, False, True]  # 30 and 250 Da: no fill
+
+
 def test_precursor_match_with_isotope_errors():
     """M from pyteomics (PEPTIDEK, residue mass 909.444); the precursor may have been picked at the
     first or second 13C peak, i.e. M_observed = M + k x 1.00335."""
