@@ -14,6 +14,18 @@ from .textio import TextCodec
 _MIN = np.finfo(np.float32).min
 
 
+def base_feeds(ids, positions, allowed, logits_index, past: dict) -> dict:
+    """The exported base's inputs for new tokens ``ids`` (b, s) at ``positions``: ``allowed``
+    (b, s, past + s) as an additive attention mask, the rows whose logits are wanted, the cache."""
+    return {
+        "input_ids": ids.astype(np.int64),
+        "position_ids": positions.astype(np.int64),
+        "attention_mask": np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32),
+        "logits_index": np.asarray(logits_index, dtype=np.int64),
+        **past,
+    }
+
+
 class OrtBackend(HeadQueries):
     """The array interface of TorchBackend over the exported `medusa` and `heads` (or `hydra`) graphs.
 
@@ -50,15 +62,8 @@ class OrtBackend(HeadQueries):
     def forward(self, ids, positions, allowed, logits_at=None):
         b = ids.shape[0]
         past = self.past if self.past is not None else self._empty_past(b)
-        mask = np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32)
         lidx = np.arange(ids.shape[1])[None].repeat(b, 0) if logits_at is None else np.full((b, 1), logits_at)
-        feeds = {
-            "input_ids": ids.astype(np.int64),
-            "position_ids": positions.astype(np.int64),
-            "attention_mask": mask,
-            "logits_index": lidx,
-            **dict(zip(self.past_names, past, strict=True)),
-        }
+        feeds = base_feeds(ids, positions, allowed, lidx, dict(zip(self.past_names, past, strict=True)))
         if self.takes_head_index:
             feeds["head_index"] = np.zeros((b, 0), np.int64)
         if self.on_cuda:

@@ -14,8 +14,7 @@ import os
 import sys
 
 import numpy as np
-
-MIN = np.finfo(np.float32).min
+from engine_medusa.ort_path import base_feeds
 
 
 def session_with_all_outputs(artifact):
@@ -54,13 +53,9 @@ def compare(artifact) -> dict:
     past = [rng.normal(size=(1, kvh, 10, hd)).astype(np.float32) for _ in past_names]
 
     def run(ids, allowed, logits_index):
-        feeds = {
-            "input_ids": np.array([ids], np.int64),
-            "position_ids": np.arange(10, 10 + len(ids))[None],
-            "attention_mask": np.where(allowed[:, None], np.float32(0), MIN).astype(np.float32),
-            "logits_index": np.array([logits_index], np.int64),
-            **dict(zip(past_names, past, strict=True)),
-        }
+        positions = np.arange(10, 10 + len(ids))[None]
+        cache = dict(zip(past_names, past, strict=True))
+        feeds = base_feeds(np.array([ids]), positions, allowed, [logits_index], cache)
         if "head_index" in inputs:
             feeds["head_index"] = np.zeros((1, 0), np.int64)
         return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
