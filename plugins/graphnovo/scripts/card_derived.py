@@ -1,6 +1,6 @@
 """Every number MODEL_CARD.md derives rather than reads off one result file: parameter counts
-and file sizes of the shipped weights and artifact, the training records (v3: the weights'
-config.json; v2 and v1: scripts/results/v2_config.json, v1_config.json), the simulation and split settings the code
+and file sizes of the shipped weights and artifact, the training records (v4: the weights'
+config.json; v3, v2 and v1: scripts/results/v{3,2,1}_config.json), the simulation and split settings the code
 uses, and the differences the card quotes between results in scripts/results/.
 
     python scripts/card_derived.py > scripts/results/card_derived.json
@@ -86,8 +86,10 @@ def main() -> None:
         "created": manifest["created"],
         "producer": {k: manifest["producer"].get(k) for k in ("torch", "onnx", "onnxruntime")},
     }
-    out["training_v3"] = training(cfg)
-    v2cfg, v1cfg = load("v2_config.json"), load("v1_config.json")
+    out["training_v4"] = training(cfg)
+    v3cfg, v2cfg, v1cfg = load("v3_config.json"), load("v2_config.json"), load("v1_config.json")
+    if v3cfg:
+        out["training_v3"] = training(v3cfg)
     if v2cfg:
         v2 = training(v2cfg)
         out["training_v2"] = v2

@@ -30,31 +30,35 @@ v1_tree() {
 }
 V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
 V2_COMMIT=7b0892c # the last commit with v2 as the default (v3 replaced it after it)
+V3_COMMIT=21c3a04 # the last commit with v3 as the default (v4 replaced it after it)
+DEFAULT=v4 # the version the default weights are: names the files of eval, eval-beams, tune, bench
+# (files of earlier defaults keep their version's name: eval_v3.json, bench_v3_beam5.json, ...)
 
-# v2's weights out of git (the code of today reads them: same input features)
-v2_weights() {
-  local dir="${TMPDIR:-/tmp}/graphnovo-v2-weights"
+# a former default's weights out of git (the code of today reads them: same input features);
+# usage: old_weights COMMIT NAME, prints the folder
+old_weights() {
+  local dir="${TMPDIR:-/tmp}/graphnovo-$2-weights"
   mkdir -p "$dir"
   for f in config.json pathsearcher.safetensors seqfiller.safetensors; do
-    git -C "$ROOT" show "$V2_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/$f" > "$dir/$f"
+    git -C "$ROOT" show "$1:plugins/graphnovo/engine_graphnovo/weights/default/$f" > "$dir/$f"
   done
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v4-candidate node-ablation v4-equal-steps"
+TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
 target() {
   case "$1" in
-  eval) # held-out table (v3 column), strata, graph statistics; fp32 column of the int8 table
-    $E --json --quiet eval graphnovo --threads 1 > $R/eval_v3.json ;;
+  eval) # held-out table (the default's column), strata, graph statistics
+    $E --json --quiet eval graphnovo --threads 1 > $R/eval_$DEFAULT.json ;;
   eval-beams) # diagnostic: the default at beams 5/5 and 20/20 on the held-out spectra
     for k in 5 20; do
-      $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_v3_beam$k.json
+      $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_${DEFAULT}_beam$k.json
     done ;;
   tune) # search-setting tables (bonus at beam 5, then beams 5/10/20), 256 simulated spectra
-    $PY scripts/tune_search.py > $R/tune_v3.json ;;
+    $PY scripts/tune_search.py > $R/tune_$DEFAULT.json ;;
   bench) # speed table: one run per beam, 60 held-out spectra
     for k in 5 10 20; do
-      $E --json --quiet bench graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/bench_v3_beam$k.json
+      $E --json --quiet bench graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/bench_${DEFAULT}_beam$k.json
     done ;;
   int8) # dynamic int8 table: 3 alternating bench runs per artifact, then the int8 eval
     $PY scripts/quantize_int8.py runs/artifact-int8 > /dev/null
@@ -89,17 +93,19 @@ EOF
     $PY scripts/node_budget.py engine_graphnovo/artifacts/default > $R/node_budget.json ;;
   v2-config) # v2's training record, as committed then
     git -C "$ROOT" show $V2_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v2_config.json ;;
+  v3-config) # v3's training record, as committed then
+    git -C "$ROOT" show $V3_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v3_config.json ;;
   versions) # v2, v2 on deisotoped peaks, v3: simulated (choice) and held-out (report)
-    V2=$(v2_weights)
-    $PY scripts/compare_versions.py "v2=$V2" "v2 on deisotoped peaks=$V2+deisotope" v3=engine_graphnovo/weights/default \
+    V2=$(old_weights $V2_COMMIT v2)
+    $PY scripts/compare_versions.py "v2=$V2" "v2 on deisotoped peaks=$V2+deisotope" v3=$(old_weights $V3_COMMIT v3) \
       > $R/compare_v2_v3.json ;;
   v4-candidate) # the node-head run (not installed): its tuning, v3 against it, its node head, its eval
     V4=${V4:-runs/v4/weights} # engine train graphnovo --minutes 75 -o runs/v4 --threads 1
-    $PY scripts/tune_search.py $V4 > $R/tune_v4.json # then store its stored_search in $V4/config.json
-    $PY scripts/compare_versions.py v3=engine_graphnovo/weights/default v4=$V4 > $R/compare_v3_v4.json
-    $PY scripts/node_head.py $V4 > $R/node_head_v4.json
+    $PY scripts/tune_search.py $V4 > $R/tune_v4_candidate.json # then store its stored_search in $V4/config.json
+    $PY scripts/compare_versions.py v3=$(old_weights $V3_COMMIT v3) v4=$V4 > $R/compare_v3_v4_candidate.json
+    $PY scripts/node_head.py $V4 > $R/node_head_v4_candidate.json
     $E --json --quiet eval graphnovo --model $V4 --threads 1 > $R/eval_v4_not_installed.json
-    $PY scripts/path_errors.py > $R/path_errors_v3.json
+    $PY scripts/path_errors.py $(old_weights $V3_COMMIT v3) > $R/path_errors_v3.json
     $PY scripts/path_errors.py $V4 > $R/path_errors_v4_not_installed.json
     cp $V4/config.json $R/v4_candidate_config.json ;;
   node-ablation) # the node head at equal budget: two 45-minute runs side by side (one core each), then
@@ -119,7 +125,7 @@ EOF
       $PY scripts/path_errors.py runs/$n/weights > $R/path_errors_$n.json
       cp runs/$n/weights/config.json $R/${n}_config.json
     done
-    $PY scripts/compare_versions.py v3=engine_graphnovo/weights/default v4b=runs/v4b/weights \
+    $PY scripts/compare_versions.py v3=$(old_weights $V3_COMMIT v3) v4b=runs/v4b/weights \
       "v4b, seed 1=runs/v4b_seed1/weights" > $R/compare_v3_v4b.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;

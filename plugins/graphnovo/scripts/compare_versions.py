@@ -4,7 +4,7 @@ Learned side only; torch, 1 thread. Each model is NAME=WEIGHTS; WEIGHTS+deisotop
 weights on deisotoped peaks whatever their own peak processing (v2 on v3's peaks).
 
     python scripts/compare_versions.py v2=V2 v2-deisotoped=V2+deisotope v3=V3 > scripts/results/compare_v2_v3.json
-    python scripts/compare_versions.py v3=V3 v4=V4 > scripts/results/compare_v3_v4.json
+    python scripts/compare_versions.py v3=V3 v4=V4 > scripts/results/compare_v3_v4_candidate.json
 """
 
 from __future__ import annotations

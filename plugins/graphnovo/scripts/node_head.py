@@ -3,7 +3,7 @@ each spectrum set, the ROC AUC of the head's logit over all inner graph nodes (l
 the node window of a true prefix mass, training.true_nodes), and the same for the DP
 baseline's hand-made node score (baseline.node_scores) on the same nodes.
 
-    python scripts/node_head.py WEIGHTS > scripts/results/node_head_v4.json
+    python scripts/node_head.py WEIGHTS > scripts/results/node_head_v4_candidate.json
 
 Sets: the 153 held-out MassIVE-KB spectra and 256 fresh simulated spectra (seed 12345).
 """
