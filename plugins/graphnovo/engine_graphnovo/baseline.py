@@ -42,11 +42,29 @@ AVERAGE_RESIDUE = 110.0
 NODE_COST = 0.5  # a node must be supported by more than one weak peak to pay off
 
 
+def ion_evidence(ions: np.ndarray) -> np.ndarray:
+    """(n,) peak evidence of n prefix masses from their (n, 18, F) ion features."""
+    present, rel = ions[..., 0], ions[..., 1]
+    return (present * (0.5 + rel) * _W).sum(-1)
+
+
 def node_scores(graph: SpectrumGraph) -> np.ndarray:
-    present, rel = graph.ions[..., 0], graph.ions[..., 1]
-    score = (present * (0.5 + rel) * _W).sum(1) - NODE_COST
+    score = ion_evidence(graph.ions) - NODE_COST
     score[0] = score[-1] = 0.0
     return score
+
+
+def sequence_evidence(builder: GraphBuilder, graph: SpectrumGraph, ids: list[int]) -> float:
+    """Mean peak evidence over the cleavage sites of a whole sequence (0 without peaks): the
+    fragments of every prefix it implies, gaps included, read from the graph's spectrum."""
+    if graph.peaks is None or len(ids) < 2:
+        return 0.0
+    ids = np.asarray(ids)
+    sites = np.cumsum(builder.table.masses[ids])[:-1][~builder.table.nterm[ids[:-1]]]
+    if sites.size == 0:
+        return 0.0
+    mz, inten = graph.peaks
+    return float(ion_evidence(builder.ion_features(sites, mz, inten, graph.precursor_mass)).mean())
 
 
 def edge_scores(graph: SpectrumGraph) -> np.ndarray:

@@ -87,6 +87,7 @@ class SpectrumGraph:
     node_tol: float
     jump_ok: np.ndarray | None = None  # (n, n) bool: the mass difference is a residue sum
     stats: dict = field(default_factory=dict)
+    peaks: tuple[np.ndarray, np.ndarray] | None = None  # the (m/z, intensity) it was built from
 
     @property
     def n(self) -> int:
@@ -281,6 +282,7 @@ class GraphBuilder:
             edge_tol=self.config.edge_tol(M),
             node_tol=self.config.node_tol(M),
             jump_ok=self.jump_feasible(masses, M),
+            peaks=(mz, inten),
         )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.io.peptides import to_proforma
 
+from .baseline import sequence_evidence
 from .baseline import sequence_graph as dp_sequence
 from .data import graph_arrays, pad_batch
 from .decoding import Segment, allowed_tokens, path_segments, precursor_match
@@ -52,6 +53,11 @@ class SearchConfig:
     # Summed log-probabilities favour short paths (few observed nodes, long gaps); a
     # bonus per path step counters that. 0 = the paper's plain sum.
     path_length_bonus: float = 0.0
+    # The SeqFiller's finished candidates are ranked by their log-probability plus this weight
+    # times their fragment evidence (mean over cleavage sites, baseline.sequence_evidence):
+    # fills of a gap differ in order and composition, which peaks left out of the graph can
+    # tell apart. 0 = the paper's ranking by the model's score alone.
+    rescore_weight: float = 0.0
 
 
 @dataclass
@@ -349,13 +355,14 @@ class Pipeline:
         if not fill.done:
             return None
         s, masses, g = self.search, self.builder.table.masses, fill.graph
-        ranked = sorted(fill.done, key=lambda x: -x.score)
-        matching = [
-            x
-            for x in ranked
-            if precursor_match(float(masses[x.ids].sum()), g.precursor_mass, s.precursor_ppm, s.isotopes)[0]
-        ]
-        best = (matching or ranked)[0]
+
+        def rank(x: _Beam) -> tuple[bool, float]:  # precursor-matching candidates first
+            matched = precursor_match(float(masses[x.ids].sum()), g.precursor_mass, s.precursor_ppm, s.isotopes)[0]
+            if not s.rescore_weight:
+                return matched, x.score
+            return matched, x.score + s.rescore_weight * sequence_evidence(self.builder, g, x.ids)
+
+        best = max(fill.done, key=rank)  # ties: the earlier candidate
         scores = [float(np.exp(lp)) for lp in best.logps]
         return Prediction(best.ids, scores, path, float(np.mean(scores)), extra={"path_score": path_score})
 

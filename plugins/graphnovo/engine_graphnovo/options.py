@@ -17,7 +17,15 @@ from engine.interfaces import ConfigError
 from engine.options import comma_list, option
 
 #: option -> field of inference.SearchConfig (the same names)
-SEARCH_FIELDS = ("charges", "isotopes", "precursor_ppm", "path_beam", "fill_beam", "path_length_bonus")
+SEARCH_FIELDS = (
+    "charges",
+    "isotopes",
+    "precursor_ppm",
+    "path_beam",
+    "fill_beam",
+    "path_length_bonus",
+    "rescore_weight",
+)
 #: option -> field of preprocess.PreprocessConfig
 PREPROCESS_FIELDS = {
     "min_mz": "min_mz",
@@ -129,6 +137,13 @@ class GraphNovoOptions(SearchOptions):
     fill_beam: int | None = option(None, "SeqFiller beam width" + _MODEL, type=int, validator=_positive_int)
     path_length_bonus: float | None = option(
         None, "log-probability bonus per PathSearcher step" + _MODEL, type=float, validator=_finite
+    )
+    rescore_weight: float | None = option(
+        None,
+        "weight of the fragment evidence when the SeqFiller's candidates are ranked (0: the model's score alone)"
+        + _MODEL,
+        type=float,
+        validator=_non_negative,
     )
 
 

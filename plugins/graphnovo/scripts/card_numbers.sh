@@ -45,7 +45,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
+TARGETS="eval eval-beams tune bench bench-repeat int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -59,6 +59,10 @@ target() {
   bench) # speed table: one run per beam, 60 held-out spectra
     for k in 5 10 20; do
       $E --json --quiet bench graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/bench_${DEFAULT}_beam$k.json
+    done ;;
+  bench-repeat) # the default setting three times over all 153 held-out spectra (60 move too much)
+    for i in 1 2 3; do
+      $E --json --quiet bench graphnovo --threads 1 --limit 153 > $R/bench_${DEFAULT}_153_$i.json
     done ;;
   int8) # dynamic int8 table: 3 alternating bench runs per artifact, then the int8 eval
     $PY scripts/quantize_int8.py runs/artifact-int8 > /dev/null

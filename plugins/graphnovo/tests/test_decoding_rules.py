@@ -3,11 +3,13 @@
 penalty, and PathSearch's length bonus, stall cut-off and forced end. Masses come from pyteomics
 (not from the engine's table), so a wrong mass in the engine is not also the reference."""
 
+import dataclasses
 import itertools
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from engine_graphnovo.baseline import sequence_evidence
 from engine_graphnovo.decoding import Segment, allowed_tokens, fill_knapsack, precursor_match
 from engine_graphnovo.graph import GraphBuilder, SpectrumGraph
 from engine_graphnovo.inference import PathSearch, Pipeline, Prediction, SearchConfig, _Beam
@@ -169,6 +171,30 @@ def test_pick_prefers_a_precursor_match_over_a_better_score(builder):
     assert builder.table.decode(pipe._pick(fill, [0, 9], 0.0).ids) == tuple("PEPTLDEQ")
     fill.done = []
     assert pipe._pick(fill, [0, 9], 0.0) is None
+
+
+def test_fragment_evidence_picks_the_order_the_peaks_support(builder):
+    """Two fills of the same composition: the model prefers PEPTIEDK, the spectrum holds the b and
+    y ions of PEPTIDEK. The evidence of the true order is the higher one; with a rescore weight the
+    pick follows it, without one the model's score decides (the paper's ranking)."""
+    true, swapped = "PEPTIDEK", "PEPTIEDK"
+    ions = [mass.fast_mass(true[:i], ion_type="b", charge=1) for i in range(1, len(true))]
+    ions += [mass.fast_mass(true[i:], ion_type="y", charge=1) for i in range(1, len(true))]
+    mz = np.sort(np.array(ions))
+    graph = builder.build(mz, np.ones_like(mz), mass.calculate_mass(sequence=true, charge=2), 2)
+    evidence = {p: sequence_evidence(builder, graph, ids_of(builder, p)) for p in (true, swapped)}
+    assert evidence[true] > evidence[swapped] > 0
+    assert sequence_evidence(builder, dataclasses.replace(graph, peaks=None), ids_of(builder, true)) == 0.0
+
+    def beam(peptide, p):
+        return _Beam(ids_of(builder, peptide), [float(np.log(p))] * 8, 8, 0.0, [0.0], [0.0])
+
+    fill = SimpleNamespace(done=[beam(swapped, 0.6), beam(true, 0.5)], graph=graph)
+    margin = 8 * float(np.log(0.6) - np.log(0.5))  # the model's lead, in log-probability
+    needed = margin / (evidence[true] - evidence[swapped])
+    for weight, picked in ((0.0, swapped), (0.9 * needed, swapped), (1.1 * needed, true)):
+        pipe = Pipeline(builder, None, SearchConfig(rescore_weight=weight))
+        assert "".join(builder.table.decode(pipe._pick(fill, [0, graph.n - 1], 0.0).ids)) == picked.replace("I", "L")
 
 
 def test_a_precursor_mismatch_costs_one_score_unit_and_decides_the_charge(builder):
