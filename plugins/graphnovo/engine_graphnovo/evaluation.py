@@ -159,16 +159,19 @@ def tune_search(
     bonuses=(0.0, 1.0, 2.0, 3.0),
     beams=(5, 10, 20),
     rescore_weights=(0.0, 10.0, 20.0, 40.0, 80.0),
+    fill_paths=(1, 2),
     limit: int = 256,
     log=print,
 ) -> dict:
     """Pick the search setting on fresh SIMULATED spectra (never the held-out real part;
     the real training spectra are memorised and would mislead): first the PathSearcher
     length bonus at the smallest beam, then the beam (the same width for PathSearcher and
-    SeqFiller) with that bonus, then the weight of the fragment evidence in the ranking of
-    the SeqFiller's candidates, each by peptide recall, then AA precision (ties: the
-    smaller bonus / beam / weight). All three are stored in the weights' config; the
-    measurements are returned (with torch spectra/s on this machine, for the speed side)."""
+    SeqFiller) with that bonus, then together the number of paths the SeqFiller fills (at
+    the same search work: paths x beam stays at that beam, so 2 paths get half the beam)
+    and the weight of the fragment evidence in the ranking of its candidates, each by
+    peptide recall, then AA precision (ties: the smaller bonus / beam / paths, weight). All
+    are stored in the weights' config; the measurements are returned (with torch spectra/s
+    on this machine, for the speed side)."""
     import json
 
     from .torch_path import GraphNovoSequencer
@@ -190,34 +193,39 @@ def tune_search(
     def key(r: dict) -> tuple:
         return (r["peptide_recall"], r["aa_precision"])
 
+    def summary(r: dict) -> str:
+        return f"peptide recall {r['peptide_recall']:.3f} aa precision {r['aa_precision']:.3f}"
+
     beams = sorted(beams)
-    # bonus and beam are chosen under the paper's ranking (no rescoring) whatever the weights
-    # have stored, so that tuning twice gives the same setting
-    base = {"path_beam": beams[0], "fill_beam": beams[0], "rescore_weight": 0.0}
+    # bonus and beam are chosen under the paper's ranking (one path, no rescoring) whatever
+    # the weights have stored, so that tuning twice gives the same setting
+    base = {"path_beam": beams[0], "fill_beam": beams[0], "fill_paths": 1, "rescore_weight": 0.0}
     by_bonus = {}
     for b in bonuses:
         by_bonus[b] = measure(path_length_bonus=b, **base)
         r = by_bonus[b]
-        log(f"path_length_bonus {b}: peptide recall {r['peptide_recall']:.3f} aa precision {r['aa_precision']:.3f}")
+        log(f"path_length_bonus {b}: {summary(r)}")
     best = max(bonuses, key=lambda b: key(by_bonus[b]))
     by_beam = {beams[0]: by_bonus[best]}
     for k in beams[1:]:
-        by_beam[k] = measure(path_length_bonus=best, path_beam=k, fill_beam=k, rescore_weight=0.0)
+        by_beam[k] = measure(**{**base, "path_beam": k, "fill_beam": k}, path_length_bonus=best)
     for k, r in by_beam.items():
-        log(
-            f"beam {k}: peptide recall {r['peptide_recall']:.3f} aa precision {r['aa_precision']:.3f} "
-            f"aa recall {r['aa_recall']:.3f} ({r['spectra_per_s']:.1f} spectra/s torch)"
-        )
+        log(f"beam {k}: {summary(r)} aa recall {r['aa_recall']:.3f} ({r['spectra_per_s']:.1f} spectra/s torch)")
     beam = max(beams, key=lambda k: key(by_beam[k]))
-    chosen = {"path_length_bonus": best, "path_beam": beam, "fill_beam": beam}
-    rescore_weights = sorted(rescore_weights)
-    by_weight = {w: measure(**chosen, rescore_weight=w) for w in rescore_weights}
-    for w, r in by_weight.items():
-        log(f"rescore_weight {w}: peptide recall {r['peptide_recall']:.3f} aa precision {r['aa_precision']:.3f}")
-    weight = max(rescore_weights, key=lambda w: key(by_weight[w]))
+
+    def setting(paths: int, weight: float) -> dict:
+        width = max(1, beam // paths)
+        widths = {"path_beam": width, "fill_beam": width}
+        return {"path_length_bonus": best, **widths, "fill_paths": paths, "rescore_weight": weight}
+
+    grid = [(p, w) for p in sorted(fill_paths) for w in sorted(rescore_weights)]
+    by_ranking = {pw: measure(**setting(*pw)) for pw in grid}
+    for (p, w), r in by_ranking.items():
+        log(f"{p} paths, beam {setting(p, w)['path_beam']}, rescore_weight {w}: {summary(r)}")
+    chosen = setting(*max(grid, key=lambda pw: key(by_ranking[pw])))
     cfg_path = Path(weights) / "config.json"
     meta = json.loads(cfg_path.read_text())
-    meta["search"] = {**meta.get("search", {}), **chosen, "rescore_weight": weight}
+    meta["search"] = {**meta.get("search", {}), **chosen}
     meta.setdefault("training", {})["search_tuned_on"] = f"{len(spectra)} fresh simulated spectra (seed 12345)"
     tmp = cfg_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2))
@@ -227,8 +235,9 @@ def tune_search(
         "beam": beam,
         "tuning": {str(k): v for k, v in by_bonus.items()},
         "beam_tuning": {str(k): v for k, v in by_beam.items()},
-        "rescore_weight": weight,
-        "rescore_tuning": {str(w): v for w, v in by_weight.items()},
+        "fill_paths": chosen["fill_paths"],
+        "rescore_weight": chosen["rescore_weight"],
+        "ranking_tuning": {f"{p} paths, weight {w}": v for (p, w), v in by_ranking.items()},
     }
 
 

@@ -58,6 +58,10 @@ class SearchConfig:
     # fills of a gap differ in order and composition, which peaks left out of the graph can
     # tell apart. 0 = the paper's ranking by the model's score alone.
     rescore_weight: float = 0.0
+    # The SeqFiller fills this many of the PathSearcher's best paths per graph; the candidates
+    # of all of them are ranked together by the joint log-probability of path and fill (plus
+    # the fragment evidence above). 1 = the paper's: the best path alone.
+    fill_paths: int = 1
 
 
 @dataclass
@@ -124,8 +128,14 @@ class PathSearch:
                 self.done.append((p + [g.n - 1], s))
             self.live = []
 
+    def results(self, n: int = 1) -> list[tuple[list[int], float]]:
+        """The n best finished paths, best first (ties: the earlier); source -> sink if none."""
+        if not self.done:
+            return [([0, self.graph.n - 1], -np.inf)]
+        return sorted(self.done, key=lambda x: -x[1])[:n]
+
     def result(self) -> tuple[list[int], float]:
-        return max(self.done, key=lambda x: x[1]) if self.done else ([0, self.graph.n - 1], -np.inf)
+        return self.results(1)[0]
 
 
 # ---------------------------------------------------------------- SeqFiller
@@ -343,26 +353,33 @@ class Pipeline:
                 past,
             )
 
-        found = [p.result() for p in paths]
         fills = [
-            FillSearch(self.builder, g, path_segments(g, path), s.fill_beam)
-            for g, (path, _) in zip(graphs, found, strict=True)
+            [(FillSearch(self.builder, g, path_segments(g, path), s.fill_beam), path, score) for path, score in best]
+            for g, best in zip(graphs, (p.results(s.fill_paths) for p in paths), strict=True)
         ]
-        _lockstep(fills, sf_call, self.cache)
-        return [self._pick(f, path, score) for f, (path, score) in zip(fills, found, strict=False)]
+        _lockstep([fill for per_graph in fills for fill, _, _ in per_graph], sf_call, self.cache)
+        return [self._pick(per_graph) for per_graph in fills]
 
-    def _pick(self, fill: FillSearch, path: list[int], path_score: float) -> Prediction | None:
-        if not fill.done:
-            return None
-        s, masses, g = self.search, self.builder.table.masses, fill.graph
+    def _pick(self, fills: list[tuple[FillSearch, list[int], float]]) -> Prediction | None:
+        """The best finished sequence of one graph's fills, each (fill, its path, the path's
+        score): precursor-matching ones first, then by the fill's log-probability (plus the
+        path's when several paths were filled), plus the weighted fragment evidence."""
+        s, masses = self.search, self.builder.table.masses
+        joint = len(fills) > 1
 
-        def rank(x: _Beam) -> tuple[bool, float]:  # precursor-matching candidates first
+        def rank(candidate) -> tuple[bool, float]:
+            x, fill, _, path_score = candidate
+            g = fill.graph
             matched = precursor_match(float(masses[x.ids].sum()), g.precursor_mass, s.precursor_ppm, s.isotopes)[0]
-            if not s.rescore_weight:
-                return matched, x.score
-            return matched, x.score + s.rescore_weight * sequence_evidence(self.builder, g, x.ids)
+            score = x.score + (path_score if joint else 0.0)
+            if s.rescore_weight:
+                score += s.rescore_weight * sequence_evidence(self.builder, g, x.ids)
+            return matched, score
 
-        best = max(fill.done, key=rank)  # ties: the earlier candidate
+        candidates = [(x, fill, path, score) for fill, path, score in fills for x in fill.done]
+        if not candidates:
+            return None
+        best, _, path, path_score = max(candidates, key=rank)  # ties: the earlier candidate
         scores = [float(np.exp(lp)) for lp in best.logps]
         return Prediction(best.ids, scores, path, float(np.mean(scores)), extra={"path_score": path_score})
 

@@ -25,6 +25,7 @@ SEARCH_FIELDS = (
     "fill_beam",
     "path_length_bonus",
     "rescore_weight",
+    "fill_paths",
 )
 #: option -> field of preprocess.PreprocessConfig
 PREPROCESS_FIELDS = {
@@ -145,6 +146,9 @@ class GraphNovoOptions(SearchOptions):
         type=float,
         validator=_non_negative,
     )
+    fill_paths: int | None = option(
+        None, "best PathSearcher paths the SeqFiller fills, ranked together" + _MODEL, type=int, validator=_positive_int
+    )
 
 
 # ---------------------------------------------------------------- verbs
@@ -169,7 +173,11 @@ class TrainOptions:
     )
     checkpoint_every: int = option(200, "steps between checkpoints", validator=_positive_int)
     resume: bool = option(False, "continue from OUTPUT/checkpoint.pt")
-    tune: bool = option(False, "afterwards, tune the path length bonus and the beam (5/10/20) on simulated spectra")
+    tune: bool = option(
+        False,
+        "afterwards, tune the search on simulated spectra: path length bonus, beam (5/10/20), paths filled "
+        "and the fragment-evidence weight",
+    )
     install: bool = option(False, "copy the weights into the package default and re-export its shipped artifact")
 
 

@@ -45,7 +45,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench bench-repeat int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
+TARGETS="eval eval-beams tune bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -63,6 +63,15 @@ target() {
   bench-repeat) # the default setting three times over all 153 held-out spectra (60 move too much)
     for i in 1 2 3; do
       $E --json --quiet bench graphnovo --threads 1 --limit 153 > $R/bench_${DEFAULT}_153_$i.json
+    done ;;
+  bench-ab) # 1 path at beam 10 against 2 paths at beam 5 (both with the default's rescoring), 7 runs
+    # each over the 153 held-out spectra, alternating, for the median (single runs move by 20 %)
+    for i in 1 2 3 4 5 6 7; do
+      for s in "1 10" "2 5"; do
+        set -- $s
+        $E --json --quiet bench graphnovo --threads 1 --limit 153 --fill-paths $1 --path-beam $2 --fill-beam $2 \
+          > $R/bench_ab_paths$1_$i.json
+      done
     done ;;
   int8) # dynamic int8 table: 3 alternating bench runs per artifact, then the int8 eval
     $PY scripts/quantize_int8.py runs/artifact-int8 > /dev/null

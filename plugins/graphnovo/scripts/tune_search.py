@@ -1,10 +1,11 @@
 """The model card's search-setting tables: `engine train graphnovo --tune` without the training.
 
 Runs engine_graphnovo.evaluation.tune_search (path-length bonus 0/1/2/3 at beam 5, then beams
-5/10/20 with the chosen bonus, then the fragment-evidence weight 0/10/20/40/80 of the SeqFiller's
-candidate ranking, on 256 fresh simulated spectra, seed 12345) on a COPY of the
-weights (tune_search rewrites the config's `search`; the shipped weights are not touched) and
-prints its measurements as JSON, with the search setting it would store.
+5/10/20 with the chosen bonus, then together the paths the SeqFiller fills, 1 or 2 at half the
+beam, and the fragment-evidence weight 0/10/20/40/80 of its candidate ranking, on 256 fresh
+simulated spectra, seed 12345) on a COPY of the weights (tune_search rewrites the config's
+`search`; the shipped weights are not touched) and prints its measurements as JSON, with the
+search setting it would store.
 
     python scripts/tune_search.py [WEIGHTS]      (default: the shipped default weights)
     python scripts/tune_search.py --store WEIGHTS    (a run's own weights: stores the setting there)

@@ -157,20 +157,20 @@ def test_pick_prefers_a_precursor_match_over_a_better_score(builder):
     pipe = Pipeline(builder, None, SearchConfig(precursor_ppm=5.0))
     done = [beam("PEPTIDEQ", 0.9), beam("PEPTIDEK", 0.6)]
     fill = SimpleNamespace(done=done, graph=SimpleNamespace(precursor_mass=m))
-    pred = pipe._pick(fill, [0, 3, 9], -1.5)
+    pred = pipe._pick([(fill, [0, 3, 9], -1.5)])
     assert builder.table.decode(pred.ids) == tuple("PEPTLDEK")
     assert pred.residue_scores == pytest.approx([0.6] * 8) and pred.score == pytest.approx(0.6)
     assert pred.path == [0, 3, 9] and pred.extra["path_score"] == -1.5
     # the +1 isotope precursor: the match needs isotopes (0, 1)
     fill.graph.precursor_mass = m + C13
-    assert builder.table.decode(pipe._pick(fill, [0, 9], 0.0).ids) == tuple("PEPTLDEQ")
+    assert builder.table.decode(pipe._pick([(fill, [0, 9], 0.0)]).ids) == tuple("PEPTLDEQ")
     iso = Pipeline(builder, None, SearchConfig(precursor_ppm=5.0, isotopes=(0, 1)))
-    assert builder.table.decode(iso._pick(fill, [0, 9], 0.0).ids) == tuple("PEPTLDEK")
+    assert builder.table.decode(iso._pick([(fill, [0, 9], 0.0)]).ids) == tuple("PEPTLDEK")
     # nothing matches: the best-scoring one
     fill.graph.precursor_mass = m + 0.5
-    assert builder.table.decode(pipe._pick(fill, [0, 9], 0.0).ids) == tuple("PEPTLDEQ")
+    assert builder.table.decode(pipe._pick([(fill, [0, 9], 0.0)]).ids) == tuple("PEPTLDEQ")
     fill.done = []
-    assert pipe._pick(fill, [0, 9], 0.0) is None
+    assert pipe._pick([(fill, [0, 9], 0.0)]) is None
 
 
 def test_fragment_evidence_picks_the_order_the_peaks_support(builder):
@@ -194,7 +194,27 @@ def test_fragment_evidence_picks_the_order_the_peaks_support(builder):
     needed = margin / (evidence[true] - evidence[swapped])
     for weight, picked in ((0.0, swapped), (0.9 * needed, swapped), (1.1 * needed, true)):
         pipe = Pipeline(builder, None, SearchConfig(rescore_weight=weight))
-        assert "".join(builder.table.decode(pipe._pick(fill, [0, graph.n - 1], 0.0).ids)) == picked.replace("I", "L")
+        pred = pipe._pick([(fill, [0, graph.n - 1], 0.0)])
+        assert "".join(builder.table.decode(pred.ids)) == picked.replace("I", "L")
+
+
+def test_fills_of_several_paths_are_ranked_by_path_and_fill_together(builder):
+    """Two paths filled: the first path's sequence has the better fill score, the second's the
+    better path + fill score, and the second wins; a candidate that misses the precursor loses to
+    one that matches whatever its score."""
+    m = mass.calculate_mass(sequence="PEPTIDEK") - H2O
+
+    def fill(peptide, logp):
+        beam = _Beam(ids_of(builder, peptide), [logp / len(peptide)] * len(peptide), 1, 0.0, [0.0], [0.0])
+        return SimpleNamespace(done=[beam], graph=SimpleNamespace(precursor_mass=m))
+
+    pipe = Pipeline(builder, None, SearchConfig(precursor_ppm=5.0, fill_paths=2))
+    first, second = (fill("PEPTIDEK", -1.0), [0, 2, 9], -5.0), (fill("PEPTDIEK", -2.0), [0, 3, 9], -1.0)
+    pred = pipe._pick([first, second])
+    assert builder.table.decode(pred.ids) == tuple("PEPTDLEK")
+    assert pred.path == [0, 3, 9] and pred.extra["path_score"] == -1.0
+    off = (fill("PEPTIDEQ", -0.1), [0, 4, 9], -0.1)  # 40 ppm off the precursor
+    assert builder.table.decode(pipe._pick([off, first]).ids) == tuple("PEPTLDEK")
 
 
 def test_a_precursor_mismatch_costs_one_score_unit_and_decides_the_charge(builder):
