@@ -135,6 +135,20 @@ def _cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     }
 
 
+# the widest vector instructions, best first, as a short tag: CPUs sold under one name (a
+# cloud "AMD EPYC") differ in them, and with them in what runs fastest
+VECTOR_TAGS = (("amx_tile", "amx"), ("avx512f", "avx512"), ("avx2", "avx2"))
+
+
+def vector_tag(features: dict[str, bool]) -> str | None:
+    """``amx``, ``avx512`` or ``avx2`` (+ ``vnni`` where the CPU has it); None: features unknown."""
+    if not features:
+        return None
+    tag = next((name for flag, name in VECTOR_TAGS if features.get(flag)), "generic")
+    vnni = features.get("avx512_vnni") or features.get("avx_vnni")
+    return tag + "vnni" if vnni and tag != "amx" else tag
+
+
 def int8_kernels(features: dict[str, bool]) -> str | None:
     """The best int8 dot-product instructions among ``features`` (None: features unknown)."""
     if not features:

@@ -39,10 +39,15 @@ def digest_of(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(target.read_bytes()).hexdigest()[:16]
 
 
-def cpu_model() -> str:
-    from engine.doctor import _cpu
+def cpu_model(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str:
+    """The CPU's model name and its vector instructions (``AMD EPYC avx512vnni``): two machines
+    sold under one name may not run the same tree fastest."""
+    from engine.doctor import _cpu, vector_tag
 
-    return _cpu()["model"] or "unknown-cpu"
+    info = _cpu(cpuinfo)
+    tag = vector_tag(info["features"])
+    model = info["model"] or "unknown-cpu"
+    return f"{model} {tag}" if tag else model
 
 
 def device_id(where: str, threads: int | None = None, device: str | None = None) -> str:

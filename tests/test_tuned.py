@@ -25,6 +25,19 @@ def test_store_and_load_round_trip_under_the_cache_root(cache):
     assert tuned.load_tuned("medusa", "other", device) is None
 
 
+def test_cpus_of_one_name_with_other_vector_instructions_get_other_ids(tmp_path):
+    def cpuinfo(name: str, flags: str):
+        path = tmp_path / name
+        path.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 {flags}\n")
+        return path
+
+    avx2 = tuned.cpu_model(cpuinfo("a", "avx2 fma"))
+    vnni = tuned.cpu_model(cpuinfo("b", "avx2 avx512f avx512_vnni"))
+    amx = tuned.cpu_model(cpuinfo("c", "avx2 avx512f avx512_vnni amx_tile amx_int8"))
+    assert (avx2, vnni, amx) == ("AMD EPYC avx2", "AMD EPYC avx512vnni", "AMD EPYC amx")
+    assert tuned.device_id("onnxruntime", 1, avx2) != tuned.device_id("onnxruntime", 1, vnni)
+
+
 def test_a_gpu_id_has_no_thread_count():
     assert tuned.device_id("onnxruntime", 4, "cuda-NVIDIA H200") == "onnxruntime-cuda-NVIDIA_H200"
 

@@ -27,6 +27,8 @@ done
 #   $E --json medusa tune-tree --artifact $ART --threads 1 > scripts/results/tune_tree_ort_amd.json
 #   $E --json medusa tune-tree --threads 1 > scripts/results/tune_tree_torch_amd.json
 #   $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,int8 > scripts/results/bench_amd.json
+# The third machine (an AMD EPYC with AVX-512 VNNI and BF16): the same three lines with _zen4 names
+# (tune_tree_ort_zen4.json, tune_tree_torch_zen4.json, bench_zen4.json), when_zen4.txt
 # Row invariance of whole graphs (fp32 and the bench's cached quantized copies, on the AMD EPYC):
 #   python scripts/nbits_rows.py > scripts/results/nbits_rows_amd.json
 #   python scripts/row_invariance.py fp32=$ART int8=CACHED_INT8 int4=CACHED_INT4 > scripts/results/row_invariance_amd.json
