@@ -54,17 +54,25 @@ def node_scores(graph: SpectrumGraph) -> np.ndarray:
     return score
 
 
-def sequence_evidence(builder: GraphBuilder, graph: SpectrumGraph, ids: list[int]) -> float:
-    """Mean peak evidence over the cleavage sites of a whole sequence (0 without peaks): the
-    fragments of every prefix it implies, gaps included, read from the graph's spectrum."""
-    if graph.peaks is None or len(ids) < 2:
-        return 0.0
-    ids = np.asarray(ids)
-    sites = np.cumsum(builder.table.masses[ids])[:-1][~builder.table.nterm[ids[:-1]]]
-    if sites.size == 0:
-        return 0.0
+def sequence_evidence(builder: GraphBuilder, graph: SpectrumGraph, sequences: list[list[int]]) -> np.ndarray:
+    """For each sequence, the mean peak evidence over its cleavage sites (0 without peaks or
+    sites): the fragments of every prefix it implies, gaps included, read from the graph's
+    spectrum. One ion-feature pass serves all sequences of a graph."""
+    out = np.zeros(len(sequences))
+    if graph.peaks is None:
+        return out
+    table = builder.table
+    sites = []
+    for ids in map(np.asarray, sequences):
+        sites.append(np.cumsum(table.masses[ids])[:-1][~table.nterm[ids[:-1]]] if ids.size > 1 else np.zeros(0))
+    counts = np.array([x.size for x in sites])
+    if counts.sum() == 0:
+        return out
     mz, inten = graph.peaks
-    return float(ion_evidence(builder.ion_features(sites, mz, inten, graph.precursor_mass)).mean())
+    evidence = ion_evidence(builder.ion_features(np.concatenate(sites), mz, inten, graph.precursor_mass))
+    has = counts > 0
+    out[has] = np.add.reduceat(evidence, (np.cumsum(counts) - counts)[has]) / counts[has]
+    return out
 
 
 def edge_scores(graph: SpectrumGraph) -> np.ndarray:

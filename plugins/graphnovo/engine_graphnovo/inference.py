@@ -365,21 +365,21 @@ class Pipeline:
         score): precursor-matching ones first, then by the fill's log-probability (plus the
         path's when several paths were filled), plus the weighted fragment evidence."""
         s, masses = self.search, self.builder.table.masses
-        joint = len(fills) > 1
-
-        def rank(candidate) -> tuple[bool, float]:
-            x, fill, _, path_score = candidate
-            g = fill.graph
-            matched = precursor_match(float(masses[x.ids].sum()), g.precursor_mass, s.precursor_ppm, s.isotopes)[0]
-            score = x.score + (path_score if joint else 0.0)
-            if s.rescore_weight:
-                score += s.rescore_weight * sequence_evidence(self.builder, g, x.ids)
-            return matched, score
-
-        candidates = [(x, fill, path, score) for fill, path, score in fills for x in fill.done]
+        candidates = [(x, path, score) for fill, path, score in fills for x in fill.done]
         if not candidates:
             return None
-        best, _, path, path_score = max(candidates, key=rank)  # ties: the earlier candidate
+        g = fills[0][0].graph  # every fill of one graph
+        evidence = np.zeros(len(candidates))
+        if s.rescore_weight:
+            evidence = s.rescore_weight * sequence_evidence(self.builder, g, [x.ids for x, _, _ in candidates])
+        joint = len(fills) > 1
+
+        def rank(k: int) -> tuple[bool, float]:
+            x, _, path_score = candidates[k]
+            matched = precursor_match(float(masses[x.ids].sum()), g.precursor_mass, s.precursor_ppm, s.isotopes)[0]
+            return matched, x.score + (path_score if joint else 0.0) + evidence[k]
+
+        best, path, path_score = candidates[max(range(len(candidates)), key=rank)]  # ties: the earlier
         scores = [float(np.exp(lp)) for lp in best.logps]
         return Prediction(best.ids, scores, path, float(np.mean(scores)), extra={"path_score": path_score})
 

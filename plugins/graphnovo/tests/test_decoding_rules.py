@@ -182,9 +182,16 @@ def test_fragment_evidence_picks_the_order_the_peaks_support(builder):
     ions += [mass.fast_mass(true[i:], ion_type="y", charge=1) for i in range(1, len(true))]
     mz = np.sort(np.array(ions))
     graph = builder.build(mz, np.ones_like(mz), mass.calculate_mass(sequence=true, charge=2), 2)
-    evidence = {p: sequence_evidence(builder, graph, ids_of(builder, p)) for p in (true, swapped)}
+    both = sequence_evidence(builder, graph, [ids_of(builder, p) for p in (true, swapped)])
+    evidence = dict(zip((true, swapped), both, strict=True))
     assert evidence[true] > evidence[swapped] > 0
-    assert sequence_evidence(builder, dataclasses.replace(graph, peaks=None), ids_of(builder, true)) == 0.0
+    # one pass for many sequences equals one per sequence; no sites or no peaks: 0
+    alone = [sequence_evidence(builder, graph, [ids_of(builder, p)])[0] for p in (true, swapped)]
+    assert list(both) == pytest.approx(alone, rel=1e-12)
+    mixed = sequence_evidence(builder, graph, [ids_of(builder, "K"), ids_of(builder, true), ids_of(builder, "K")])
+    assert list(mixed) == pytest.approx([0.0, evidence[true], 0.0], rel=1e-12)
+    no_peaks = dataclasses.replace(graph, peaks=None)
+    assert list(sequence_evidence(builder, no_peaks, [ids_of(builder, true)])) == [0.0]
 
     def beam(peptide, p):
         return _Beam(ids_of(builder, peptide), [float(np.log(p))] * 8, 8, 0.0, [0.0], [0.0])
