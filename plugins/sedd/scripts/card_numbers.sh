@@ -54,7 +54,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -65,6 +65,8 @@ target() {
     $E --json --quiet $BENCH --quantize int8 > $R/bench.json ;;
   bench-7bit) # the same after dynamic int8 moved to 7-bit weights (run on an AVX2 AMD EPYC)
     $E --json --quiet $BENCH --quantize int8 > $R/bench_int8_7bit.json ;;
+  bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
+    $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
     for m in default:radd_2500 ar_baseline:ar_2500; do
       git -C "$ROOT" show $RADD_COMMIT:plugins/sedd/engine_sedd/weights/${m%%:*}/config.json > $R/${m##*:}_config.json
