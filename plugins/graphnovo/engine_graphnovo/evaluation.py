@@ -215,8 +215,13 @@ def tune_search(
 
     def setting(paths: int, weight: float) -> dict:
         width = max(1, beam // paths)
-        widths = {"path_beam": width, "fill_beam": width}
-        return {"path_length_bonus": best, **widths, "fill_paths": paths, "rescore_weight": weight}
+        return {
+            "path_length_bonus": best,
+            "path_beam": width,
+            "fill_beam": width,
+            "fill_paths": paths,
+            "rescore_weight": weight,
+        }
 
     grid = [(p, w) for p in sorted(fill_paths) for w in sorted(rescore_weights)]
     by_ranking = {pw: measure(**setting(*pw)) for pw in grid}

@@ -34,18 +34,20 @@ V3_COMMIT=21c3a04 # the last commit with v3 as the default (v4 replaced it after
 DEFAULT=v4 # the version the default weights are: names the files of eval, eval-beams, tune, bench
 # (files of earlier defaults keep their version's name: eval_v3.json, bench_v3_beam5.json, ...)
 
+WEIGHTS=plugins/graphnovo/engine_graphnovo/weights/default # the default weights, in the repository
+
 # a former default's weights out of git (the code of today reads them: same input features);
 # usage: old_weights COMMIT NAME, prints the folder
 old_weights() {
   local dir="${TMPDIR:-/tmp}/graphnovo-$2-weights"
   mkdir -p "$dir"
   for f in config.json pathsearcher.safetensors seqfiller.safetensors; do
-    git -C "$ROOT" show "$1:plugins/graphnovo/engine_graphnovo/weights/default/$f" > "$dir/$f"
+    git -C "$ROOT" show "$1:$WEIGHTS/$f" > "$dir/$f"
   done
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
+TARGETS="eval eval-beams tune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -54,7 +56,8 @@ target() {
     for k in 5 20; do
       $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_${DEFAULT}_beam$k.json
     done ;;
-  tune) # search-setting tables (bonus at beam 5, then beams 5/10/20), 256 simulated spectra
+  tune) # search-setting tables (bonus at beam 5, then beams 5/10/20, then paths x fragment-evidence
+    # weight), 256 simulated spectra
     $PY scripts/tune_search.py > $R/tune_$DEFAULT.json ;;
   bench) # speed table: one run per beam, 60 held-out spectra
     for k in 5 10 20; do
@@ -64,8 +67,10 @@ target() {
     for i in 1 2 3; do
       $E --json --quiet bench graphnovo --threads 1 --limit 153 > $R/bench_${DEFAULT}_153_$i.json
     done ;;
+  headroom) # how often the labelled peptide is among the SeqFiller's precursor-matching candidates
+    $PY scripts/candidate_headroom.py > $R/candidate_headroom.json ;;
   bench-ab) # 1 path at beam 10 against 2 paths at beam 5 (both with the default's rescoring), 7 runs
-    # each over the 153 held-out spectra, alternating, for the median (single runs move by 20 %)
+    # each over the 153 held-out spectra, alternating, for the median (single runs move by up to 40 %)
     for i in 1 2 3 4 5 6 7; do
       for s in "1 10" "2 5"; do
         set -- $s
@@ -97,7 +102,7 @@ EOF
     v1_tree
     PYTHONPATH=$V1_PATH $E bench graphnovo --json --threads 1 > $R/bench_v1.json 2> /dev/null ;;
   v1-config) # v1's training record, as committed then
-    git -C "$ROOT" show $V1_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v1_config.json ;;
+    git -C "$ROOT" show $V1_COMMIT:$WEIGHTS/config.json > $R/v1_config.json ;;
   graphs) # graph settings side by side: prefix stages, coverage, node precision, DP recall
     for set in dev heldout sim nist; do
       $PY scripts/graph_stages.py $set > $R/graph_stages_$set.json
@@ -105,9 +110,9 @@ EOF
   budget) # node budget 128/256/512 of the default artifact: graphs, recall, time per stage
     $PY scripts/node_budget.py engine_graphnovo/artifacts/default > $R/node_budget.json ;;
   v2-config) # v2's training record, as committed then
-    git -C "$ROOT" show $V2_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v2_config.json ;;
+    git -C "$ROOT" show $V2_COMMIT:$WEIGHTS/config.json > $R/v2_config.json ;;
   v3-config) # v3's training record, as committed then
-    git -C "$ROOT" show $V3_COMMIT:plugins/graphnovo/engine_graphnovo/weights/default/config.json > $R/v3_config.json ;;
+    git -C "$ROOT" show $V3_COMMIT:$WEIGHTS/config.json > $R/v3_config.json ;;
   versions) # v2, v2 on deisotoped peaks, v3: simulated (choice) and held-out (report)
     V2=$(old_weights $V2_COMMIT v2)
     $PY scripts/compare_versions.py "v2=$V2" "v2 on deisotoped peaks=$V2+deisotope" v3=$(old_weights $V3_COMMIT v3) \
