@@ -42,6 +42,7 @@ class _Side:
         self.node_hits = self.node_pred = self.node_true = 0
         self.precursor_ok = self.predicted = 0
         self.graphs: list[dict] = []
+        self.searched: list[dict] = []  # the graphs searched, where node pruning made new ones
 
     def add_group(self, pipeline, group: list) -> None:
         """group: [(spectrum, true tokens, missing-fragmentation ratio)]."""
@@ -52,6 +53,8 @@ class _Side:
     def add(self, pipeline, graph, pred, true, mf: float) -> None:
         tokens = pipeline.builder.table.decode(pred.ids) if pred else None
         self.graphs.append(graph_stats(graph, residue_masses(true)))
+        if pred and pred.graph is not None and pred.graph is not graph:
+            self.searched.append(graph_stats(pred.graph, residue_masses(true)))
         self.scorer.add(tokens, true)
         next(s for (lo, hi), s in self.strata.items() if lo <= mf < hi).add(tokens, true)
         pre = true_prefixes(residue_masses(true))
@@ -60,7 +63,7 @@ class _Side:
             return
         self.predicted += 1
         self.precursor_ok += pred.matched
-        inner = graph.masses[pred.path[1:-1]]
+        inner = (pred.graph or graph).masses[pred.path[1:-1]]
         self.node_pred += inner.size
         if inner.size and pre.size:
             self.node_hits += int((np.abs(inner[:, None] - pre[None, :]) <= graph.node_tol).any(1).sum())
@@ -71,16 +74,23 @@ class _Side:
         out[f"{prefix}node_recall"] = self.node_hits / max(self.node_true, 1)
         out[f"{prefix}precursor_match"] = self.precursor_ok / max(self.predicted, 1)
         if self.graphs:
-            out[f"{prefix}graph"] = {
-                "median_nodes": float(np.median([g["nodes"] for g in self.graphs])),
-                "median_edges": float(np.median([g["edges"] for g in self.graphs])),
-                "mean_prefix_coverage": float(np.mean([g.get("prefix_coverage", 0.0) for g in self.graphs])),
-                "mean_node_precision": float(np.mean([g.get("node_precision", 0.0) for g in self.graphs])),
-            }
+            out[f"{prefix}graph"] = _graph_summary(self.graphs)
+        if self.searched:  # node pruning: the graphs the search saw (of the spectra with a prediction)
+            out[f"{prefix}searched_graph"] = _graph_summary(self.searched)
         out[f"{prefix}by_missing_fragmentation"] = {
             f"{lo:.1f}-{min(hi, 1.0):.1f}": {**s.result(), "spectra": s.peptides} for (lo, hi), s in self.strata.items()
         }
         return out
+
+
+def _graph_summary(stats: list[dict]) -> dict:
+    return {
+        "graphs": len(stats),
+        "median_nodes": float(np.median([g["nodes"] for g in stats])),
+        "median_edges": float(np.median([g["edges"] for g in stats])),
+        "mean_prefix_coverage": float(np.mean([g.get("prefix_coverage", 0.0) for g in stats])),
+        "mean_node_precision": float(np.mean([g.get("node_precision", 0.0) for g in stats])),
+    }
 
 
 def evaluate(spectra, learned, baseline, progress=None) -> dict:
@@ -160,6 +170,7 @@ def tune_search(
     beams=(5, 10, 20),
     rescore_weights=(0.0, 10.0, 20.0, 40.0, 80.0),
     fill_paths=(1, 2),
+    prune_nodes=(0, 24, 32, 48, 64),
     limit: int = 256,
     log=print,
 ) -> dict:
@@ -168,8 +179,9 @@ def tune_search(
     length bonus at the smallest beam, then the beam (the same width for PathSearcher and
     SeqFiller) with that bonus, then together the number of paths the SeqFiller fills (at
     the same search work: paths x beam stays at that beam, so 2 paths get half the beam)
-    and the weight of the fragment evidence in the ranking of its candidates, each by
-    peptide recall, then AA precision (ties: the smaller bonus / beam / paths, weight). All
+    and the weight of the fragment evidence in the ranking of its candidates, then (models
+    with a node head) the nodes kept by node pruning, each by peptide recall, then AA
+    precision (ties: the smaller bonus / beam / paths, weight / pruning, 0 first). All
     are stored in the weights' config; the measurements are returned (with torch spectra/s
     on this machine, for the speed side)."""
     import json
@@ -230,6 +242,13 @@ def tune_search(
     chosen = setting(*max(grid, key=lambda pw: key(by_ranking[pw])))
     cfg_path = Path(weights) / "config.json"
     meta = json.loads(cfg_path.read_text())
+    by_pruning = {}
+    if meta["model"].get("node_head"):
+        unpruned = by_ranking[(chosen["fill_paths"], chosen["rescore_weight"])]
+        for k in sorted(prune_nodes):
+            by_pruning[k] = measure(**chosen, prune_nodes=k) if k else unpruned
+            log(f"prune_nodes {k}: {summary(by_pruning[k])}")
+        chosen["prune_nodes"] = max(sorted(prune_nodes), key=lambda k: key(by_pruning[k]))
     meta["search"] = {**meta.get("search", {}), **chosen}
     meta.setdefault("training", {})["search_tuned_on"] = f"{len(spectra)} fresh simulated spectra (seed 12345)"
     tmp = cfg_path.with_suffix(".tmp")
@@ -243,6 +262,8 @@ def tune_search(
         "fill_paths": chosen["fill_paths"],
         "rescore_weight": chosen["rescore_weight"],
         "ranking_tuning": {f"{p} paths, weight {w}": v for (p, w), v in by_ranking.items()},
+        "prune_nodes": chosen.get("prune_nodes", 0),
+        "pruning_tuning": {str(k): v for k, v in by_pruning.items()},
     }
 
 

@@ -285,6 +285,26 @@ class GraphBuilder:
             peaks=(mz, inten),
         )
 
+    def subgraph(self, graph: SpectrumGraph, keep: np.ndarray) -> SpectrumGraph:
+        """The graph on the nodes ``keep`` marks (source and sink always kept): the kept
+        nodes' ion features, edges and jumps rebuilt among them (a path may now step over a
+        removed node), the peaks it was built from."""
+        keep = keep.copy()
+        keep[[0, -1]] = True
+        masses, M = graph.masses[keep], graph.precursor_mass
+        src, dst, nres, single = self.edges(masses, M)
+        return dataclasses.replace(
+            graph,
+            masses=masses,
+            ions=graph.ions[keep],
+            src=src,
+            dst=dst,
+            nres=nres,
+            single=single,
+            jump_ok=self.jump_feasible(masses, M),
+            stats={},
+        )
+
 
 def _peak_features(mz: np.ndarray, inten: np.ndarray, window: float) -> np.ndarray:
     """(p, 4): relative intensity, global rank (1 = top), local rank within +-window,

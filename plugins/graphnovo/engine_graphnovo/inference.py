@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.interfaces import ConfigError
 from engine.io.peptides import to_proforma
 
 from .baseline import sequence_evidence
@@ -62,6 +63,10 @@ class SearchConfig:
     # of all of them are ranked together by the joint log-probability of path and fill (plus
     # the fragment evidence above). 1 = the paper's: the best path alone.
     fill_paths: int = 1
+    # Learned node pruning (issue 14): keep the graph's K inner nodes the PathSearcher's node
+    # head scores highest, rebuild the graph on them and search that one (a second encoder
+    # pass over the smaller graph). 0 = the paper's: the whole graph is searched.
+    prune_nodes: int = 0
 
 
 @dataclass
@@ -73,9 +78,18 @@ class Prediction:
     precursor_error_ppm: float = 0.0
     matched: bool = False
     extra: dict = field(default_factory=dict)
+    graph: SpectrumGraph | None = None  # the graph ``path`` indexes (the searched one)
 
 
 # ---------------------------------------------------------------- PathSearcher
+
+
+def top_nodes(scores: np.ndarray, k: int) -> np.ndarray:
+    """(n,) bool: source, sink and the k best-scored inner nodes (ties: the lighter)."""
+    keep = np.zeros(scores.size, dtype=bool)
+    keep[[0, -1]] = True
+    keep[1 + np.argsort(-scores[1:-1], kind="stable")[:k]] = True
+    return keep
 
 
 class PathSearch:
@@ -308,14 +322,19 @@ class Pipeline:
         if out is None:
             return None
         ids, scores, path = out
-        return Prediction(ids, scores, path, float(np.mean(scores)))
+        return Prediction(ids, scores, path, float(np.mean(scores)), graph=graph)
 
     def _learned(self, graphs: list[SpectrumGraph]) -> list[Prediction | None]:
         s, be = self.search, self.backend
         feats = pad_batch([graph_arrays(g) for g in graphs])
+        mem = be.ps_encode(feats)
+        if s.prune_nodes:
+            scored = self._node_logits(graphs, mem)
+            graphs = [self.builder.subgraph(g, top_nodes(logits, s.prune_nodes)) for g, logits in scored]
+            feats = pad_batch([graph_arrays(g) for g in graphs])
+            mem = be.ps_encode(feats)
         n = feats["masses"].shape[1]
         index = {id(g): k for k, g in enumerate(graphs)}
-        mem = be.ps_encode(feats)
 
         subsets: dict = {}
 
@@ -360,6 +379,15 @@ class Pipeline:
         _lockstep([fill for per_graph in fills for fill, _, _ in per_graph], sf_call, self.cache)
         return [self._pick(per_graph) for per_graph in fills]
 
+    def _node_logits(self, graphs: list[SpectrumGraph], state: tuple):
+        """(graph, its node head logits) from the PathSearcher's encoder state: a node head
+        model's pointer keys carry each node's logit x sqrt(d) in one extra last column."""
+        d = self.cache[2] * self.cache[3]
+        keys = state[1]
+        if keys.shape[-1] != d + 1:
+            raise ConfigError("prune_nodes needs a model with a node head (engine train graphnovo --node-weight > 0)")
+        return [(g, keys[k, : g.n, -1] / np.sqrt(d)) for k, g in enumerate(graphs)]
+
     def _pick(self, fills: list[tuple[FillSearch, list[int], float]]) -> Prediction | None:
         """The best finished sequence of one graph's fills, each (fill, its path, the path's
         score): precursor-matching ones first, then by the fill's log-probability (plus the
@@ -381,7 +409,7 @@ class Pipeline:
 
         best, path, path_score = candidates[max(range(len(candidates)), key=rank)]  # ties: the earlier
         scores = [float(np.exp(lp)) for lp in best.logps]
-        return Prediction(best.ids, scores, path, float(np.mean(scores)), extra={"path_score": path_score})
+        return Prediction(best.ids, scores, path, float(np.mean(scores)), extra={"path_score": path_score}, graph=g)
 
     def _check_precursor(self, pred: Prediction, graph: SpectrumGraph) -> None:
         total = float(self.builder.table.masses[pred.ids].sum())

@@ -26,6 +26,7 @@ SEARCH_FIELDS = (
     "path_length_bonus",
     "rescore_weight",
     "fill_paths",
+    "prune_nodes",
 )
 #: option -> field of preprocess.PreprocessConfig
 PREPROCESS_FIELDS = {
@@ -149,6 +150,12 @@ class GraphNovoOptions(SearchOptions):
     fill_paths: int | None = option(
         None, "best PathSearcher paths the SeqFiller fills, ranked together" + _MODEL, type=int, validator=_positive_int
     )
+    prune_nodes: int | None = option(
+        None,
+        "search a graph rebuilt on the K inner nodes the node head scores highest (0: the whole graph)" + _MODEL,
+        type=int,
+        validator=_count,
+    )
 
 
 # ---------------------------------------------------------------- verbs
@@ -176,7 +183,7 @@ class TrainOptions:
     tune: bool = option(
         False,
         "afterwards, tune the search on simulated spectra: path length bonus, beam (5/10/20), paths filled "
-        "and the fragment-evidence weight",
+        "and the fragment-evidence weight, then node pruning",
     )
     install: bool = option(False, "copy the weights into the package default and re-export its shipped artifact")
 

@@ -47,7 +47,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
+TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -57,7 +57,7 @@ target() {
       $E --json --quiet eval graphnovo --threads 1 --path-beam $k --fill-beam $k > $R/eval_${DEFAULT}_beam$k.json
     done ;;
   tune) # search-setting tables (bonus at beam 5, then beams 5/10/20, then paths x fragment-evidence
-    # weight), 256 simulated spectra
+    # weight, then node pruning 0/24/32/48/64), 256 simulated spectra
     $PY scripts/tune_search.py > $R/tune_$DEFAULT.json ;;
   bench) # speed table: one run per beam, 60 held-out spectra
     for k in 5 10 20; do
@@ -66,6 +66,16 @@ target() {
   bench-repeat) # the default setting three times over all 153 held-out spectra (60 move too much)
     for i in 1 2 3; do
       $E --json --quiet bench graphnovo --threads 1 --limit 153 > $R/bench_${DEFAULT}_153_$i.json
+    done ;;
+  prune) # node pruning by the node head (--prune-nodes K): the held-out split at K = 24/32/48/64 (the
+    # simulated side is the tune target's last stage), then 5 alternating bench runs of 153 spectra, off vs 32
+    for k in 24 32 48 64; do
+      $E --json --quiet eval graphnovo --threads 1 --prune-nodes $k > $R/eval_${DEFAULT}_prune$k.json
+    done
+    for i in 1 2 3 4 5; do
+      for k in 0 32; do
+        $E --json --quiet bench graphnovo --threads 1 --limit 153 --prune-nodes $k > $R/bench_prune${k}_$i.json
+      done
     done ;;
   headroom) # how often the labelled peptide is among the SeqFiller's precursor-matching candidates
     $PY scripts/candidate_headroom.py > $R/candidate_headroom.json ;;

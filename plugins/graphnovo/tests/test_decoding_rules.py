@@ -14,6 +14,7 @@ from engine_graphnovo.decoding import Segment, allowed_tokens, fill_knapsack, pr
 from engine_graphnovo.graph import GraphBuilder, SpectrumGraph
 from engine_graphnovo.inference import PathSearch, Pipeline, Prediction, SearchConfig, _Beam
 
+from engine.interfaces import ConfigError
 from engine.io.peptides import ResidueTable
 
 mass = pytest.importorskip("pyteomics.mass")
@@ -458,3 +459,27 @@ def test_the_learned_pipeline_keeps_each_search_within_its_beam(builder, beam):
     (pred,) = Pipeline(builder, backend, search).predict_graphs([ggg_graph()])
     assert pred.path == [0, SINK] and max(backend.sf_slots) == beam
     assert builder.table.masses[pred.ids].sum() == pytest.approx(4 * G, abs=0.04)
+
+
+# ------------------------------------------------------------------ node pruning
+
+
+def test_top_nodes_keeps_source_sink_and_the_best_inner_nodes():
+    from engine_graphnovo.inference import top_nodes
+
+    scores = np.array([-9.0, 0.5, 2.0, 0.5, -1.0, 3.0, -9.0])
+    assert top_nodes(scores, 2).tolist() == [True, False, True, False, False, True, True]
+    assert top_nodes(scores, 3).tolist() == [True, True, True, False, False, True, True]  # tie: the lighter
+    assert top_nodes(scores, 0).tolist() == [True] + [False] * 5 + [True]
+    assert top_nodes(scores, 99).all()
+
+
+def test_pruning_needs_a_node_head(builder):
+    class NoNodeHead:  # pointer keys of a model without a node head: d columns, not d + 1
+        def ps_encode(self, feats):
+            b, n = feats["masses"].shape
+            return np.zeros((b, n, 96), np.float32), np.zeros((b, n, 96), np.float32), None
+
+    pipe = Pipeline(builder, NoNodeHead(), SearchConfig(prune_nodes=8), cache=(2, 2, 4, 24))
+    with pytest.raises(ConfigError, match="prune_nodes needs a model with a node head"):
+        pipe.predict_graphs([ggg_graph()])

@@ -234,3 +234,28 @@ def test_models_with_other_features_are_refused():
         with pytest.raises(ValueError, match="5 peak features") as err:
             check_features(model, "model at x")
         assert "\n" not in str(err.value)
+
+
+def test_subgraph_keeping_every_node_is_the_graph(builder):
+    tokens, mz, inten, pmz = by_spectrum("PEPTIDEKLLNGGAR", drop=(3, 9))
+    g = builder.build(mz, inten, pmz, 2)
+    sub = builder.subgraph(g, np.ones(g.n, dtype=bool))
+    for name in ("masses", "ions", "src", "dst", "nres", "single", "jump_ok"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(g, name))
+    np.testing.assert_array_equal(sub.next_mask(), g.next_mask())
+
+
+def test_subgraph_steps_over_removed_nodes(builder):
+    tokens, mz, inten, pmz = by_spectrum("SAMPLYR")
+    g = builder.build(mz, inten, pmz, 2)
+    chain = [0] + [int(h[0]) for h in label_nodes(g, residue_masses(tokens))]  # source .. sink
+    keep = np.zeros(g.n, dtype=bool)
+    keep[chain[:2] + chain[3:]] = True  # drop the true node after the first residue, and all noise
+    keep[[0, -1]] = False  # source and sink are kept whatever the mask says
+    sub = builder.subgraph(g, keep)
+    keep[[0, -1]] = True
+    np.testing.assert_array_equal(sub.masses, g.masses[keep])
+    np.testing.assert_array_equal(sub.ions, g.ions[keep])
+    assert sub.n == len(chain) - 1 and sub.precursor_mass == g.precursor_mass
+    k = sub.edge_index(1, 2)  # "AM" spans one edge now
+    assert k is not None and sub.nres[k] == 2 and sub.single[k] == -1

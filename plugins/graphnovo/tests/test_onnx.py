@@ -75,6 +75,38 @@ def test_same_peptides_on_torch_and_onnxruntime_without_torch(exported):
     assert json.loads(out.strip().splitlines()[-1]) == expected
 
 
+def test_node_pruning_searches_the_best_scored_nodes_alike_on_both_runtimes(exported):
+    """prune_nodes = K: the graph is rebuilt on the K inner nodes the node head scores highest
+    and searched instead; K at least the inner node count changes nothing."""
+    import dataclasses
+
+    import torch
+    from engine_graphnovo.training import encode_args
+
+    comp, path = exported
+    spectra = probe_spectra()
+    graphs = [comp.pipeline.graph(s, s.charge) for s in spectra]
+    pipe = comp.pipeline
+    whole = pipe.predict_graphs(graphs)
+    pipe.search = dataclasses.replace(pipe.search, prune_nodes=max(g.n for g in graphs))
+    try:
+        same = pipe.predict_graphs(graphs)
+        assert [(p.ids, p.path, p.score) for p in same] == [(p.ids, p.path, p.score) for p in whole]
+        pipe.search = dataclasses.replace(pipe.search, prune_nodes=4)
+        pruned = pipe.predict_graphs(graphs)
+    finally:
+        pipe.search = dataclasses.replace(pipe.search, prune_nodes=0)
+    for g, pred in zip(graphs, pruned, strict=True):
+        feats = {k: torch.from_numpy(v) for k, v in pad_batch([graph_arrays(g)]).items()}
+        with torch.no_grad():
+            logits = comp.ps.node_logits(comp.ps.encode(*encode_args(feats)))[0].numpy()
+        best = np.sort(1 + np.argsort(-logits[1:-1], kind="stable")[:4])
+        np.testing.assert_allclose(pred.graph.masses, g.masses[np.concatenate([[0], best, [g.n - 1]])])
+        assert pred.path[0] == 0 and pred.path[-1] == pred.graph.n - 1
+    ort = OrtGraphNovoSequencer(read_artifact(path), "cpu", prune_nodes=4)
+    assert [(p.ids, p.path) for p in ort.pipeline.predict_graphs(graphs)] == [(p.ids, p.path) for p in pruned]
+
+
 def test_tampered_artifact_is_refused(exported, tmp_path):
     import shutil
 
