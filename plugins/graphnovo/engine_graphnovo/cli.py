@@ -41,6 +41,8 @@ def train(ctx) -> dict:
         max_peptides=o.max_peptides,
         checkpoint_every=o.checkpoint_every,
         node_weight=o.node_weight,
+        prune_fraction=o.prune_fraction,
+        init=o.init,
     )
     mcfg = ModelConfig(
         d_model=o.d_model,

@@ -178,6 +178,15 @@ class TrainOptions:
     node_weight: float = option(
         1.0, "weight of the node head's loss (a per-node true-prefix score; 0: no node head)", validator=_non_negative
     )
+    prune_fraction: float = option(
+        0.0,
+        "share of the simulated graphs cut to 16-64 nodes by a noisy true-prefix score, so that the model also "
+        "learns the pruned graphs --prune-nodes searches",
+        validator=_fraction,
+    )
+    init: str | None = option(
+        None, "start from these weights (fine-tuning; their model settings replace the ones above)", type=str
+    )
     checkpoint_every: int = option(200, "steps between checkpoints", validator=_positive_int)
     resume: bool = option(False, "continue from OUTPUT/checkpoint.pt")
     tune: bool = option(

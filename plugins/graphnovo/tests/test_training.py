@@ -86,3 +86,54 @@ def test_learning_rate_follows_the_budget_that_runs_out_first():
     by_time = TrainConfig(lr=1.0, warmup=10, minutes=10.0, max_steps=10**6)
     assert learning_rate(by_time, 20, 300.0) == pytest.approx(0.55)  # half the minutes
     assert learning_rate(by_time, 20, 900.0) == pytest.approx(0.1)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_weights, tmp_path):
+    """--init: the run starts from those weights and their model (the CLI's model flags are
+    ignored), and records where it started; a step at a negligible learning rate gives the same
+    (fp16) weights back."""
+    need(DATA / "proteomes")
+    import torch
+    from engine_graphnovo.training import load_weights
+
+    from engine.cli import main
+
+    out = tmp_path / "tuned"
+    args = ["--quiet", "train", "graphnovo", "-o", str(out), "--threads", "1", "--init", str(tiny_weights), *TINY]
+    args[args.index("--steps") + 1] = "1"
+    args += ["--lr", "1e-12"]
+    assert main(args) == 0
+    ps0, _, meta0 = load_weights(tiny_weights)
+    ps, _, meta = load_weights(out / "weights")
+    assert meta["model"] == meta0["model"] and meta["training"]["init"] == str(tiny_weights)
+    for (k, a), (_, b) in zip(ps0.state_dict().items(), ps.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_pruning_augmentation_keeps_a_budget_and_consistent_labels():
+    """The augmentation cuts a graph to 16-64 inner nodes; the labels are those of the cut graph."""
+    import numpy as np
+    from engine_graphnovo.data import path_label
+    from engine_graphnovo.graph import GraphBuilder, label_nodes
+    from engine_graphnovo.simulator import simulate
+    from engine_graphnovo.training import PRUNE_BUDGET, SIM, pruned_for_training, true_nodes
+
+    from engine.io.peptides import ResidueTable, parse_peptide, residue_masses
+
+    builder, rng = GraphBuilder(ResidueTable()), np.random.default_rng(0)
+    kept = []
+    for peptide in ("PEPTIDEKLLNGGAR", "SAMPLERSAMPLERK", "ACDEFGHIKLMNPQR"):
+        tokens = parse_peptide(peptide)
+        mz, inten, pmz, _ = simulate(tokens, 2, rng, SIM)
+        graph = builder.build(mz, inten, pmz, 2)
+        masses = residue_masses(tokens)
+        cut = pruned_for_training(builder, graph, masses, rng)
+        inner = cut.n - 2
+        assert inner <= PRUNE_BUDGET[1] and (inner >= PRUNE_BUDGET[0] or inner == graph.n - 2)
+        assert np.isin(cut.masses, graph.masses).all() and cut.masses[-1] == graph.masses[-1]
+        path, nmask, target = path_label(cut, masses)
+        assert path.max() < cut.n and target.shape == (path.size, cut.n)
+        truth = true_nodes(cut, masses)
+        assert sum(h.size for h in label_nodes(cut, masses)[:-1]) >= truth.sum() > 0
+        kept.append(truth.sum() / max(true_nodes(graph, masses).sum(), 1))
+    assert np.mean(kept) > 0.7  # the noisy score still keeps most true prefix nodes
