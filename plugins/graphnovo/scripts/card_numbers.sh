@@ -31,6 +31,7 @@ v1_tree() {
 V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
 V2_COMMIT=7b0892c # the last commit with v2 as the default (v3 replaced it after it)
 V3_COMMIT=21c3a04 # the last commit with v3 as the default (v4 replaced it after it)
+V4_COMMIT=dfbe0a4 # a commit with v4 as the default (the fine-tuning runs started from it)
 DEFAULT=v4 # the version the default weights are: names the files of eval, eval-beams, tune, bench
 # (files of earlier defaults keep their version's name: eval_v3.json, bench_v3_beam5.json, ...)
 
@@ -47,7 +48,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps"
+TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps v5-finetune"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -155,6 +156,17 @@ EOF
     done
     $PY scripts/compare_versions.py v3=$(old_weights $V3_COMMIT v3) v4b=runs/v4b/weights \
       "v4b, seed 1=runs/v4b_seed1/weights" > $R/compare_v3_v4b.json ;;
+  v5-finetune) # two fine-tuning runs from v4 (3,000 steps, one core each), each tuned on simulated
+    # spectra (the setting stored in its config), their node heads, then v4 against both:
+    #   engine train graphnovo --init engine_graphnovo/weights/default --steps 3000 --minutes 600 --lr 2.5e-4 \
+    #     --seed 0 --threads 1 --prune-fraction 0.5 -o runs/v5_prune    (and --prune-fraction 0: runs/v5_ctrl)
+    for n in v5_prune v5_ctrl; do
+      $PY scripts/tune_search.py --store runs/$n/weights > $R/tune_$n.json
+      $PY scripts/node_head.py runs/$n/weights > $R/node_head_$n.json
+      cp runs/$n/weights/config.json $R/${n}_config.json
+    done
+    $PY scripts/compare_versions.py v4=$(old_weights $V4_COMMIT v4) v5_prune=runs/v5_prune/weights \
+      v5_ctrl=runs/v5_ctrl/weights > $R/compare_v4_v5.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)

@@ -40,7 +40,8 @@ def main(specs: list[str]) -> dict:
         out[set_name] = {}
         for name, model in models.items():
             r = evaluate(spectra, model, None)
-            out[set_name][name] = {k: r[k] for k in KEYS} | {"graph": r["graph"]}
+            searched = {"searched_graph": r["searched_graph"]} if "searched_graph" in r else {}
+            out[set_name][name] = {k: r[k] for k in KEYS} | {"graph": r["graph"]} | searched
     return out
 
 
