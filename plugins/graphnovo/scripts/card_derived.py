@@ -1,7 +1,8 @@
-"""Every number MODEL_CARD.md derives rather than reads off one result file: parameter counts
-and file sizes of the shipped weights and artifact, the training records (v4: the weights'
-config.json; v3, v2 and v1: scripts/results/v{3,2,1}_config.json), the simulation and split settings the code
-uses, and the differences the card quotes between results in scripts/results/.
+"""Every number MODEL_CARD.md derives rather than reads off one result file: parameter counts and
+file sizes of the shipped weights and artifact, the training records (v5: the weights' config.json,
+a fine-tuning of v4; v4, v3, v2 and v1: scripts/results/v{4,3,2,1}_config.json), the simulation and
+split settings the code uses, and the differences the card quotes between results in
+scripts/results/.
 
     python scripts/card_derived.py > scripts/results/card_derived.json
 """
@@ -86,7 +87,9 @@ def main() -> None:
         "created": manifest["created"],
         "producer": {k: manifest["producer"].get(k) for k in ("torch", "onnx", "onnxruntime")},
     }
-    out["training_v4"] = training(cfg)
+    out["training_v5"] = training(cfg)
+    if v4cfg := load("v4_config.json"):
+        out["training_v4"] = training(v4cfg)
     v3cfg, v2cfg, v1cfg = load("v3_config.json"), load("v2_config.json"), load("v1_config.json")
     if v3cfg:
         out["training_v3"] = training(v3cfg)

@@ -32,7 +32,7 @@ V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
 V2_COMMIT=7b0892c # the last commit with v2 as the default (v3 replaced it after it)
 V3_COMMIT=21c3a04 # the last commit with v3 as the default (v4 replaced it after it)
 V4_COMMIT=dfbe0a4 # a commit with v4 as the default (the fine-tuning runs started from it)
-DEFAULT=v4 # the version the default weights are: names the files of eval, eval-beams, tune, bench
+DEFAULT=v5 # the version the default weights are: names the files of eval, eval-beams, tune, bench
 # (files of earlier defaults keep their version's name: eval_v3.json, bench_v3_beam5.json, ...)
 
 WEIGHTS=plugins/graphnovo/engine_graphnovo/weights/default # the default weights, in the repository
@@ -48,7 +48,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-candidate node-ablation v4-equal-steps v5-finetune"
+TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -75,7 +75,7 @@ target() {
     done
     for i in 1 2 3 4 5; do
       for k in 0 32; do
-        $E --json --quiet bench graphnovo --threads 1 --limit 153 --prune-nodes $k > $R/bench_prune${k}_$i.json
+        $E --json --quiet bench graphnovo --threads 1 --limit 153 --prune-nodes $k > $R/bench_${DEFAULT}_prune${k}_$i.json
       done
     done ;;
   headroom) # how often the labelled peptide is among the SeqFiller's precursor-matching candidates
@@ -122,6 +122,8 @@ EOF
     $PY scripts/node_budget.py engine_graphnovo/artifacts/default > $R/node_budget.json ;;
   v2-config) # v2's training record, as committed then
     git -C "$ROOT" show $V2_COMMIT:$WEIGHTS/config.json > $R/v2_config.json ;;
+  v4-config) # v4's training record, as committed then
+    git -C "$ROOT" show $V4_COMMIT:$WEIGHTS/config.json > $R/v4_config.json ;;
   v3-config) # v3's training record, as committed then
     git -C "$ROOT" show $V3_COMMIT:$WEIGHTS/config.json > $R/v3_config.json ;;
   versions) # v2, v2 on deisotoped peaks, v3: simulated (choice) and held-out (report)
