@@ -167,6 +167,8 @@ EOF
       $PY scripts/node_head.py runs/$n/weights > $R/node_head_$n.json
       cp runs/$n/weights/config.json $R/${n}_config.json
     done
+    # v5's tuned weight (80) was the grid's largest: the same tuning with 160 and 320 as well
+    $PY scripts/tune_search.py --rescore-weights 0,10,20,40,80,160,320 runs/v5_prune/weights > $R/tune_v5_wide.json
     $PY scripts/compare_versions.py v4=$(old_weights $V4_COMMIT v4) v5_prune=runs/v5_prune/weights \
       v5_ctrl=runs/v5_ctrl/weights > $R/compare_v4_v5.json ;;
   derived) # parameter counts, file sizes, training record, counts the card derives

@@ -9,6 +9,7 @@ search setting it would store.
 
     python scripts/tune_search.py [WEIGHTS]      (default: the shipped default weights)
     python scripts/tune_search.py --store WEIGHTS    (a run's own weights: stores the setting there)
+    python scripts/tune_search.py --rescore-weights 0,40,80,160,320 [--store] [WEIGHTS]   (another grid)
 
 Peptide recall and AA precision/recall are deterministic; spectra_per_s is a torch timing on
 this machine at the time (1 thread) and moves with the load.
@@ -16,6 +17,7 @@ this machine at the time (1 thread) and moves with the load.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -30,16 +32,23 @@ def main(argv: list[str]) -> int:
     from engine_graphnovo.evaluation import tune_search
 
     use_torch_threads(1)
-    store = argv[:1] == ["--store"]
-    argv = argv[store:]
-    src = Path(argv[0]) if argv else DEFAULT_WEIGHTS
+    parser = argparse.ArgumentParser(prog="tune_search.py")
+    parser.add_argument("--store", action="store_true", help="tune a run's own weights and store the setting there")
+    parser.add_argument(
+        "--rescore-weights", help="comma list of fragment-evidence weights to try (default: 0,10,20,40,80)"
+    )
+    parser.add_argument("weights", nargs="?")
+    args = parser.parse_args(argv)
+    store = args.store
+    grid = {"rescore_weights": tuple(float(w) for w in args.rescore_weights.split(","))} if args.rescore_weights else {}
+    src = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     if store and src.resolve() == DEFAULT_WEIGHTS.resolve():
         raise SystemExit("--store tunes a run's weights, not the shipped default")
     with tempfile.TemporaryDirectory() as tmp:
         weights = src if store else Path(tmp) / "weights"
         if not store:
             shutil.copytree(src, weights)
-        result = tune_search(weights, log=lambda line: print(line, file=sys.stderr))
+        result = tune_search(weights, log=lambda line: print(line, file=sys.stderr), **grid)
         result["stored_search"] = json.loads((weights / "config.json").read_text())["search"]
     result["weights"] = str(src)
     print(json.dumps(result, indent=2, sort_keys=True))
