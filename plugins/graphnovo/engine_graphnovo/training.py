@@ -299,7 +299,7 @@ def train(
     if cfg.init:
         ps, sf, init_meta = load_weights(Path(cfg.init))
         model_cfg = ps.cfg
-        ps, sf = ps.float().train(), sf.float().train()
+        ps, sf = ps.train(), sf.train()  # load_weights gives fp32 models in eval mode
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
     builder = GraphBuilder(table, gcfg)
     examples = Examples(
