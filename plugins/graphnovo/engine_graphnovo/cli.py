@@ -43,6 +43,7 @@ def train(ctx) -> dict:
         node_weight=o.node_weight,
         prune_fraction=o.prune_fraction,
         init=o.init,
+        hold_dev=o.hold_dev,
     )
     mcfg = ModelConfig(
         d_model=o.d_model,
@@ -92,10 +93,12 @@ def evaluate(ctx) -> dict:
 
     from .component import DPSequencer, baseline_for
     from .evaluation import evaluate as score
-    from .evaluation import heldout_spectra
+    from .evaluation import real_split
 
     o = ctx.verb_options
     report = SkipReport()
+    if o.spectra and o.split != "heldout":
+        raise UsageError("--split picks a MassIVE-KB split; --spectra gives the spectra instead")
     if o.spectra:
         for path in o.spectra:
             try:
@@ -106,7 +109,7 @@ def evaluate(ctx) -> dict:
     elif o.labels:
         raise UsageError("--labels labels the files of --spectra; give those too")
     else:
-        spectra = heldout_spectra(report)
+        spectra = real_split(o.split, report)
     spectra = list(spectra)[: o.limit or None]
     component = ctx.load()
     if isinstance(component, DPSequencer):

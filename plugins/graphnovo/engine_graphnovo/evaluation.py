@@ -25,12 +25,20 @@ STRATA_PEAKS = PreprocessConfig(deisotope=False)
 
 def heldout_spectra(report: SkipReport | None = None) -> list:
     """The fixed held-out part of MassIVE-KB (never trained on)."""
-    from .training import MASSIVEKB, is_heldout
+    return real_split("heldout", report)
+
+
+def real_split(name: str, report: SkipReport | None = None) -> list:
+    """Labelled MassIVE-KB spectra of one split: 'heldout' (never trained on), 'dev' (inside
+    the training split; unseen by models trained with hold_dev) or 'train' (the whole training
+    split, dev included)."""
+    from .training import MASSIVEKB, is_dev, is_heldout
 
     if not MASSIVEKB.is_file():
         raise FileNotFoundError(f"{MASSIVEKB} is missing: pass labelled files to evaluate")
+    keep = {"heldout": is_heldout, "dev": is_dev, "train": lambda title: not is_heldout(title)}[name]
     spectra = read_spectra([MASSIVEKB], report, ReaderConfig(require_label=True))
-    return [s for s in spectra if is_heldout(s.title or s.ref)]
+    return [s for s in spectra if keep(s.title or s.ref)]
 
 
 class _Side:
@@ -134,10 +142,7 @@ def evaluate(spectra, learned, baseline, progress=None) -> dict:
 
 def training_split(limit: int) -> list:
     """Labelled MassIVE-KB spectra of the training split (for tuning search settings)."""
-    from .training import MASSIVEKB, is_heldout
-
-    spectra = read_spectra([MASSIVEKB], config=ReaderConfig(require_label=True))
-    return [s for s in spectra if not is_heldout(s.title or s.ref)][:limit]
+    return real_split("train")[:limit]
 
 
 def simulated_spectra(count: int, seed: int = 12345) -> list:

@@ -187,6 +187,11 @@ class TrainOptions:
     init: str | None = option(
         None, "start from these weights (fine-tuning; their model settings replace the ones above)", type=str
     )
+    hold_dev: bool = option(
+        False,
+        "keep the real dev split (about 100 of the 347 MassIVE-KB training spectra, fixed by a hash) out of "
+        "training, so that `engine eval graphnovo --split dev` measures real spectra this model has not seen",
+    )
     checkpoint_every: int = option(200, "steps between checkpoints", validator=_positive_int)
     resume: bool = option(False, "continue from OUTPUT/checkpoint.pt")
     tune: bool = option(
@@ -209,6 +214,12 @@ class EvalOptions:
         repeat=True,
     )
     labels: str | None = option(None, "PEPREC side file with the labels", type=str, metavar="FILE")
+    split: str = option(
+        "heldout",
+        "without --spectra, the MassIVE-KB split: heldout (never trained on), dev (a part of the training split "
+        "that models trained with --hold-dev have not seen), or train (what the default model trained on)",
+        choices=("heldout", "dev", "train"),
+    )
     limit: int = option(0, "evaluate at most this many spectra (0: all)", validator=_count)
 
 

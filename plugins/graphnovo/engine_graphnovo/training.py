@@ -41,6 +41,13 @@ def is_heldout(title: str, fraction: float = 0.3) -> bool:
     return (zlib.crc32(title.encode()) % 1000) < fraction * 1000
 
 
+def is_dev(title: str, fraction: float = 0.3) -> bool:
+    """A real dev split inside the training split (a second, independent hash): a model trained
+    with --hold-dev never sees it, so search settings can be chosen on real spectra it has not
+    memorised without touching the held-out split."""
+    return not is_heldout(title) and (zlib.crc32(b"dev:" + title.encode()) % 1000) < fraction * 1000
+
+
 @dataclass
 class TrainConfig:
     out: str = "runs/graphnovo"
@@ -62,6 +69,7 @@ class TrainConfig:
     # the node head's best), so the model also learns the pruned graphs --prune-nodes searches.
     prune_fraction: float = 0.0
     init: str | None = None  # start from these weights (fine-tuning); their model config is used
+    hold_dev: bool = False  # keep the real dev split (is_dev) out of training
 
 
 PRUNE_BUDGET = (16, 64)  # inner nodes kept by the pruning augmentation (inclusive range)
@@ -120,6 +128,7 @@ class Examples:
         max_peptides: int = 200000,
         real: bool = True,
         prune_fraction: float = 0.0,
+        hold_dev: bool = False,
     ):
         self.builder, self.prep, self.rng, self.bos, self.sim = builder, prep, rng, bos, sim
         self.prune_fraction = prune_fraction
@@ -127,6 +136,7 @@ class Examples:
         for name in PROTEOMES:
             peps += tryptic_peptides(read_fasta(DATA / "proteomes" / name))
         self.peptides = [peps[i] for i in rng.permutation(len(peps))[:max_peptides]]
+        self.hold_dev = hold_dev
         self.real = self._real() if real else []
 
     def example(self, tokens, mz, inten, pmz, charge, prune: bool = False) -> dict | None:
@@ -152,7 +162,8 @@ class Examples:
         if not MASSIVEKB.is_file():
             return out
         for s in read_spectra([MASSIVEKB], config=ReaderConfig(require_label=True)):
-            if is_heldout(s.title or s.ref):
+            title = s.title or s.ref
+            if is_heldout(title) or (self.hold_dev and is_dev(title)):
                 continue
             ex = self.example(parse_peptide(s.label), s.mz, s.intensity, s.precursor_mz, s.charge)
             if ex is not None:
@@ -310,6 +321,7 @@ def train(
         max_peptides=cfg.max_peptides,
         real=cfg.use_real,
         prune_fraction=cfg.prune_fraction,
+        hold_dev=cfg.hold_dev,
     )
     params = list(ps.parameters()) + list(sf.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -373,6 +385,7 @@ def train(
             **({"node_weight": cfg.node_weight, "final_node_bce": float(last[2])} if model_cfg.node_head else {}),
             "seed": cfg.seed,
             **({"prune_fraction": cfg.prune_fraction} if cfg.prune_fraction else {}),
+            **({"real_dev_held_out": True} if cfg.hold_dev else {}),
             **({"init": cfg.init, "init_training": init_meta["training"]} if init_meta else {}),
         },
     }

@@ -48,7 +48,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune"
+TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune dev-prune"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -171,6 +171,13 @@ EOF
     $PY scripts/tune_search.py --rescore-weights 0,10,20,40,80,160,320 runs/v5_prune/weights > $R/tune_v5_wide.json
     $PY scripts/compare_versions.py v4=$(old_weights $V4_COMMIT v4) v5_prune=runs/v5_prune/weights \
       v5_ctrl=runs/v5_ctrl/weights > $R/compare_v4_v5.json ;;
+  dev-prune) # pruning chosen on the real dev split, by a model that never saw it (the rule: MODEL_CARD.md):
+    #   engine train graphnovo --hold-dev --prune-fraction 0.5 --steps 4000 --minutes 600 --seed 1 --threads 1 -o runs/v5_dev
+    cp runs/v5_dev/weights/config.json $R/v5_dev_config.json
+    for k in 0 24 32 48 64; do
+      $E --json --quiet eval graphnovo --model runs/v5_dev/weights --split dev --threads 1 --fill-paths 2 \
+        --path-beam 2 --fill-beam 2 --path-length-bonus 2 --rescore-weight 80 --prune-nodes $k > $R/dev_prune$k.json
+    done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *)

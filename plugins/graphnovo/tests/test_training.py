@@ -137,3 +137,25 @@ def test_pruning_augmentation_keeps_a_budget_and_consistent_labels():
         assert sum(h.size for h in label_nodes(cut, masses)[:-1]) >= truth.sum() > 0
         kept.append(truth.sum() / max(true_nodes(graph, masses).sum(), 1))
     assert np.mean(kept) > 0.7  # the noisy score still keeps most true prefix nodes
+
+
+def test_hold_dev_keeps_the_real_dev_split_out_of_training(tmp_path):
+    """The dev split lies inside the training split, apart from the held-out one, and a run with
+    --hold-dev trains on the training split without it."""
+    from engine_graphnovo.evaluation import real_split
+    from engine_graphnovo.training import MASSIVEKB, load_weights
+
+    from engine.cli import main
+
+    need(DATA / "proteomes")
+    need(MASSIVEKB)
+    titles = {name: {s.title for s in real_split(name)} for name in ("heldout", "dev", "train")}
+    assert titles["dev"] < titles["train"] and not titles["train"] & titles["heldout"]
+    assert 80 <= len(titles["dev"]) <= 120
+    out = tmp_path / "run"
+    args = [a for a in TINY if a != "--no-real"] + ["--hold-dev"]
+    args[args.index("--steps") + 1] = "1"
+    assert main(["--quiet", "train", "graphnovo", "-o", str(out), "--threads", "1", *args]) == 0
+    record = load_weights(out / "weights")[2]["training"]
+    assert record["real_dev_held_out"] is True
+    assert 0 < record["real_train_spectra"] <= len(titles["train"] - titles["dev"])

@@ -3,6 +3,7 @@ states are cached on disk (sharded .npz) and reused by Medusa-1/Medusa-2 trainin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -191,7 +192,28 @@ def pending_shards(folder: Path, total: int, minutes: float | None, progress, de
             continue
         if minutes is not None and time.monotonic() - t0 > minutes * 60:
             break
-        yield index
+        with _shard_claim(folder, index) as mine:
+            # another process labelling the same cache may have claimed or finished it meanwhile
+            if mine and not (folder / f"shard_{index:05d}.npz").exists():
+                yield index
+
+
+@contextlib.contextmanager
+def _shard_claim(folder: Path, index: int):
+    """An advisory lock on one shard, so processes started side by side on one cache split the
+    work; the OS releases it when its holder dies, so a crashed run leaves nothing stale."""
+    import fcntl
+
+    with open(folder / f".claim_{index:05d}", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def close_shards(folder: Path, total: int) -> Path:

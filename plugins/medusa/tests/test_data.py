@@ -89,3 +89,12 @@ def test_teacher_force_writes_shards_that_load_back(tmp_path):
             logits = model.lm_head(torch.from_numpy(hidden).float()).numpy()
         picked = np.take_along_axis(logits, np.asarray(greedy, np.int64)[:, None], 1)[:, 0]
         np.testing.assert_array_less(logits.max(-1) - picked, 1e-2)
+
+
+def test_a_shard_claimed_by_another_labeller_is_left_to_it(tmp_path):
+    folder = tmp_path / "tf"
+    held = data.pending_shards(folder, 3, None, None, "first")
+    assert next(held) == 0  # the first labeller holds shard 0 while it writes it
+    assert list(data.pending_shards(folder, 3, None, None, "second")) == [1, 2]
+    held.close()  # claim released (as when its process dies): shard 0 is pending again
+    assert list(data.pending_shards(folder, 3, None, None, "third")) == [0, 1, 2]
