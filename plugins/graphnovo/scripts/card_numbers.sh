@@ -177,6 +177,11 @@ EOF
     for k in 0 24 32 48 64; do
       $E --json --quiet eval graphnovo --model runs/v5_dev/weights --split dev --threads 1 --fill-paths 2 \
         --path-beam 2 --fill-beam 2 --path-length-bonus 2 --rescore-weight 80 --prune-nodes $k > $R/dev_prune$k.json
+    done
+    # reported, not used: the same model on the held-out split
+    for k in 0 24 32; do
+      $E --json --quiet eval graphnovo --model runs/v5_dev/weights --threads 1 --fill-paths 2 --path-beam 2 --fill-beam 2 \
+        --path-length-bonus 2 --rescore-weight 80 --prune-nodes $k > $R/dev_model_heldout_prune$k.json
     done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
