@@ -32,3 +32,14 @@ done
 # Row invariance of whole graphs (fp32 and the bench's cached quantized copies, on the AMD EPYC):
 #   python scripts/nbits_rows.py > scripts/results/nbits_rows_amd.json
 #   python scripts/row_invariance.py fp32=$ART int8=CACHED_INT8 int4=CACHED_INT4 > scripts/results/row_invariance_amd.json
+# 1.4x the teacher-forced data (the card's section of 2026-12-03; not installed), on one machine:
+#   engine train medusa --data sharegpt --teacher-minutes 55 --prepare-only -o runs/dataN --threads 1   (twice, side by side)
+#   engine --json train medusa --data sharegpt --draft-vocab 8192 --steps 3000 --batch-size 512 --checkpoint-every 100 \
+#     --threads 1 --kind hydra --layers 2 -o runs/hydra2-3k-data2
+#   v4: engine export medusa -o runs/art-v4; engine --json medusa tune-tree --artifact runs/art-v4; medusa tune-tree;
+#       engine --json bench medusa --limit 10 --threads 1 --artifact runs/art-v4 --no-llama-cpp > $R/bench_v4_data2_cmp.json
+#   candidate: engine export medusa --heads runs/hydra2-3k-data2 -o runs/art-data2; the two tune-tree lines with
+#       --artifact runs/art-data2 / --heads runs/hydra2-3k-data2; its heads copied into engine_medusa/weights/default,
+#       engine --json bench medusa --limit 10 --threads 1 --artifact runs/art-data2 --no-llama-cpp > $R/bench_data2.json
+#       (then git checkout engine_medusa/weights/default)
+#   python scripts/compare_heads.py scripts/results/compare_heads_data2.json v4=V4_HEADS data2=runs/hydra2-3k-data2
