@@ -174,14 +174,14 @@ EOF
   dev-prune) # pruning chosen on the real dev split, by a model that never saw it (the rule: MODEL_CARD.md):
     #   engine train graphnovo --hold-dev --prune-fraction 0.5 --steps 4000 --minutes 600 --seed 1 --threads 1 -o runs/v5_dev
     cp runs/v5_dev/weights/config.json $R/v5_dev_config.json
+    local dev_model="eval graphnovo --model runs/v5_dev/weights --threads 1 --fill-paths 2 --path-beam 2 --fill-beam 2
+      --path-length-bonus 2 --rescore-weight 80" # v5's search setting, given
     for k in 0 24 32 48 64; do
-      $E --json --quiet eval graphnovo --model runs/v5_dev/weights --split dev --threads 1 --fill-paths 2 \
-        --path-beam 2 --fill-beam 2 --path-length-bonus 2 --rescore-weight 80 --prune-nodes $k > $R/dev_prune$k.json
+      $E --json --quiet $dev_model --split dev --prune-nodes $k > $R/dev_prune$k.json
     done
     # reported, not used: the same model on the held-out split
     for k in 0 24 32; do
-      $E --json --quiet eval graphnovo --model runs/v5_dev/weights --threads 1 --fill-paths 2 --path-beam 2 --fill-beam 2 \
-        --path-length-bonus 2 --rescore-weight 80 --prune-nodes $k > $R/dev_model_heldout_prune$k.json
+      $E --json --quiet $dev_model --prune-nodes $k > $R/dev_model_heldout_prune$k.json
     done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;

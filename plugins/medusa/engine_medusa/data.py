@@ -110,6 +110,10 @@ def cache_key(**params) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def shard_path(folder: Path, index: int) -> Path:
+    return folder / f"shard_{index:05d}.npz"
+
+
 def write_shard(
     folder: Path,
     index: int,
@@ -121,7 +125,7 @@ def write_shard(
     """One shard: answer tokens, the hidden state that predicts each of them, and (teacher-forced
     data only) the base's own argmax at each of those hidden states."""
     offsets = np.cumsum([0] + [len(a) for a in answers]).astype(np.int64)
-    path = folder / f"shard_{index:05d}.npz"
+    path = shard_path(folder, index)
     tmp = folder / f".tmp_{index:05d}.npz"
     extra = {"greedy": np.concatenate([np.asarray(g, np.int32) for g in greedy])} if greedy is not None else {}
     np.savez(
@@ -188,13 +192,13 @@ def pending_shards(folder: Path, total: int, minutes: float | None, progress, de
     t0 = time.monotonic()
     it = progress(range(total), total=total, desc=desc) if progress else range(total)
     for index in it:
-        if (folder / f"shard_{index:05d}.npz").exists():
+        if shard_path(folder, index).exists():
             continue
         if minutes is not None and time.monotonic() - t0 > minutes * 60:
             break
         with _shard_claim(folder, index) as mine:
             # another process labelling the same cache may have claimed or finished it meanwhile
-            if mine and not (folder / f"shard_{index:05d}.npz").exists():
+            if mine and not shard_path(folder, index).exists():
                 yield index
 
 
