@@ -43,7 +43,7 @@ def train(ctx) -> dict:
         node_weight=o.node_weight,
         prune_fraction=o.prune_fraction,
         init=o.init,
-        hold_dev=o.hold_dev,
+        dev_fold=_dev_fold(o.hold_dev, o.dev_fold, "--hold-dev"),
     )
     mcfg = ModelConfig(
         d_model=o.d_model,
@@ -73,6 +73,13 @@ def train(ctx) -> dict:
     }
 
 
+def _dev_fold(held: bool, fold: int | None, needs: str) -> int | None:
+    """The dev fold a verb uses: --dev-fold (default 0) when ``held``, else None."""
+    if fold is not None and not held:
+        raise UsageError(f"--dev-fold picks the fold of {needs}; give that too")
+    return (fold or 0) if held else None
+
+
 def install_default(weights: Path) -> None:
     """Make ``weights`` the package's default model and re-export its shipped artifact."""
     from .component import DEFAULT_ARTIFACT, DEFAULT_WEIGHTS
@@ -99,6 +106,7 @@ def evaluate(ctx) -> dict:
     report = SkipReport()
     if o.spectra and o.split != "heldout":
         raise UsageError("--split picks a MassIVE-KB split; --spectra gives the spectra instead")
+    fold = _dev_fold(o.split == "dev", o.dev_fold, "--split dev")
     if o.spectra:
         for path in o.spectra:
             try:
@@ -109,7 +117,7 @@ def evaluate(ctx) -> dict:
     elif o.labels:
         raise UsageError("--labels labels the files of --spectra; give those too")
     else:
-        spectra = real_split(o.split, report)
+        spectra = real_split(o.split, report, fold)
     spectra = list(spectra)[: o.limit or None]
     component = ctx.load()
     if isinstance(component, DPSequencer):

@@ -28,15 +28,19 @@ def heldout_spectra(report: SkipReport | None = None) -> list:
     return real_split("heldout", report)
 
 
-def real_split(name: str, report: SkipReport | None = None) -> list:
-    """Labelled MassIVE-KB spectra of one split: 'heldout' (never trained on), 'dev' (inside
-    the training split; unseen by models trained with hold_dev) or 'train' (the whole training
-    split, dev included)."""
+def real_split(name: str, report: SkipReport | None = None, fold: int = 0) -> list:
+    """Labelled MassIVE-KB spectra of one split: 'heldout' (never trained on), 'dev' (dev fold
+    ``fold`` of the training split; unseen by models trained without it) or 'train' (the whole
+    training split, every dev fold included)."""
     from .training import MASSIVEKB, is_dev, is_heldout
 
     if not MASSIVEKB.is_file():
         raise FileNotFoundError(f"{MASSIVEKB} is missing: pass labelled files to evaluate")
-    keep = {"heldout": is_heldout, "dev": is_dev, "train": lambda title: not is_heldout(title)}[name]
+    keep = {
+        "heldout": is_heldout,
+        "dev": lambda title: is_dev(title, fold),
+        "train": lambda title: not is_heldout(title),
+    }[name]
     spectra = read_spectra([MASSIVEKB], report, ReaderConfig(require_label=True))
     return [s for s in spectra if keep(s.title or s.ref)]
 

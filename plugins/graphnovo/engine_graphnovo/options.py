@@ -161,6 +161,13 @@ class GraphNovoOptions(SearchOptions):
 # ---------------------------------------------------------------- verbs
 
 
+DEV_FOLD_CHOICES = (0, 1, 2)
+DEV_FOLD_HELP = (
+    "which dev fold --hold-dev keeps out or --split dev evaluates: 0 (the default, about 100 of the 347 training "
+    "spectra), 1 or 2 (halves of the rest); one model per fold scores every training spectrum once unseen"
+)
+
+
 @attrs.frozen
 class TrainOptions:
     """engine train graphnovo (run directory: -o, default runs/graphnovo)."""
@@ -189,9 +196,11 @@ class TrainOptions:
     )
     hold_dev: bool = option(
         False,
-        "keep the real dev split (about 100 of the 347 MassIVE-KB training spectra, fixed by a hash) out of "
-        "training, so that `engine eval graphnovo --split dev` measures real spectra this model has not seen",
+        "keep a real dev fold (by default fold 0: about 100 of the 347 MassIVE-KB training spectra, fixed by a "
+        "hash) out of training, so that `engine eval graphnovo --split dev` measures real spectra this model has "
+        "not seen",
     )
+    dev_fold: int | None = option(None, DEV_FOLD_HELP, choices=DEV_FOLD_CHOICES, type=int)
     checkpoint_every: int = option(200, "steps between checkpoints", validator=_positive_int)
     resume: bool = option(False, "continue from OUTPUT/checkpoint.pt")
     tune: bool = option(
@@ -220,6 +229,7 @@ class EvalOptions:
         "that models trained with --hold-dev have not seen), or train (what the default model trained on)",
         choices=("heldout", "dev", "train"),
     )
+    dev_fold: int | None = option(None, DEV_FOLD_HELP, choices=DEV_FOLD_CHOICES, type=int)
     limit: int = option(0, "evaluate at most this many spectra (0: all)", validator=_count)
 
 

@@ -41,11 +41,25 @@ def is_heldout(title: str, fraction: float = 0.3) -> bool:
     return (zlib.crc32(title.encode()) % 1000) < fraction * 1000
 
 
-def is_dev(title: str, fraction: float = 0.3) -> bool:
-    """A real dev split inside the training split (a second, independent hash): a model trained
-    with --hold-dev never sees it, so search settings can be chosen on real spectra it has not
-    memorised without touching the held-out split."""
-    return not is_heldout(title) and (zlib.crc32(b"dev:" + title.encode()) % 1000) < fraction * 1000
+# Upper bounds (per mille of a second, independent hash of the title) of dev folds 0, 1 and 2 of
+# the training split. Fold 0 (~30 %) is "the" dev split; folds 1 and 2 halve the rest, so one model
+# per fold, trained without it, scores every training spectrum once as unseen (cross-validation).
+DEV_FOLDS = (300, 650, 1000)
+
+
+def dev_fold(title: str) -> int | None:
+    """The dev fold (0, 1 or 2) of a MassIVE-KB training spectrum; None for held-out ones."""
+    if is_heldout(title):
+        return None
+    h = zlib.crc32(b"dev:" + title.encode()) % 1000
+    return next(i for i, hi in enumerate(DEV_FOLDS) if h < hi)
+
+
+def is_dev(title: str, fold: int = 0) -> bool:
+    """In dev fold ``fold``: a model trained with --hold-dev --dev-fold FOLD never sees it, so
+    search settings can be chosen on real spectra it has not memorised without touching the
+    held-out split."""
+    return dev_fold(title) == fold
 
 
 @dataclass
@@ -69,7 +83,7 @@ class TrainConfig:
     # the node head's best), so the model also learns the pruned graphs --prune-nodes searches.
     prune_fraction: float = 0.0
     init: str | None = None  # start from these weights (fine-tuning); their model config is used
-    hold_dev: bool = False  # keep the real dev split (is_dev) out of training
+    dev_fold: int | None = None  # keep this real dev fold (is_dev) out of training
 
 
 PRUNE_BUDGET = (16, 64)  # inner nodes kept by the pruning augmentation (inclusive range)
@@ -128,7 +142,7 @@ class Examples:
         max_peptides: int = 200000,
         real: bool = True,
         prune_fraction: float = 0.0,
-        hold_dev: bool = False,
+        dev_fold: int | None = None,
     ):
         self.builder, self.prep, self.rng, self.bos, self.sim = builder, prep, rng, bos, sim
         self.prune_fraction = prune_fraction
@@ -136,7 +150,7 @@ class Examples:
         for name in PROTEOMES:
             peps += tryptic_peptides(read_fasta(DATA / "proteomes" / name))
         self.peptides = [peps[i] for i in rng.permutation(len(peps))[:max_peptides]]
-        self.hold_dev = hold_dev
+        self.dev_fold = dev_fold
         self.real = self._real() if real else []
 
     def example(self, tokens, mz, inten, pmz, charge, prune: bool = False) -> dict | None:
@@ -162,8 +176,8 @@ class Examples:
         if not MASSIVEKB.is_file():
             return out
         for s in read_spectra([MASSIVEKB], config=ReaderConfig(require_label=True)):
-            title = s.title or s.ref
-            if is_heldout(title) or (self.hold_dev and is_dev(title)):
+            fold = dev_fold(s.title or s.ref)
+            if fold is None or fold == self.dev_fold:  # held out, or the dev fold held back
                 continue
             ex = self.example(parse_peptide(s.label), s.mz, s.intensity, s.precursor_mz, s.charge)
             if ex is not None:
@@ -321,7 +335,7 @@ def train(
         max_peptides=cfg.max_peptides,
         real=cfg.use_real,
         prune_fraction=cfg.prune_fraction,
-        hold_dev=cfg.hold_dev,
+        dev_fold=cfg.dev_fold,
     )
     params = list(ps.parameters()) + list(sf.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -385,7 +399,7 @@ def train(
             **({"node_weight": cfg.node_weight, "final_node_bce": float(last[2])} if model_cfg.node_head else {}),
             "seed": cfg.seed,
             **({"prune_fraction": cfg.prune_fraction} if cfg.prune_fraction else {}),
-            **({"real_dev_held_out": True} if cfg.hold_dev else {}),
+            **({"real_dev_held_out": True, "real_dev_fold": cfg.dev_fold} if cfg.dev_fold is not None else {}),
             **({"init": cfg.init, "init_training": init_meta["training"]} if init_meta else {}),
         },
     }
