@@ -158,14 +158,17 @@ def test_eval_dp_on_given_files_writes_json(tmp_path, capsys, probe_mgf):
     assert "unknown spectrum format" in one_line_error(capsys)
     assert main(["eval", "graphnovo-dp", "--spectra", str(probe_mgf), "--split", "dev"]) == 2
     assert "--split" in one_line_error(capsys)
+    assert main(["eval", "graphnovo-dp", "--dev-fold", "1"]) == 2  # a fold without --split dev
+    assert "--dev-fold" in one_line_error(capsys)
 
 
-def test_eval_dp_on_the_dev_split(capsys, massivekb):
+def test_eval_dp_on_a_dev_fold(capsys, massivekb):
     from engine_graphnovo.evaluation import real_split
 
-    res, _ = run_json(capsys, "eval", "graphnovo-dp", "--split", "dev", "--limit", "3")
+    res, _ = run_json(capsys, "eval", "graphnovo-dp", "--split", "dev", "--dev-fold", "1", "--limit", "3")
     assert res["spectra"] == 3
-    assert res["baseline_aa_recall"] == pytest.approx(dp_scores(real_split("dev")[:3])["aa_recall"], rel=1e-12)
+    expected = dp_scores(real_split("dev", fold=1)[:3])["aa_recall"]
+    assert res["baseline_aa_recall"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_usage_errors_are_one_line(tmp_path, capsys):

@@ -139,9 +139,9 @@ def test_pruning_augmentation_keeps_a_budget_and_consistent_labels():
     assert np.mean(kept) > 0.7  # the noisy score still keeps most true prefix nodes
 
 
-def test_hold_dev_keeps_the_real_dev_split_out_of_training(tmp_path):
-    """The dev split lies inside the training split, apart from the held-out one, and a run with
-    --hold-dev trains on the training split without it."""
+def test_hold_dev_keeps_one_real_dev_fold_out_of_training(tmp_path):
+    """The three dev folds partition the training split, apart from the held-out one, and a run
+    with --hold-dev --dev-fold N trains on the training split without fold N."""
     from engine_graphnovo.evaluation import real_split
     from engine_graphnovo.training import MASSIVEKB, load_weights
 
@@ -149,13 +149,17 @@ def test_hold_dev_keeps_the_real_dev_split_out_of_training(tmp_path):
 
     need(DATA / "proteomes")
     need(MASSIVEKB)
-    titles = {name: {s.title for s in real_split(name)} for name in ("heldout", "dev", "train")}
-    assert titles["dev"] < titles["train"] and not titles["train"] & titles["heldout"]
-    assert 80 <= len(titles["dev"]) <= 120
+    titles = {name: {s.title for s in real_split(name)} for name in ("heldout", "train")}
+    folds = [{s.title for s in real_split("dev", fold=n)} for n in range(3)]
+    assert set().union(*folds) == titles["train"] and sum(map(len, folds)) == len(titles["train"])
+    assert not titles["train"] & titles["heldout"]
+    assert all(80 <= len(fold) <= 140 for fold in folds)
+    assert folds[0] == {s.title for s in real_split("dev")}  # fold 0 is the default dev split
     out = tmp_path / "run"
-    args = [a for a in TINY if a != "--no-real"] + ["--hold-dev"]
+    args = [a for a in TINY if a != "--no-real"] + ["--hold-dev", "--dev-fold", "2"]
     args[args.index("--steps") + 1] = "1"
     assert main(["--quiet", "train", "graphnovo", "-o", str(out), "--threads", "1", *args]) == 0
     record = load_weights(out / "weights")[2]["training"]
-    assert record["real_dev_held_out"] is True
-    assert 0 < record["real_train_spectra"] <= len(titles["train"] - titles["dev"])
+    assert record["real_dev_held_out"] is True and record["real_dev_fold"] == 2
+    assert 0 < record["real_train_spectra"] <= len(titles["train"] - folds[2])
+    assert main(["train", "graphnovo", "-o", str(out), "--dev-fold", "1"]) == 2  # a fold without --hold-dev
