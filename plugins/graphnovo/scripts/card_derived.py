@@ -53,6 +53,31 @@ def training(cfg: dict) -> dict:
     }
 
 
+PRUNE_GRID = (0, 24, 32, 48, 64)  # the K of tune_search's last stage and of the dev-fold rule
+
+
+def dev_folds() -> dict | None:
+    """Node pruning on the three real dev folds pooled, and the K the card's rule chooses: most
+    peptides, then AA precision (the folds' values weighted by their spectra), ties to the smaller K.
+    Fold 0's results are dev-prune's (dev_prune{K}.json), folds 1 and 2 dev-folds' (devN_prune{K}.json)."""
+    names = {0: "dev_prune{k}.json", 1: "dev1_prune{k}.json", 2: "dev2_prune{k}.json"}
+    runs = {k: [load(name.format(k=k)) for name in names.values()] for k in PRUNE_GRID}
+    if not all(all(folds) for folds in runs.values()):
+        return None
+    table = {}
+    for k, folds in runs.items():
+        spectra = sum(r["spectra"] for r in folds)
+        table[str(k)] = {
+            "peptides_per_fold": [round(r["peptide_recall"] * r["spectra"]) for r in folds],
+            "peptides": sum(round(r["peptide_recall"] * r["spectra"]) for r in folds),
+            "dp_peptides": sum(round(r["baseline_peptide_recall"] * r["spectra"]) for r in folds),
+            "aa_precision": round(sum(r["aa_precision"] * r["spectra"] for r in folds) / spectra, 4),
+            "spectra": spectra,
+        }
+    chosen = max(PRUNE_GRID, key=lambda k: (table[str(k)]["peptides"], table[str(k)]["aa_precision"], -k))
+    return {"by_prune_nodes": table, "chosen_prune_nodes": chosen}
+
+
 def main() -> None:
     from engine_graphnovo import simulator
     from engine_graphnovo import training as train_mod
@@ -147,6 +172,9 @@ def main() -> None:
             out["heldout"]["int8_minus_fp32"] = {
                 k: round(i8[k] - v2e[k], 3) for k in ("peptide_recall", "aa_precision", "aa_recall")
             }
+
+    if folds := dev_folds():
+        out["dev_folds"] = folds
 
     # int8: onnxruntime end to end relative to the model-free stage of the same run
     runs = {p: [load(f"int8_bench_{p}_{i}.json") for i in (1, 2, 3)] for p in ("fp32", "int8")}

@@ -36,6 +36,8 @@ DEFAULT=v5 # the version the default weights are: names the files of eval, eval-
 # (files of earlier defaults keep their version's name: eval_v3.json, bench_v3_beam5.json, ...)
 
 WEIGHTS=plugins/graphnovo/engine_graphnovo/weights/default # the default weights, in the repository
+V5_SEARCH="--fill-paths 2 --path-beam 2 --fill-beam 2 --path-length-bonus 2 --rescore-weight 80" # v5's search setting
+PRUNE_GRID="0 24 32 48 64" # --prune-nodes K of the dev-split targets (tune_search's grid)
 
 # a former default's weights out of git (the code of today reads them: same input features);
 # usage: old_weights COMMIT NAME, prints the folder
@@ -48,7 +50,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune dev-prune"
+TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune dev-prune dev-folds"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -174,14 +176,24 @@ EOF
   dev-prune) # pruning chosen on the real dev split, by a model that never saw it (the rule: MODEL_CARD.md):
     #   engine train graphnovo --hold-dev --prune-fraction 0.5 --steps 4000 --minutes 600 --seed 1 --threads 1 -o runs/v5_dev
     cp runs/v5_dev/weights/config.json $R/v5_dev_config.json
-    local dev_model="eval graphnovo --model runs/v5_dev/weights --threads 1 --fill-paths 2 --path-beam 2 --fill-beam 2
-      --path-length-bonus 2 --rescore-weight 80" # v5's search setting, given
-    for k in 0 24 32 48 64; do
+    local dev_model="eval graphnovo --model runs/v5_dev/weights --threads 1 $V5_SEARCH"
+    for k in $PRUNE_GRID; do
       $E --json --quiet $dev_model --split dev --prune-nodes $k > $R/dev_prune$k.json
     done
     # reported, not used: the same model on the held-out split
     for k in 0 24 32; do
       $E --json --quiet $dev_model --prune-nodes $k > $R/dev_model_heldout_prune$k.json
+    done ;;
+  dev-folds) # pruning chosen on the three dev folds pooled (the rule: MODEL_CARD.md); fold 0 is dev-prune's,
+    # folds 1 and 2 (N) trained by
+    #   engine train graphnovo --hold-dev --dev-fold N --prune-fraction 0.5 --steps 4000 --minutes 600 --seed 1 --threads 1 -o runs/v5_devN
+    # the pooled table and the chosen K: card_derived.json (dev_folds), by the derived target
+    for n in 1 2; do
+      cp runs/v5_dev$n/weights/config.json $R/v5_dev${n}_config.json
+      for k in $PRUNE_GRID; do
+        $E --json --quiet eval graphnovo --model runs/v5_dev$n/weights --threads 1 $V5_SEARCH \
+          --split dev --dev-fold $n --prune-nodes $k > $R/dev${n}_prune$k.json
+      done
     done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;

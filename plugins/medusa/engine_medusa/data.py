@@ -205,10 +205,12 @@ def pending_shards(folder: Path, total: int, minutes: float | None, progress, de
 @contextlib.contextmanager
 def _shard_claim(folder: Path, index: int):
     """An advisory lock on one shard, so processes started side by side on one cache split the
-    work; the OS releases it when its holder dies, so a crashed run leaves nothing stale."""
+    work; the OS releases it when its holder dies, so a crashed run leaves nothing stale. The
+    lock file goes once its shard is written (a process opening it later finds the shard)."""
     import fcntl
 
-    with open(folder / f".claim_{index:05d}", "w") as fh:
+    claim = folder / f".claim_{index:05d}"
+    with open(claim, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -217,6 +219,8 @@ def _shard_claim(folder: Path, index: int):
         try:
             yield True
         finally:
+            if shard_path(folder, index).exists():
+                claim.unlink(missing_ok=True)
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 

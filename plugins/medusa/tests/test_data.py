@@ -81,6 +81,7 @@ def test_teacher_force_writes_shards_that_load_back(tmp_path):
     rows = [{"id": f"r{i}", "prompt": f"p{i}", "answer": "abc" * (i + 1)} for i in range(5)]
     folder = data.teacher_force(model, codec, rows, tmp_path / "tf", shard_size=2, max_answer=8)
     assert json.loads((folder / "DONE").read_text()) == {"batches": 3, "of": 3, "complete": True}
+    assert not list(folder.glob(".claim_*"))  # a written shard's claim goes with it
     samples = data.load_shards(folder)
     assert sorted(s[0] for s in samples) == [f"r{i}" for i in range(5)]
     for _, tokens, hidden, greedy in samples:
