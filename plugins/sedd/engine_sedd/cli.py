@@ -37,10 +37,12 @@ def train(ctx):
 
 
 def evaluate(ctx):
-    _refuse(ctx, ("artifact", "provider", "device", "dtype"), "the bound is computed in fp32 with torch on the CPU")
+    _refuse(ctx, ("device", "dtype"), "the bound is computed in fp32 on the CPU, the network by torch or onnxruntime")
     from .evaluation import evaluate_models
 
-    return evaluate_models(ctx.model, ctx.verb_options, seed=0 if ctx.seed is None else ctx.seed, threads=ctx.threads)
+    seed = 0 if ctx.seed is None else ctx.seed
+    artifact = ctx.load() if ctx.args.artifact is not None else None  # the bound of an export
+    return evaluate_models(ctx.model, ctx.verb_options, seed=seed, threads=ctx.threads, artifact=artifact)
 
 
 def bench(ctx):

@@ -13,6 +13,7 @@ from engine.runtime import use_torch_threads
 from .bundle import load_model_dir
 from .component import DEFAULT_AR, resolve_model
 from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
+from .model import ModelConfig
 from .options import EvalOptions
 from .text import read_corpus, split_corpus
 from .training import DEFAULT_DATA
@@ -31,8 +32,35 @@ def validation_sequences(cfg: dict, tokenizer, data=None, train_fraction=None, m
     return seqs
 
 
-def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_seqs=None, seed=0) -> dict:
-    net, cfg, graph, schedule, tok = load_model_dir(model_dir)
+class ArtifactNetwork:
+    """An exported score network called as the ELBO code calls the torch one, net(x_t, sigma_bar)
+    -> raw output, but run on onnxruntime: the bound of an export (a quantized one too) comes from
+    the very code that bounds the torch model."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.cfg = ModelConfig(**sampler.config["model"])  # losses.is_radd reads time_conditioning
+
+    def eval(self):
+        return self
+
+    def __call__(self, xt, sigma_bar):
+        import torch
+
+        return torch.from_numpy(self.sampler.raw_output(xt.numpy(), sigma_bar.numpy()))
+
+    def num_parameters(self) -> int | None:
+        return self.sampler.config.get("training", {}).get("parameters")
+
+
+def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_seqs=None, seed=0, artifact=None) -> dict:
+    """The bound (SEDD/RADD) or exact likelihood (AR) of ``model_dir`` on the validation split;
+    ``artifact`` (an onnxruntime sampler) replaces the torch network by the exported one."""
+    if artifact is None:
+        net, cfg, graph, schedule, tok = load_model_dir(model_dir)
+    else:
+        net, cfg = ArtifactNetwork(artifact), artifact.config
+        graph, schedule, tok = artifact.graph, artifact.schedule, artifact.tokenizer
     seqs = validation_sequences(cfg, tok, data, train_fraction, max_seqs)
     chars = float(np.mean([tok.num_chars(s) for s in seqs.tolist()]))
     if cfg["objective"] == "sedd":
@@ -42,7 +70,7 @@ def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_se
         per = ar_nlls(net, seqs, bos=tok.vocab_size, vocab=tok.vocab_size)
         kind = "exact"
     out = {
-        "model": str(model_dir),
+        "model": str(model_dir if artifact is None else artifact.artifact.path),
         "objective": cfg["objective"],
         "likelihood": kind,
         "tokens_per_sequence": int(seqs.shape[1]),
@@ -59,14 +87,18 @@ def ar_model(ar=None) -> Path:
     return resolve_model(DEFAULT_AR if ar in (None, "default") else ar)
 
 
-def evaluate_models(model=None, options=None, *, seed: int = 0, threads: int | None = None) -> dict:
-    """The bound of SEDD ``model`` and, with ``options.ar``, the AR baseline's exact likelihood
-    on the same sequences (``options``: an :class:`engine_sedd.options.EvalOptions`)."""
+def evaluate_models(model=None, options=None, *, seed: int = 0, threads: int | None = None, artifact=None) -> dict:
+    """The bound of SEDD ``model`` (or of an exported ``artifact``, an onnxruntime sampler) and,
+    with ``options.ar``, the AR baseline's exact likelihood on the same sequences (``options``:
+    an :class:`engine_sedd.options.EvalOptions`)."""
     o = options or EvalOptions()
     use_torch_threads(threads)
     if o.times < 1:
         raise ConfigError("--times must be >= 1")
-    main = evaluate_model(resolve_model(model), o.data, o.train_fraction, o.times, o.max_seqs, seed)
+    source = None if artifact is not None else resolve_model(model)
+    main = evaluate_model(source, o.data, o.train_fraction, o.times, o.max_seqs, seed, artifact)
+    if artifact is not None:
+        main["artifact_quantization"] = artifact.config.get("quantization", {}).get("scheme", "none")
     if not o.ar:
         return main
     base = evaluate_model(ar_model(o.ar), o.data, o.train_fraction, o.times, o.max_seqs, seed)

@@ -132,8 +132,8 @@ def test_flags_of_the_wrong_path_are_usage_errors(capsys, tiny_model, tiny_artif
     assert code == 2 and "--dtype" in one_line_error(err)
     code, _, err = run_cli(capsys, "eval", "sedd", "--dtype", "bf16")
     assert code == 2 and "--dtype does not apply to engine eval sedd" in one_line_error(err)
-    code, _, err = run_cli(capsys, "eval", "sedd", "--artifact", str(tiny_artifact))
-    assert code == 2 and "--artifact does not apply" in one_line_error(err)
+    code, _, err = run_cli(capsys, "eval", "sedd", "--artifact", str(tiny_artifact), "--device", "cpu")
+    assert code == 2 and "--device does not apply" in one_line_error(err)
     code, _, err = run_cli(capsys, "train", "sedd", "--model", str(tiny_model))
     assert code == 2 and "--model does not apply to engine train sedd" in one_line_error(err)
     code, _, err = run_cli(capsys, "bench", "sedd", "--steps", "4,0")
@@ -182,6 +182,20 @@ def test_cli_eval_bound_next_to_ar(capsys, tiny_model, tiny_ar, corpus):
     assert code == 1 and "corpus not found" in one_line_error(err)
     with pytest.raises(ValueError, match="autoregressive baseline"):
         SEDDSampler(model=tiny_ar)
+
+
+def test_cli_eval_bound_of_an_export_is_the_torch_bound(capsys, tiny_model, tiny_artifact, corpus):
+    """--artifact: the same ELBO code with the exported network on onnxruntime; for an fp32 export
+    the bound is the torch model's up to float32 rounding (same sequences, times and noise draws)."""
+    args = ("--data", str(corpus), "--times", "3", "--max-seqs", "6")
+    bounds = []
+    for source in (("--model", str(tiny_model)), ("--artifact", str(tiny_artifact), "--provider", "cpu")):
+        code, out, err = run_cli(capsys, "--json", "eval", "sedd", *source, *args)
+        assert code == 0, err
+        bounds.append(json.loads(out))
+    torch_side, ort_side = bounds
+    assert ort_side["artifact_quantization"] == "none" and ort_side["sequences"] == 6
+    assert ort_side["bpc"] == pytest.approx(torch_side["bpc"], rel=1e-5)
 
 
 def test_cli_bench_reports_the_issue_keys(capsys, tiny_model, tiny_ar, corpus, tmp_path):
@@ -261,10 +275,10 @@ def test_sampling_reports_each_step_to_the_host_and_can_be_cancelled():
         sampler.sample({"length": 16, "steps": 4, "seed": 0})
 
 
-def test_int8_export_runs_on_onnxruntime_close_to_fp32(capsys, sampler, tiny_model, tmp_path):
+def test_int8_export_runs_on_onnxruntime_close_to_fp32(capsys, sampler, tiny_model, corpus, tmp_path):
     """--quantize int8: dynamic int8 MatMuls, recorded in the manifest; its raw outputs stay near the
     fp32 network's (an int8 export of random weights is not bit-equal, so tolerance, not equality),
-    and the bench times it beside fp32 and judges its samples. int4 is refused in one line."""
+    eval bounds it, and the bench times it beside fp32 and judges its samples. int4 is refused in one line."""
     import engine
 
     code, _, err = run_cli(
@@ -279,6 +293,10 @@ def test_int8_export_runs_on_onnxruntime_close_to_fp32(capsys, sampler, tiny_mod
     want, got = sampler.raw_output(x, sb), q.raw_output(x, sb)
     assert not np.array_equal(got, want)  # it is another network ...
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()  # ... close to the fp32 one
+    code, out, err = run_cli(  # its bound, by the same ELBO code
+        capsys, "--json", "eval", "sedd", "--artifact", str(tmp_path / "q"), "--data", str(corpus), "--max-seqs", "4"
+    )
+    assert code == 0 and json.loads(out)["artifact_quantization"] == "dynamic-int8", err
     code, _, err = run_cli(
         capsys, "export", "sedd", "--model", str(tiny_model), "--quantize", "int4", "-o", str(tmp_path / "q4")
     )
