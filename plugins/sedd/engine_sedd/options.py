@@ -59,6 +59,12 @@ class TrainOptions:
     schedule: str | None = option(
         None, "noise schedule (default: loglinear for absorbing, geometric for uniform)", type=str
     )
+    time_sampling: str = option(
+        "uniform",
+        "how a batch draws its noise levels t: uniform (independently), or stratified (one t in each 1/batch "
+        "slice of the time axis; lower-variance gradients, MDLM's low-discrepancy sampler)",
+        choices=("uniform", "stratified"),
+    )
     length: int = option(128, "sequence length (context)", validator=_positive)
     hidden: int = option(256, "hidden width", validator=_positive)
     blocks: int = option(4, "transformer blocks", validator=_positive)

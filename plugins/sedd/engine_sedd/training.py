@@ -186,7 +186,10 @@ class Trainer:
     def loss(self, x0):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
             if self.args.objective == "sedd":
-                return sedd_loss(self.model, self.graph, self.schedule, x0, generator=self.gen).mean()
+                stratified = self.args.time_sampling == "stratified"
+                return sedd_loss(
+                    self.model, self.graph, self.schedule, x0, generator=self.gen, stratified=stratified
+                ).mean()
             return ar_nll(self.model, x0, self.tok.vocab_size, self.tok.vocab_size).mean()
 
     def train_step(self) -> float:
@@ -266,6 +269,7 @@ class Trainer:
             "accumulate": args.accumulate,
             "bf16": args.bf16,
             "dropout": args.dropout,
+            "time_sampling": args.time_sampling,
             "lr": args.lr,
             "warmup": args.warmup,
             "clip": args.clip,

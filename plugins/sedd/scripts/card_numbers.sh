@@ -54,7 +54,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -65,6 +65,18 @@ target() {
     $E --json --quiet $BENCH --quantize int8 > $R/bench.json ;;
   bench-7bit) # the same after dynamic int8 moved to 7-bit weights (run on an AVX2 AMD EPYC)
     $E --json --quiet $BENCH --quantize int8 > $R/bench_int8_7bit.json ;;
+  time-sampling) # stratified against independent t at an equal, short budget (rule: MODEL_CARD.md), runs made by
+    #   STEPS=1500 OUT=runs/ts_uniform bash scripts/train_radd_bf16.sh
+    #   STEPS=1500 OUT=runs/ts_stratified bash scripts/train_radd_bf16.sh --time-sampling stratified
+    for arm in uniform stratified; do
+      cp runs/ts_$arm/model/config.json $R/ts_${arm}_config.json
+      $E --json --quiet eval sedd --model runs/ts_$arm/model --times 8 --threads 1 > $R/ts_${arm}_eval.json
+    done ;;
+  eval-exports) # the bound of the shipped fp32 export and of its dynamic-int8 export (issue 15), the same
+    # ELBO code and validation draws as eval, the network on onnxruntime
+    $E export sedd --quantize int8 --force -o runs/sedd-int8
+    $E --json --quiet eval sedd --artifact engine_sedd/artifacts/default --times 8 --threads 1 > $R/eval_export_fp32.json
+    $E --json --quiet eval sedd --artifact runs/sedd-int8 --times 8 --threads 1 > $R/eval_export_int8.json ;;
   bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
     $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870

@@ -85,6 +85,19 @@ def test_sample_times_is_eps_plus_a_uniform_share_of_the_rest_in_float64():
     torch.testing.assert_close(t, 0.25 + 0.75 * u, rtol=0, atol=1e-15)
 
 
+def test_stratified_times_put_one_t_in_each_slice_and_stay_uniform():
+    """One t per 1/B slice of [eps, 1], in slice order; each is eps + (1 - eps) * (k + u_k) / B with
+    the same draws u as the independent sampler, so the marginal of a random one is U[eps, 1]."""
+    B, eps = 8, 0.25
+    u = torch.rand(B, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    t = losses.sample_times(B, eps, torch.Generator().manual_seed(3), stratified=True)
+    torch.testing.assert_close(t, eps + (1 - eps) * (torch.arange(B) + u) / B, rtol=0, atol=1e-15)
+    slices = torch.floor((t - eps) / (1 - eps) * B)
+    assert slices.tolist() == list(range(B))
+    many = losses.sample_times(20000, eps, torch.Generator().manual_seed(0), stratified=True)
+    assert abs(many.mean().item() - (1 + eps) / 2) < 1e-4  # a plain draw's error would be ~1e-3
+
+
 def test_sample_times_makes_its_draws_on_the_device_it_is_given():
     with torch.device("meta"):  # a default device other than the one asked for
         t = losses.sample_times(3, 0.1, device="cpu")
@@ -118,9 +131,9 @@ def test_sedd_loss_draws_its_times_on_the_data_device(monkeypatch):
     devices = []
     real = losses.sample_times
 
-    def spy(batch, eps, generator=None, device="cpu"):
+    def spy(batch, eps, generator=None, device="cpu", stratified=False):
         devices.append(device)
-        return real(batch, eps, generator, device)
+        return real(batch, eps, generator, device, stratified)
 
     monkeypatch.setattr(losses, "sample_times", spy)
     x0 = torch.tensor([[0, 1, 2, 1]])

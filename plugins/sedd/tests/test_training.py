@@ -153,3 +153,12 @@ def test_gradient_accumulation_equals_the_larger_batch(corpus, tmp_path):
     train(train_args(out=str(tmp_path / "small"), batch=4, **common), log=lambda m: None)
     small = load_model_dir(tmp_path / "small" / "model")[0].state_dict()
     assert any(not torch.allclose(big[k], small[k], atol=1e-6) for k in big)
+
+
+def test_stratified_time_sampling_trains_another_model_and_is_on_record(corpus, tmp_path):
+    common = dict(data=str(corpus), steps=3, eval_every=3, ckpt_every=3)
+    for mode in ("uniform", "stratified"):
+        train(train_args(out=str(tmp_path / mode), time_sampling=mode, **common), log=lambda m: None)
+        assert read_config(tmp_path / mode / "model")["training"]["time_sampling"] == mode
+    uniform, stratified = (load_model_dir(tmp_path / m / "model")[0].state_dict() for m in ("uniform", "stratified"))
+    assert any(not torch.allclose(uniform[k], stratified[k], atol=1e-6) for k in uniform)
