@@ -43,3 +43,7 @@ done
 #       engine --json bench medusa --limit 10 --threads 1 --artifact runs/art-data2 --no-llama-cpp > $R/bench_data2.json
 #       (then git checkout engine_medusa/weights/default)
 #   python scripts/compare_heads.py scripts/results/compare_heads_data2.json v4=V4_HEADS data2=runs/hydra2-3k-data2
+# Version 5 (twice the steps on that cache; the card's section of the second session of 2026-12-03):
+#   the training line above with --steps 6000 -o runs/hydra2-6k-data2; then export to runs/art-6k, the two tune-tree
+#   lines, the bench with its heads in the default folder (> $R/bench_6k.json), and
+#   python scripts/compare_heads.py $R/compare_heads_6k.json v4=V4_HEADS data2-3k=runs/hydra2-3k-data2 data2-6k=runs/hydra2-6k-data2
