@@ -60,16 +60,17 @@ def dev_folds() -> dict | None:
     """Node pruning on the three real dev folds pooled, and the K the card's rule chooses: most
     peptides, then AA precision (the folds' values weighted by their spectra), ties to the smaller K.
     Fold 0's results are dev-prune's (dev_prune{K}.json), folds 1 and 2 dev-folds' (devN_prune{K}.json)."""
-    names = {0: "dev_prune{k}.json", 1: "dev1_prune{k}.json", 2: "dev2_prune{k}.json"}
-    runs = {k: [load(name.format(k=k)) for name in names.values()] for k in PRUNE_GRID}
+    names = ("dev_prune{k}.json", "dev1_prune{k}.json", "dev2_prune{k}.json")  # folds 0, 1, 2
+    runs = {k: [load(name.format(k=k)) for name in names] for k in PRUNE_GRID}
     if not all(all(folds) for folds in runs.values()):
         return None
     table = {}
     for k, folds in runs.items():
         spectra = sum(r["spectra"] for r in folds)
+        per_fold = [round(r["peptide_recall"] * r["spectra"]) for r in folds]
         table[str(k)] = {
-            "peptides_per_fold": [round(r["peptide_recall"] * r["spectra"]) for r in folds],
-            "peptides": sum(round(r["peptide_recall"] * r["spectra"]) for r in folds),
+            "peptides_per_fold": per_fold,
+            "peptides": sum(per_fold),
             "dp_peptides": sum(round(r["baseline_peptide_recall"] * r["spectra"]) for r in folds),
             "aa_precision": round(sum(r["aa_precision"] * r["spectra"] for r in folds) / spectra, 4),
             "spectra": spectra,

@@ -71,6 +71,7 @@ def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_se
         kind = "exact"
     out = {
         "model": str(model_dir if artifact is None else artifact.artifact.path),
+        **({} if artifact is None else {"artifact_quantization": cfg.get("quantization", {}).get("scheme", "none")}),
         "objective": cfg["objective"],
         "likelihood": kind,
         "tokens_per_sequence": int(seqs.shape[1]),
@@ -97,8 +98,6 @@ def evaluate_models(model=None, options=None, *, seed: int = 0, threads: int | N
         raise ConfigError("--times must be >= 1")
     source = None if artifact is not None else resolve_model(model)
     main = evaluate_model(source, o.data, o.train_fraction, o.times, o.max_seqs, seed, artifact)
-    if artifact is not None:
-        main["artifact_quantization"] = artifact.config.get("quantization", {}).get("scheme", "none")
     if not o.ar:
         return main
     base = evaluate_model(ar_model(o.ar), o.data, o.train_fraction, o.times, o.max_seqs, seed)
