@@ -161,6 +161,31 @@ class TorchBackend(HeadQueries):
     def sequential_heads(self) -> bool:
         return getattr(self.heads, "kind", "medusa") == "hydra"
 
+    @property
+    def drafting(self) -> bool:
+        return getattr(self.heads, "kind", "medusa") == "draft"
+
+    @property
+    def draft_kv_shape(self) -> tuple[int, int]:
+        layer = self.heads.layer
+        return layer.h, layer.d // layer.h
+
+    @torch.inference_mode()
+    def draft_step(self, features, tokens, positions, past_k, past_v, allowed, k: int):
+        """The draft layer on new pairs (see DraftHeads.step): predicted features [B, q, d], the
+        top-k token ids after each [B, q, k], and the pairs' keys and values (numpy)."""
+
+        def arr(a, dtype=None):
+            t = torch.from_numpy(np.array(a, order="C"))  # a copy: broadcast views are read-only
+            return t if dtype is None else t.to(dtype)
+
+        dt = self.fast_dtype
+        out, logits, kn, vn = self.fast_heads.step(
+            arr(features, dt), arr(tokens), arr(positions), arr(past_k, dt), arr(past_v, dt), arr(allowed)
+        )
+        top = self.fast_heads.token_ids(logits.topk(k, dim=-1).indices)
+        return out.float().numpy(), top.numpy(), kn.float().numpy(), vn.float().numpy()
+
     def reset(self):
         self.cache = self._cache_cls(config=self.model.config)
         self.hidden = None

@@ -68,7 +68,13 @@ class TimedBackend:
     (with the base logits), the heads' proposals, the cache gather; the rest of a step is the
     loop's own bookkeeping (tree assembly, verification, text)."""
 
-    PARTS = {"forward": "tree_forward", "head_topk": "heads", "path_topk": "heads", "keep": "cache_gather"}
+    PARTS = {
+        "forward": "tree_forward",
+        "head_topk": "heads",
+        "path_topk": "heads",
+        "draft_step": "heads",
+        "keep": "cache_gather",
+    }
 
     def __init__(self, inner):
         self.inner = inner

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.errors import EngineError, UsageError
 
+from .drafting import Drafter
 from .options import SAMPLING_MODES
 from .tree import TreeBuffers, build_tree, tree_tokens, tree_tokens_sequential
 from .verify import sample, verify_greedy, verify_lossless, verify_typical, warp
@@ -138,14 +139,36 @@ class HeadQueries:
         return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
 
 
-def propose(backend, tree: TreeBuffers, last: np.ndarray, root: np.ndarray) -> np.ndarray:
+def propose(backend, tree: TreeBuffers, last: np.ndarray, root: np.ndarray, drafter: Drafter | None) -> np.ndarray:
     """The tree's candidate tokens [B, N] from the heads at query `last` of the latest forward
-    (the last accepted node: the tree forward cannot know it in advance, so the heads run after)."""
+    (the last accepted node: the tree forward cannot know it in advance, so the heads run after),
+    or from the draft."""
     if not tree.depth:
         return root[:, None]
+    if drafter is not None:
+        return tree_tokens_sequential(
+            tree, root, lambda d, paths, nodes: drafter.topk_at(tree, d, paths, nodes, tree.topk)
+        )
     if backend.sequential_heads:
-        return tree_tokens_sequential(tree, root, lambda head, paths: backend.path_topk(last, head, paths, tree.topk))
+        return tree_tokens_sequential(
+            tree, root, lambda head, paths, _: backend.path_topk(last, head, paths, tree.topk)
+        )
     return tree_tokens(tree, root, backend.head_topk(last, tree.topk, tree.depth))
+
+
+def accepted_pairs(backend, tokens: np.ndarray, paths: list, nxt: np.ndarray, width: int):
+    """The draft's new true pairs: each accepted node's base feature and the token after it
+    (the next accepted node's, or the base's own next token after the last)."""
+    b = len(paths)
+    index = np.zeros((b, width), np.int64)
+    follow = np.zeros((b, width), np.int64)
+    mask = np.zeros((b, width), bool)
+    for r, p in enumerate(paths):
+        index[r, : len(p)] = p
+        follow[r, : len(p)] = np.append(tokens[r, p[1:]], nxt[r])
+        mask[r, : len(p)] = True
+    feats = np.stack([backend.hidden_at(index[:, m]) for m in range(width)], 1)
+    return feats, follow, mask
 
 
 def medusa_generate(
@@ -185,10 +208,13 @@ def medusa_generate(
     for r, t in zip(rows, root, strict=True):
         r.steps = 1
         r.push(t)
+    drafter = Drafter(backend, len(prompts)) if tree.depth and getattr(backend, "drafting", False) else None
+    if drafter is not None:
+        drafter.accept(backend.hidden_at(last)[:, None], root[:, None], np.ones((len(prompts), 1), bool))
     while not all(r.done for r in rows):
         if int(next_pos.max()) + tree.depth + 1 > backend.context:
             break  # the context is full: stop where we are
-        tokens = propose(backend, tree, last, root)
+        tokens = propose(backend, tree, last, root, drafter)
         n = tokens.shape[1]
         attn = np.broadcast_to(tree.attn[None], (len(rows), n, n))
         allowed = np.concatenate([np.broadcast_to(valid[:, None, :], (len(rows), n, valid.shape[1])), attn], axis=2)
@@ -206,6 +232,8 @@ def medusa_generate(
                 r.push(t)
             r.push(nxt[b])
         width = max(len(p) for p in paths)
+        if drafter is not None:
+            drafter.accept(*accepted_pairs(backend, tokens, paths, nxt, width))
         past = valid.shape[1]
         slots = np.full((len(rows), past + width), past, np.int64)
         slots[:, :past] = np.arange(past)

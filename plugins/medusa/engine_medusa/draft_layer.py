@@ -31,11 +31,14 @@ class RMSNorm(nn.Module):
 
 
 def rotate(x, positions, theta: float):
-    """Rotary position embedding of x [B, h, L, hd] at integer positions [L]."""
+    """Rotary position embedding of x [B, h, L, hd] at integer positions [L] or [B, L]."""
     hd = x.shape[-1]
     freq = theta ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
-    ang = positions.float()[:, None] * freq[None]
-    cos, sin = ang.cos().repeat(1, 2).to(x.dtype), ang.sin().repeat(1, 2).to(x.dtype)
+    ang = positions.float()[..., None] * freq
+    if ang.ndim == 3:  # per-row positions: broadcast over the heads
+        ang = ang[:, None]
+    cos, sin = ang.cos(), ang.sin()
+    cos, sin = torch.cat([cos, cos], -1).to(x.dtype), torch.cat([sin, sin], -1).to(x.dtype)
     half = torch.cat([-x[..., hd // 2 :], x[..., : hd // 2]], -1)
     return x * cos + half * sin
 
@@ -111,3 +114,63 @@ def _shift(x, by: int):
     if by == 0:
         return x
     return F.pad(x[..., : x.shape[-2] - by, :], (0, 0, by, 0))
+
+
+def layer_shape(config) -> dict:
+    """The draft layer's shape for a base (its width, heads, MLP width and rotary base)."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    theta = rope.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0
+    return {"n_heads": config.num_attention_heads, "mlp": config.intermediate_size, "theta": float(theta)}
+
+
+class DraftHeads(nn.Module):
+    """The draft layer as a heads kind ("draft"): proposes with the base's frozen LM head on a
+    draft vocabulary, reads the base's input embeddings (neither is saved). `num_heads` is the
+    deepest draft step it was trained for (its streams); a tree may not go deeper."""
+
+    kind = "draft"
+    num_layers = 1
+    share_lm_head = True
+
+    def __init__(
+        self, lm_head, num_heads: int = 4, vocab_subset=None, *, embedding, n_heads: int, mlp: int, theta: float
+    ):
+        super().__init__()
+        d = lm_head.weight.shape[1]
+        self.num_heads = num_heads
+        self.layer = DraftLayer(d, n_heads, mlp, theta)
+        subset = None if vocab_subset is None else torch.as_tensor(vocab_subset, dtype=torch.int64)
+        self.register_buffer("vocab_subset", subset)
+        object.__setattr__(self, "_lm_head", lm_head)
+        object.__setattr__(self, "_embedding", embedding)
+        self.register_buffer("draft_weight", self._rows(), persistent=False)
+
+    def _rows(self):
+        w = self._lm_head.weight.detach()
+        return w if self.vocab_subset is None else w[self.vocab_subset]
+
+    def refresh_draft_weight(self):
+        self.draft_weight = self._rows().to(self.draft_weight.dtype)
+
+    @property
+    def draft_vocab(self) -> int:
+        return 0 if self.vocab_subset is None else len(self.vocab_subset)
+
+    @property
+    def shape(self) -> dict:
+        """What the config records to rebuild the layer."""
+        return {"n_heads": self.layer.h, "mlp": self.layer.down.in_features, "theta": self.layer.theta}
+
+    def token_ids(self, index):
+        return index if self.vocab_subset is None else self.vocab_subset[index]
+
+    def step(self, features, tokens, positions, past_k, past_v, allowed):
+        """One incremental pass: q new (feature, token) pairs [B, q] at `positions` [B, q] over a
+        cache past_k/past_v [B, h, P, hd]; allowed [B, q, P + q] says which keys each query sees.
+        -> predicted next features [B, q, d], their draft logits [B, q, V'], new keys and values."""
+        x = self.layer.project_in(features, self._embedding(tokens).to(features.dtype))
+        q, k, v = self.layer.qkv_of(x, positions)
+        keys, values = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
+        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed[:, None])
+        out = self.layer.finish(x, attn)
+        return out, F.linear(out, self.draft_weight), k, v

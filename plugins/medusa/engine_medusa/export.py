@@ -9,6 +9,9 @@ Graph `heads` (Medusa heads): hidden [B,D], heads [n] (which heads: a tree d dee
 node only, which the tree forward cannot know in advance).
 Graph `hydra` (Hydra heads): hidden [M,D], path [M,K] (the tokens on each path, 0-padded to
 K), head [] -> head_topk [M,k] token ids of that head; run once per tree depth.
+Graph `draft` (the one-layer draft): features [B,q,D], tokens [B,q], positions [B,q],
+past_key / past_value [B,h,P,d], attention_mask [B,q,P+q] (additive float) -> features [B,q,D]
+(the predicted next ones), draft_topk [B,q,k] token ids, key / value [B,h,q,d] of the new pairs.
 Format 2 artifacts (a `medusa` graph that also took head_index) still load.
 """
 
@@ -29,6 +32,7 @@ from engine.errors import UsageError
 from .base import cache_argument, context_length
 
 OPSET = 20
+ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True}
 EXPORT_FORMAT = 3  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra
 
 
@@ -110,6 +114,49 @@ class HydraStep(nn.Module):
         return self.subset[top] if self.subset.numel() else top
 
 
+class DraftStep(nn.Module):
+    """The draft layer's incremental step (DraftHeads.step) with its top-k, for ONNX."""
+
+    def __init__(self, heads, k: int):
+        super().__init__()
+        self.heads, self.k = heads, k
+
+    def forward(self, features, tokens, positions, past_key, past_value, attention_mask):
+        out, logits, key, value = self.heads.step(features, tokens, positions, past_key, past_value, attention_mask)
+        return out, self.heads.token_ids(logits.topk(self.k, dim=-1).indices), key, value
+
+
+DRAFT_INPUTS = ["features", "tokens", "positions", "past_key", "past_value", "attention_mask"]
+DRAFT_OUTPUTS = ["next_features", "draft_topk", "key", "value"]
+
+
+def _export_draft(heads, topk: int, folder: Path) -> dict:
+    Dim = torch.export.Dim
+    b, q, p = 2, 3, 4  # q >= 2: the dynamo exporter fails on a sample with q = 1
+    d, h, hd = heads.layer.d, heads.layer.h, heads.layer.d // heads.layer.h
+    sample = (
+        torch.zeros(b, q, d),
+        torch.zeros(b, q, dtype=torch.int64),
+        torch.arange(q).repeat(b, 1),
+        torch.zeros(b, h, p, hd),
+        torch.zeros(b, h, p, hd),
+        torch.zeros(b, q, p + q),
+    )
+    batch, query, past = Dim("batch"), Dim("query"), Dim("past")
+    rows = {0: batch, 1: query}
+    shapes = (rows, rows, rows, {0: batch, 2: past}, {0: batch, 2: past}, {0: batch, 1: query, 2: Dim("total")})
+    torch.onnx.export(
+        DraftStep(heads, topk).eval(),
+        sample,
+        str(folder / "draft.onnx"),
+        input_names=DRAFT_INPUTS,
+        output_names=DRAFT_OUTPUTS,
+        dynamic_shapes=shapes,
+        **ONNX_KW,
+    )
+    return {"draft": {"file": "draft.onnx", "inputs": DRAFT_INPUTS, "outputs": DRAFT_OUTPUTS}}
+
+
 def kv_shape(model):
     cfg = model.config
     heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", None) or cfg.n_head
@@ -159,9 +206,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
             input_names=inputs,
             output_names=outputs,
             dynamic_shapes=shapes,
-            opset_version=OPSET,
-            dynamo=True,
-            external_data=True,
+            **ONNX_KW,
         )
         on_graph()
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
@@ -176,7 +221,9 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
 
 def _export_heads(heads, hidden, topk: int, folder: Path) -> dict:
     Dim = torch.export.Dim
-    common = dict(output_names=["head_topk"], opset_version=OPSET, dynamo=True, external_data=True)
+    common = dict(output_names=["head_topk"], **ONNX_KW)
+    if heads.kind == "draft":
+        return _export_draft(heads, topk, folder)
     if heads.kind == "hydra":
         path = torch.zeros(hidden.shape[0], heads.num_heads, dtype=torch.int64)
         torch.onnx.export(
@@ -243,6 +290,9 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
             "kv_shape": list(kv_shape(decoder.model)),
             "heads_config": decoder.heads_config,
         }
+        if decoder.heads.kind == "draft":
+            layer = decoder.heads.layer
+            config["draft_kv_shape"] = [layer.h, layer.d // layer.h]
         if scheme:
             config["quantization"] = scheme
         return write_component_artifact(

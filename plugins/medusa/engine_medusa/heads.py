@@ -174,6 +174,10 @@ def heads_from_config(lm_head, cfg: dict, embedding=None) -> MedusaHeads:
     """Heads shaped as a config describes them, to load weights into (the draft vocabulary's
     token ids come with the weights)."""
     subset = torch.zeros(cfg["draft_vocab"], dtype=torch.int64) if cfg.get("draft_vocab") else None
+    if cfg.get("kind") == "draft":
+        from .draft_layer import DraftHeads
+
+        return DraftHeads(lm_head, cfg["num_heads"], subset, embedding=embedding, **cfg["draft_layer"])
     keys = ("num_heads", "num_layers", "share_lm_head")
     return make_heads(
         lm_head, kind=cfg.get("kind", "medusa"), vocab_subset=subset, embedding=embedding, **{k: cfg[k] for k in keys}

@@ -143,8 +143,14 @@ class TrainOptions:
     )
     prepare_only: bool = option(False, "write the training data (self-distillation or teacher forcing) and stop")
     kind: str = option(
-        "medusa", "Medusa heads, or Hydra heads (each sees the tokens proposed before it)", choices=("medusa", "hydra")
+        "medusa",
+        "Medusa heads, Hydra heads (each sees the tokens proposed before it), or a one-layer draft "
+        "(attends over the base's features, feeds its own back; --heads: its draft steps; --batch-size: "
+        "windows of 256 answer positions)",
+        choices=("medusa", "hydra", "draft"),
     )
+    draft_reg_weight: float = option(1.0, "draft: weight of the next-feature regression loss")
+    draft_cls_weight: float = option(0.1, "draft: weight of the cross-entropy against the base's distribution")
     draft_vocab: int = option(
         0,
         "heads propose from the N tokens the base emits most often (FR-Spec; 0: the whole vocabulary)",

@@ -35,8 +35,11 @@ class OrtBackend(HeadQueries):
     def __init__(self, artifact, provider: str = "auto", threads: int | None = None):
         cfg = artifact.config
         self.sess = artifact.session("medusa", provider, threads=threads)
-        self.sequential_heads = cfg.get("heads_kind", "medusa") == "hydra"
-        self.heads_sess = artifact.session("hydra" if self.sequential_heads else "heads", provider, threads=threads)
+        kind = cfg.get("heads_kind", "medusa")
+        self.sequential_heads, self.drafting = kind == "hydra", kind == "draft"
+        graph = {"hydra": "hydra", "draft": "draft"}.get(kind, "heads")
+        self.heads_sess = artifact.session(graph, provider, threads=threads)
+        self.draft_kv_shape = tuple(cfg.get("draft_kv_shape", ()))
         self.select_heads = len(self.heads_sess.get_inputs()) == 2
         self.num_heads = cfg["num_heads"]
         self.keep_sess = artifact.session("keep", provider, threads=threads)
@@ -107,6 +110,19 @@ class OrtBackend(HeadQueries):
         padded[:, : paths.shape[1]] = paths
         feeds = {"hidden": np.ascontiguousarray(hidden, np.float32), "path": padded, "head": np.array(head, np.int64)}
         return self.heads_sess.run(None, feeds)[0][..., :k]
+
+    def draft_step(self, features, tokens, positions, past_k, past_v, allowed, k: int):
+        """The draft layer on new pairs (see TorchBackend.draft_step), on the `draft` graph."""
+        feeds = {
+            "features": np.ascontiguousarray(features, np.float32),
+            "tokens": np.ascontiguousarray(tokens, np.int64),
+            "positions": np.ascontiguousarray(positions, np.int64),
+            "past_key": np.ascontiguousarray(past_k, np.float32),
+            "past_value": np.ascontiguousarray(past_v, np.float32),
+            "attention_mask": np.where(allowed, np.float32(0), _MIN).astype(np.float32),
+        }
+        out, top, key, value = self.heads_sess.run(None, feeds)
+        return out, top[..., :k], key, value
 
     def last_hidden(self):
         return self.hidden[:, -1]

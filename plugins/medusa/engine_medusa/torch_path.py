@@ -12,7 +12,7 @@ from engine.runtime import use_torch_threads
 
 from .base import DEFAULT_BASE, TorchBackend, load_base
 from .component import FALLBACK_TREE, MedusaRunner, read_tree, resolve_heads
-from .heads import MedusaHeads, load_heads, weights_file
+from .heads import load_heads, weights_file
 from .options import HEADS_DTYPES
 
 
@@ -68,7 +68,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         base_name: str = "custom",
         heads_dtype: str = "bfloat16",
     ):
-        """Build around an already loaded model; `heads` is a MedusaHeads, a folder or None."""
+        """Build around an already loaded model; `heads` is a heads module, a folder or None."""
         self = cls.__new__(cls)
         self.base_name = base_name
         self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype)
@@ -81,7 +81,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         self.heads_folder = Path(heads) if isinstance(heads, (str, Path)) else None
         subject = digest_of(weights_file(self.heads_folder)) if self.heads_folder else None
         self._identify("torch", subject, threads)
-        if isinstance(heads, MedusaHeads):
+        if isinstance(heads, torch.nn.Module):  # MedusaHeads, HydraHeads or DraftHeads
             self.heads = heads
             self.tree_source = "argument" if tree is not None else "fallback"
         elif heads is not None:

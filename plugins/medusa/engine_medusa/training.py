@@ -34,7 +34,7 @@ HEAD_DECAY = 0.8
 @attrs.define
 class TrainConfig:
     mode: str = "medusa1"  # medusa1 | medusa2
-    kind: str = "medusa"  # medusa | hydra (Medusa-1 training)
+    kind: str = "medusa"  # medusa | hydra | draft (Medusa-1 training: the base frozen)
     draft_vocab: int = 0  # 0: the full vocabulary; else the N most frequent base tokens (FR-Spec)
     soft_targets: bool = False  # the base's distribution at the target position (teacher-forced data)
     num_heads: int = 4
@@ -55,13 +55,17 @@ class TrainConfig:
     lambda0: float = 0.2
     head_lr_mult: float = 4.0
     stage1_steps: int = 0
-    max_len: int = 256
+    max_len: int = 256  # Medusa-2 sequences; the draft's training windows
+    betas: tuple = (0.9, 0.999)
+    # the draft layer: loss = sum_s 0.8^s (reg_weight x feature smooth-L1 + cls_weight x soft CE)
+    draft_reg_weight: float = 1.0
+    draft_cls_weight: float = 0.1
 
     def __attrs_post_init__(self):
         if self.mode not in ("medusa1", "medusa2"):
             raise UsageError(f"unknown training mode {self.mode!r} (medusa1 or medusa2)")
-        if self.kind not in ("medusa", "hydra"):
-            raise UsageError(f"unknown heads kind {self.kind!r} (medusa or hydra)")
+        if self.kind not in ("medusa", "hydra", "draft"):
+            raise UsageError(f"unknown heads kind {self.kind!r} (medusa, hydra or draft)")
         if self.mode == "medusa2" and (self.kind != "medusa" or self.draft_vocab or self.soft_targets):
             raise UsageError("Medusa-2 trains Medusa heads over the full vocabulary with hard targets")
         if self.num_heads < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -198,7 +202,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, params_groups, modules, progress=None, log=print):
         self.cfg, self.out, self.modules = cfg, Path(out), modules
         self.rank, self.world = dist_info()
-        self.opt = torch.optim.AdamW(params_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(params_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.step = 0
         self.progress, self.log = progress, log
@@ -393,6 +397,8 @@ def train_medusa1(
 def finish(heads, lm_head, cfg, out: Path, base_name: str, report: dict, extra_tensors=None):
     """Write the heads (fp16 safetensors + config) and the training report."""
     info = {"training": {k: v for k, v in report.items() if k != "history"}, "train_config": attrs.asdict(cfg)}
+    if heads.kind == "draft":
+        info["draft_layer"] = heads.shape
     save_heads(out, heads, heads_config(heads, base_name, lm_head.weight, **info), extra_tensors=extra_tensors)
     tmp = out / ".train_log.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))
@@ -400,6 +406,126 @@ def finish(heads, lm_head, cfg, out: Path, base_name: str, report: dict, extra_t
 
 
 # ----------------------------------------------------------------------------- Medusa-2
+
+
+DRAFT_STREAM_DECAY = 0.8  # stream s's loss weighs 0.8^s: later draft steps matter less
+
+
+def draft_windows(samples, rng, batch: int, length: int):
+    """Random windows of `length` answer positions from `batch` random conversations (right
+    padded): features, tokens, the base's own tokens and the valid mask, as tensors."""
+    picks = [samples[i] for i in rng.integers(0, len(samples), batch)]
+    d = picks[0][2].shape[1]
+    hid = np.zeros((batch, length, d), np.float16)
+    tok, grd = np.zeros((batch, length), np.int64), np.zeros((batch, length), np.int64)
+    valid = np.zeros((batch, length), bool)
+    for b, (_, t, h, g) in enumerate(picks):
+        a = int(rng.integers(0, max(1, len(t) - length + 1)))
+        m = min(length, len(t) - a)
+        hid[b, :m], tok[b, :m], grd[b, :m], valid[b, :m] = h[a : a + m], t[a : a + m], g[a : a + m], True
+    return torch.from_numpy(hid).float(), torch.from_numpy(tok), torch.from_numpy(grd), torch.from_numpy(valid)
+
+
+def stream_targets(valid, streams: int):
+    """mask[s, b, p]: stream s at p has a chain (p - s >= 0) and a target (p + 1 valid)."""
+    nxt = F.pad(valid[:, 1:], (0, 1), value=False)
+    pos = torch.arange(valid.shape[1])
+    return torch.stack([nxt & (pos >= s)[None] for s in range(streams)])
+
+
+def draft_loss(heads, hid, tok, valid, cfg: TrainConfig):
+    """EAGLE's loss on every stream: the next feature (smooth L1) and the base's distribution
+    there (soft cross-entropy on the draft vocabulary); -> (loss, per-stream CE)."""
+    from .draft_layer import stream_forward
+
+    streams = heads.num_heads
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        outs = stream_forward(heads.layer, hid, heads._embedding(tok).detach(), valid, streams)
+        logits = F.linear(outs, heads.draft_weight).float()
+    mask = stream_targets(valid, streams)
+    target = F.pad(hid[:, 1:], (0, 0, 0, 1))
+    with torch.no_grad():
+        teacher = F.linear(target, heads.draft_weight).softmax(-1)
+    ce = -(teacher * logits.log_softmax(-1)).sum(-1)
+    reg = F.smooth_l1_loss(outs.float(), target.expand_as(outs), reduction="none").mean(-1)
+    count = mask.sum((1, 2)).clamp(min=1)
+    per = ((cfg.draft_reg_weight * reg + cfg.draft_cls_weight * ce) * mask).sum((1, 2)) / count
+    loss = (DRAFT_STREAM_DECAY ** torch.arange(streams) * per).sum()
+    return loss, ((ce * mask).sum((1, 2)) / count).detach()
+
+
+def draft_hits(heads, samples, ranks: int = 1) -> np.ndarray:
+    """hits[s, P]: whether the base's token is among the top `ranks` of draft step s + 1 of the
+    chain after each position P of the samples (drafted along their tokens, as decoding does
+    while its drafts are accepted; False past an answer's end)."""
+    from .draft_layer import stream_forward
+
+    streams, rows = heads.num_heads, []
+    for _, t, h, g in samples:
+        m = len(t)
+        with torch.no_grad():
+            tok = torch.from_numpy(np.asarray(t, np.int64))[None]
+            outs = stream_forward(
+                heads.layer, torch.from_numpy(h).float()[None], heads._embedding(tok), tok >= 0, streams
+            )
+            top = heads.token_ids(F.linear(outs[:, 0], heads.draft_weight).topk(ranks, -1).indices).numpy()
+        ok = np.zeros((streams, m), bool)
+        for s in range(streams):
+            j = np.arange(0, max(m - s - 1, 0))
+            ok[s, j] = (top[s, j + s] == np.asarray(g)[j + s + 1, None]).any(-1)
+        rows.append(ok)
+    return np.concatenate(rows, 1)
+
+
+def draft_accuracy(heads, samples) -> dict:
+    top1, top5 = draft_hits(heads, samples), draft_hits(heads, samples, 5)
+    chain = np.cumprod(top1, 0).mean(1)
+    return {
+        "top1": [round(float(x), 4) for x in top1.mean(1)],
+        "top5": [round(float(x), 4) for x in top5.mean(1)],
+        "chain": [round(float(x), 4) for x in chain],
+        "expected_tokens_per_step": round(1 + float(chain.sum()), 4),
+        "positions": int(top1.shape[1]),
+    }
+
+
+def train_draft(
+    samples, lm_head, embedding, shape: dict, cfg, out, base_name, *, resume=False, progress=None, log=print
+):
+    """The one-layer draft (`draft_layer`) on cached features: windows of answer positions, every
+    draft step trained at once by streams. Batches depend on the step only: exact resume."""
+    from .draft_layer import DraftHeads
+
+    train, val = split_samples(samples, cfg.val_fraction, cfg.seed)
+    subset = frequent_tokens(train, cfg.draft_vocab, lm_head.weight.shape[0]) if cfg.draft_vocab else None
+    torch.manual_seed(cfg.seed)
+    heads = DraftHeads(lm_head, cfg.num_heads, subset, embedding=embedding, **shape)
+    params = list(heads.layer.parameters())
+    trainer = Trainer(cfg, out, [{"params": params, "lr": cfg.lr}], {"heads": heads}, progress, log)
+    if resume:
+        trainer.resume()
+    total = cfg.max_steps or max(1, int(cfg.epochs * sum(len(s[1]) for s in train) / (cfg.batch_size * cfg.max_len)))
+
+    def batch_at(step):
+        return draft_windows(train, np.random.default_rng([cfg.seed, step]), cfg.batch_size, cfg.max_len)
+
+    t0 = time.time()
+    trainer.run(total, batch_at, lambda b: draft_loss(heads, b[0], b[1], b[3], cfg), params)
+    report = {
+        "mode": "medusa1",
+        "kind": "draft",
+        "draft_vocab": cfg.draft_vocab,
+        "soft_targets": True,
+        "steps": total,
+        "train_samples": len(train),
+        "val_samples": len(val),
+        "seconds": round(time.time() - t0, 1),
+        "val_accuracy": draft_accuracy(heads.eval(), val),
+        "history": trainer.history,
+    }
+    if trainer.rank == 0:
+        finish(heads, lm_head, cfg, out, base_name, report)
+    return heads, report
 
 
 def sequences_from(samples, prompt_ids: dict, max_len: int):
@@ -564,7 +690,11 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
     next(iter(extra.values()))["prompts"] = len(samples)
     same = ("mode", "kind", "draft_vocab", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")
     same += ("unfreeze_last", "lambda0", "head_lr_mult", "stage1_steps")
+    draft = {"warmup": 0.05, "betas": (0.9, 0.95)} if o.kind == "draft" else {}
     cfg = TrainConfig(
+        draft_reg_weight=o.draft_reg_weight,
+        draft_cls_weight=o.draft_cls_weight,
+        **draft,
         num_heads=o.heads,
         num_layers=o.layers,
         share_lm_head=not o.own_lm_head,
@@ -574,7 +704,24 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
         bf16=not o.fp32,
         **{name: getattr(o, name) for name in same},
     )
-    if o.mode == "medusa1":
+    if cfg.kind == "draft":
+        if o.mode != "medusa1":
+            raise UsageError("a draft layer trains with the base frozen (--mode medusa1)")
+        from .draft_layer import layer_shape
+
+        _, report = train_draft(
+            samples,
+            model.get_output_embeddings(),
+            model.get_input_embeddings(),
+            layer_shape(model.config),
+            cfg,
+            out,
+            base_name,
+            resume=o.resume,
+            progress=progress,
+            log=log,
+        )
+    elif o.mode == "medusa1":
         _, report = train_medusa1(
             samples,
             model.get_output_embeddings(),

@@ -96,15 +96,15 @@ def tree_tokens(tree: TreeBuffers, root: np.ndarray, head_topk: np.ndarray) -> n
 
 
 def tree_tokens_sequential(tree: TreeBuffers, root: np.ndarray, topk_at) -> np.ndarray:
-    """Candidate tokens [B, N] for sequentially dependent (Hydra) heads, depth by depth:
-    topk_at(head, paths [B, P, head + 1]) gives head `head`'s top-k token ids [B, P, k] for
-    the P nodes at that depth that have children, each path being the tokens root..node."""
+    """Candidate tokens [B, N] for sequentially dependent (Hydra) heads or a draft, depth by
+    depth: topk_at(head, paths [B, P, head + 1], nodes) gives the top-k token ids [B, P, k]
+    after the P `nodes` at that depth that have children, each path being the tokens root..node."""
     tokens = np.zeros((root.shape[0], tree.size), np.int64)
     tokens[:, 0] = root
     for depth in range(tree.depth):
         parents = [i for i in range(tree.size) if tree.positions[i] == depth and tree.children[i]]
         paths = np.stack([tokens[:, _ancestry(tree, i)] for i in parents], axis=1)
-        candidates = topk_at(depth, paths)
+        candidates = topk_at(depth, paths, parents)
         for j, i in enumerate(parents):
             for child in tree.children[i]:
                 tokens[:, child] = candidates[:, j, tree.choices[child - 1][-1]]

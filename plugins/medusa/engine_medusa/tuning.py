@@ -13,7 +13,8 @@ import numpy as np
 from engine.errors import UsageError
 
 from .component import TREE_FILE, resolve_heads
-from .tree import expected_accept, grow_tree
+from .drafting import Drafter
+from .tree import build_tree, expected_accept, grow_tree
 
 HYDRA_PATHS = 3  # paths per depth when timing Hydra heads (trees tuned here have 1-5 nodes per depth)
 TUNE_PAST = 128  # cache length at which step latency is measured: the middle of a chat answer
@@ -41,7 +42,9 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
         for b, r in enumerate(rows):
             tokens = np.asarray(r.tokens, np.int64)
             h = hid[b, : len(tokens)].astype(np.float32)
-            if backend.sequential_heads:
+            if getattr(backend, "drafting", False):
+                top = draft_ranks(backend, tokens, h, k, ranks)
+            elif backend.sequential_heads:
                 paths = head_paths(tokens, k)
                 top = np.stack([backend.hydra_topk_of(h, i, paths[:, : i + 1], ranks) for i in range(k)], axis=1)
             else:
@@ -52,6 +55,35 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
             seen += valid.sum(0)
     acc = hits / np.maximum(seen, 1)[:, None]
     return acc, {"top1": acc[:, 0].tolist(), "top5": acc[:, :5].sum(1).tolist(), "positions": int(seen[0])}
+
+
+def draft_ranks(backend, tokens: np.ndarray, hidden: np.ndarray, depth: int, ranks: int) -> np.ndarray:
+    """top[j, s]: the draft's top `ranks` token ids at step s of the chain that starts after
+    token j, drafted along the base's own tokens (what a tree needs: a node's accuracy given
+    its ancestors were accepted); -1 past the end. hidden[j] is the feature that chose tokens[j]."""
+    m = len(tokens)
+    top = np.full((m, depth, ranks), -1, np.int64)
+    chain = build_tree([[0] * d for d in range(1, depth + 1)], ranks)
+    for j in range(m - 1):
+        drafter = Drafter(backend, 1)
+        drafter.accept(hidden[None, : j + 1], tokens[None, : j + 1], np.ones((1, j + 1), bool))
+        for s in range(min(depth, m - 1 - j)):
+            top[j, s] = drafter.topk_at(chain, s, tokens[None, None, j : j + s + 1], [s], ranks)[0, 0]
+    return top
+
+
+def _time_draft(backend, depth: int, topk: int, past: int) -> None:
+    """A draft chain `depth` deep after `past` accepted pairs (the cache filled with noise)."""
+    heads, dim = backend.draft_kv_shape
+    drafter = Drafter(backend, 1)
+    drafter.k = drafter.v = np.zeros((1, heads, past, dim), np.float32)
+    drafter.valid = np.ones((1, past), bool)
+    drafter.next_pos[:] = past
+    width = backend.hidden.shape[-1]
+    drafter.accept(np.zeros((1, 1, width), np.float32), np.full((1, 1), 3), np.ones((1, 1), bool))
+    chain = build_tree([[0] * d for d in range(1, depth + 1)], topk)
+    for s in range(depth):
+        drafter.topk_at(chain, s, np.full((1, 1, s + 1), 3, np.int64), [s], topk)
 
 
 def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = TUNE_PAST, repeats: int = 15):
@@ -75,7 +107,9 @@ def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = TUNE_PAS
         for d in depths:
             t = time.perf_counter()
             at = np.zeros(1, np.int64)  # a query of the last forward
-            if backend.sequential_heads:  # one Hydra call per depth, a few paths each as in a tuned tree
+            if getattr(backend, "drafting", False):
+                _time_draft(backend, d, topk, past)
+            elif backend.sequential_heads:  # one Hydra call per depth, a few paths each as in a tuned tree
                 for head in range(d):
                     backend.path_topk(at, head, np.full((1, HYDRA_PATHS, head + 1), 3, np.int64), topk)
             else:

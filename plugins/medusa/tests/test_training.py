@@ -251,6 +251,41 @@ def test_draft_heads_train_save_and_decode_exactly(setup, capsys, kind):
         assert dec.generate(prompt, config).tokens == plain.generate(prompt, config).tokens
 
 
+def test_a_draft_layer_learns_resumes_exactly_and_decodes_exactly(setup, capsys, monkeypatch):
+    extra = ("--kind", "draft", "--heads", "2", "--batch-size", "4", "--steps", "20", "--checkpoint-every", "5")
+    report = train_main(args(setup, setup / "dl-full", *extra), capsys)
+    acc = report["val_accuracy"]
+    assert len(acc["top1"]) == 2 and acc["expected_tokens_per_step"] == pytest.approx(1 + sum(acc["chain"]), abs=1e-3)
+    log = json.loads((setup / "dl-full" / "train_log.json").read_text())
+    assert log["history"][-1]["loss"] < log["history"][0]["loss"]
+    real, calls = training.draft_loss, {"n": 0}
+
+    def crash(*a, **k):
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "draft_loss", crash)
+    train_main(args(setup, setup / "dl-cut", *extra), status=130)
+    monkeypatch.setattr(training, "draft_loss", real)
+    train_main(args(setup, setup / "dl-cut", *extra, "--resume"))
+    from engine_medusa.base import load_base
+    from engine_medusa.torch_path import MedusaDecoder
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(setup / d / "heads.safetensors")) for d in ("dl-full", "dl-cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    model, codec = load_base(str(setup / "base"))
+    config = GenerationConfig(max_new_tokens=16, eos=False)
+    dec = MedusaDecoder.from_model(
+        model, codec, heads=setup / "dl-full", tree=[[0], [1], [0, 0]], heads_dtype="float32"
+    )
+    plain = MedusaDecoder.from_model(model, codec, heads=None)
+    for prompt in ("prompt 3 abab", "xyz"):
+        assert dec.generate(prompt, config).tokens == plain.generate(prompt, config).tokens
+
+
 def test_prepare_only_writes_the_data_and_no_heads(setup, capsys):
     report = train_main(args(setup, setup / "prep", "--prepare-only"), capsys)
     assert report["distill"]["batches"] == 3 and report["distill"]["complete"]

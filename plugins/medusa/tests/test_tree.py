@@ -107,8 +107,8 @@ def test_sequential_tree_tokens_feed_each_head_its_path():
     tree = build_tree([[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0]], topk=3)
     calls = []
 
-    def topk_at(head, paths):
-        calls.append((head, paths.tolist()))
+    def topk_at(head, paths, nodes):
+        calls.append((head, paths.tolist(), list(nodes)))
         # candidates that encode the path: 100 * head + 10 * last token + rank (mod 1000)
         return (100 * (head + 1) + 10 * paths[..., -1:] + np.arange(3)) % 1000
 
@@ -122,6 +122,7 @@ def test_sequential_tree_tokens_feed_each_head_its_path():
     assert t[node[(0, 0)]] == (200 + 1700) % 1000 and t[node[(0, 1)]] == (201 + 1700) % 1000
     assert t[node[(1, 0)]] == (200 + 1710) % 1000
     assert calls[2][1] == [[[7, 170, 900]]]  # only [0, 0] has a child
+    assert [c[2] for c in calls] == [[0], [node[(0,)], node[(1,)]], [node[(0, 0)]]]  # the nodes asked about
     assert t[node[(0, 0, 0)]] == (300 + 9000) % 1000
 
 
