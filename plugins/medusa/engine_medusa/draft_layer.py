@@ -58,6 +58,16 @@ class DraftLayer(nn.Module):
         for w in (self.o, self.down):
             nn.init.normal_(w.weight, std=0.02 / math.sqrt(2))
 
+    def pass_through(self):
+        """Start as the identity on the feature (the output is the input feature, so the base's
+        LM head proposes what the base itself chose there), as Medusa and Hydra heads start:
+        the layer then learns a correction instead of rebuilding the feature from scratch."""
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[:, : self.d].copy_(torch.eye(self.d))
+            self.o.weight.zero_()
+            self.down.weight.zero_()
+
     def heads(self, x):
         b, n, _ = x.shape
         return x.view(b, n, self.h, -1).transpose(1, 2)

@@ -151,6 +151,9 @@ class TrainOptions:
     )
     draft_reg_weight: float = option(1.0, "draft: weight of the next-feature regression loss")
     draft_cls_weight: float = option(0.1, "draft: weight of the cross-entropy against the base's distribution")
+    draft_init: str = option(
+        "random", "draft: random layer, or the identity on the feature (as heads start)", choices=("random", "identity")
+    )
     draft_vocab: int = option(
         0,
         "heads propose from the N tokens the base emits most often (FR-Spec; 0: the whole vocabulary)",

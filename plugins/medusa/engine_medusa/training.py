@@ -60,6 +60,7 @@ class TrainConfig:
     # the draft layer: loss = sum_s 0.8^s (reg_weight x feature smooth-L1 + cls_weight x soft CE)
     draft_reg_weight: float = 1.0
     draft_cls_weight: float = 0.1
+    draft_init: str = "random"  # random | identity (DraftLayer.pass_through)
 
     def __attrs_post_init__(self):
         if self.mode not in ("medusa1", "medusa2"):
@@ -500,6 +501,8 @@ def train_draft(
     subset = frequent_tokens(train, cfg.draft_vocab, lm_head.weight.shape[0]) if cfg.draft_vocab else None
     torch.manual_seed(cfg.seed)
     heads = DraftHeads(lm_head, cfg.num_heads, subset, embedding=embedding, **shape)
+    if cfg.draft_init == "identity":
+        heads.layer.pass_through()
     params = list(heads.layer.parameters())
     trainer = Trainer(cfg, out, [{"params": params, "lr": cfg.lr}], {"heads": heads}, progress, log)
     if resume:
@@ -694,6 +697,7 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
     cfg = TrainConfig(
         draft_reg_weight=o.draft_reg_weight,
         draft_cls_weight=o.draft_cls_weight,
+        draft_init=o.draft_init,
         **draft,
         num_heads=o.heads,
         num_layers=o.layers,

@@ -108,7 +108,8 @@ def decode_walk(ok: np.ndarray, lengths, depth: int) -> float:
 def evaluate(args):
     model = base_parts()[0]
     if args.bench_prompts:
-        samples = greedy_samples(Path(args.out).with_suffix(".greedy.npz"), args.bench_prompts, 128)
+        cache = Path("runs") / f"{Path(args.out).stem}.greedy.npz"  # hidden states: not for git
+        samples = greedy_samples(cache, args.bench_prompts, 128)
     else:
         samples = data.heldout_samples(model, None, canonical_base_name(DEFAULT_BASE))
     report = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
