@@ -31,14 +31,11 @@ def draft_for(model, seed=1, subset=None):
 
 
 def repeating_draft(model):
-    """A draft whose predicted feature is its input feature: it proposes the token the base
-    chose from that feature again (often right on a tiny random model, which repeats itself)."""
+    """A draft started as the identity on the feature (`--draft-init identity`): it proposes the
+    token the base chose from that feature again (often right on a tiny random model, which
+    repeats itself)."""
     heads = draft_for(model)
-    d = heads.layer.d
-    with torch.no_grad():
-        heads.layer.fc.weight.copy_(torch.cat([torch.eye(d), torch.zeros(d, d)], 1))
-        heads.layer.o.weight.zero_()
-        heads.layer.down.weight.zero_()
+    heads.layer.pass_through()
     return heads
 
 
