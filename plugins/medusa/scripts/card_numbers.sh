@@ -47,3 +47,12 @@ done
 #   the training line above with --steps 6000 -o runs/hydra2-6k-data2; then export to runs/art-6k, the two tune-tree
 #   lines, the bench with its heads in the default folder (> $R/bench_6k.json), and
 #   python scripts/compare_heads.py $R/compare_heads_6k.json v4=V4_HEADS data2-3k=runs/hydra2-3k-data2 data2-6k=runs/hydra2-6k-data2
+# The one-layer draft probe (2026-12-03, third session; the first draft was trained by the probe's
+# first version, whose loop is now `engine train medusa --kind draft`, same losses step for step):
+#   engine --json train medusa --data sharegpt --kind draft --draft-vocab 8192 --steps 1000 --batch-size 8 \
+#       --threads 1 -o runs/dl_eagle   (then: python scripts/draft_layer_probe.py save runs/dl_eagle runs/dl_eagle_heads
+#       for a run of the probe's first version)
+#   the same with --steps 600 --draft-init identity -o runs/dl_ident
+#   python scripts/draft_layer_probe.py eval $R/draft_probe_heldout.json runs/dl_eagle_heads \
+#       hydra:engine_medusa/weights/default; ... eval $R/draft_probe_heldout.json runs/dl_ident
+#   the same two with $R/draft_probe_bench.json and --bench-prompts 10
