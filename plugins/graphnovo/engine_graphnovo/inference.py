@@ -23,6 +23,7 @@ from .baseline import sequence_evidence
 from .baseline import sequence_graph as dp_sequence
 from .data import graph_arrays, pad_batch
 from .decoding import Segment, allowed_tokens, path_segments, precursor_match
+from .export_names import node_logit_scale
 from .graph import GraphBuilder, SpectrumGraph
 from .preprocess import PreprocessConfig, preprocess
 
@@ -381,12 +382,12 @@ class Pipeline:
 
     def _node_logits(self, graphs: list[SpectrumGraph], state: tuple):
         """(graph, its node head logits) from the PathSearcher's encoder state: a node head
-        model's pointer keys carry each node's logit x sqrt(d) in one extra last column."""
+        model's pointer keys carry each node's logit in one extra last column (export_names)."""
         d = self.cache[2] * self.cache[3]
         keys = state[1]
         if keys.shape[-1] != d + 1:
             raise ConfigError("prune_nodes needs a model with a node head (engine train graphnovo --node-weight > 0)")
-        return [(g, keys[k, : g.n, -1] / np.sqrt(d)) for k, g in enumerate(graphs)]
+        return [(g, keys[k, : g.n, -1] / node_logit_scale(d)) for k, g in enumerate(graphs)]
 
     def _pick(self, fills: list[tuple[FillSearch, list[int], float]]) -> Prediction | None:
         """The best finished sequence of one graph's fills, each (fill, its path, the path's

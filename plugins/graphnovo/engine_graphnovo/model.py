@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .export_names import node_logit_scale
 from .graph import N_ION_TYPES, N_PAIR_CODES, N_PEAK_FEATURES
 
 NEG = -1e9
@@ -238,7 +239,7 @@ class PathSearcher(nn.Module):
         keys = self.pk(memory)
         if self.node_score is None:
             return keys
-        return torch.cat([keys, self.node_logits(memory)[..., None] * math.sqrt(self.cfg.d_model)], -1)
+        return torch.cat([keys, self.node_logits(memory)[..., None] * node_logit_scale(self.cfg.d_model)], -1)
 
     def pointer_logits(self, x, keys):
         q = self.pq(self.norm(x))

@@ -18,6 +18,16 @@ mkdir -p "$R" runs
 ROOT=$(git rev-parse --show-toplevel)
 V1_COMMIT=86b2417 # v1's weights and code (replaced by v2 in 1a5de66)
 
+# the pruning grid on a dev split: dev_grid WEIGHTS OUTPUT_PREFIX [--dev-fold N]
+dev_grid() {
+  local weights=$1 out=$2
+  shift 2
+  for k in $PRUNE_GRID; do
+    $E --json --quiet eval graphnovo --model "$weights" --threads 1 $V5_SEARCH --split dev "$@" \
+      --prune-nodes $k > $R/$out$k.json
+  done
+}
+
 # v1's tree goes outside the repository (so that no linter or test run finds a second copy of
 # the code); its data path is ../shared/data of the tree, linked to the project's shared data
 V1_DIR=${V1_DIR:-${TMPDIR:-/tmp}/graphnovo-v1-$V1_COMMIT}
@@ -177,9 +187,7 @@ EOF
     #   engine train graphnovo --hold-dev --prune-fraction 0.5 --steps 4000 --minutes 600 --seed 1 --threads 1 -o runs/v5_dev
     cp runs/v5_dev/weights/config.json $R/v5_dev_config.json
     local dev_model="eval graphnovo --model runs/v5_dev/weights --threads 1 $V5_SEARCH"
-    for k in $PRUNE_GRID; do
-      $E --json --quiet $dev_model --split dev --prune-nodes $k > $R/dev_prune$k.json
-    done
+    dev_grid runs/v5_dev/weights dev_prune
     # reported, not used: the same model on the held-out split
     for k in 0 24 32; do
       $E --json --quiet $dev_model --prune-nodes $k > $R/dev_model_heldout_prune$k.json
@@ -190,10 +198,7 @@ EOF
     # the pooled table and the chosen K: card_derived.json (dev_folds), by the derived target
     for n in 1 2; do
       cp runs/v5_dev$n/weights/config.json $R/v5_dev${n}_config.json
-      for k in $PRUNE_GRID; do
-        $E --json --quiet eval graphnovo --model runs/v5_dev$n/weights --threads 1 $V5_SEARCH \
-          --split dev --dev-fold $n --prune-nodes $k > $R/dev${n}_prune$k.json
-      done
+      dev_grid runs/v5_dev$n/weights dev${n}_prune --dev-fold $n
     done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
