@@ -15,6 +15,8 @@ import numpy as np
 
 
 class Drafter:
+    """The draft layer's cache and proposals for one batch of rows (one generation)."""
+
     def __init__(self, backend, batch: int):
         self.backend = backend
         heads, dim = backend.draft_kv_shape
