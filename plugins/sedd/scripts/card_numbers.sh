@@ -54,7 +54,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -77,6 +77,10 @@ target() {
     $E export sedd --quantize int8 --force -o runs/sedd-int8
     $E --json --quiet eval sedd --artifact engine_sedd/artifacts/default --times 8 --threads 1 > $R/eval_export_fp32.json
     $E --json --quiet eval sedd --artifact runs/sedd-int8 --times 8 --threads 1 > $R/eval_export_int8.json ;;
+  b64-int8) # 64 samples per draw at 256 steps, fp32 and int8 exports judged by the AR baseline (the spread of
+    # the 8-sample figures); the bound rows on 16 sequences only
+    $E --json bench sedd --steps 256 --batch 64 --eval-seqs 16 --eval-times 1 --quantize int8 --threads 1 \
+      > $R/bench_b64_int8.json ;;
   bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
     $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
