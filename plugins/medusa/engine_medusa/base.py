@@ -167,8 +167,7 @@ class TorchBackend(HeadQueries):
 
     @property
     def draft_kv_shape(self) -> tuple[int, int]:
-        layer = self.heads.layer
-        return layer.h, layer.d // layer.h
+        return self.heads.kv_shape
 
     @torch.inference_mode()
     def draft_step(self, features, tokens, positions, past_k, past_v, allowed, k: int):

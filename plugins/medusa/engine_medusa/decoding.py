@@ -125,7 +125,10 @@ def prefill_arrays(prompts: Sequence[Sequence[int]], pad_id: int = 0):
 
 class HeadQueries:
     """The heads at queries of the latest forward, written once for every back end: a back end
-    gives ``hidden_at(index)`` (np [B, d]), ``topk_of`` and ``hydra_topk_of`` on given hidden states."""
+    gives ``hidden_at(index)`` (np [B, d]), ``topk_of`` and ``hydra_topk_of`` on given hidden states;
+    a back end running a draft layer sets ``drafting`` and gives ``draft_step`` and ``draft_kv_shape``."""
+
+    drafting = False
 
     def head_topk(self, index: np.ndarray, k: int, depth: int | None = None) -> np.ndarray:
         """Medusa heads: the top-k token ids [B, depth or K, k] at query index[b]."""
@@ -208,7 +211,7 @@ def medusa_generate(
     for r, t in zip(rows, root, strict=True):
         r.steps = 1
         r.push(t)
-    drafter = Drafter(backend, len(prompts)) if tree.depth and getattr(backend, "drafting", False) else None
+    drafter = Drafter(backend, len(prompts)) if tree.depth and backend.drafting else None
     if drafter is not None:
         drafter.accept(backend.hidden_at(last)[:, None], root[:, None], np.ones((len(prompts), 1), bool))
     while not all(r.done for r in rows):

@@ -171,6 +171,11 @@ class DraftHeads(nn.Module):
         """What the config records to rebuild the layer."""
         return {"n_heads": self.layer.h, "mlp": self.layer.down.in_features, "theta": self.layer.theta}
 
+    @property
+    def kv_shape(self) -> tuple[int, int]:
+        """(heads, head width) of the draft's key/value cache."""
+        return self.layer.h, self.layer.d // self.layer.h
+
     def token_ids(self, index):
         return index if self.vocab_subset is None else self.vocab_subset[index]
 

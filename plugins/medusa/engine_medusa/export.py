@@ -133,7 +133,7 @@ DRAFT_OUTPUTS = ["next_features", "draft_topk", "key", "value"]
 def _export_draft(heads, topk: int, folder: Path) -> dict:
     Dim = torch.export.Dim
     b, q, p = 2, 3, 4  # q >= 2: the dynamo exporter fails on a sample with q = 1
-    d, h, hd = heads.layer.d, heads.layer.h, heads.layer.d // heads.layer.h
+    d, (h, hd) = heads.layer.d, heads.kv_shape
     sample = (
         torch.zeros(b, q, d),
         torch.zeros(b, q, dtype=torch.int64),
@@ -221,9 +221,9 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
 
 def _export_heads(heads, hidden, topk: int, folder: Path) -> dict:
     Dim = torch.export.Dim
-    common = dict(output_names=["head_topk"], **ONNX_KW)
     if heads.kind == "draft":
         return _export_draft(heads, topk, folder)
+    common = dict(output_names=["head_topk"], **ONNX_KW)
     if heads.kind == "hydra":
         path = torch.zeros(hidden.shape[0], heads.num_heads, dtype=torch.int64)
         torch.onnx.export(
@@ -291,8 +291,7 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
             "heads_config": decoder.heads_config,
         }
         if decoder.heads.kind == "draft":
-            layer = decoder.heads.layer
-            config["draft_kv_shape"] = [layer.h, layer.d // layer.h]
+            config["draft_kv_shape"] = list(decoder.heads.kv_shape)
         if scheme:
             config["quantization"] = scheme
         return write_component_artifact(

@@ -14,13 +14,18 @@ from .textio import TextCodec
 _MIN = np.finfo(np.float32).min
 
 
+def additive_mask(allowed: np.ndarray) -> np.ndarray:
+    """A boolean "may attend" mask as the graphs' additive float mask (0 or the float32 minimum)."""
+    return np.where(allowed, np.float32(0), _MIN).astype(np.float32)
+
+
 def base_feeds(ids, positions, allowed, logits_index, past: dict) -> dict:
     """The exported base's inputs for new tokens ``ids`` (b, s) at ``positions``: ``allowed``
     (b, s, past + s) as an additive attention mask, the rows whose logits are wanted, the cache."""
     return {
         "input_ids": ids.astype(np.int64),
         "position_ids": positions.astype(np.int64),
-        "attention_mask": np.where(allowed[:, None], np.float32(0), _MIN).astype(np.float32),
+        "attention_mask": additive_mask(allowed[:, None]),
         "logits_index": np.asarray(logits_index, dtype=np.int64),
         **past,
     }
@@ -119,7 +124,7 @@ class OrtBackend(HeadQueries):
             "positions": np.ascontiguousarray(positions, np.int64),
             "past_key": np.ascontiguousarray(past_k, np.float32),
             "past_value": np.ascontiguousarray(past_v, np.float32),
-            "attention_mask": np.where(allowed, np.float32(0), _MIN).astype(np.float32),
+            "attention_mask": additive_mask(allowed),
         }
         out, top, key, value = self.heads_sess.run(None, feeds)
         return out, top[..., :k], key, value

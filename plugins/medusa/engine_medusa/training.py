@@ -414,17 +414,18 @@ DRAFT_STREAM_DECAY = 0.8  # stream s's loss weighs 0.8^s: later draft steps matt
 
 def draft_windows(samples, rng, batch: int, length: int):
     """Random windows of `length` answer positions from `batch` random conversations (right
-    padded): features, tokens, the base's own tokens and the valid mask, as tensors."""
+    padded): features, tokens and the valid mask, as tensors (the loss's targets are the next
+    features, so the base's own tokens are not needed)."""
     picks = [samples[i] for i in rng.integers(0, len(samples), batch)]
     d = picks[0][2].shape[1]
     hid = np.zeros((batch, length, d), np.float16)
-    tok, grd = np.zeros((batch, length), np.int64), np.zeros((batch, length), np.int64)
+    tok = np.zeros((batch, length), np.int64)
     valid = np.zeros((batch, length), bool)
-    for b, (_, t, h, g) in enumerate(picks):
+    for b, (_, t, h, _) in enumerate(picks):
         a = int(rng.integers(0, max(1, len(t) - length + 1)))
         m = min(length, len(t) - a)
-        hid[b, :m], tok[b, :m], grd[b, :m], valid[b, :m] = h[a : a + m], t[a : a + m], g[a : a + m], True
-    return torch.from_numpy(hid).float(), torch.from_numpy(tok), torch.from_numpy(grd), torch.from_numpy(valid)
+        hid[b, :m], tok[b, :m], valid[b, :m] = h[a : a + m], t[a : a + m], True
+    return torch.from_numpy(hid).float(), torch.from_numpy(tok), torch.from_numpy(valid)
 
 
 def stream_targets(valid, streams: int):
@@ -455,10 +456,16 @@ def draft_loss(heads, hid, tok, valid, cfg: TrainConfig):
     return loss, ((ce * mask).sum((1, 2)) / count).detach()
 
 
-def draft_hits(heads, samples, ranks: int = 1) -> np.ndarray:
-    """hits[s, P]: whether the base's token is among the top `ranks` of draft step s + 1 of the
-    chain after each position P of the samples (drafted along their tokens, as decoding does
-    while its drafts are accepted; False past an answer's end)."""
+def draft_hits(heads, samples) -> np.ndarray:
+    """hits[s, P]: whether the base's token is the top-1 of draft step s + 1 of the chain after
+    each position P of the samples (drafted along their tokens, as decoding does while its
+    drafts are accepted; False past an answer's end)."""
+    return hit_ranks(heads, samples, 1) == 0
+
+
+def hit_ranks(heads, samples, ranks: int) -> np.ndarray:
+    """rank[s, P]: the rank of the base's token among draft step s + 1's top `ranks` at chain
+    start P (as in draft_hits), `ranks` where it is not among them or past an answer's end."""
     from .draft_layer import stream_forward
 
     streams, rows = heads.num_heads, []
@@ -470,16 +477,18 @@ def draft_hits(heads, samples, ranks: int = 1) -> np.ndarray:
                 heads.layer, torch.from_numpy(h).float()[None], heads._embedding(tok), tok >= 0, streams
             )
             top = heads.token_ids(F.linear(outs[:, 0], heads.draft_weight).topk(ranks, -1).indices).numpy()
-        ok = np.zeros((streams, m), bool)
+        rank = np.full((streams, m), ranks)
         for s in range(streams):
             j = np.arange(0, max(m - s - 1, 0))
-            ok[s, j] = (top[s, j + s] == np.asarray(g)[j + s + 1, None]).any(-1)
-        rows.append(ok)
+            same = top[s, j + s] == np.asarray(g)[j + s + 1, None]
+            rank[s, j] = np.where(same.any(-1), same.argmax(-1), ranks)
+        rows.append(rank)
     return np.concatenate(rows, 1)
 
 
 def draft_accuracy(heads, samples) -> dict:
-    top1, top5 = draft_hits(heads, samples), draft_hits(heads, samples, 5)
+    rank = hit_ranks(heads, samples, 5)  # one pass of the streams for top-1 and top-5
+    top1, top5 = rank == 0, rank < 5
     chain = np.cumprod(top1, 0).mean(1)
     return {
         "top1": [round(float(x), 4) for x in top1.mean(1)],
@@ -513,7 +522,7 @@ def train_draft(
         return draft_windows(train, np.random.default_rng([cfg.seed, step]), cfg.batch_size, cfg.max_len)
 
     t0 = time.time()
-    trainer.run(total, batch_at, lambda b: draft_loss(heads, b[0], b[1], b[3], cfg), params)
+    trainer.run(total, batch_at, lambda b: draft_loss(heads, *b, cfg), params)
     report = {
         "mode": "medusa1",
         "kind": "draft",

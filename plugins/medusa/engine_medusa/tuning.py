@@ -42,7 +42,7 @@ def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch:
         for b, r in enumerate(rows):
             tokens = np.asarray(r.tokens, np.int64)
             h = hid[b, : len(tokens)].astype(np.float32)
-            if getattr(backend, "drafting", False):
+            if backend.drafting:
                 top = draft_ranks(backend, tokens, h, k, ranks)
             elif backend.sequential_heads:
                 paths = head_paths(tokens, k)
@@ -107,7 +107,7 @@ def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = TUNE_PAS
         for d in depths:
             t = time.perf_counter()
             at = np.zeros(1, np.int64)  # a query of the last forward
-            if getattr(backend, "drafting", False):
+            if backend.drafting:
                 _time_draft(backend, d, topk, past)
             elif backend.sequential_heads:  # one Hydra call per depth, a few paths each as in a tuned tree
                 for head in range(d):

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import subprocess
@@ -81,6 +82,22 @@ def train_main(argv, capsys=None, status=0):
     return json.loads(err.out) if err is not None and status == 0 else None
 
 
+@contextlib.contextmanager
+def interrupted_after(monkeypatch, loss: str, calls: int):
+    """The training's loss function `loss` raises KeyboardInterrupt (Ctrl-C) after `calls` calls."""
+    real, seen = getattr(training, loss), {"n": 0}
+
+    def crash(*a, **k):
+        seen["n"] += 1
+        if seen["n"] > calls:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, loss, crash)
+    yield
+    monkeypatch.setattr(training, loss, real)
+
+
 def test_medusa1_learns_and_reports_accuracies(setup, capsys):
     report = train_main(args(setup, setup / "m1", "--steps", "40", "--heads", "3"), capsys)
     acc, init = report["val_accuracy"], report["val_accuracy_at_init"]
@@ -98,18 +115,8 @@ def test_medusa1_learns_and_reports_accuracies(setup, capsys):
 
 def test_resume_reproduces_an_uninterrupted_run(setup, monkeypatch):
     train_main(args(setup, setup / "full", "--steps", "20", "--heads", "2", "--checkpoint-every", "5"))
-    real = training.medusa_loss
-    calls = {"n": 0}
-
-    def crash(*a, **k):
-        calls["n"] += 1
-        if calls["n"] > 12:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(training, "medusa_loss", crash)
-    train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5"), status=130)
-    monkeypatch.setattr(training, "medusa_loss", real)
+    with interrupted_after(monkeypatch, "medusa_loss", 12):
+        train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5"), status=130)
     assert not (setup / "cut" / "heads.safetensors").exists()
     train_main(args(setup, setup / "cut", "--steps", "20", "--heads", "2", "--checkpoint-every", "5", "--resume"))
     from safetensors.torch import load_file
@@ -258,17 +265,8 @@ def test_a_draft_layer_learns_resumes_exactly_and_decodes_exactly(setup, capsys,
     assert len(acc["top1"]) == 2 and acc["expected_tokens_per_step"] == pytest.approx(1 + sum(acc["chain"]), abs=1e-3)
     log = json.loads((setup / "dl-full" / "train_log.json").read_text())
     assert log["history"][-1]["loss"] < log["history"][0]["loss"]
-    real, calls = training.draft_loss, {"n": 0}
-
-    def crash(*a, **k):
-        calls["n"] += 1
-        if calls["n"] > 12:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(training, "draft_loss", crash)
-    train_main(args(setup, setup / "dl-cut", *extra), status=130)
-    monkeypatch.setattr(training, "draft_loss", real)
+    with interrupted_after(monkeypatch, "draft_loss", 12):
+        train_main(args(setup, setup / "dl-cut", *extra), status=130)
     train_main(args(setup, setup / "dl-cut", *extra, "--resume"))
     from engine_medusa.base import load_base
     from engine_medusa.torch_path import MedusaDecoder

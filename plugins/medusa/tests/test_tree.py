@@ -78,7 +78,7 @@ def test_step_latency_times_every_size_and_depth():
     from engine_medusa.tuning import step_latency
 
     class Backend:
-        sequential_heads = False
+        sequential_heads = drafting = False
         calls = []
 
         def reset(self):
