@@ -4,6 +4,8 @@
 #
 #   bash plugins/sedd/scripts/card_numbers.sh TARGET [TARGET ...]     (no target: list them)
 #
+# Since the int8 artifact ships, `engine bench sedd` times the int8 export by default: the
+# targets of earlier runs that had no int8 rows pass `--quantize none`.
 # Run them one at a time on 1 thread (under `nice -n 19` on a shared machine). The
 # likelihoods, samples, token agreement and network evaluation counts are deterministic at
 # 1 thread (seeded); samples/s, step times and the wall times of `engine sample` depend on
@@ -54,7 +56,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -81,6 +83,8 @@ target() {
     # the 8-sample figures); the bound rows on 16 sequences only
     $E --json bench sedd --steps 256 --batch 64 --eval-seqs 16 --eval-times 1 --quantize int8 --threads 1 \
       > $R/bench_b64_int8.json ;;
+  bench-shipped) # the bench as it runs with no flag since the int8 artifact ships: fp32 and int8 exports
+    $E --json --quiet $BENCH > $R/bench_shipped.json ;;
   bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
     $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
@@ -94,7 +98,7 @@ target() {
     radd_2500; samples runs/radd_2500 radd_2500_ ;;
   bench-radd-2500) # "Changes" row 3: its bench, judged by its AR baseline
     radd_2500; ar_2500
-    $E --json --quiet $BENCH --model runs/radd_2500 --ar runs/ar_2500 > $R/radd_2500_bench.json ;;
+    $E --json --quiet $BENCH --model runs/radd_2500 --ar runs/ar_2500 --quantize none > $R/radd_2500_bench.json ;;
   int8-radd-2500) # its dynamic-int8 export beside fp32 on onnxruntime (16/64/256 steps, its samples judged)
     radd_2500; ar_2500
     $E --json --quiet bench sedd --model runs/radd_2500 --ar runs/ar_2500 --quantize int8 --threads 1 > $R/radd_2500_int8_bench.json ;;
@@ -113,14 +117,14 @@ target() {
     $E --json --quiet eval sedd --model runs/sedd_1000 --ar runs/ar_1000 --times 8 --threads 1 > $R/first_1000_eval.json ;;
   bench-sedd-cached) # "Changes" table row 2: the SEDD model with the new sampler, 256 steps
     sedd_2500; ar_2500
-    $E --json --quiet bench sedd --model runs/sedd_2500 --ar runs/ar_2500 --threads 1 --steps 256 --skip-bpc > $R/default_bench256.json ;;
+    $E --json --quiet bench sedd --model runs/sedd_2500 --ar runs/ar_2500 --threads 1 --steps 256 --skip-bpc --quantize none > $R/default_bench256.json ;;
   bench-sedd-nocache) # "Changes" table row 1: network evaluations per sequence without the cache
     sedd_2500; ar_2500
-    $E --json --quiet bench sedd --model runs/sedd_2500 --ar runs/ar_2500 --no-cache --threads 1 --steps 256 --skip-bpc > $R/sedd_2500_bench256_nocache.json ;;
+    $E --json --quiet bench sedd --model runs/sedd_2500 --ar runs/ar_2500 --no-cache --threads 1 --steps 256 --skip-bpc --quantize none > $R/sedd_2500_bench256_nocache.json ;;
   bench-sedd) # History and "Changes" row 1: the SEDD default's bench (scripts/bench_result_default.json
     # was written by this command at engine 0.1.0, whose sampler had no cache; --no-cache is that sampler)
     sedd_2500; ar_2500
-    $E --json --quiet $BENCH --model runs/sedd_2500 --ar runs/ar_2500 --no-cache > scripts/bench_result_default.json ;;
+    $E --json --quiet $BENCH --model runs/sedd_2500 --ar runs/ar_2500 --no-cache --quantize none > scripts/bench_result_default.json ;;
   bf16) # bf16 autocast against fp32 training steps (20 each, alternated)
     $PY scripts/bf16_step_timing.py --steps 20 > $R/bf16_step_timing.json ;;
   sedd-config) # the SEDD default's training record (validation history, seconds), as committed then
