@@ -11,7 +11,7 @@ import torch
 
 from engine.interfaces import ConfigError
 
-from .losses import ar_nll, sedd_loss
+from .losses import ar_nll, sample_times, sedd_loss
 
 
 def chunk(tokens: np.ndarray, length: int) -> np.ndarray:
@@ -42,9 +42,7 @@ def sedd_bounds(
     net.eval()
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.as_tensor(seqs).repeat_interleave(n_times, dim=0)
-    strata = torch.arange(n_times, dtype=torch.float64).repeat(len(seqs))
-    u = (strata + torch.rand(len(x0), generator=gen, dtype=torch.float64)) / n_times
-    t = eps + (1 - eps) * u
+    t = sample_times(len(x0), eps, gen, stratified=n_times)  # each sequence's n_times rows: one t per slice
     out = torch.cat(
         [
             sedd_loss(net, graph, schedule, x0[i : i + batch], t=t[i : i + batch], generator=gen, eps=eps, radd=radd)

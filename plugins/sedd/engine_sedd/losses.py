@@ -12,13 +12,15 @@ from .graphs import Graph, log_concrete_score
 from .schedules import Schedule
 
 
-def sample_times(batch: int, eps: float, generator=None, device="cpu", stratified: bool = False) -> torch.Tensor:
+def sample_times(batch: int, eps: float, generator=None, device="cpu", stratified: bool | int = False) -> torch.Tensor:
     """t ~ U[eps, 1] in float64. ``stratified``: the k-th t uniform in the k-th of ``batch`` equal
     slices (MDLM's low-discrepancy sampler): every t is still U[eps, 1] at random position, so the
-    batch mean of the loss stays unbiased, with less variance from the spread of t."""
+    batch mean of the loss stays unbiased, with less variance from the spread of t. An int n
+    instead: the k-th t in the (k mod n)-th of n slices (n strata for each run of n rows)."""
     u = torch.rand(batch, generator=generator, dtype=torch.float64, device=device)
     if stratified:
-        u = (torch.arange(batch, dtype=torch.float64, device=device) + u) / batch
+        slices = batch if stratified is True else int(stratified)
+        u = (torch.arange(batch, dtype=torch.float64, device=device) % slices + u) / slices
     return eps + (1 - eps) * u
 
 
