@@ -56,3 +56,7 @@ done
 #   python scripts/draft_layer_probe.py eval $R/draft_probe_heldout.json runs/dl_eagle_heads \
 #       hydra:engine_medusa/weights/default; ... eval $R/draft_probe_heldout.json runs/dl_ident
 #   the same two with $R/draft_probe_bench.json and --bench-prompts 10
+# The 4,000-step draft (runs/dl_4k; resumed at step 1,100 with --resume, and at step 1,500 with --threads 2):
+#   a look part-way, at its step-2,700 checkpoint: python scripts/draft_layer_probe.py save runs/dl_4k runs/dl_4k_s2700,
+#   then eval $R/draft_probe_partway_bench.json runs/dl_4k_s2700 --bench-prompts 10 and
+#   eval $R/draft_probe_partway_heldout.json runs/dl_4k_s2700; at its end the eval lines above on runs/dl_4k

@@ -7,8 +7,8 @@ and measured on the same held-back split, with the same measures plus the chain 
     python scripts/draft_layer_probe.py save RUN_DIR HEADS_DIR
 
 `save` turns a run of the first version of this script (a `draft.pt`, trained by the loop that
-is now `engine train medusa --kind draft`, which gives the same losses step for step) into a
-heads folder.
+is now `engine train medusa --kind draft`, which gives the same losses step for step), or the
+last checkpoint of a packaged run, into a heads folder.
 """
 
 import argparse
@@ -128,17 +128,25 @@ def evaluate(args):
 
 
 def save(args):
-    """A trained probe run as a heads folder (kind "draft") the decoders load."""
+    """A draft run as a heads folder (kind "draft") the decoders load: a run of the probe's first
+    version (`draft.pt`), or the last checkpoint of `engine train medusa --kind draft` (a look
+    part-way through a run, whose learning rate has not decayed yet)."""
     model, lm_head, emb = base_parts()
-    state = torch.load(Path(args.run) / "draft.pt")
     shape = layer_shape(model.config)
-    heads = DraftHeads(lm_head, state["streams"], state["subset"], embedding=emb, **shape)
-    heads.layer.load_state_dict(state["layer"])
-    history = state["history"]
-    info = {
-        "draft_layer": shape,
-        "training": {"probe_run": Path(args.run).name, "steps": history[-1]["step"], "seconds": history[-1]["seconds"]},
-    }
+    run = Path(args.run)
+    if (run / "draft.pt").is_file():
+        state = torch.load(run / "draft.pt")
+        heads = DraftHeads(lm_head, state["streams"], state["subset"], embedding=emb, **shape)
+        heads.layer.load_state_dict(state["layer"])
+        history = state["history"]
+        training = {"probe_run": run.name, "steps": history[-1]["step"], "seconds": history[-1]["seconds"]}
+    else:
+        state = torch.load(run / "checkpoint.pt", weights_only=False)
+        weights = state["modules"]["heads"]
+        heads = DraftHeads(lm_head, state["cfg"]["num_heads"], weights["vocab_subset"], embedding=emb, **shape)
+        heads.load_state_dict(weights)
+        training = {"run": run.name, "checkpoint_step": state["step"], "of_steps": state["cfg"]["max_steps"]}
+    info = {"draft_layer": shape, "training": training}
     save_heads(args.heads, heads, heads_config(heads, canonical_base_name(DEFAULT_BASE), lm_head.weight, **info))
 
 
