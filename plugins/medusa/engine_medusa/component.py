@@ -30,6 +30,8 @@ def read_tree(folder, backend: str = "torch") -> tuple[list, int]:
         return FALLBACK_TREE, 10
     cfg = json.loads(path.read_text())
     cfg = cfg.get(backend, cfg) if backend != "torch" else cfg
+    if "choices" not in cfg:  # tuned for another back end only (onnxruntime first, say)
+        return FALLBACK_TREE, 10
     return cfg["choices"], int(cfg.get("topk", 10))
 
 

@@ -104,6 +104,20 @@ def test_tune_tree_caches_a_tree_for_this_device_and_decoding_uses_it(trained):
     assert elsewhere.tree_info["source"] == "heads (tree.json)"  # 2 threads: another setting
 
 
+def test_a_tree_stored_for_onnxruntime_alone_leaves_torch_on_the_fallback(tmp_path):
+    """tune-tree --write-heads run on an artifact first stores only an onnxruntime tree: the
+    torch path then falls back to the small default tree instead of failing on a missing key."""
+    from engine_medusa.component import FALLBACK_TREE, read_tree
+    from engine_medusa.tuning import write_tree
+
+    write_tree(tmp_path, {"tuned_on": "onnxruntime", "choices": [[0], [0, 0]], "topk": 10})
+    assert read_tree(tmp_path, "onnxruntime") == ([[0], [0, 0]], 10)
+    assert read_tree(tmp_path, "torch") == (FALLBACK_TREE, 10)
+    write_tree(tmp_path, {"tuned_on": "torch", "choices": [[0]], "topk": 10})
+    assert read_tree(tmp_path, "torch") == ([[0]], 10)
+    assert read_tree(tmp_path, "onnxruntime") == ([[0], [0, 0]], 10)
+
+
 def test_tune_tree_on_an_artifact_leaves_it_untouched(trained, artifact):
     from engine_medusa.ort_path import OrtMedusaDecoder
 
