@@ -60,3 +60,7 @@ done
 #   a look part-way, at its step-2,700 checkpoint: python scripts/draft_layer_probe.py save runs/dl_4k runs/dl_4k_s2700,
 #   then eval $R/draft_probe_partway_bench.json runs/dl_4k_s2700 --bench-prompts 10 and
 #   eval $R/draft_probe_partway_heldout.json runs/dl_4k_s2700; at its end the eval lines above on runs/dl_4k
+#   its bench, beyond the rule: engine export medusa --heads runs/dl_4k -o runs/art-dl4k --threads 1 --force;
+#   engine --json medusa tune-tree --artifact runs/art-dl4k --heads runs/dl_4k --write-heads --threads 1 > $R/tune_tree_ort_dl4k.json;
+#   engine --json medusa tune-tree --heads runs/dl_4k --write-heads --threads 1 > $R/tune_tree_torch_dl4k.json;
+#   engine --json bench medusa --limit 10 --threads 1 --heads runs/dl_4k --no-llama-cpp > $R/bench_dl4k.json
