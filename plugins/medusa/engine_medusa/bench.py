@@ -216,6 +216,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
 
     from . import quality
     from .base import resolve_base
+    from .component import stored_tree
     from .data import DEV_PROMPTS, cache_root, read_prompts
 
     rows = read_prompts(options.prompts or DEV_PROMPTS, options.limit or None)
@@ -284,9 +285,8 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         # own onnxruntime tree (it may be newer than the cached export's), else the artifact's
         ort_tree, fp32_medusa = tree, load_artifact(art, tree=tree)
         if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
-            tree_file = dec.heads_folder / "tree.json" if dec.heads_folder else None
-            stored = json.loads(tree_file.read_text()) if tree_file and tree_file.is_file() else {}
-            ort_tree = stored.get("onnxruntime", {}).get("choices")
+            stored = stored_tree(dec.heads_folder, "onnxruntime") if dec.heads_folder else None
+            ort_tree = stored["choices"] if stored else None
             if ort_tree is not None:
                 fp32_medusa = load_artifact(art, tree=ort_tree)
         variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}

@@ -22,17 +22,25 @@ TREE_FILE = "tree.json"
 FALLBACK_TREE = [[0], [1], [0, 0], [0, 0, 0], [0, 0, 0, 0]]
 
 
-def read_tree(folder, backend: str = "torch") -> tuple[list, int]:
-    """The tree stored with the heads; tune-tree may store one per backend (their step
-    latencies differ), the top level being the torch one."""
+def stored_tree(folder, backend: str) -> dict | None:
+    """The tree tune-tree stored with the heads for ``backend`` (their step latencies differ):
+    torch's at the top level of tree.json, another back end's under its name; None if none."""
     path = Path(folder) / TREE_FILE
     if not path.is_file():
-        return FALLBACK_TREE, 10
+        return None
     cfg = json.loads(path.read_text())
-    cfg = cfg.get(backend, cfg) if backend != "torch" else cfg
-    if "choices" not in cfg:  # tuned for another back end only (onnxruntime first, say)
+    entry = cfg if backend == "torch" else cfg.get(backend, {})
+    return entry if "choices" in entry else None  # a file may hold another back end's tree only
+
+
+def read_tree(folder, backend: str = "torch") -> tuple[list, int]:
+    """The tree stored with the heads for ``backend``, else the torch one, else the fallback."""
+    entry = stored_tree(folder, backend)
+    if entry is None and backend != "torch":
+        entry = stored_tree(folder, "torch")
+    if entry is None:
         return FALLBACK_TREE, 10
-    return cfg["choices"], int(cfg.get("topk", 10))
+    return entry["choices"], int(entry.get("topk", 10))
 
 
 def resolve_heads(heads) -> Path | None:

@@ -18,7 +18,6 @@ Format 2 artifacts (a `medusa` graph that also took head_index) still load.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import tempfile
 import warnings
@@ -30,6 +29,7 @@ from torch import nn
 from engine.errors import UsageError
 
 from .base import cache_argument, context_length
+from .component import stored_tree
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True}
@@ -262,9 +262,9 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
     topk = tree.topk if tree else 10
     choices = [list(c) for c in tree.choices] if tree else []
     if decoder.heads_folder is not None:  # prefer the tree tuned on onnxruntime latencies
-        stored = json.loads(p.read_text()) if (p := decoder.heads_folder / "tree.json").is_file() else {}
-        if "onnxruntime" in stored and int(stored["onnxruntime"].get("topk", 10)) == topk:
-            choices = stored["onnxruntime"]["choices"]
+        stored = stored_tree(decoder.heads_folder, "onnxruntime")
+        if stored is not None and int(stored.get("topk", 10)) == topk:
+            choices = stored["choices"]
     with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp, decoder.progress(desc="export") as steps:
         folder = Path(tmp) / "fp32"
         folder.mkdir()
