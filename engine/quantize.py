@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from pathlib import Path
 
 
 def dynamic_int8_scheme() -> dict:
@@ -35,13 +37,27 @@ def quantize_dynamic_int8(src: str | os.PathLike[str], dest: str | os.PathLike[s
     level = root.level
     root.setLevel(logging.ERROR)  # it logs advice on pre-processing to the root logger
     try:
-        quantize_dynamic(
-            str(src),
-            str(dest),
-            op_types_to_quantize=["MatMul", "Gemm"],
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            reduce_range=True,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_dynamic(
+                str(without_value_info(src, Path(tmp) / "src.onnx")),
+                str(dest),
+                op_types_to_quantize=["MatMul", "Gemm"],
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=True,
+            )
     finally:
         root.setLevel(level)
+
+
+def without_value_info(src: str | os.PathLike[str], dest: Path) -> Path:
+    """``src`` without its recorded intermediate shapes, written to ``dest``. The quantizer
+    re-infers shapes strictly, and torch 2.11's exporter records some that contradict the
+    graph (inference then fails: "existing shape differ in dimension 0: (256) vs (128)");
+    they are optional, so dropping them changes no node and no output."""
+    import onnx
+
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]
+    onnx.save(model, str(dest))
+    return dest

@@ -14,7 +14,8 @@ what it got wrong. The checks: the plugin registers cleanly in strict mode;
 importing and registering it loads no torch or transformers; every component builds
 into its kind's interface and returns the right result type; bad input fails with a
 clear one-line error; and components declaring ``onnx-export`` export an artifact
-that ``engine.load_artifact`` runs with the same results.
+that ``engine.load_artifact`` runs with the same results, whose ONNX files declare an
+IR version every supported onnxruntime reads.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from engine.kinds import KINDS_BY_NAME, probe_spectra
 from engine.registry import ComponentSpec
 
 HEAVY_MODULES = ("torch", "transformers")
+#: The newest ONNX IR version that onnxruntime 1.18, the oldest the core supports, reads. onnx
+#: stamps its own newest on hand-built graphs (14 with onnx 1.23), which onnxruntime 1.30 refuses.
+MAX_IR_VERSION = 10
 
 
 class ConformanceError(AssertionError):
@@ -150,10 +154,25 @@ def check_onnx_parity(
     if spec.artifact_loader is None:
         raise _fail(what, "declares onnx-export but registers no artifact_loader")
     path = Path(component.export_onnx(workdir / f"{spec.name}-artifact"))
+    check_ir_versions(what, path)
     runtime = engine.load_artifact(path, provider="cpu", threads=1)
     ort_result = check_probe(spec, runtime, probe)
     if not kind.same(component, result, ort_result):
         raise _fail(what, f"onnxruntime result differs from torch: {ort_result!r:.300} vs {result!r:.300}")
+
+
+def check_ir_versions(what: str, artifact: Path) -> None:
+    """Every ONNX file of ``artifact`` declares an IR version <= :data:`MAX_IR_VERSION`."""
+    import onnx
+
+    for file in sorted(Path(artifact).glob("*.onnx")):
+        version = onnx.load(file, load_external_data=False).ir_version
+        if version > MAX_IR_VERSION:
+            raise _fail(
+                what,
+                f"{file.name} declares ONNX IR version {version}; onnxruntime 1.18 reads up to {MAX_IR_VERSION}, "
+                "1.30 up to 13 (set ir_version to the lowest its opsets need)",
+            )
 
 
 def check_plugin(

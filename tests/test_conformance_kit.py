@@ -208,6 +208,20 @@ def test_onnx_parity_failure_names_both_results(make_module, tmp_path):
         engine.testing.check_plugin(mod, tmp_path=tmp_path, lazy_import=False)
 
 
+def test_artifact_files_must_declare_an_ir_version_older_runtimes_read(tmp_path):
+    """onnx stamps its newest IR version on hand-built graphs; onnxruntime 1.30 refuses 14."""
+    import onnx
+    from onnx_models import add_one_model
+
+    model = onnx.load_from_string(add_one_model())
+    onnx.save(model, tmp_path / "a.onnx")
+    engine.testing.check_ir_versions("decoder 'x'", tmp_path)  # IR 8: fine
+    model.ir_version = engine.testing.MAX_IR_VERSION + 1
+    onnx.save(model, tmp_path / "b.onnx")
+    with pytest.raises(ConformanceError, match=r"decoder 'x': b.onnx declares ONNX IR version 11; onnxruntime 1.18"):
+        engine.testing.check_ir_versions("decoder 'x'", tmp_path)
+
+
 def test_without_tmp_path_the_kit_exports_into_a_named_temporary_folder(make_module, tmp_path, monkeypatch):
     import tempfile
 

@@ -107,10 +107,15 @@ class HydraStep(nn.Module):
         self.k, self.n_layers, self.shared = k, len(blocks[0]), heads.out is None
 
     def forward(self, hidden, path, head):
-        u = hidden + self.embedding[path].flatten(-2) @ self.mix[head]
+        # index_select, not [head]: indexing by a 0-d tensor reads its value (torch 2.11's export
+        # then fails on a data-dependent size); a gather keeps the head an ordinary input
+        head = head.reshape(1)
+        mix, block_w, block_b = (t.index_select(0, head)[0] for t in (self.mix, self.block_w, self.block_b))
+        u = hidden + self.embedding[path].flatten(-2) @ mix
         for layer in range(self.n_layers):
-            u = u + nn.functional.silu(u @ self.block_w[head, layer] + self.block_b[head, layer])
-        top = (u @ (self.out if self.shared else self.out[head])).topk(self.k, dim=-1).indices
+            u = u + nn.functional.silu(u @ block_w[layer] + block_b[layer])
+        out = self.out if self.shared else self.out.index_select(0, head)[0]
+        top = (u @ out).topk(self.k, dim=-1).indices
         return self.subset[top] if self.subset.numel() else top
 
 
@@ -335,8 +340,11 @@ def gather_graph(path: Path, n_tensors: int) -> dict:
         helper.make_node("Expand", ["s4d", "target"], ["index"]),
     ]
     nodes += [helper.make_node("GatherElements", [n, "index"], [f"kept_{i}"], axis=2) for i, n in enumerate(names)]
+    opsets = [helper.make_opsetid("", 17)]
+    # make_model stamps onnx's newest IR version (14 with onnx 1.23), which onnxruntime 1.30 refuses
+    ir_version = helper.find_min_ir_version_for(opsets)
     model = helper.make_model(
-        helper.make_graph(nodes, "medusa_keep", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+        helper.make_graph(nodes, "medusa_keep", inputs, outputs), opset_imports=opsets, ir_version=ir_version
     )
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
