@@ -32,7 +32,7 @@ def save_model_dir(dest, net, config: dict, dtype: str = "fp32") -> Path:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    state = {k: v.detach().to(DTYPES[dtype]).contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"))
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     for f in tmp.iterdir():  # mkdtemp is private (0700); a model folder is ordinary data

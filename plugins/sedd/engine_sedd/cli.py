@@ -27,13 +27,12 @@ def _refuse(ctx, flags: tuple[str, ...], why: str) -> None:
 
 def train(ctx):
     _refuse(ctx, ("model",), "it trains a new model into the -o run folder")
-    if ctx.device not in (None, "cpu"):
-        raise UsageError(f"{ctx.prog} trains on the CPU (torchrun for several processes), not on {ctx.device}")
     from .training import train as run
 
     fixed = {"out": ctx.output, "seed": ctx.seed, "threads": ctx.threads}
     options = attrs.evolve(ctx.verb_options, **{k: v for k, v in fixed.items() if v is not None})
-    return run(options, progress=lambda total, desc: ctx.progress(total=total, desc=desc), log=ctx.echo)
+    progress = lambda total, desc: ctx.progress(total=total, desc=desc)  # noqa: E731
+    return run(options, progress=progress, log=ctx.echo, device=ctx.device)
 
 
 def evaluate(ctx):

@@ -22,6 +22,13 @@ def chunk(tokens: np.ndarray, length: int) -> np.ndarray:
     return np.asarray(tokens[: n * length], dtype=np.int64).reshape(n, length)
 
 
+def _device(net) -> torch.device:
+    """Where ``net`` runs: its parameters' device, else (an onnxruntime artifact, a test oracle) the CPU."""
+    params = getattr(net, "parameters", None)
+    first = next(params(), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def sedd_bounds(
     net,
@@ -40,23 +47,24 @@ def sedd_bounds(
     if n_times < 1:
         raise ValueError("n_times must be >= 1")
     net.eval()
-    gen = torch.Generator().manual_seed(seed)
-    x0 = torch.as_tensor(seqs).repeat_interleave(n_times, dim=0)
-    t = sample_times(len(x0), eps, gen, stratified=n_times)  # each sequence's n_times rows: one t per slice
+    device = _device(net)  # a network training on a GPU is validated there
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x0 = torch.as_tensor(seqs, device=device).repeat_interleave(n_times, dim=0)
+    t = sample_times(len(x0), eps, gen, device, stratified=n_times)  # each sequence's n_times rows: one t per slice
     out = torch.cat(
         [
             sedd_loss(net, graph, schedule, x0[i : i + batch], t=t[i : i + batch], generator=gen, eps=eps, radd=radd)
             for i in range(0, len(x0), batch)
         ]
     )
-    return out.view(len(seqs), n_times).mean(1).numpy()
+    return out.view(len(seqs), n_times).mean(1).cpu().numpy()
 
 
 @torch.no_grad()
 def ar_nlls(net, seqs: np.ndarray, bos: int, vocab: int, batch: int = 64) -> np.ndarray:
     net.eval()
-    x0 = torch.as_tensor(seqs)
-    return torch.cat([ar_nll(net, x0[i : i + batch], bos, vocab) for i in range(0, len(x0), batch)]).numpy()
+    x0 = torch.as_tensor(seqs, device=_device(net))
+    return torch.cat([ar_nll(net, x0[i : i + batch], bos, vocab) for i in range(0, len(x0), batch)]).cpu().numpy()
 
 
 def summarize(per_seq: np.ndarray, tokens_per_seq: int, chars_per_seq: float) -> dict:

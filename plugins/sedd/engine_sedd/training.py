@@ -130,13 +130,30 @@ def _dist():
     return 0, 1
 
 
-class Trainer:
-    """One training run: model, optimiser, EMA, data stream and checkpoints."""
+def train_device(device: str | None, world: int = 1) -> torch.device:
+    """The torch device a run trains on: the CPU (one process, or several under torchrun) or one GPU."""
+    try:
+        chosen = torch.device(device or "cpu")
+    except RuntimeError:
+        raise ConfigError(f"unknown torch device {device!r}; use cpu or cuda (cuda:1, ...)") from None
+    if chosen.type not in ("cpu", "cuda"):
+        raise ConfigError(f"training runs on the CPU or a CUDA GPU, not {device!r}")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but this torch build sees no CUDA GPU")
+    if chosen.type == "cuda" and world > 1:
+        raise ConfigError("several processes (torchrun) train on the CPU; on a GPU run one process")
+    return chosen
 
-    def __init__(self, args, log=print):
+
+class Trainer:
+    """One training run: model, optimiser, EMA, data stream and checkpoints, on ``device``
+    (the CPU by default; random draws come from a generator on that device)."""
+
+    def __init__(self, args, log=print, device: str | None = None):
         use_torch_threads(args.threads)
         self.args, self.log = args, log
         self.rank, self.world = _dist()
+        self.device = train_device(device, self.world)
         self.out = Path(args.out)
         self.ckpt = self.out / "checkpoint.pt"
         self.tok, train_tokens, val_tokens = prepare_data(args)
@@ -148,12 +165,12 @@ class Trainer:
             self.schedule = SCHEDULES.create(args.schedule or DEFAULT_SCHEDULE.get(args.graph, "loglinear"))
         self.cfg = make_config(args, self.tok, self.graph, self.schedule)
         torch.manual_seed(args.seed)
-        self.net = ScoreNet(ModelConfig(**self.cfg["model"]))
+        self.net = ScoreNet(ModelConfig(**self.cfg["model"])).to(self.device)
         self.opt = torch.optim.AdamW(
             self.net.parameters(), lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay
         )
         self.ema = EMA(self.net, args.ema)
-        self.gen = torch.Generator().manual_seed(args.seed * 1000 + self.rank)
+        self.gen = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + self.rank)
         self.step, self.history, self.rng_states, self.loss_avg = 0, [], [], None
         self.start = time.time()
         if args.resume:
@@ -163,7 +180,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.model = DistributedDataParallel(self.net)
-        self.data = torch.from_numpy(train_tokens)
+        self.data = torch.from_numpy(train_tokens).to(self.device)
         val = chunk(val_tokens, args.length)
         self.val_seqs = val[np.linspace(0, len(val) - 1, min(args.eval_seqs, len(val))).astype(int)]
 
@@ -175,16 +192,18 @@ class Trainer:
             raise ConfigError("--resume: checkpoint was trained with a different configuration")
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
-        self.ema.shadow = state["ema"]
+        self.ema.shadow = [s.to(self.device) for s in state["ema"]]
         self.step, self.history = state["step"], state["history"]
         self.start = time.time() - state["elapsed"]
         if "torch_rng" in state:  # older checkpoints lack the generator states
             torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":  # dropout's draws on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.rank < len(state.get("data_rng", [])):
             self.gen.set_state(state["data_rng"][self.rank])
 
     def loss(self, x0):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
             if self.args.objective == "sedd":
                 stratified = self.args.time_sampling == "stratified"
                 return sedd_loss(
@@ -199,10 +218,13 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         value = 0.0
         for k in range(args.accumulate):  # gradients add up over micro-batches
-            starts = torch.randint(0, len(self.data) - args.length, (args.batch,), generator=self.gen)
+            starts = torch.randint(
+                0, len(self.data) - args.length, (args.batch,), generator=self.gen, device=self.device
+            )
             last = k == args.accumulate - 1
             with contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync():
-                loss = self.loss(self.data[starts[:, None] + torch.arange(args.length)]) / args.accumulate
+                window = torch.arange(args.length, device=self.device)
+                loss = self.loss(self.data[starts[:, None] + window]) / args.accumulate
                 loss.backward()
             value += loss.item()
         gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), args.clip)
@@ -246,6 +268,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "data_rng": self.rng_states,
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(state, self.ckpt)
 
     def should_stop(self) -> bool:
@@ -277,16 +301,18 @@ class Trainer:
             "seconds": round(seconds, 1),
             "world_size": self.world,
             "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "parameters": self.net.num_parameters(),
             "history": self.history,
         }
         save_model_dir(self.out / "model", self.net, self.cfg, args.save_dtype)
 
 
-def train(args, progress=None, log=print) -> dict:
-    """Run the training ``args`` (an :class:`engine_sedd.options.TrainOptions`) describes."""
+def train(args, progress=None, log=print, device: str | None = None) -> dict:
+    """Run the training ``args`` (an :class:`engine_sedd.options.TrainOptions`) describes, on
+    ``device`` (default: the CPU)."""
     args = attrs.evolve(args, data=args.data or str(DEFAULT_DATA))
-    t = Trainer(args, log)
+    t = Trainer(args, log, device)
     bar = progress(total=args.steps, desc=f"train {args.objective}") if progress else None
     if bar is not None and t.step:
         bar.update(t.step)

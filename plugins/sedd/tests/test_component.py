@@ -6,6 +6,7 @@ import math
 import engine_sedd.plugin
 import numpy as np
 import pytest
+import torch
 from engine_sedd.torch_path import SEDDSampler
 
 from engine.cli import main
@@ -243,6 +244,12 @@ def test_cli_train_and_export(capsys, corpus, tmp_path):
     assert json.loads(out)["steps"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
     code, _, err = run_cli(capsys, "train", "sedd", "--data", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x"))
     assert code == 1 and "corpus not found" in one_line_error(err) and not (tmp_path / "x" / "model").exists()
+    for device, message in (("mps", "CPU or a CUDA GPU, not 'mps'"), ("gpu0", "unknown torch device 'gpu0'")):
+        code, _, err = run_cli(capsys, "train", "sedd", *run[:2], "-o", str(tmp_path / device), "--device", device)
+        assert code != 0 and message in one_line_error(err) and not (tmp_path / device).exists()
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, "train", "sedd", *run[:2], "-o", str(tmp_path / "y"), "--device", "cuda")
+        assert code != 0 and "sees no CUDA GPU" in one_line_error(err)
     model = str(tmp_path / "run" / "model")
     code, out, err = run_cli(capsys, "--json", "export", "sedd", "--model", model, "-o", str(tmp_path / "a"))
     assert code == 0, err
