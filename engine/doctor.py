@@ -31,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 RUNTIME_HINT = "pip install 'engine-core[runtime]' (or 'engine-core[gpu]' on a CUDA machine)"
+NO_CUDA_RUNTIME_HINT = (
+    "this machine has an NVIDIA GPU but this onnxruntime build has no CUDA provider, so artifacts run on "
+    "the CPU: pip uninstall onnxruntime, then pip install 'engine-core[gpu]' (onnxruntime-gpu)"
+)
 PROBE_TIMEOUT_S = 60.0  # a TensorRT engine build for the probe takes seconds, not minutes
 SMI_TIMEOUT_S = 10.0
 CPU_FEATURES = {
@@ -71,9 +75,12 @@ def report(timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
         "platform": _guard(errors, "platform", _platform, {}),
         "cpu": _guard(errors, "cpu", _cpu, {}),
         "torch": _dist_version("torch"),
+        "gpus": _guard(errors, "gpus", gpu_names, []),
     }
     out.update(_guard(errors, "onnxruntime", lambda: _runtime(timeout), {"onnxruntime": None, "providers": {}}))
     out.setdefault("hints", [])
+    if out["gpus"] and out["onnxruntime"] and "CUDAExecutionProvider" not in out["providers"]:
+        out["hints"].append(NO_CUDA_RUNTIME_HINT)
     out["errors"] = errors
     return out
 
@@ -250,6 +257,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"cpu {cpu.get('model') or 'unknown'}: {cpu.get('logical_cores')} logical cores")
     lines.extend(_feature_lines(cpu.get("features") or {}))
     lines.append(f"torch {report.get('torch') or 'not installed'}")
+    lines.extend(f"gpu {name}" for name in report.get("gpus", []))
     lines.extend(_runtime_lines(report))
     lines.extend(f"hint: {h}" for h in report.get("hints", []))
     lines.extend(f"error: {e}" for e in report.get("errors", []))

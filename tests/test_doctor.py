@@ -11,7 +11,10 @@ import engine
 from engine import doctor
 from engine.testing import run_without
 
-KEYS = {"engine_core", "plugins", "python", "platform", "cpu", "torch", "onnxruntime", "providers", "hints", "errors"}
+KEYS = {
+    *("engine_core", "plugins", "python", "platform", "cpu", "torch", "gpus"),
+    *("onnxruntime", "providers", "hints", "errors"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +131,18 @@ def test_int8_kernels_name_the_best_instructions(tmp_path, flags, kernels):
     assert cpu["int8_kernels"] == kernels
     assert f"int8 kernels: {kernels}" in doctor.format_report({"cpu": cpu})
     assert doctor._cpu(tmp_path / "absent")["int8_kernels"] is None
+
+
+@pytest.mark.parametrize("gpus", [[], ["NVIDIA H200, 143771 MiB"]])
+def test_a_gpu_beside_an_onnxruntime_without_cuda_gets_a_hint(monkeypatch, gpus):
+    """Seen on a GPU machine whose onnxruntime was the CPU build: artifacts ran on the CPU."""
+    monkeypatch.setattr(doctor, "gpu_names", lambda: gpus)
+    monkeypatch.setattr("onnxruntime.get_available_providers", lambda: ["CPUExecutionProvider"])
+    result = doctor.report()
+    assert result["gpus"] == gpus and list(result["providers"]) == ["CPUExecutionProvider"]
+    assert (doctor.NO_CUDA_RUNTIME_HINT in result["hints"]) == bool(gpus)
+    text = doctor.format_report(result)
+    assert ("gpu NVIDIA H200, 143771 MiB" in text) == bool(gpus)
 
 
 def test_gpu_names_without_nvidia_smi(monkeypatch):
