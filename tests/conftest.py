@@ -105,9 +105,6 @@ def only(monkeypatch):
     return restrict
 
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.fixture
 def spectra_file():
     """``spectra_file("formats", "x.mzML")``: a shared spectra file; the test skips when absent."""

@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+from engine.datasets import shared_data
+
+DATA = shared_data()  # $ENGINE_DATA_DIR, else the shared/data beside the checkout
 SPECTRA = DATA / "spectra"
 
 

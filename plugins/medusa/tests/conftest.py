@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.datasets import shared_data
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+SHARED_DATA = shared_data()  # $ENGINE_DATA_DIR, else the shared/data beside the checkout
 
 # The tiny test models gain nothing from more threads; the core's thread policy reads this
 # in every process the tests start, and in this one through use_torch_threads below.
