@@ -23,20 +23,20 @@ import attrs
 from engine import options as opts
 from engine.deps import available
 from engine.errors import EngineError, UsageError
+from engine.flags import (
+    BUILDING_VERBS,
+    COMMON_FLAGS,
+    DEPRECATED_FLAGS,
+    GLOBAL_FLAGS,
+    VERB_HELP,
+    ArgumentParser,
+    verb_parser,
+)
 from engine.host import Engine
-from engine.kinds import KIND_OF_VERB, KINDS, KINDS_BY_NAME
+from engine.kinds import KIND_OF_VERB, KINDS
 from engine.progress import Progress
 from engine.registry import CORE_VERBS, VERBS, ComponentSpec, resolve
 
-GLOBAL_FLAGS = {"--json": "json", "--quiet": "quiet", "-q": "quiet", "--debug": "debug"}
-VERB_HELP = {
-    **{kind.verb: kind.help for kind in KINDS_BY_NAME.values()},
-    "train": "train a component's model",
-    "eval": "evaluate a component's model",
-    "export": "export a component's model to an ONNX artifact",
-    "bench": "benchmark a component (JSON with --json)",
-    "demo": "show each installed component's main job on its default model",
-}
 OTHER_COMMANDS = {
     "plugins": "list plugins, their components and load errors (--check: run the conformance kit)",
     "list": "list registered components",
@@ -44,42 +44,6 @@ OTHER_COMMANDS = {
     "help": "help on a verb or a component: engine help VERB [NAME]",
     "version": "print the engine version",
 }
-
-#: The common flags: (flags, dest, argparse keywords).
-COMMON_FLAGS = {
-    "model": (("--model",), {"help": "weights folder or model id the component loads (default: its own)"}),
-    "artifact": (("--artifact",), {"help": "run this exported artifact on onnxruntime instead of torch"}),
-    "provider": (
-        ("--provider",),
-        {"choices": ("auto", "cpu", "cuda", "tensorrt"), "help": "onnxruntime provider, with --artifact"},
-    ),
-    "device": (("--device",), {"help": "torch device (cpu, cuda, cuda:1), without --artifact"}),
-    "threads": (("--threads",), {"type": int, "help": "threads for torch and onnxruntime (default: $ENGINE_THREADS)"}),
-    "output": (("-o", "--output"), {"help": "where to write the result"}),
-    "seed": (("--seed",), {"type": int, "help": "random seed"}),
-    "force": (("--force",), {"action": "store_true", "help": "replace an existing artifact"}),
-    "quantize": (("--quantize",), {"choices": ("int8", "int4"), "help": "quantize the exported weights"}),
-}
-_RUNS = ("model", "artifact", "provider", "device", "threads")
-VERB_FLAGS = {
-    **{kind.verb: (*_RUNS, "output", "seed") for kind in KINDS_BY_NAME.values()},
-    "export": ("model", "device", "threads", "output", "force", "quantize"),
-    "eval": (*_RUNS, "output", "seed"),
-    "bench": (*_RUNS, "output", "seed"),
-    "train": ("model", "device", "threads", "output", "seed"),
-    "demo": _RUNS,
-}
-#: Verbs that build the component, so its options apply.
-BUILDING_VERBS = frozenset({*KIND_OF_VERB, "export", "eval", "bench", "demo"})
-#: Old spellings kept for one release (see CHANGELOG.md): old flag -> new flag.
-DEPRECATED_FLAGS = {"--onnx": "--artifact", "--weights": "--model", "--out": "--output"}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one-line usage errors instead of an exit."""
-
-    def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message} (see: {self.prog} --help)")
 
 
 @attrs.define
@@ -297,31 +261,6 @@ def run_verb(engine: Engine, spec: ComponentSpec, verb: str, argv: list[str], fl
 
             return _finish(jobs.run(ctx), ctx)
         return _finish(spec.command(verb)(ctx), ctx)
-
-
-def verb_parser(spec: ComponentSpec, verb: str) -> argparse.ArgumentParser:
-    """Every flag of ``engine VERB NAME``: common, the kind's, the component's, the verb's."""
-    parser = ArgumentParser(
-        prog=f"engine {verb} {spec.name}", description=f"{VERB_HELP[verb]}: {spec.description}", allow_abbrev=False
-    )
-    common = parser.add_argument_group("common flags")
-    taken = {"-h", "--help", *GLOBAL_FLAGS}
-    for key in VERB_FLAGS[verb]:
-        names, kwargs = COMMON_FLAGS[key]
-        common.add_argument(*names, dest=key, **kwargs)
-        taken.update(names)
-    if verb == "export":  # the old positional destination, kept one release
-        parser.add_argument("legacy_destination", nargs="?", help=argparse.SUPPRESS)
-    kind = KINDS_BY_NAME[spec.kind]
-    if verb == kind.verb:
-        from engine import jobs
-
-        jobs.add_io_flags(kind, parser, taken)
-        opts.add_flags(parser, kind.config, f"{spec.kind} flags", taken)
-    if verb in BUILDING_VERBS:
-        opts.add_flags(parser, spec.options_class(), f"{spec.name} options", taken)
-    opts.add_flags(parser, spec.options_class(verb), f"{spec.name} {verb} options", taken)
-    return parser
 
 
 def _deprecated_aliases(argv: list[str]) -> list[str]:

@@ -76,7 +76,7 @@ def check_registration(plugin: Any) -> Engine:
 
 def _check_options(spec: ComponentSpec) -> None:
     """Declared options classes resolve and their flags build (no clash with the core's)."""
-    from engine.cli import verb_parser
+    from engine.flags import verb_parser
 
     try:
         for verb in spec.verbs:

@@ -83,7 +83,7 @@ def test_reserved_verbs_are_documented():
 
 
 def test_common_flags_table_matches_the_parser():
-    from engine.cli import COMMON_FLAGS
+    from engine.flags import COMMON_FLAGS
 
     text = (DOCS / "cli.md").read_text()
     for names, _ in COMMON_FLAGS.values():
