@@ -30,6 +30,7 @@ done
 # The third machine (an AMD EPYC with AVX-512 VNNI and BF16): the same three lines with _zen4 names
 # The fourth (an AMD EPYC of CPU family 26, Zen 5; llama-cpp-python 0.3.36 installed): the same three lines with
 #   _zen5 names (tune_tree_ort_zen5.json, tune_tree_torch_zen5.json, bench_zen5.json), when_zen5.txt
+#   then: $E --json medusa tune-tree --artifact <the bench's cached int4 copy> --threads 1 > scripts/results/tune_tree_ort_int4_zen5.json
 # (tune_tree_ort_zen4.json, tune_tree_torch_zen4.json, bench_zen4.json), when_zen4.txt
 # Row invariance of whole graphs (fp32 and the bench's cached quantized copies, on the AMD EPYC):
 #   python scripts/nbits_rows.py > scripts/results/nbits_rows_amd.json
