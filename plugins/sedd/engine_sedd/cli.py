@@ -31,8 +31,9 @@ def train(ctx):
 
     fixed = {"out": ctx.output, "seed": ctx.seed, "threads": ctx.threads}
     options = attrs.evolve(ctx.verb_options, **{k: v for k, v in fixed.items() if v is not None})
-    progress = lambda total, desc: ctx.progress(total=total, desc=desc)  # noqa: E731
-    return run(options, progress=progress, log=ctx.echo, device=ctx.device)
+    return run(
+        options, progress=lambda total, desc: ctx.progress(total=total, desc=desc), log=ctx.echo, device=ctx.device
+    )
 
 
 def evaluate(ctx):
