@@ -12,12 +12,20 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.interfaces import ConfigError
+
 from .graphs import graph_from_config
 from .model import ModelConfig, ScoreNet
 from .schedules import schedule_from_config
 from .text import tokenizer_from_dict
 
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def check_device(device: str) -> None:
+    """A one-line ConfigError when ``device`` names CUDA and this torch sees no CUDA GPU."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but this torch build sees no CUDA GPU")
 
 
 def read_config(model_dir) -> dict:

@@ -8,7 +8,7 @@ import torch
 from engine.interfaces import ConfigError
 from engine.runtime import use_torch_threads
 
-from .bundle import load_model_dir
+from .bundle import check_device, load_model_dir
 from .component import SEDDSamplerBase, resolve_model
 
 DTYPES = ("fp32", "bf16")
@@ -30,8 +30,7 @@ class SEDDSampler(SEDDSamplerBase):
     ):
         use_torch_threads(threads)
         device = str(device or "cpu")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but this torch build sees no CUDA GPU")
+        check_device(device)
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be fp32 or bf16, got {dtype!r}")
         self.model_dir = resolve_model(model)

@@ -21,7 +21,7 @@ from engine.datasets import shared_data
 from engine.interfaces import ConfigError
 from engine.runtime import use_torch_threads
 
-from .bundle import save_model_dir
+from .bundle import check_device, save_model_dir
 from .graphs import GRAPHS
 from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
 from .losses import ar_nll, sedd_loss
@@ -138,8 +138,7 @@ def train_device(device: str | None, world: int = 1) -> torch.device:
         raise ConfigError(f"unknown torch device {device!r}; use cpu or cuda (cuda:1, ...)") from None
     if chosen.type not in ("cpu", "cuda"):
         raise ConfigError(f"training runs on the CPU or a CUDA GPU, not {device!r}")
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but this torch build sees no CUDA GPU")
+    check_device(str(chosen))
     if chosen.type == "cuda" and world > 1:
         raise ConfigError("several processes (torchrun) train on the CPU; on a GPU run one process")
     return chosen
