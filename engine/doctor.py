@@ -77,7 +77,10 @@ def report(timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
         "torch": _dist_version("torch"),
         "gpus": _guard(errors, "gpus", gpu_names, []),
     }
-    out.update(_guard(errors, "onnxruntime", lambda: _runtime(timeout), {"onnxruntime": None, "providers": {}}))
+    runtime = _guard(
+        errors, "onnxruntime", lambda: _runtime(timeout, out["gpus"]), {"onnxruntime": None, "providers": {}}
+    )
+    out.update(runtime)
     out.setdefault("hints", [])
     if out["gpus"] and out["onnxruntime"] and "CUDAExecutionProvider" not in out["providers"]:
         out["hints"].append(NO_CUDA_RUNTIME_HINT)
@@ -167,7 +170,7 @@ def _no_runtime() -> dict[str, Any]:
     return {"onnxruntime": None, "providers": {}, "hints": [RUNTIME_HINT]}
 
 
-def _runtime(timeout: float) -> dict[str, Any]:
+def _runtime(timeout: float, gpus: list[str] | None = None) -> dict[str, Any]:
     from engine.runtime import installed_runtimes, runtime_conflict
 
     try:
@@ -178,13 +181,16 @@ def _runtime(timeout: float) -> dict[str, Any]:
         return _no_runtime()
     conflict = runtime_conflict()
     hints = [conflict] if conflict else []
-    providers = {name: probe_provider(ort, name, timeout) for name in ort.get_available_providers()}
+    providers = {name: probe_provider(ort, name, timeout, gpus) for name in ort.get_available_providers()}
     info = {"version": getattr(ort, "__version__", None), "distributions": installed_runtimes()}
     return {"onnxruntime": info, "providers": providers, "hints": hints}
 
 
-def probe_provider(ort: Any, provider: str, timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
-    """``{"listed": True, "runs": bool, "error": str | None}`` for one provider; never raises."""
+def probe_provider(
+    ort: Any, provider: str, timeout: float = PROBE_TIMEOUT_S, gpus: list[str] | None = None
+) -> dict[str, Any]:
+    """``{"listed": True, "runs": bool, "error": str | None}`` for one provider; never raises.
+    ``gpus``: the GPUs already listed by :func:`gpu_names` (else it is asked again)."""
     result: dict[str, Any] = {"listed": True, "runs": False, "error": None}
     try:
         _bounded(lambda: _run_probe(ort, provider), timeout)
@@ -194,7 +200,7 @@ def probe_provider(ort: Any, provider: str, timeout: float = PROBE_TIMEOUT_S) ->
     if provider in PROVIDER_NOTES:
         result["note"] = PROVIDER_NOTES[provider]
     if provider == "CUDAExecutionProvider":
-        result["devices"] = gpu_names()
+        result["devices"] = gpu_names() if gpus is None else gpus
     return result
 
 
@@ -257,7 +263,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"cpu {cpu.get('model') or 'unknown'}: {cpu.get('logical_cores')} logical cores")
     lines.extend(_feature_lines(cpu.get("features") or {}))
     lines.append(f"torch {report.get('torch') or 'not installed'}")
-    lines.extend(f"gpu {name}" for name in report.get("gpus", []))
+    if not any(p.get("devices") for p in report.get("providers", {}).values()):  # else listed under CUDA
+        lines.extend(f"gpu {name}" for name in report.get("gpus", []))
     lines.extend(_runtime_lines(report))
     lines.extend(f"hint: {h}" for h in report.get("hints", []))
     lines.extend(f"error: {e}" for e in report.get("errors", []))
