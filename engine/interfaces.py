@@ -31,6 +31,14 @@ def _at_least(low: float) -> Callable[[Any, attrs.Attribute, Any], None]:
     return check
 
 
+def _finite_above(low: float) -> Callable[[Any, attrs.Attribute, Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not math.isfinite(value) or value <= low:
+            raise ConfigError(f"{attribute.name} must be a finite number > {low}, got {value!r}")
+
+    return check
+
+
 def _finite_at_least(low: float) -> Callable[[Any, attrs.Attribute, Any], None]:
     def check(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not math.isfinite(value) or value < low:
@@ -164,6 +172,11 @@ class SamplingConfig:
     steps: int = option(64, "denoising steps", validator=[_int, _at_least(1)])
     seed: int | None = option(None, "random seed", cli=False, validator=_optional_int)
     predictor: str = option("analytic", "sampler's update rule", validator=_typed(str))
+    temperature: float = option(
+        1.0,
+        "divides the log-probabilities of each token drawn (1: the model's own; below 1: likelier, less varied text)",
+        validator=[_number, _finite_above(0.0)],
+    )
     prefix: str | None = option(
         None, "text the samples start with", type=str, validator=attrs.validators.optional(_typed(str))
     )

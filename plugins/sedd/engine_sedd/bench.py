@@ -22,7 +22,9 @@ SEED = 1234
 
 def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, dict]:
     """(samples per second, tokens, network invocations and evaluations per sequence)."""
-    cfg = SamplingConfig(num_samples=options.batch, length=options.length, steps=steps, seed=seed)
+    cfg = SamplingConfig(
+        num_samples=options.batch, length=options.length, steps=steps, seed=seed, temperature=options.temperature
+    )
     start = time.perf_counter()
     result = sampler.sample(cfg)
     rate = options.batch / (time.perf_counter() - start)
@@ -76,12 +78,13 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         "cache": torch_sampler.cache,
         "length": options.length,
         "batch": options.batch,
+        "temperature": options.temperature,
         "threads": torch.get_num_threads(),
         "device": f"{torch_sampler.device} ({platform.processor() or platform.machine()}), onnxruntime {providers[0]}",
         "engine_version": __version__,
     }
     if not options.skip_bpc:
-        from .evaluation import evaluate_models, judge_samples
+        from .evaluation import evaluate_models, judge_samples, token_entropy, validation_sequences
 
         log("evaluating validation bits per character ...")
         wanted = EvalOptions(ar=options.ar, data=options.data, times=options.eval_times, max_seqs=options.eval_seqs)
@@ -98,6 +101,10 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         )
         # the paper's "generative perplexity", with the AR baseline as the judge
         out["gen_bpc_under_ar"] = judge_samples(options.ar, drawn, torch_sampler.config["tokenizer"])
+        # variety beside likelihood: the samples' token entropy against validation text's
+        out["sample_token_entropy_bits"] = {k: token_entropy(v[:, : options.length]) for k, v in drawn.items()}
+        val = validation_sequences(torch_sampler.config, torch_sampler.tokenizer, options.data)
+        out["data_token_entropy_bits"] = token_entropy(val[:, : options.length])
         if quantized:
             tokenizer = torch_sampler.config["tokenizer"]
             quantized["gen_bpc_under_ar"] = judge_samples(options.ar, quantized_drawn, tokenizer)

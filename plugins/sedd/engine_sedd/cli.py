@@ -26,13 +26,19 @@ def _refuse(ctx, flags: tuple[str, ...], why: str) -> None:
 
 
 def train(ctx):
-    _refuse(ctx, ("model",), "it trains a new model into the -o run folder")
+    """Train into the -o run folder; with --model, starting from that model's weights."""
+    from .component import resolve_model
     from .training import train as run
 
     fixed = {"out": ctx.output, "seed": ctx.seed, "threads": ctx.threads}
     options = attrs.evolve(ctx.verb_options, **{k: v for k, v in fixed.items() if v is not None})
+    start_from = resolve_model(ctx.model) if ctx.model is not None else None
     return run(
-        options, progress=lambda total, desc: ctx.progress(total=total, desc=desc), log=ctx.echo, device=ctx.device
+        options,
+        progress=lambda total, desc: ctx.progress(total=total, desc=desc),
+        log=ctx.echo,
+        device=ctx.device,
+        start_from=start_from,
     )
 
 

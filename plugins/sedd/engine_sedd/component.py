@@ -117,6 +117,7 @@ class SEDDSamplerBase(Sampler):
             predictor=config.predictor,
             fixed=fixed,
             seed=config.seed,
+            temperature=config.temperature,
             on_step=on_step,
         )
         self.network_calls, self.network_evals = network.calls, network.evals

@@ -119,3 +119,16 @@ def judge_samples(ar="default", samples: dict | None = None, tokenizer: dict | N
         chars = np.mean([tok.num_chars(row) for row in np.asarray(tokens).tolist()])
         out[key] = float(nll.mean() / (chars * np.log(2)))
     return out
+
+
+def token_entropy(rows) -> float:
+    """Mean over rows of the entropy (bits) of each row's token histogram: how varied a sample
+    is, beside how likely (a low temperature buys likelihood with variety; real text of the same
+    length is the reference)."""
+    rows = np.asarray(rows)
+    out = []
+    for row in rows:
+        p = np.bincount(row) / len(row)
+        p = p[p > 0]
+        out.append(float(-(p * np.log2(p)).sum()))
+    return float(np.mean(out))

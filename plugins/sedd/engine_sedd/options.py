@@ -134,6 +134,9 @@ class BenchOptions:
     eval_times: int = option(4, "time samples per sequence for the bound", validator=_positive)
     data: str | None = option(None, "corpus for the bits-per-character rows (default: the model's)", type=str)
     skip_bpc: bool = option(False, "time the samplers only")
+    temperature: float = option(
+        1.0, "sampling temperature of every draw (1: the model's own distribution)", validator=_positive
+    )
     # the shipped artifact is the int8 export, so the bench times it by default
     quantize: str = option(
         "int8",

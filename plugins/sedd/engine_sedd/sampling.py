@@ -30,19 +30,39 @@ def sample_categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(idx, probs.shape[-1] - 1).astype(np.int64)
 
 
+def temper(probs: np.ndarray, vocab: int, temperature: float) -> np.ndarray:
+    """A draw's probabilities at ``temperature`` on the absorbing graph: among the data tokens
+    (the first ``vocab`` columns) p ** (1 / T), rescaled to the mass they had, so a MASK is
+    unmasked this step exactly as often as at T = 1 and only its choice of token is sharpened
+    (T < 1) or flattened (T > 1); a MASK column, if any, is kept. Rows without data mass stay."""
+    if temperature == 1.0:
+        return probs
+    data = np.clip(probs[..., :vocab], 0.0, None)
+    mass = data.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        scaled = np.log(data) / temperature
+    peak = scaled.max(-1, keepdims=True)
+    weights = np.exp(scaled - np.where(np.isfinite(peak), peak, 0.0))
+    total = weights.sum(-1, keepdims=True)
+    tempered = np.where(total > 0, weights * mass / np.where(total > 0, total, 1.0), data)
+    return np.concatenate([tempered, probs[..., vocab:]], axis=-1)
+
+
 class Predictor:
     """One reverse step from time t to t - dt."""
 
     name = "base"
 
-    def __init__(self, graph: Graph, schedule: Schedule):
-        self.graph, self.schedule = graph, schedule
+    def __init__(self, graph: Graph, schedule: Schedule, *, temperature: float = 1.0):
+        if temperature != 1.0 and not graph.absorbing:
+            raise ConfigError(f"temperature {temperature} needs the absorbing graph, not {graph.name!r}")
+        self.graph, self.schedule, self.temperature = graph, schedule, temperature
 
     def probs(self, score_fn: ScoreFn, x, t: float, dt: float) -> np.ndarray:
         raise NotImplementedError
 
     def update(self, score_fn: ScoreFn, x, t: float, dt: float, rng: np.random.Generator):
-        p = self.probs(score_fn, x, t, dt)
+        p = temper(self.probs(score_fn, x, t, dt), self.graph.vocab, self.temperature)
         return sample_categorical(p, rng.random(x.shape))
 
 
@@ -73,14 +93,14 @@ class AnalyticPredictor(Predictor):
         return stag * self.graph.transp_transition(x, delta)
 
 
-def denoise(graph: Graph, schedule: Schedule, score_fn: ScoreFn, x, t: float, rng):
+def denoise(graph: Graph, schedule: Schedule, score_fn: ScoreFn, x, t: float, rng, temperature: float = 1.0):
     """Final Tweedie step from t to 0; for absorbing the MASK column is dropped so no
     MASK survives."""
     sigma_bar = schedule.total(np.full(len(x), t))
     probs = graph.staggered_score(score_fn(x, sigma_bar), sigma_bar)
     probs = probs * graph.transp_transition(x, sigma_bar)
     if graph.absorbing:
-        probs = probs[..., : graph.vocab]
+        probs = temper(probs[..., : graph.vocab], graph.vocab, temperature)
     return sample_categorical(probs, rng.random(x.shape))
 
 
@@ -96,17 +116,20 @@ def sample(
     fixed: Mapping[int, int] | None = None,
     seed: int | None = None,
     eps: float = 1e-5,
+    temperature: float = 1.0,
     on_step=None,
 ) -> np.ndarray:
     """Reverse the diffusion from t = 1 to eps in `steps` uniform steps, then denoise.
-    `fixed` maps positions to token ids that are written back before every step."""
+    `fixed` maps positions to token ids that are written back before every step;
+    `temperature` (absorbing graph only) sharpens or flattens each unmasking's choice."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if batch < 1 or length < 1:
         raise ValueError("batch and length must be >= 1")
     pos, vals = _fixed_arrays(fixed or {}, length, graph.vocab)
     rng = np.random.default_rng(seed)
-    step = PREDICTORS.create(predictor, graph, schedule)
+    # a predictor written before temperatures existed still loads: it is asked only for T != 1
+    step = PREDICTORS.create(predictor, graph, schedule, **({"temperature": temperature} if temperature != 1 else {}))
     x = graph.sample_limit((batch, length), rng)
     times = np.linspace(1.0, eps, steps + 1)
     dt = (1.0 - eps) / steps
@@ -116,7 +139,7 @@ def sample(
         if on_step is not None:
             on_step(i)
     x[:, pos] = vals
-    x = denoise(graph, schedule, score_fn, x, float(times[-1]), rng)
+    x = denoise(graph, schedule, score_fn, x, float(times[-1]), rng, temperature)
     x[:, pos] = vals
     return x
 

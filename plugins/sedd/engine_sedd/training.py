@@ -21,7 +21,7 @@ from engine.datasets import shared_data
 from engine.interfaces import ConfigError
 from engine.runtime import use_torch_threads
 
-from .bundle import check_device, save_model_dir
+from .bundle import check_device, load_model_dir, save_model_dir
 from .graphs import GRAPHS
 from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
 from .losses import ar_nll, sedd_loss
@@ -31,6 +31,8 @@ from .text import BPETokenizer, CharTokenizer, read_corpus, split_corpus
 
 DEFAULT_DATA = shared_data("text", "tinyshakespeare.txt")
 DEFAULT_SCHEDULE = {"absorbing": "loglinear", "uniform": "geometric"}
+# what a model folder must share with a run that starts from its weights
+_SAME_TO_START_FROM = ("objective", "model", "graph", "schedule", "tokenizer", "seq_len")
 
 
 class EMA:
@@ -47,6 +49,10 @@ class EMA:
         with torch.no_grad():
             for s, p in zip(self.shadow, net.parameters(), strict=True):
                 p.copy_(s)
+
+
+def _run_config(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k != "started_from"}
 
 
 def lr_at(step, args):
@@ -148,7 +154,7 @@ class Trainer:
     """One training run: model, optimiser, EMA, data stream and checkpoints, on ``device``
     (the CPU by default; random draws come from a generator on that device)."""
 
-    def __init__(self, args, log=print, device: str | None = None):
+    def __init__(self, args, log=print, device: str | None = None, start_from=None):
         use_torch_threads(args.threads)
         self.args, self.log = args, log
         self.rank, self.world = _dist()
@@ -172,6 +178,8 @@ class Trainer:
         self.gen = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + self.rank)
         self.step, self.history, self.rng_states, self.loss_avg = 0, [], [], None
         self.start = time.time()
+        if start_from is not None:
+            self.start_from(start_from)
         if args.resume:
             self.resume()
         self.model = self.net
@@ -183,12 +191,26 @@ class Trainer:
         val = chunk(val_tokens, args.length)
         self.val_seqs = val[np.linspace(0, len(val) - 1, min(args.eval_seqs, len(val))).astype(int)]
 
+    def start_from(self, model_dir):
+        """Warm start: this run's network and EMA begin at the weights of ``model_dir``, a model
+        folder of the same configuration (objective, network, noise, tokenizer, length); the
+        optimiser, schedule and step count start afresh. The folder is on the run's record."""
+        net, cfg, *_ = load_model_dir(model_dir)
+        differing = [k for k in _SAME_TO_START_FROM if cfg.get(k) != self.cfg[k]]
+        if differing:
+            raise ConfigError(f"--model {model_dir}: another configuration than this run's ({', '.join(differing)})")
+        self.net.load_state_dict(net.state_dict())
+        self.ema = EMA(self.net, self.args.ema)
+        self.cfg["started_from"] = {"model": str(model_dir), "steps": cfg.get("training", {}).get("steps")}
+
     def resume(self):
         if not self.ckpt.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.ckpt}")
         state = load_checkpoint(self.ckpt)
-        if state["config"] != self.cfg:
+        if _run_config(state["config"]) != _run_config(self.cfg):
             raise ConfigError("--resume: checkpoint was trained with a different configuration")
+        if "started_from" in state["config"]:  # a warm-started run resumes without --model
+            self.cfg["started_from"] = state["config"]["started_from"]
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.ema.shadow = [s.to(self.device) for s in state["ema"]]
@@ -307,11 +329,11 @@ class Trainer:
         save_model_dir(self.out / "model", self.net, self.cfg, args.save_dtype)
 
 
-def train(args, progress=None, log=print, device: str | None = None) -> dict:
+def train(args, progress=None, log=print, device: str | None = None, start_from=None) -> dict:
     """Run the training ``args`` (an :class:`engine_sedd.options.TrainOptions`) describes, on
-    ``device`` (default: the CPU)."""
+    ``device`` (default: the CPU), from fresh weights or from the model folder ``start_from``."""
     args = attrs.evolve(args, data=args.data or str(DEFAULT_DATA))
-    t = Trainer(args, log, device)
+    t = Trainer(args, log, device, start_from)
     bar = progress(total=args.steps, desc=f"train {args.objective}") if progress else None
     if bar is not None and t.step:
         bar.update(t.step)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -48,6 +49,35 @@ def test_resume_refuses_other_config(corpus, tmp_path):
     train(train_args(data=str(corpus), out=str(tmp_path), steps=6), log=lambda m: None)
     with pytest.raises(ValueError, match="different configuration"):
         train(train_args(data=str(corpus), out=str(tmp_path), hidden=64, resume=True), log=lambda m: None)
+
+
+def test_a_run_can_start_from_a_model_and_resume_without_naming_it_again(corpus, tiny_model, tmp_path):
+    """--model: the run begins at that model's weights (a run stopped at step 0 saves them
+    unchanged) and records it; stopping and resuming gives the uninterrupted run's weights."""
+    args = train_args(data=str(corpus))
+    train(attrs.evolve(args, out=str(tmp_path / "zero"), stop_at=0), log=lambda m: None, start_from=tiny_model)
+    start = load_model_dir(tiny_model)[0].state_dict()
+    for k, v in load_model_dir(tmp_path / "zero" / "model")[0].state_dict().items():
+        torch.testing.assert_close(v, start[k], rtol=0, atol=0)
+    assert read_config(tmp_path / "zero" / "model")["started_from"] == {"model": str(tiny_model), "steps": 12}
+    train(attrs.evolve(args, out=str(tmp_path / "full")), log=lambda m: None, start_from=tiny_model)
+    part = str(tmp_path / "part")
+    train(attrs.evolve(args, out=part, stop_at=6), log=lambda m: None, start_from=tiny_model)
+    train(attrs.evolve(args, out=part, resume=True), log=lambda m: None)
+    a = load_model_dir(tmp_path / "full" / "model")[0].state_dict()
+    b = load_model_dir(tmp_path / "part" / "model")[0].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert read_config(tmp_path / "part" / "model")["started_from"]["model"] == str(tiny_model)
+
+
+def test_starting_from_a_model_of_another_shape_is_one_clear_error(corpus, tiny_model, tmp_path):
+    with pytest.raises(ValueError, match=r"--model .*: another configuration than this run's \(model\)$"):
+        train(train_args(data=str(corpus), out=str(tmp_path), hidden=64), log=lambda m: None, start_from=tiny_model)
+    with pytest.raises(ValueError, match=r"\(objective, model, graph, schedule\)"):
+        train(
+            train_args(data=str(corpus), out=str(tmp_path), objective="ar"), log=lambda m: None, start_from=tiny_model
+        )
 
 
 def test_ar_objective_same_size(corpus, tmp_path, tiny_model):
