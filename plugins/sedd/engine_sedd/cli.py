@@ -15,6 +15,10 @@ DEMOS = (
         "infilling between a prefix and a suffix",
         {"length": 160, "steps": 64, "seed": 1, "prefix": "ROMEO:\n", "suffix": "\n\nJULIET:\nAy me!"},
     ),
+    (
+        "temperature 0.8: likelier, less varied characters (MODEL_CARD.md, Temperature)",
+        {"length": 256, "steps": 64, "seed": 0, "temperature": 0.8},
+    ),
 )
 
 

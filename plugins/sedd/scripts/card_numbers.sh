@@ -56,7 +56,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget temperature"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -89,6 +89,17 @@ target() {
     $E --json --quiet $BENCH > $R/bench_quiet.json ;;
   bench-quiet-speed) # the timings of bench-quiet once more, right after it (no bits-per-character rows)
     $E --json --quiet $BENCH --skip-bpc > $R/bench_quiet_speed.json ;;
+  second-budget) # "A second budget": the rule's measure of the continued pair (scripts/continue_default.sh ->
+    # runs/radd_cont, runs/ar_cont), the same sequences and t strata as eval, and their training records
+    for run in radd_cont ar_cont; do cp runs/$run/model/config.json $R/${run}_config.json; done
+    $E --json --quiet eval sedd --model runs/radd_cont/model --ar runs/ar_cont/model --times 8 --threads 1 \
+      > $R/cont_eval.json ;;
+  temperature) # "Temperature": the default's samples at T = 1, 0.9, 0.8, 0.7, judged by the AR baseline, with
+    # their token entropy (16 samples per draw; the bound rows on 32 sequences only, unchanged by T)
+    for t in 1.0 0.9 0.8 0.7; do
+      $E --json --quiet bench sedd --threads 1 --steps 64,256 --batch 16 --eval-seqs 32 --eval-times 1 \
+        --quantize none --temperature $t > $R/bench_temperature_$t.json
+    done ;;
   bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
     $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
