@@ -21,7 +21,8 @@ R = HERE / "results"
 WEIGHTS = PLUGIN / "engine_sedd" / "weights"
 ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
 # training records of earlier models (card_numbers.sh radd-2500-config, sedd-config)
-EARLIER = ("radd_2500", "ar_2500", "sedd_2500")
+# (radd_bf16: the 6,000-step default of 2026-12-02, from which the present default continued)
+EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16")
 
 
 def load(path: Path) -> dict | None:
@@ -51,7 +52,18 @@ def training(cfg: dict) -> dict:
         "batch": t["batch"],
         "parameters": t["parameters"],
         "characters_seen": t["steps"] * t["batch"] * cfg["seq_len"],
+        **_started_from(cfg),
     }
+
+
+def _started_from(cfg: dict) -> dict:
+    """A warm-started run's steps in all (its own and its starting model's, at the same batch)."""
+    earlier = (cfg.get("started_from") or {}).get("steps")
+    if not earlier:
+        return {}
+    t = cfg["training"]
+    total = t["steps"] + earlier
+    return {"steps_in_all": total, "characters_seen_in_all": total * t["batch"] * cfg["seq_len"]}
 
 
 def main() -> None:
@@ -82,6 +94,18 @@ def main() -> None:
         "validation_sequences_of_256": len(val_text) // default["seq_len"],
         "validation_characters_scored": len(val_text) // default["seq_len"] * default["seq_len"],
         "epochs_in_training": round(out["training"]["default"]["characters_seen"] / len(train_text), 1),
+        "epochs_in_all": round(
+            out["training"]["default"].get("characters_seen_in_all", out["training"]["default"]["characters_seen"])
+            / len(train_text),
+            1,
+        ),
+        "ar_epochs_at_best_val": round(
+            out["training"]["ar"]["best_val_step"]
+            * out["training"]["ar"]["batch"]
+            * default["seq_len"]
+            / len(train_text),
+            1,
+        ),
     }
 
     # shipped files
@@ -120,6 +144,18 @@ def main() -> None:
             "sedd_2500_bpc": round(sev["sedd_bpc"], 3),
             "bpc_ratio_sedd_2500": round(sev["bpc_ratio"], 2),
             "sedd_minus_radd_2500": round(sev["sedd_bpc"] - prev["sedd_bpc"], 3),
+        }
+    first, cont = load(R / "pair_6000_eval.json"), load(R / "cont_eval.json")
+    if first and cont:  # "A second budget": the continued pair against the pair it started from
+        like |= {
+            "pair_6000_bpc": round(first["sedd_bpc"], 3),
+            "pair_6000_bpc_ratio": round(first["bpc_ratio"], 3),
+            "pair_6000_minus_radd_2500": round(first["sedd_bpc"] - prev["sedd_bpc"], 3) if prev else None,
+            "ratio_pair_6000_vs_ar_2500": round(first["sedd_bpc"] / prev["ar_bpc"], 3) if prev else None,
+            "default_minus_pair_6000": round(ev["sedd_bpc"] - first["sedd_bpc"], 3),
+            "ar_cont_bpc": round(cont["ar_bpc"], 3),
+            "ar_cont_minus_ar": round(cont["ar_bpc"] - ev["ar_bpc"], 3),
+            "bpc_ratio_3dp": round(ev["bpc_ratio"], 3),
         }
     out["likelihood"] = like
 

@@ -56,7 +56,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget temperature"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -76,8 +76,11 @@ target() {
     done ;;
   eval-exports) # the bound of the shipped fp32 export and of its dynamic-int8 export (issue 15), the same
     # ELBO code and validation draws as eval, the network on onnxruntime
+    # (since the shipped artifact is the int8 export, both are exported here: it must equal runs/sedd-int8)
+    $E export sedd --force -o runs/sedd-fp32
     $E export sedd --quantize int8 --force -o runs/sedd-int8
-    $E --json --quiet eval sedd --artifact engine_sedd/artifacts/default --times 8 --threads 1 > $R/eval_export_fp32.json
+    cmp runs/sedd-int8/score_net.onnx engine_sedd/artifacts/default/score_net.onnx
+    $E --json --quiet eval sedd --artifact runs/sedd-fp32 --times 8 --threads 1 > $R/eval_export_fp32.json
     $E --json --quiet eval sedd --artifact runs/sedd-int8 --times 8 --threads 1 > $R/eval_export_int8.json ;;
   b64-int8) # 64 samples per draw at 256 steps, fp32 and int8 exports judged by the AR baseline (the spread of
     # the 8-sample figures); the bound rows on 16 sequences only
@@ -94,6 +97,11 @@ target() {
     for run in radd_cont ar_cont; do cp runs/$run/model/config.json $R/${run}_config.json; done
     $E --json --quiet eval sedd --model runs/radd_cont/model --ar runs/ar_cont/model --times 8 --threads 1 \
       > $R/cont_eval.json ;;
+  samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
+    $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
+      > $R/sample_256_t0.8.json ;;
+  bench-second-budget) # the bench as it runs with no flag, on the default installed from runs/radd_cont
+    $E --json --quiet $BENCH > $R/bench_second_budget.json ;;
   temperature) # "Temperature": the default's samples at T = 1, 0.9, 0.8, 0.7, judged by the AR baseline, with
     # their token entropy (16 samples per draw; the bound rows on 32 sequences only, unchanged by T)
     for t in 1.0 0.9 0.8 0.7; do

@@ -36,7 +36,10 @@ def test_default_weights_are_small_fp16_and_described():
     assert sedd["model"]["max_len"] >= 256 and sedd["tokenizer"]["kind"] == "char"
     for cfg in (sedd, ar):
         assert cfg["training"]["data"] == "tinyshakespeare.txt" and cfg["training"]["train_fraction"] == 0.9
-    assert sedd["training"]["steps"] == ar["training"]["steps"]
+    # the default may continue an earlier run (started_from); the AR baseline is the better of the AR
+    # models trained with at most the default's budget in all (MODEL_CARD.md, "A second budget")
+    sedd_steps = sedd["training"]["steps"] + (sedd.get("started_from") or {}).get("steps", 0)
+    assert 0 < ar["training"]["steps"] <= sedd_steps
     assert sedd["training"]["parameters"] == ar["training"]["parameters"]
 
 
