@@ -21,15 +21,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from engine.runtime import create_session
+
 ROWS = (1, 2, 3, 5, 8)
 
 
-def session(path: Path, threads: int, profile: str | None = None) -> ort.InferenceSession:
+def session(path: Path, threads: int, profile: str | None = None):
+    """A CPU session from the engine's one session factory, profiling into ``profile`` if given."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
     if profile:
         options.enable_profiling, options.profile_file_prefix = True, profile
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return create_session(str(path), "cpu", threads=threads, options=options)
 
 
 def feeds(sess, rows: int, past: int, rng) -> dict:
