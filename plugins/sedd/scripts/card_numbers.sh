@@ -97,6 +97,12 @@ target() {
     for run in radd_cont ar_cont; do cp runs/$run/model/config.json $R/${run}_config.json; done
     $E --json --quiet eval sedd --model runs/radd_cont/model --ar runs/ar_cont/model --times 8 --threads 1 \
       > $R/cont_eval.json ;;
+  later-budgets) # "A third and fourth budget": the rule's measure of runs/radd_cont2 (2,000 steps from the second
+    # budget's model) and runs/radd_cont3 (3,000 from radd_cont2), the same sequences and t strata as eval
+    for run in radd_cont2 radd_cont3; do
+      cp runs/$run/model/config.json $R/${run}_config.json
+      $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
+    done ;;
   samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
     $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
       > $R/sample_256_t0.8.json ;;
