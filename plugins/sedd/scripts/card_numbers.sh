@@ -98,7 +98,7 @@ target() {
     $E --json --quiet eval sedd --model runs/radd_cont/model --ar runs/ar_cont/model --times 8 --threads 1 \
       > $R/cont_eval.json ;;
   later-budgets) # "A third and fourth budget": the rule's measure of runs/radd_cont2 (2,000 steps from the second
-    # budget's model) and runs/radd_cont3 (3,000 from radd_cont2), the same sequences and t strata as eval
+    # budget's model) and runs/radd_cont3 (6,000 from radd_cont2), the same sequences and t strata as eval
     for run in radd_cont2 radd_cont3; do
       cp runs/$run/model/config.json $R/${run}_config.json
       $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
