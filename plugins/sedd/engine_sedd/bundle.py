@@ -35,6 +35,12 @@ def read_config(model_dir) -> dict:
     return json.loads(path.read_text())
 
 
+def steps_in_all(cfg: dict) -> int:
+    """Training steps a model's weights have seen: its run's and, for a warm start, every step of
+    the model it started from (recorded as ``started_from.steps``, so chains of starts add up)."""
+    return cfg.get("training", {}).get("steps", 0) + (cfg.get("started_from") or {}).get("steps", 0)
+
+
 def save_model_dir(dest, net, config: dict, dtype: str = "fp32") -> Path:
     """Write config.json + model.safetensors into a temporary sibling, then rename."""
     dest = Path(dest)

@@ -21,7 +21,7 @@ from engine.datasets import shared_data
 from engine.interfaces import ConfigError
 from engine.runtime import use_torch_threads
 
-from .bundle import check_device, load_model_dir, save_model_dir
+from .bundle import check_device, load_model_dir, save_model_dir, steps_in_all
 from .graphs import GRAPHS
 from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
 from .losses import ar_nll, sedd_loss
@@ -201,7 +201,7 @@ class Trainer:
             raise ConfigError(f"--model {model_dir}: another configuration than this run's ({', '.join(differing)})")
         self.net.load_state_dict(net.state_dict())
         self.ema = EMA(self.net, self.args.ema)
-        self.cfg["started_from"] = {"model": str(model_dir), "steps": cfg.get("training", {}).get("steps")}
+        self.cfg["started_from"] = {"model": str(model_dir), "steps": steps_in_all(cfg)}
 
     def resume(self):
         if not self.ckpt.is_file():

@@ -69,6 +69,10 @@ def test_a_run_can_start_from_a_model_and_resume_without_naming_it_again(corpus,
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert read_config(tmp_path / "part" / "model")["started_from"]["model"] == str(tiny_model)
+    # a start from a warm-started model counts every step its weights have seen
+    full = tmp_path / "full" / "model"
+    train(attrs.evolve(args, out=str(tmp_path / "chain"), stop_at=0), log=lambda m: None, start_from=full)
+    assert read_config(tmp_path / "chain" / "model")["started_from"]["steps"] == args.steps + 12
 
 
 def test_starting_from_a_model_of_another_shape_is_one_clear_error(corpus, tiny_model, tmp_path):
