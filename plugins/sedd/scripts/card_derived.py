@@ -21,8 +21,9 @@ R = HERE / "results"
 WEIGHTS = PLUGIN / "engine_sedd" / "weights"
 ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
 # training records of earlier models (card_numbers.sh radd-2500-config, sedd-config)
-# (radd_bf16: the 6,000-step default of 2026-12-02, from which the present default continued)
-EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16")
+# (radd_bf16: the 6,000-step default of 2026-12-02; radd_cont: its second budget, the default until the
+# third and fourth budgets; card_numbers.sh second-budget)
+EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16", "radd_cont")
 
 
 def load(path: Path) -> dict | None:
@@ -57,13 +58,13 @@ def training(cfg: dict) -> dict:
 
 
 def _started_from(cfg: dict) -> dict:
-    """A warm-started run's steps in all (its own and its starting model's, at the same batch)."""
-    earlier = (cfg.get("started_from") or {}).get("steps")
-    if not earlier:
+    """A warm-started run's steps in all (its own and its starting weights', at the same batch)."""
+    from engine_sedd.bundle import steps_in_all
+
+    if not cfg.get("started_from"):
         return {}
-    t = cfg["training"]
-    total = t["steps"] + earlier
-    return {"steps_in_all": total, "characters_seen_in_all": total * t["batch"] * cfg["seq_len"]}
+    total = steps_in_all(cfg)
+    return {"steps_in_all": total, "characters_seen_in_all": total * cfg["training"]["batch"] * cfg["seq_len"]}
 
 
 def main() -> None:
@@ -157,6 +158,18 @@ def main() -> None:
             "ar_cont_minus_ar": round(cont["ar_bpc"] - ev["ar_bpc"], 3),
             "bpc_ratio_3dp": round(ev["bpc_ratio"], 3),
         }
+    second = load(R / "second_budget_eval.json")
+    if second:  # "A third and fourth budget": the default against the one it replaced
+        like |= {
+            "second_budget_bpc": round(second["sedd_bpc"], 3),
+            "second_budget_bpc_ratio": round(second["bpc_ratio"], 3),
+            "default_minus_second_budget": round(ev["sedd_bpc"] - second["sedd_bpc"], 3),
+            "ratio_minus_target_1_15": round(ev["bpc_ratio"] - 1.15, 3),
+        }
+        for run in ("radd_cont2", "radd_cont3"):
+            later = load(R / f"{run}_eval.json")
+            if later:
+                like[f"{run}_minus_second_budget"] = round(later["bpc"] - second["sedd_bpc"], 3)
     out["likelihood"] = like
 
     # bench-derived

@@ -56,7 +56,7 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -103,6 +103,8 @@ target() {
       cp runs/$run/model/config.json $R/${run}_config.json
       $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
     done ;;
+  bench-later-budgets) # the bench as it runs with no flag, on the default installed from the later budgets' candidate
+    $E --json --quiet $BENCH > $R/bench_later_budgets.json ;;
   samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
     $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
       > $R/sample_256_t0.8.json ;;
