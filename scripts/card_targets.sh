@@ -10,9 +10,10 @@ run_targets() {
   for t in "$@"; do # check every name before running anything
     case " $TARGETS " in *" $t "*) ;; *) target "$t" ;; esac
   done
-  for t in "$@"; do
-    echo "start $(stamp)" > $R/when_$t.txt
-    target "$t"
-    echo "end   $(stamp)" >> $R/when_$t.txt
+  # (a target's own loop may reuse any short variable name: bash variables are not local to a function)
+  for _card_target in "$@"; do
+    echo "start $(stamp)" > "$R/when_$_card_target.txt"
+    target "$_card_target"
+    echo "end   $(stamp)" >> "$R/when_$_card_target.txt"
   done
 }
