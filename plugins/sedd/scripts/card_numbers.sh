@@ -86,10 +86,12 @@ target() {
     # the 8-sample figures); the bound rows on 16 sequences only
     $E --json bench sedd --steps 256 --batch 64 --eval-seqs 16 --eval-times 1 --quantize int8 --threads 1 \
       > $R/bench_b64_int8.json ;;
-  bench-shipped) # the bench as it runs with no flag since the int8 artifact ships: fp32 and int8 exports
-    $E --json --quiet $BENCH > $R/bench_shipped.json ;;
-  bench-quiet) # bench-shipped again on 2026-12-04's machine (an AMD EPYC reporting CPU family 26, Zen 5)
-    $E --json --quiet $BENCH > $R/bench_quiet.json ;;
+  bench-shipped | bench-quiet | bench-second-budget | bench-later-budgets) # the bench as it runs with no flag
+    # (fp32 and the shipped int8 export), written to bench_<name>.json: bench-shipped once the int8 artifact
+    # shipped; bench-quiet again on 2026-12-04's machine (an AMD EPYC reporting CPU family 26, Zen 5);
+    # bench-second-budget and bench-later-budgets on the default installed from runs/radd_cont and runs/radd_cont3
+    name=${1#bench-}
+    $E --json --quiet $BENCH > $R/bench_${name//-/_}.json ;;
   bench-quiet-speed) # the timings of bench-quiet once more, right after it (no bits-per-character rows)
     $E --json --quiet $BENCH --skip-bpc > $R/bench_quiet_speed.json ;;
   second-budget) # "A second budget": the rule's measure of the continued pair (scripts/continue_default.sh ->
@@ -103,13 +105,9 @@ target() {
       cp runs/$run/model/config.json $R/${run}_config.json
       $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
     done ;;
-  bench-later-budgets) # the bench as it runs with no flag, on the default installed from the later budgets' candidate
-    $E --json --quiet $BENCH > $R/bench_later_budgets.json ;;
   samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
     $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
       > $R/sample_256_t0.8.json ;;
-  bench-second-budget) # the bench as it runs with no flag, on the default installed from runs/radd_cont
-    $E --json --quiet $BENCH > $R/bench_second_budget.json ;;
   temperature) # "Temperature": the default's samples at T = 1, 0.9, 0.8, 0.7, judged by the AR baseline, with
     # their token entropy (16 samples per draw; the bound rows on 32 sequences only, unchanged by T)
     for t in 1.0 0.9 0.8 0.7; do
