@@ -5,6 +5,13 @@
 
 stamp() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) loadavg $(cut -d' ' -f1-3 /proc/loadavg) cpus $(getconf _NPROCESSORS_ONLN)"; }
 
+# The callers' fallback arm, `*) unknown_target "$1" ;;`: "help" or a name not in $TARGETS.
+unknown_target() {
+  [ "$1" = help ] || echo "unknown target: $1" >&2
+  echo "usage: bash $0 TARGET [TARGET ...]; targets: $TARGETS" >&2
+  exit 2
+}
+
 run_targets() {
   if [ $# -eq 0 ]; then target help; fi
   for t in "$@"; do # check every name before running anything

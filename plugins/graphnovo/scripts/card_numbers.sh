@@ -202,10 +202,7 @@ EOF
     done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;
-  *)
-    [ "$1" = help ] || echo "unknown target: $1" >&2
-    echo "usage: bash $0 TARGET [TARGET ...]; targets: $TARGETS" >&2
-    exit 2 ;;
+  *) unknown_target "$1" ;;
   esac
 }
 

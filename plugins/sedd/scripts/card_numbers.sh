@@ -160,10 +160,7 @@ target() {
     git -C "$ROOT" show $SEDD_COMMIT:plugins/sedd/engine_sedd/weights/default/config.json > $R/sedd_2500_config.json ;;
   derived) # every number the card derives (training table, s/step, differences, ratios, sizes, counts)
     $PY scripts/card_derived.py > $R/card_derived.json ;;
-  *)
-    [ "$1" = help ] || echo "unknown target: $1" >&2
-    echo "usage: bash $0 TARGET [TARGET ...]; targets: $TARGETS" >&2
-    exit 2 ;;
+  *) unknown_target "$1" ;;
   esac
 }
 
