@@ -22,8 +22,9 @@ WEIGHTS = PLUGIN / "engine_sedd" / "weights"
 ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
 # training records of earlier models (card_numbers.sh radd-2500-config, sedd-config)
 # (radd_bf16: the 6,000-step default of 2026-12-02; radd_cont: its second budget, the default until the
-# third and fourth budgets; card_numbers.sh second-budget)
-EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16", "radd_cont")
+# third and fourth budgets; card_numbers.sh second-budget; radd_cont3: the fourth, the default until the
+# fifth, card_numbers.sh later-budgets; ar_d02: the AR at dropout 0.2, card_numbers.sh ar-dropout)
+EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16", "radd_cont", "radd_cont3", "ar_d02")
 
 
 def load(path: Path) -> dict | None:
@@ -170,6 +171,16 @@ def main() -> None:
             later = load(R / f"{run}_eval.json")
             if later:
                 like[f"{run}_minus_second_budget"] = round(later["bpc"] - second["sedd_bpc"], 3)
+    fourth = load(R / "fourth_budget_eval.json")
+    if fourth:  # "A fifth budget": the default against the one it replaced, and the AR at dropout 0.2
+        like |= {
+            "fourth_budget_bpc": round(fourth["sedd_bpc"], 3),
+            "fourth_budget_bpc_ratio": round(fourth["bpc_ratio"], 3),
+            "default_minus_fourth_budget": round(ev["sedd_bpc"] - fourth["sedd_bpc"], 3),
+        }
+    ar_d02 = load(R / "ar_d02_eval.json")
+    if ar_d02:
+        like |= {"ar_d02_bpc": round(ar_d02["ar_bpc"], 3), "ar_d02_minus_ar": round(ar_d02["ar_bpc"] - ev["ar_bpc"], 3)}
     out["likelihood"] = like
 
     # bench-derived

@@ -55,8 +55,14 @@ samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the defaul
     --prefix "$PREFIX" --suffix "$SUFFIX" > $R/${2}infill.json
 }
 BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
+bound_runs() { # bound_runs RUN...: each run's training record and its bound (full split, 8 t, like eval)
+  for run in "$@"; do
+    cp runs/$run/model/config.json $R/${run}_config.json
+    $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
+  done
+}
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -86,10 +92,11 @@ target() {
     # the 8-sample figures); the bound rows on 16 sequences only
     $E --json bench sedd --steps 256 --batch 64 --eval-seqs 16 --eval-times 1 --quantize int8 --threads 1 \
       > $R/bench_b64_int8.json ;;
-  bench-shipped | bench-quiet | bench-second-budget | bench-later-budgets) # the bench as it runs with no flag
+  bench-shipped | bench-quiet | bench-second-budget | bench-later-budgets | bench-fifth-budget) # the bench as it runs with no flag
     # (fp32 and the shipped int8 export), written to bench_<name>.json: bench-shipped once the int8 artifact
     # shipped; bench-quiet again on 2026-12-04's machine (an AMD EPYC reporting CPU family 26, Zen 5);
-    # bench-second-budget and bench-later-budgets on the default installed from runs/radd_cont and runs/radd_cont3
+    # bench-second-budget, bench-later-budgets, bench-fifth-budget on the default installed from runs/radd_cont,
+    # runs/radd_cont3, runs/radd_cont4
     name=${1#bench-}
     $E --json --quiet $BENCH > $R/bench_${name//-/_}.json ;;
   bench-quiet-speed) # the timings of bench-quiet once more, right after it (no bits-per-character rows)
@@ -101,10 +108,12 @@ target() {
       > $R/cont_eval.json ;;
   later-budgets) # "A third and fourth budget": the rule's measure of runs/radd_cont2 (2,000 steps from the second
     # budget's model) and runs/radd_cont3 (6,000 from radd_cont2), the same sequences and t strata as eval
-    for run in radd_cont2 radd_cont3; do
-      cp runs/$run/model/config.json $R/${run}_config.json
-      $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
-    done ;;
+    bound_runs radd_cont2 radd_cont3 ;;
+  fifth-budget) # "A fifth budget": the same for runs/radd_cont4 (8,000 steps from the fourth budget's model)
+    bound_runs radd_cont4 ;;
+  ar-dropout) # "The AR baseline's regularisation search": runs/ar_d02 (dropout 0.2), the AR beside the default
+    cp runs/ar_d02/model/config.json $R/ar_d02_config.json
+    $E --json --quiet eval sedd --ar runs/ar_d02/model --times 8 --threads 1 > $R/ar_d02_eval.json ;;
   samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
     $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
       > $R/sample_256_t0.8.json ;;
