@@ -61,8 +61,12 @@ bound_runs() { # bound_runs RUN...: each run's training record and its bound (fu
     $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
   done
 }
+bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char (full split), beside the default
+  cp runs/$1/model/config.json $R/$1_config.json
+  $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
+}
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -111,9 +115,15 @@ target() {
     bound_runs radd_cont2 radd_cont3 ;;
   fifth-budget) # "A fifth budget": the same for runs/radd_cont4 (8,000 steps from the fourth budget's model)
     bound_runs radd_cont4 ;;
+  ar-dropout-cont) # "A fifth budget": runs/ar_d02_cont (4,000 steps from runs/ar_d02), the AR beside the default
+    bound_ar ar_d02_cont ;;
+  seed-check) # "A fifth budget": the fifth and fourth budgets' bounds again with other noise draws (seed 1)
+    $E --json --quiet eval sedd --model runs/radd_cont4/model --times 8 --threads 1 --seed 1 > $R/seed1_radd_cont4_eval.json &
+    fifth=$!
+    $E --json --quiet eval sedd --model runs/radd_cont3/model --times 8 --threads 1 --seed 1 > $R/seed1_radd_cont3_eval.json
+    wait $fifth ;;
   ar-dropout) # "The AR baseline's regularisation search": runs/ar_d02 (dropout 0.2), the AR beside the default
-    cp runs/ar_d02/model/config.json $R/ar_d02_config.json
-    $E --json --quiet eval sedd --ar runs/ar_d02/model --times 8 --threads 1 > $R/ar_d02_eval.json ;;
+    bound_ar ar_d02 ;;
   samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
     $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
       > $R/sample_256_t0.8.json ;;

@@ -6,7 +6,8 @@
 # (rule in MODEL_CARD.md, "A second budget"). Run both at once, one core each:
 #   OBJECTIVE=sedd bash scripts/continue_default.sh & OBJECTIVE=ar bash scripts/continue_default.sh
 # Resume an interrupted run: the same command with --resume. FROM=FOLDER continues another model of the
-# same configuration (a later budget from an earlier continuation); LR sets the peak learning rate.
+# same configuration (a later budget from an earlier continuation); LR sets the peak learning rate,
+# DROPOUT the dropout (0.1).
 set -e
 cd "$(dirname "$0")/.."
 E=${ENGINE:-engine}
@@ -18,4 +19,4 @@ mkdir -p runs
 $E --json train sedd --model $FROM --objective ${OBJECTIVE:-sedd} --parametrisation radd -o $OUT \
   --length 256 --hidden 256 --blocks 4 --heads 4 --cond 128 --batch 16 --lr ${LR:-5e-4} --warmup 100 --ema 0.999 \
   --eval-every 500 --eval-seqs 64 --eval-times 4 --ckpt-every 100 --threads 1 --seed 1 \
-  --bf16 --dropout 0.1 --steps ${STEPS:-4000} "$@"
+  --bf16 --dropout ${DROPOUT:-0.1} --steps ${STEPS:-4000} "$@"
