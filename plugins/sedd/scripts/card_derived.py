@@ -23,8 +23,9 @@ ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
 # training records of earlier models (card_numbers.sh radd-2500-config, sedd-config)
 # (radd_bf16: the 6,000-step default of 2026-12-02; radd_cont: its second budget, the default until the
 # third and fourth budgets; card_numbers.sh second-budget; radd_cont3: the fourth, the default until the
-# fifth, card_numbers.sh later-budgets; ar_d02: the AR at dropout 0.2, card_numbers.sh ar-dropout)
-EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16", "radd_cont", "radd_cont3", "ar_d02")
+# fifth, card_numbers.sh later-budgets; ar_d02 and ar_d02_cont: the AR at dropout 0.2 and its 4,000 more
+# steps, card_numbers.sh ar-dropout, ar-dropout-cont)
+EARLIER = ("radd_2500", "ar_2500", "sedd_2500", "radd_bf16", "radd_cont", "radd_cont3", "ar_d02", "ar_d02_cont")
 
 
 def load(path: Path) -> dict | None:
@@ -178,9 +179,13 @@ def main() -> None:
             "fourth_budget_bpc_ratio": round(fourth["bpc_ratio"], 3),
             "default_minus_fourth_budget": round(ev["sedd_bpc"] - fourth["sedd_bpc"], 3),
         }
-    ar_d02 = load(R / "ar_d02_eval.json")
-    if ar_d02:
-        like |= {"ar_d02_bpc": round(ar_d02["ar_bpc"], 3), "ar_d02_minus_ar": round(ar_d02["ar_bpc"] - ev["ar_bpc"], 3)}
+    for run in ("ar_d02", "ar_d02_cont"):
+        ar_run = load(R / f"{run}_eval.json")
+        if ar_run:
+            like |= {
+                f"{run}_bpc": round(ar_run["ar_bpc"], 3),
+                f"{run}_minus_ar": round(ar_run["ar_bpc"] - ev["ar_bpc"], 3),
+            }
     out["likelihood"] = like
 
     # bench-derived
