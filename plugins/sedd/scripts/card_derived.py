@@ -69,6 +69,15 @@ def _started_from(cfg: dict) -> dict:
     return {"steps_in_all": total, "characters_seen_in_all": total * cfg["training"]["batch"] * cfg["seq_len"]}
 
 
+def versus_former(name: str, former: dict, ev: dict) -> dict:
+    """A former default's bound and ratio (its eval file), and the present default's bound against it."""
+    return {
+        f"{name}_bpc": round(former["sedd_bpc"], 3),
+        f"{name}_bpc_ratio": round(former["bpc_ratio"], 3),
+        f"default_minus_{name}": round(ev["sedd_bpc"] - former["sedd_bpc"], 3),
+    }
+
+
 def main() -> None:
     out: dict = {}
     default = load(WEIGHTS / "default" / "config.json")
@@ -132,6 +141,7 @@ def main() -> None:
         "ar_bpc": round(ev["ar_bpc"], 3),
         "bpc_ratio": round(ev["bpc_ratio"], 2),
         "ratio_vs_ar_best_during_training": round(ev["sedd_bpc"] / out["training"]["ar"]["best_val_bpc"], 2),
+        "ratio_minus_target_1_15": round(ev["bpc_ratio"] - 1.15, 3),
     }
     if prev:
         like |= {
@@ -150,36 +160,24 @@ def main() -> None:
         }
     first, cont = load(R / "pair_6000_eval.json"), load(R / "cont_eval.json")
     if first and cont:  # "A second budget": the continued pair against the pair it started from
-        like |= {
-            "pair_6000_bpc": round(first["sedd_bpc"], 3),
-            "pair_6000_bpc_ratio": round(first["bpc_ratio"], 3),
+        like |= versus_former("pair_6000", first, ev) | {
             "pair_6000_minus_radd_2500": round(first["sedd_bpc"] - prev["sedd_bpc"], 3) if prev else None,
             "ratio_pair_6000_vs_ar_2500": round(first["sedd_bpc"] / prev["ar_bpc"], 3) if prev else None,
-            "default_minus_pair_6000": round(ev["sedd_bpc"] - first["sedd_bpc"], 3),
             "ar_cont_bpc": round(cont["ar_bpc"], 3),
             "ar_cont_minus_ar": round(cont["ar_bpc"] - ev["ar_bpc"], 3),
             "bpc_ratio_3dp": round(ev["bpc_ratio"], 3),
         }
     second = load(R / "second_budget_eval.json")
     if second:  # "A third and fourth budget": the default against the one it replaced
-        like |= {
-            "second_budget_bpc": round(second["sedd_bpc"], 3),
-            "second_budget_bpc_ratio": round(second["bpc_ratio"], 3),
-            "default_minus_second_budget": round(ev["sedd_bpc"] - second["sedd_bpc"], 3),
-            "ratio_minus_target_1_15": round(ev["bpc_ratio"] - 1.15, 3),
-        }
+        like |= versus_former("second_budget", second, ev)
         for run in ("radd_cont2", "radd_cont3"):
             later = load(R / f"{run}_eval.json")
             if later:
                 like[f"{run}_minus_second_budget"] = round(later["bpc"] - second["sedd_bpc"], 3)
     fourth = load(R / "fourth_budget_eval.json")
-    if fourth:  # "A fifth budget": the default against the one it replaced, and the AR at dropout 0.2
-        like |= {
-            "fourth_budget_bpc": round(fourth["sedd_bpc"], 3),
-            "fourth_budget_bpc_ratio": round(fourth["bpc_ratio"], 3),
-            "default_minus_fourth_budget": round(ev["sedd_bpc"] - fourth["sedd_bpc"], 3),
-        }
-    for run in ("ar_d02", "ar_d02_cont"):
+    if fourth:  # "A fifth budget": the default against the one it replaced
+        like |= versus_former("fourth_budget", fourth, ev)
+    for run in ("ar_d02", "ar_d02_cont"):  # the AR at dropout 0.2, 6,000 steps and 4,000 more
         ar_run = load(R / f"{run}_eval.json")
         if ar_run:
             like |= {
