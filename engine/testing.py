@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -259,3 +261,40 @@ def run_without(code: str, blocked: Iterable[str] = HEAVY_MODULES, timeout: floa
     if done.returncode != 0:
         raise ConformanceError(f"conformance: code failed with {', '.join(blocked)} blocked:\n{done.stderr[-2000:]}")
     return done.stdout
+
+
+#: A torchrun worker killed by a signal (negative exit code in the launcher's failure report).
+_KILLED_BY_SIGNAL = re.compile(r"exitcode\s*:\s*-\d+")
+#: The lines of a failed run that say why: the workers' own errors, not the launcher's traceback.
+_WHY = re.compile(r"terminate called|what\(\)|Fatal Python error|Error\b|exitcode")
+
+
+def _why(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if _WHY.search(line)]
+    return "\n".join(lines[:20]) + "\n...\n" + stderr[-800:]
+
+
+def run_torchrun(
+    args: Iterable[str], nproc: int = 2, timeout: float = 300, retries: int = 1
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m torch.distributed.run --standalone --nproc_per_node NPROC ARGS`` (one
+    OpenMP thread per worker) and return it once it succeeds.
+
+    ``--standalone`` lets the rendezvous pick a free port, so test runs sharing a host do not
+    collide on a fixed one. A gloo worker can die by SIGABRT where the code is right (once in
+    this project's CI, a two-process training test whose other runs, 100+ here, all passed; gloo's
+    TCP transport aborts on some peer-closed races), so a run with a worker killed by a signal is
+    run again up to ``retries`` times, each such failure reported as a warning with its cause.
+    Any other failure, or a signal on every try, raises ``AssertionError`` with the workers'
+    error lines, which the launcher's own report would push out of a plain stderr tail.
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for attempt in range(retries + 1):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        if done.returncode == 0:
+            return done
+        if attempt == retries or not _KILLED_BY_SIGNAL.search(done.stderr):
+            break
+        warnings.warn(f"torchrun: a worker was killed by a signal; running again:\n{_why(done.stderr)}", stacklevel=2)
+    raise AssertionError(f"torchrun failed (exit {done.returncode}):\n{_why(done.stderr)}")

@@ -294,3 +294,39 @@ def test_run_without_returns_text_and_reports_what_was_blocked():
         engine.testing.run_without("import torch")
     with pytest.raises(ConformanceError, match="json is blocked"):
         engine.testing.run_without("import json", blocked=("json",))
+
+
+# Each worker appends its rank to a log; rank 1 fails the way FAIL says on the first try only.
+_WORKER = """
+import os, sys
+from pathlib import Path
+log = Path(sys.argv[1]); rank = os.environ["RANK"]
+first = not log.exists() or "1" not in log.read_text()
+with log.open("a") as f:
+    f.write(rank)
+if rank == "1" and (first or "{fail}" == "exit"):
+    if "{fail}" == "abort":
+        os.abort()
+    sys.exit("rank 1: ValueError: a worker's own error")
+print("world", os.environ["WORLD_SIZE"], "threads", os.environ["OMP_NUM_THREADS"])
+"""
+
+
+def _torchrun(tmp_path, fail):
+    pytest.importorskip("torch")
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER.format(fail=fail))
+    return engine.testing.run_torchrun([str(script), str(tmp_path / "log")], timeout=120), tmp_path / "log"
+
+
+def test_run_torchrun_runs_again_when_a_worker_is_killed_by_a_signal(tmp_path):
+    with pytest.warns(UserWarning, match=r"killed by a signal(.|\n)*exitcode\s*:\s*-6"):
+        done, log = _torchrun(tmp_path, "abort")
+    assert sorted(log.read_text()) == ["0", "0", "1", "1"]  # two tries of two workers
+    assert "world 2 threads 1" in done.stdout
+
+
+def test_run_torchrun_reports_a_worker_error_without_running_again(tmp_path):
+    with pytest.raises(AssertionError, match=r"torchrun failed \(exit 1\):\n(.|\n)*rank 1: ValueError: a worker's own"):
+        _torchrun(tmp_path, "exit")
+    assert sorted((tmp_path / "log").read_text()) == ["0", "1"]

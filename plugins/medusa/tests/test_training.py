@@ -1,8 +1,5 @@
 import contextlib
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ from engine_medusa.tiny import save_tiny
 
 import engine.cli
 from engine.interfaces import GenerationConfig
+from engine.testing import run_torchrun
 
 
 def test_head_targets_shift():
@@ -160,22 +158,7 @@ def test_medusa2_trains_last_layers_and_heads(setup, capsys):
 
 def test_ddp_two_processes_gloo(setup):
     train_main(args(setup, setup / "warm", "--steps", "1", "--heads", "2"))  # cache the data first
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        "-m",
-        "engine",
-        "--json",
-        *args(setup, setup / "ddp", "--steps", "6", "--heads", "2"),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = run_torchrun(["-m", "engine", "--json", *args(setup, setup / "ddp", "--steps", "6", "--heads", "2")])
     result = json.loads(out.stdout)  # rank 0 alone reports
     assert result["world_size"] == 2 and result["steps"] == 6
     assert (setup / "ddp" / "heads.safetensors").exists()

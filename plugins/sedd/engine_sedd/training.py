@@ -51,6 +51,13 @@ class EMA:
                 p.copy_(s)
 
 
+def _to_start_from(cfg: dict) -> dict:
+    """What a warm start must share with its model: all of the configuration but dropout, a
+    training-time regulariser that changes no weight's shape or meaning."""
+    model = {k: v for k, v in cfg["model"].items() if k != "dropout"}
+    return {k: model if k == "model" else cfg.get(k) for k in _SAME_TO_START_FROM}
+
+
 def _run_config(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k != "started_from"}
 
@@ -193,10 +200,12 @@ class Trainer:
 
     def start_from(self, model_dir):
         """Warm start: this run's network and EMA begin at the weights of ``model_dir``, a model
-        folder of the same configuration (objective, network, noise, tokenizer, length); the
+        folder of the same configuration (objective, network, noise, tokenizer, length; the dropout
+        may differ); the
         optimiser, schedule and step count start afresh. The folder is on the run's record."""
         net, cfg, *_ = load_model_dir(model_dir)
-        differing = [k for k in _SAME_TO_START_FROM if cfg.get(k) != self.cfg[k]]
+        theirs, ours = _to_start_from(cfg), _to_start_from(self.cfg)
+        differing = [k for k in _SAME_TO_START_FROM if theirs[k] != ours[k]]
         if differing:
             raise ConfigError(f"--model {model_dir}: another configuration than this run's ({', '.join(differing)})")
         self.net.load_state_dict(net.state_dict())

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import attrs
 import numpy as np
@@ -12,6 +10,8 @@ import torch
 from conftest import train_args
 from engine_sedd.bundle import load_model_dir, read_config
 from engine_sedd.training import lr_at, train
+
+from engine.testing import run_torchrun
 
 
 def test_warmup_then_cosine_schedule():
@@ -75,6 +75,16 @@ def test_a_run_can_start_from_a_model_and_resume_without_naming_it_again(corpus,
     assert read_config(tmp_path / "chain" / "model")["started_from"]["steps"] == args.steps + 12
 
 
+def test_a_warm_start_may_change_the_dropout(corpus, tiny_model, tmp_path):
+    args = train_args(data=str(corpus), out=str(tmp_path), dropout=0.2, stop_at=0)
+    train(args, log=lambda m: None, start_from=tiny_model)
+    cfg = read_config(tmp_path / "model")
+    assert cfg["model"]["dropout"] == 0.2 and cfg["started_from"]["model"] == str(tiny_model)
+    start = load_model_dir(tiny_model)[0].state_dict()
+    for k, v in load_model_dir(tmp_path / "model")[0].state_dict().items():
+        torch.testing.assert_close(v, start[k], rtol=0, atol=0)
+
+
 def test_starting_from_a_model_of_another_shape_is_one_clear_error(corpus, tiny_model, tmp_path):
     with pytest.raises(ValueError, match=r"--model .*: another configuration than this run's \(model\)$"):
         train(train_args(data=str(corpus), out=str(tmp_path), hidden=64), log=lambda m: None, start_from=tiny_model)
@@ -101,15 +111,7 @@ def test_ddp_two_gloo_processes(corpus, tmp_path):
     code = code.format(tests=os.path.dirname(__file__), data=str(corpus), out=str(tmp_path))
     script = tmp_path / "ddp.py"
     script.write_text(code)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_torchrun([str(script)])
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
     assert cfg["training"]["world_size"] == 2 and cfg["training"]["batch"] == 16
 
