@@ -284,8 +284,8 @@ def run_torchrun(
     collide on a fixed one. A gloo worker can die by SIGABRT where the code is right (once in
     this project's CI, in a two-process training test whose script then passed 54 runs here, as did
     70 runs of a bare gloo init/barrier/teardown; gloo's TCP transport aborts on some peer-closed
-    races), so a run with a worker killed by a signal is
-    run again up to ``retries`` times, each such failure reported as a warning with its cause.
+    races), so a run with a worker killed by a signal is run again up to ``retries`` times, each
+    such failure reported as a warning with its cause.
     Any other failure, or a signal on every try, raises ``AssertionError`` with the workers'
     error lines, which the launcher's own report would push out of a plain stderr tail.
     """

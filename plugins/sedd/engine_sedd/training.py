@@ -201,8 +201,8 @@ class Trainer:
     def start_from(self, model_dir):
         """Warm start: this run's network and EMA begin at the weights of ``model_dir``, a model
         folder of the same configuration (objective, network, noise, tokenizer, length; the dropout
-        may differ); the
-        optimiser, schedule and step count start afresh. The folder is on the run's record."""
+        may differ); the optimiser, schedule and step count start afresh. The folder is on the
+        run's record."""
         net, cfg, *_ = load_model_dir(model_dir)
         theirs, ours = _to_start_from(cfg), _to_start_from(self.cfg)
         differing = [k for k in _SAME_TO_START_FROM if theirs[k] != ours[k]]

@@ -24,8 +24,8 @@ ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
 # (radd_bf16: the 6,000-step default of 2026-12-02; radd_cont: its second budget, the default until the
 # third and fourth budgets; card_numbers.sh second-budget; radd_cont3: the fourth, the default until the
 # fifth, card_numbers.sh later-budgets; ar_d02 and ar_d02_cont: the AR at dropout 0.2 and its 4,000 more
-# steps, card_numbers.sh ar-dropout, ar-dropout-cont; radd_d02 and radd_d01: the sixth budget at dropout 0.2
-# and its dropout-0.1 control, card_numbers.sh sixth-budget)
+# steps, card_numbers.sh ar-dropout, ar-dropout-cont; radd_d02: the sixth budget at dropout 0.2, whose
+# dropout-0.1 control is the default, card_numbers.sh sixth-budget)
 EARLIER = (
     "radd_2500",
     "ar_2500",
@@ -36,7 +36,6 @@ EARLIER = (
     "ar_d02",
     "ar_d02_cont",
     "radd_d02",
-    "radd_d01",
 )
 
 
@@ -189,12 +188,15 @@ def main() -> None:
     fourth = load(R / "fourth_budget_eval.json")
     if fourth:  # "A fifth budget": the default against the one it replaced
         like |= versus_former("fourth_budget", fourth, ev)
-    fifth = load(R / "radd_cont4_eval.json")
-    for run in ("radd_d02", "radd_d01"):  # "A sixth budget": dropout 0.2 and its dropout-0.1 control
-        sixth = load(R / f"{run}_eval.json")
-        if sixth and fifth:
-            like[f"{run}_bpc"] = round(sixth["bpc"], 3)
-            like[f"{run}_minus_fifth_budget"] = round(sixth["bpc"] - fifth["bpc"], 3)
+    fifth = load(R / "fifth_budget_eval.json")
+    if fifth:  # "A sixth budget": the default (the dropout-0.1 control) against the one it replaced
+        like |= versus_former("fifth_budget", fifth, ev)
+        d02 = load(R / "radd_d02_eval.json")  # and the dropout-0.2 run beside it
+        if d02:
+            like |= {
+                "radd_d02_bpc": round(d02["bpc"], 3),
+                "radd_d02_minus_fifth_budget": round(d02["bpc"] - fifth["sedd_bpc"], 3),
+            }
     for run in ("ar_d02", "ar_d02_cont"):  # the AR at dropout 0.2, 6,000 steps and 4,000 more
         ar_run = load(R / f"{run}_eval.json")
         if ar_run:
