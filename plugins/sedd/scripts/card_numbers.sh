@@ -66,7 +66,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -117,6 +117,10 @@ target() {
     bound_runs radd_cont4 ;;
   sixth-budget) # "A sixth budget at dropout 0.2": runs/radd_d02 and its dropout-0.1 control runs/radd_d01
     bound_runs radd_d02 radd_d01 ;;
+  seventh-budget) # "A seventh budget with weight decay": runs/radd_wd01 (6,000 steps from the default, weight decay 0.1)
+    bound_runs radd_wd01 ;;
+  ar-weight-decay) # "A seventh budget with weight decay": runs/ar_wd01 (the AR baseline's recipe, weight decay 0.1)
+    bound_ar ar_wd01 ;;
   ar-dropout-cont) # "A fifth budget": runs/ar_d02_cont (4,000 steps from runs/ar_d02), the AR beside the default
     bound_ar ar_d02_cont ;;
   seed-check) # "A fifth budget": the fifth and fourth budgets' bounds again with other noise draws (seed 1)
