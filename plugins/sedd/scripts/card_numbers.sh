@@ -66,7 +66,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -139,6 +139,10 @@ target() {
       $E --json --quiet bench sedd --threads 1 --steps 64,256 --batch 16 --eval-seqs 32 --eval-times 1 \
         --quantize none --temperature $t > $R/bench_temperature_$t.json
     done ;;
+  steps-beyond-length) # "More steps than characters": 256, 1,024 and 4,096 steps for 256 characters at T = 1, judged
+    # by the AR baseline (16 samples per draw; the bound rows on 32 sequences only)
+    $E --json --quiet bench sedd --threads 1 --steps 256,1024,4096 --batch 16 --eval-seqs 32 --eval-times 1 \
+      --quantize none > $R/bench_steps_beyond_length.json ;;
   bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
     $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
   radd-2500-config) # the training records of the RADD default and AR baseline of 4fce870
