@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from engine.errors import ArtifactError
-from engine.io.files import TEMP_SUFFIX, dir_mode, remove_stale_temporaries, temp_prefix
+from engine.io.files import TEMP_SUFFIX, check_writable, dir_mode, remove_stale_temporaries, temp_prefix
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -185,13 +185,14 @@ def write_derived_artifact(
 
 def check_destination(dest: Path, overwrite: bool) -> None:
     """Refuse a destination that exists, unless it is an artifact and ``overwrite`` is set:
-    export never deletes what it did not write."""
-    if not os.path.lexists(dest):
-        return
-    if not (dest.is_dir() and (dest / MANIFEST).is_file()):
-        raise ArtifactError(f"{dest} exists and is not an engine artifact; choose another destination")
-    if not overwrite:
-        raise ArtifactError(f"artifact {dest} already exists (use --force, or overwrite=True, to replace it)")
+    export never deletes what it did not write. A destination nothing can be written to is
+    refused too, before the export's work rather than after it."""
+    if os.path.lexists(dest):
+        if not (dest.is_dir() and (dest / MANIFEST).is_file()):
+            raise ArtifactError(f"{dest} exists and is not an engine artifact; choose another destination")
+        if not overwrite:
+            raise ArtifactError(f"artifact {dest} already exists (use --force, or overwrite=True, to replace it)")
+    check_writable(dest, folder=True)
 
 
 def _copy_in(root: Path, name: str, src: str | os.PathLike[str] | bytes) -> dict[str, Any]:

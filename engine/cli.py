@@ -297,6 +297,10 @@ def _check_common(ctx: CommandContext) -> None:
         raise UsageError(f"--threads must be at least 1, got {ctx.threads}")
     if ctx.verb == "export" and not ctx.output:
         raise UsageError(f"{ctx.prog} needs -o DEST, the artifact folder to write")
+    if ctx.output:
+        from engine.io.files import check_writable
+
+        check_writable(ctx.output, folder=ctx.verb in ("export", "train"))
 
 
 def _options(

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from engine.errors import UsageError
-from engine.io.files import atomic_write_bytes, atomic_write_text, check_outputs
+from engine.io.files import atomic_write_bytes, atomic_write_text, check_outputs, check_writable
 
 
 @pytest.fixture
@@ -74,3 +74,21 @@ def test_csv_equal_to_mztab_is_refused_and_distinct_outputs_pass(tmp_path):
     with pytest.raises(UsageError, match="same file as the output"):
         check_outputs([tmp_path / "a.mgf"], [out, tmp_path / "." / "out.mztab"])
     check_outputs([tmp_path / "a.mgf"], [out, out.with_suffix(".csv")])
+
+
+def test_check_writable_probes_and_leaves_nothing_behind(tmp_path):
+    check_writable(tmp_path / "new" / "deeper" / "out.json")  # folders still to be made are fine
+    assert list(tmp_path.iterdir()) == []  # the probe is gone and no folder was made
+    (tmp_path / "notes.txt").write_text("kept")
+    with pytest.raises(UsageError, match="notes.txt is not a folder"):
+        check_writable(tmp_path / "notes.txt" / "out.json")
+    with pytest.raises(UsageError, match="it is a folder"):
+        check_writable(tmp_path)
+    check_writable(tmp_path, folder=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc, where nobody can create files")
+def test_check_writable_refuses_a_place_even_root_cannot_write():
+    with pytest.raises(UsageError, match="cannot write /proc/out.json"):
+        check_writable("/proc/out.json")

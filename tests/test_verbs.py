@@ -220,6 +220,19 @@ def test_export_then_run_the_artifact(toys, capsys, tmp_path):
     assert run(capsys, "export", "echo", "-o", str(dest), "--force")[0] == 0
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(toys, capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for argv in (
+        ("decode", "echo", "ab", "-o", str(blocker / "out.jsonl")),
+        ("export", "echo", "-o", str(blocker / "art")),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "cannot write" in err and "a-file is not a folder" in err, argv
+        assert len(err.strip().splitlines()) == 1
+    assert toys.BUILT == []  # refused before the component was built
+
+
 def test_export_never_replaces_what_it_did_not_write(toys, capsys, tmp_path):
     dest = tmp_path / "thesis"
     dest.mkdir()

@@ -48,6 +48,26 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     return stale
 
 
+def check_writable(path, *, folder: bool = False) -> None:
+    """UsageError (one line) when nothing can be written at ``path`` (a file, or a folder with
+    ``folder``): checked before the work starts, not after it, by creating and removing a
+    temporary in the nearest folder that exists (permissions alone miss read-only mounts)."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise UsageError(f"cannot write {path}: it is a folder, give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: {parent} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: no new file can be made in {parent} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder: readers see the old
     file or the new one, never half of one; the temp file goes on any exception."""
