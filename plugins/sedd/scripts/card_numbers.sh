@@ -66,7 +66,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -120,6 +120,8 @@ target() {
     bound_runs radd_d02 radd_d01 ;;
   seventh-budget) # "A seventh budget with weight decay": runs/radd_wd01 (6,000 steps from the default, weight decay 0.1)
     bound_runs radd_wd01 ;;
+  eighth-budget) # "An eighth budget": runs/radd_wd01_b (6,000 steps from the seventh budget's model, weight decay 0.1)
+    bound_runs radd_wd01_b ;;
   ar-weight-decay) # "A seventh budget with weight decay": runs/ar_wd01 (the AR baseline's recipe, weight decay 0.1)
     bound_ar ar_wd01 ;;
   ar-dropout-cont) # "A fifth budget": runs/ar_d02_cont (4,000 steps from runs/ar_d02), the AR beside the default
