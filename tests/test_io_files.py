@@ -85,6 +85,8 @@ def test_check_writable_probes_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(UsageError, match="it is a folder"):
         check_writable(tmp_path)
     check_writable(tmp_path, folder=True)
+    with pytest.raises(UsageError, match="it is a file"):
+        check_writable(tmp_path / "notes.txt", folder=True)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 

@@ -55,6 +55,8 @@ def check_writable(path, *, folder: bool = False) -> None:
     path = Path(path)
     if path.is_dir() and not folder:
         raise UsageError(f"cannot write {path}: it is a folder, give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a file, give a folder")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
