@@ -197,11 +197,9 @@ def main() -> None:
                 "radd_d02_bpc": round(d02["bpc"], 3),
                 "radd_d02_minus_fifth_budget": round(d02["bpc"] - fifth["sedd_bpc"], 3),
             }
-    sixth, wd = load(R / "sixth_budget_eval.json"), load(R / "radd_wd01_eval.json")
+    sixth = load(R / "sixth_budget_eval.json")
     if sixth:  # "A seventh budget": the default (the weight-decay run) against the one it replaced
         like |= versus_former("sixth_budget", sixth, ev)
-    elif wd:  # the weight-decay run, not installed, against the default
-        like |= {"radd_wd01_bpc": round(wd["bpc"], 3), "radd_wd01_minus_default": round(wd["bpc"] - ev["sedd_bpc"], 3)}
     # the AR at dropout 0.2 (6,000 steps and 4,000 more) and at weight decay 0.1 (6,000 steps)
     for run in ("ar_d02", "ar_d02_cont", "ar_wd01"):
         ar_run = load(R / f"{run}_eval.json")
