@@ -61,12 +61,15 @@ bound_runs() { # bound_runs RUN...: each run's training record and its bound (fu
     $E --json --quiet eval sedd --model runs/$run/model --times 8 --threads 1 > $R/${run}_eval.json
   done
 }
+average() { # average MODEL_A MODEL_B OUT: the weights' mean of two models from one start, as runs/OUT/model
+  $PY scripts/average_models.py $1 $2 -o runs/$3/model
+}
 bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char (full split), beside the default
   cp runs/$1/model/config.json $R/$1_config.json
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -122,6 +125,12 @@ target() {
     bound_runs radd_wd01 ;;
   eighth-budget) # "An eighth budget": runs/radd_wd01_b (6,000 steps from the seventh budget's model, weight decay 0.1)
     bound_runs radd_wd01_b ;;
+  average-probe) # "Averaging two runs": the sixth budget's two runs from one start (dropout 0.1 and 0.2), averaged
+    average runs/radd_d01/model runs/radd_d02/model radd_d01_d02; bound_runs radd_d01_d02 ;;
+  eighth-budget-average) # "Averaging two runs": the eighth budget's second run (seed 9), the mean of both, and
+    # the AR baseline's mean with its second-budget continuation
+    average runs/radd_wd01_b/model runs/radd_wd01_c/model radd_wd01_bc; bound_runs radd_wd01_c radd_wd01_bc
+    average engine_sedd/weights/ar_baseline runs/ar_cont/model ar_baseline_cont; bound_ar ar_baseline_cont ;;
   ar-weight-decay) # "A seventh budget with weight decay": runs/ar_wd01 (the AR baseline's recipe, weight decay 0.1)
     bound_ar ar_wd01 ;;
   ar-dropout-cont) # "A fifth budget": runs/ar_d02_cont (4,000 steps from runs/ar_d02), the AR beside the default
