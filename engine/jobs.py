@@ -184,15 +184,19 @@ def sequence(ctx: Any) -> dict[str, Any]:
             ctx.note(f"warning: {reason}")
     if report.read == 0:
         raise EngineError(f"no spectra could be read from {', '.join(map(str, paths))}; nothing written")
+    skipped = report.skipped + list(getattr(component, "failures", []))
+    reasons = Counter(reason.split(":", 1)[0] for _, _, reason in skipped)
     if not hits:  # earlier results stay as they were
-        failures = len(report.skipped) + len(getattr(component, "failures", []))
-        raise EngineError(f"no spectrum was sequenced ({report.read} read, {failures} skipped); nothing written")
+        why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        first = f"; the first: {skipped[0][2]}" if skipped else ""
+        raise EngineError(
+            f"no spectrum was sequenced ({report.read} read, {len(skipped)} skipped: {why}{first}); nothing written"
+        )
     name = ctx.spec.name
     written = write_mztab(
         out, hits, [str(p) for p in paths], software=f"engine {name}", description=ctx.spec.description
     )
     write_csv(csv_path, hits)
-    skipped = report.skipped + list(getattr(component, "failures", []))
     write_skipped(Path(f"{out}.skipped.tsv"), skipped)
     charges = {(h.source, h.spectrum_ref): h.charge for h in hits}
     notes = report.notes + [
@@ -204,7 +208,7 @@ def sequence(ctx: Any) -> dict[str, Any]:
         "spectra": report.read,
         "written": written,
         "skipped": len(skipped),
-        "skipped_reasons": dict(Counter(reason.split(":", 1)[0] for _, _, reason in skipped)),
+        "skipped_reasons": dict(reasons),
         "charge_inferred": len(inferred),
         "output": str(out),
         "csv": str(csv_path),

@@ -358,7 +358,7 @@ def test_a_run_that_sequences_nothing_fails_and_keeps_earlier_results(toys, caps
     out = tmp_path / "out.mztab"
     out.write_text("earlier results")
     code, _, err = run(capsys, "sequence", "constant", str(mgf), "-o", str(out))
-    assert code == 1 and "no spectrum was sequenced (1 read, 1 skipped)" in err
+    assert code == 1 and "no spectrum was sequenced (1 read, 1 skipped: 1 empty; the first: empty: no peaks)" in err
     assert out.read_text() == "earlier results" and not out.with_suffix(".csv").exists()
 
 

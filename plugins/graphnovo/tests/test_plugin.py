@@ -80,7 +80,8 @@ def test_sequence_dp_failures_reach_the_skipped_report(tmp_path, capsys, monkeyp
     # nothing sequenced at all: exit 1, earlier results untouched
     monkeypatch.setattr(Pipeline, "predict_many", lambda self, spectra: [None] * len(spectra))
     assert main(["sequence", "graphnovo-dp", str(mgf), "-o", str(out)]) == 1
-    assert "no spectrum was sequenced (3 read, 3 skipped)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no spectrum was sequenced (3 read, 3 skipped: 3 no path; the first: no path: no sequence fills" in err
     assert len(read_psms(out)) == 2
 
 

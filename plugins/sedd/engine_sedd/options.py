@@ -16,7 +16,8 @@ def _flag(attribute: attrs.Attribute) -> str:
 def _positive(_inst, attribute: attrs.Attribute, value) -> None:
     values = value if isinstance(value, tuple) else (value,)
     if not values or any(v is not None and v <= 0 for v in values):
-        raise ConfigError(f"{_flag(attribute)} must be > 0, got {value!r}")
+        shown = ",".join(map(str, values)) if isinstance(value, tuple) else repr(value)
+        raise ConfigError(f"{_flag(attribute)} must be > 0, got {shown}")
 
 
 def _fraction(_inst, attribute: attrs.Attribute, value) -> None:

@@ -138,7 +138,7 @@ def test_flags_of_the_wrong_path_are_usage_errors(capsys, tiny_model, tiny_artif
     code, _, err = run_cli(capsys, "train", "sedd", "--model", str(tiny_model))  # starts from it: same shape only
     assert code == 2 and "another configuration than this run's (model, graph, tokenizer" in one_line_error(err)
     code, _, err = run_cli(capsys, "bench", "sedd", "--steps", "4,0")
-    assert code == 2 and "--steps must be > 0" in one_line_error(err)
+    assert code == 2 and "--steps must be > 0, got 4,0" in one_line_error(err)
 
 
 def test_cli_sample_torch_and_onnxruntime_and_errors(capsys, tiny_model, tiny_artifact, tmp_path):
