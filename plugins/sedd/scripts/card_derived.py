@@ -25,7 +25,8 @@ ARTIFACT = PLUGIN / "engine_sedd" / "artifacts" / "default"
 # third and fourth budgets; card_numbers.sh second-budget; radd_cont3: the fourth, the default until the
 # fifth, card_numbers.sh later-budgets; ar_d02 and ar_d02_cont: the AR at dropout 0.2 and its 4,000 more
 # steps, card_numbers.sh ar-dropout, ar-dropout-cont; radd_d02: the sixth budget at dropout 0.2, whose
-# dropout-0.1 control is the default, card_numbers.sh sixth-budget)
+# dropout-0.1 control was the default, card_numbers.sh sixth-budget; radd_wd01_b and radd_wd01_c: the eighth
+# budget's two runs, card_numbers.sh eighth-budget, eighth-budget-average)
 EARLIER = (
     "radd_2500",
     "ar_2500",
@@ -36,6 +37,8 @@ EARLIER = (
     "ar_d02",
     "ar_d02_cont",
     "radd_d02",
+    "radd_wd01_b",
+    "radd_wd01_c",
 )
 
 
@@ -200,8 +203,16 @@ def main() -> None:
     sixth = load(R / "sixth_budget_eval.json")
     if sixth:  # "A seventh budget": the default (the weight-decay run) against the one it replaced
         like |= versus_former("sixth_budget", sixth, ev)
-    # the AR at dropout 0.2 (6,000 steps and 4,000 more) and at weight decay 0.1 (6,000 steps)
-    for run in ("ar_d02", "ar_d02_cont", "ar_wd01"):
+    seventh = load(R / "seventh_budget_eval.json")
+    if seventh:  # "An eighth budget": the default against the one it replaced
+        like |= versus_former("seventh_budget", seventh, ev)
+    for run in ("radd_wd01_b", "radd_wd01_c", "radd_wd01_bc"):  # the eighth budget's two runs and their mean
+        eighth = load(R / f"{run}_eval.json")
+        if eighth:
+            like[f"{run}_minus_seventh_budget"] = round(eighth["bpc"] - (seventh or ev)["sedd_bpc"], 3)
+    # the AR at dropout 0.2 (6,000 steps and 4,000 more), at weight decay 0.1 (6,000 steps), and the mean of the
+    # baseline with its second-budget continuation
+    for run in ("ar_d02", "ar_d02_cont", "ar_wd01", "ar_baseline_cont"):
         ar_run = load(R / f"{run}_eval.json")
         if ar_run:
             like |= {
