@@ -325,6 +325,8 @@ class Trainer:
             "dropout": args.dropout,
             "time_sampling": args.time_sampling,
             "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "seed": args.seed,
             "warmup": args.warmup,
             "clip": args.clip,
             "ema": args.ema,

@@ -25,7 +25,7 @@ def test_warmup_then_cosine_schedule():
 def test_train_writes_model_and_history(tiny_model):
     cfg = read_config(tiny_model)
     assert cfg["objective"] == "sedd" and cfg["graph"]["name"] == "absorbing"
-    assert cfg["training"]["steps"] == 12
+    assert cfg["training"]["steps"] == 12 and cfg["training"]["weight_decay"] == 0.0
     assert [h["step"] for h in cfg["training"]["history"]] == [6, 12]
     net, _, graph, schedule, tok = load_model_dir(tiny_model)
     assert graph.dim == tok.vocab_size + 1 == net.cfg.vocab
