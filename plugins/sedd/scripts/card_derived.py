@@ -206,6 +206,9 @@ def main() -> None:
     seventh = load(R / "seventh_budget_eval.json")
     if seventh:  # "An eighth budget": the default against the one it replaced
         like |= versus_former("seventh_budget", seventh, ev)
+    seed8 = load(R / "eighth_budget_seed8_eval.json")
+    if seed8:  # "Averaging two runs": the default (the mean) against the seed-8 run it replaced
+        like |= versus_former("eighth_budget_seed8", seed8, ev)
     for run in ("radd_wd01_b", "radd_wd01_c", "radd_wd01_bc"):  # the eighth budget's two runs and their mean
         eighth = load(R / f"{run}_eval.json")
         if eighth:
