@@ -26,7 +26,7 @@ def validation_sequences(cfg: dict, tokenizer, data=None, train_fraction=None, m
         data = DEFAULT_DATA.with_name(training.get("data", DEFAULT_DATA.name))
     fraction = train_fraction if train_fraction is not None else training.get("train_fraction", 0.9)
     _, val_text = split_corpus(read_corpus(data), fraction)
-    seqs = chunk(np.asarray(tokenizer.encode(val_text), dtype=np.int64), cfg["seq_len"])
+    seqs = chunk(np.asarray(tokenizer.encode(val_text), dtype=np.int64), cfg["seq_len"], "the validation split")
     if max_seqs is not None and max_seqs < len(seqs):
         seqs = seqs[np.linspace(0, len(seqs) - 1, max_seqs).astype(int)]
     return seqs

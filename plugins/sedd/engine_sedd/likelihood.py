@@ -14,11 +14,14 @@ from engine.interfaces import ConfigError
 from .losses import ar_nll, sample_times, sedd_loss
 
 
-def chunk(tokens: np.ndarray, length: int) -> np.ndarray:
+def chunk(tokens: np.ndarray, length: int, what: str = "the text") -> np.ndarray:
     """Non-overlapping sequences of `length` tokens (the tail that does not fill one is dropped)."""
     n = len(tokens) // length
     if n == 0:
-        raise ConfigError(f"need at least {length} tokens, got {len(tokens)}")
+        raise ConfigError(
+            f"{what} holds {len(tokens)} tokens, fewer than one sequence of {length}: give a longer corpus, "
+            "a lower --train-fraction or a shorter sequence length"
+        )
     return np.asarray(tokens[: n * length], dtype=np.int64).reshape(n, length)
 
 

@@ -195,7 +195,7 @@ class Trainer:
 
             self.model = DistributedDataParallel(self.net)
         self.data = torch.from_numpy(train_tokens).to(self.device)
-        val = chunk(val_tokens, args.length)
+        val = chunk(val_tokens, args.length, "the validation split")
         self.val_seqs = val[np.linspace(0, len(val) - 1, min(args.eval_seqs, len(val))).astype(int)]
 
     def start_from(self, model_dir):

@@ -164,8 +164,8 @@ def test_ar_nll_feeds_float32_times_whatever_the_default_dtype():
 def test_chunk_drops_the_tail_and_returns_int64_rows():
     rows = chunk(np.arange(11, dtype=np.int32), 4)
     assert rows.dtype == np.int64 and rows.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    with pytest.raises(ConfigError, match=r"^need at least 4 tokens, got 3$"):
-        chunk(np.arange(3), 4)
+    with pytest.raises(ConfigError, match=r"^the validation split holds 3 tokens, fewer than one sequence of 4: "):
+        chunk(np.arange(3), 4, "the validation split")
 
 
 def test_summarize_one_sequence_has_no_standard_error_and_warns_nothing():
