@@ -166,6 +166,8 @@ def sequence(ctx: Any) -> dict[str, Any]:
             raise UsageError(str(exc)) from None
     out = Path(ctx.output)
     csv_path = Path(ctx.args.csv) if ctx.args.csv else out.with_suffix(".csv")
+    if ctx.args.labels and not Path(ctx.args.labels).is_file():  # spectra files may fail one by one; labels may not
+        raise UsageError(f"labels file not found: {ctx.args.labels}")
     inputs = [*paths, *([Path(ctx.args.labels)] if ctx.args.labels else [])]
     check_outputs(inputs, [out, csv_path, Path(f"{out}.skipped.tsv"), Path(f"{out}.notes.tsv")])
     component = ctx.load()

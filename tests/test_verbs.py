@@ -352,6 +352,14 @@ def test_sequence_with_no_readable_input_fails_and_keeps_earlier_results(toys, c
     assert out.read_text() == "earlier results"
 
 
+def test_a_missing_labels_file_is_refused_before_any_work(toys, capsys, tmp_path):
+    mgf = tmp_path / "one.mgf"
+    mgf.write_text("BEGIN IONS\nPEPMASS=500.3\nCHARGE=2+\n100.1 5\nEND IONS\n")
+    out = tmp_path / "out.mztab"
+    code, _, err = run(capsys, "sequence", "constant", str(mgf), "-o", str(out), "--labels", str(tmp_path / "no.tsv"))
+    assert code == 2 and f"labels file not found: {tmp_path / 'no.tsv'}" in err and not out.exists()
+
+
 def test_a_run_that_sequences_nothing_fails_and_keeps_earlier_results(toys, capsys, tmp_path):
     mgf = tmp_path / "empty_peaks.mgf"
     mgf.write_text("BEGIN IONS\nPEPMASS=500.3\nCHARGE=2+\nEND IONS\n")
