@@ -121,6 +121,10 @@ class GenerationConfig:
 
 @attrs.frozen
 class GenerationStats:
+    """``seconds`` is the wall time of the call that produced the result. A decoder that decodes a
+    batch together gives each row the batch's time, so a row's ``tokens_per_second`` is then a share,
+    not a rate; ``engine decode`` times such a batch itself and reports its rate once."""
+
     steps: int
     new_tokens: int
     seconds: float

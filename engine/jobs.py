@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +71,21 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
         fixed["stream"] = _write_now
     config = _config(ctx, **fixed)
     component = ctx.load()
-    if len(prompts) > 1 and "batch" in ctx.spec.capabilities:
+    batched = len(prompts) > 1 and "batch" in ctx.spec.capabilities
+    batch = None
+    if batched:
+        started = time.perf_counter()
         results = component.generate_batch(prompts, config)
+        batch = _batch_summary(results, time.perf_counter() - started)
     else:
         results = [component.generate(p, config) for p in ctx.progress(prompts, desc="decode")]
-    rows = [_decoded(p, r) for p, r in zip(prompts, results, strict=True)]
+    rows = [_decoded(p, r, batched) for p, r in zip(prompts, results, strict=True)]
     if ctx.output:
         from engine.io.files import atomic_write_text, jsonl
 
         atomic_write_text(ctx.output, jsonl(rows))
     if ctx.json:
-        return {"results": rows}
+        return {"results": rows, **({"batch": batch} if batch else {})}
     for row, result in zip(rows, results, strict=True):
         if streaming:
             print()
@@ -87,11 +93,26 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
             if len(rows) > 1:
                 print(f"### {row['prompt']}")
             print(result.text)
+        rate = "" if batched else f", {row['tokens_per_s']:.1f} tokens/s"
+        ctx.note(f"[{row['new_tokens']} tokens, {row['steps']} steps, {row['tokens_per_step']:.2f} tokens/step{rate}]")
+    if batch:
         ctx.note(
-            f"[{row['new_tokens']} tokens, {row['steps']} steps, "
-            f"{row['tokens_per_step']:.2f} tokens/step, {row['tokens_per_s']:.1f} tokens/s]"
+            f"[{batch['prompts']} prompts decoded together: {batch['new_tokens']} tokens in "
+            f"{batch['seconds']:.2f} s, {batch['tokens_per_s']:.1f} tokens/s]"
         )
     return 0
+
+
+def _batch_summary(results: Sequence[Any], seconds: float) -> dict[str, Any]:
+    """A batch's throughput, timed by the host: its rows share one wall time, so only the batch has a rate."""
+    new_tokens = sum(r.stats.new_tokens for r in results)
+    rate = new_tokens / seconds if seconds > 0 else 0.0
+    return {
+        "prompts": len(results),
+        "new_tokens": new_tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(rate, 2),
+    }
 
 
 def _write_now(piece: str) -> None:
@@ -99,7 +120,7 @@ def _write_now(piece: str) -> None:
     sys.stdout.flush()
 
 
-def _decoded(prompt: str, result: Any) -> dict[str, Any]:
+def _decoded(prompt: str, result: Any, batched: bool = False) -> dict[str, Any]:
     stats = result.stats
     return {
         "prompt": prompt,
@@ -108,7 +129,7 @@ def _decoded(prompt: str, result: Any) -> dict[str, Any]:
         "new_tokens": stats.new_tokens,
         "steps": stats.steps,
         "tokens_per_step": round(stats.tokens_per_step, 3),
-        "tokens_per_s": round(stats.tokens_per_second, 2),
+        "tokens_per_s": None if batched else round(stats.tokens_per_second, 2),  # a batch's rows have no own rate
     }
 
 

@@ -209,8 +209,14 @@ def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatc
 
 
 def test_decode_batch_from_a_prompts_file_and_streaming(trained, tmp_path):
-    rows, _ = decoded("--prompts", str(trained / "p.jsonl"), "--max-new-tokens", "6", *common(trained))
+    out, _ = ok(
+        "--json", "decode", "medusa", "--prompts", str(trained / "p.jsonl"), "--max-new-tokens", "6", *common(trained)
+    )
+    rows, batch = json.loads(out)["results"], json.loads(out)["batch"]
     assert len(rows) == 12 and all(0 < len(r["tokens"]) <= 6 for r in rows)
+    # decoded together: one rate for the batch, none per row (the rows share its wall time)
+    assert all(r["tokens_per_s"] is None for r in rows) and batch["prompts"] == 12
+    assert batch["new_tokens"] == sum(len(r["tokens"]) for r in rows) and batch["tokens_per_s"] > 0
     out, err = ok("decode", "medusa", "tell me 1 things", "--max-new-tokens", "6", *common(trained))
     assert out.rstrip("\n") == rows[1]["text"] and "tokens/step" in err
     ok("decode", "medusa", "a", "b", "--max-new-tokens", "4", "-o", str(tmp_path / "out.jsonl"), *common(trained))
