@@ -42,11 +42,16 @@ def steps_in_all(cfg: dict) -> int:
 
 
 def save_model_dir(dest, net, config: dict, dtype: str = "fp32") -> Path:
+    """Write ``net``'s weights in ``dtype`` and ``config`` as a model folder (see write_model_dir)."""
+    state = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in net.state_dict().items()}
+    return write_model_dir(dest, state, config)
+
+
+def write_model_dir(dest, state: dict[str, torch.Tensor], config: dict) -> Path:
     """Write config.json + model.safetensors into a temporary sibling, then rename."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    state = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"))
     (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     for f in tmp.iterdir():  # mkdtemp is private (0700); a model folder is ordinary data

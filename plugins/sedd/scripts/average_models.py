@@ -5,16 +5,16 @@
 Runs continued from the same weights with other data seeds stay in one basin, so their mean is a
 model too, often a better one than either. The configurations must agree on the network; the mean
 is taken in fp32 and stored in the inputs' dtype. The configuration is the first model's (its training
-record included) plus ``averaged_from``. The output folder is written beside and renamed.
+record included) plus ``averaged_from``. The folder is written like a trained one (``write_model_dir``).
 """
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import load_file, save_file
+import torch
+from engine_sedd.bundle import write_model_dir
+from safetensors.torch import load_file
 
 
 def load_config(folder: Path) -> dict:
@@ -27,14 +27,14 @@ def network(config: dict) -> dict:
     return {"model": model, "tokenizer": config.get("tokenizer"), "graph": config.get("graph")}
 
 
-def average(folders: list[Path]) -> dict[str, np.ndarray]:
+def average(folders: list[Path]) -> dict[str, torch.Tensor]:
     tensors = [load_file(folder / "model.safetensors") for folder in folders]
-    names = set(tensors[0])
-    if any({n: a.shape for n, a in t.items()} != {n: a.shape for n, a in tensors[0].items()} for t in tensors):
+    shapes = {name: a.shape for name, a in tensors[0].items()}
+    if any({name: a.shape for name, a in t.items()} != shapes for t in tensors):
         raise SystemExit("average_models: the models hold different tensors")
     return {
-        name: np.mean([t[name].astype(np.float32) for t in tensors], axis=0).astype(tensors[0][name].dtype)
-        for name in sorted(names)
+        name: torch.stack([t[name].float() for t in tensors]).mean(0).to(first.dtype)
+        for name, first in tensors[0].items()
     }
 
 
@@ -49,13 +49,7 @@ def main() -> None:
     if any(network(c) != network(configs[0]) for c in configs):
         raise SystemExit("average_models: the models' networks differ")
     config = dict(configs[0], averaged_from=[str(folder) for folder in args.models])
-    partial = args.output.with_name(args.output.name + ".new")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file(average(args.models), partial / "model.safetensors")
-    (partial / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(args.output, ignore_errors=True)
-    partial.rename(args.output)
+    write_model_dir(args.output, average(args.models), config)
     print(f"average_models: wrote {args.output}")
 
 
