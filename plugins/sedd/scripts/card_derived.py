@@ -42,6 +42,10 @@ EARLIER = (
 )
 
 
+# former defaults compared with the present one alone (their `eval.json` kept as NAME_eval.json)
+FORMER_DEFAULTS = ("fourth_budget", "sixth_budget", "seventh_budget", "eighth_budget_seed8")
+
+
 def load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() and path.stat().st_size else None
 
@@ -188,9 +192,6 @@ def main() -> None:
             later = load(R / f"{run}_eval.json")
             if later:
                 like[f"{run}_minus_second_budget"] = round(later["bpc"] - second["sedd_bpc"], 3)
-    fourth = load(R / "fourth_budget_eval.json")
-    if fourth:  # "A fifth budget": the default against the one it replaced
-        like |= versus_former("fourth_budget", fourth, ev)
     fifth = load(R / "fifth_budget_eval.json")
     if fifth:  # "A sixth budget": the default (the dropout-0.1 control) against the one it replaced
         like |= versus_former("fifth_budget", fifth, ev)
@@ -200,15 +201,13 @@ def main() -> None:
                 "radd_d02_bpc": round(d02["bpc"], 3),
                 "radd_d02_minus_fifth_budget": round(d02["bpc"] - fifth["sedd_bpc"], 3),
             }
-    sixth = load(R / "sixth_budget_eval.json")
-    if sixth:  # "A seventh budget": the default (the weight-decay run) against the one it replaced
-        like |= versus_former("sixth_budget", sixth, ev)
-    seventh = load(R / "seventh_budget_eval.json")
-    if seventh:  # "An eighth budget": the default against the one it replaced
-        like |= versus_former("seventh_budget", seventh, ev)
-    seed8 = load(R / "eighth_budget_seed8_eval.json")
-    if seed8:  # "Averaging two runs": the default (the mean) against the seed-8 run it replaced
-        like |= versus_former("eighth_budget_seed8", seed8, ev)
+    # the default against each former default ("A fifth budget", "A seventh budget", "An eighth budget",
+    # "Averaging two runs": the fourth, sixth and seventh budgets' models and the eighth's seed-8 run)
+    formers = {name: load(R / f"{name}_eval.json") for name in FORMER_DEFAULTS}
+    for name, former in formers.items():
+        if former:
+            like |= versus_former(name, former, ev)
+    seventh = formers["seventh_budget"]
     for run in ("radd_wd01_b", "radd_wd01_c", "radd_wd01_bc"):  # the eighth budget's two runs and their mean
         eighth = load(R / f"{run}_eval.json")
         if eighth:
