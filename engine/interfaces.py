@@ -7,6 +7,7 @@ Configs validate on construction, so a bad value fails with one clear line
 from __future__ import annotations
 
 import abc
+import argparse
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -162,9 +163,11 @@ def position_text(text: str) -> tuple[int, str]:
     """``POS=TEXT`` on the command line."""
     pos, sep, fixed = text.partition("=")
     try:
+        if not (sep and fixed):  # "--fix 3" or "--fix 3=" would silently hold nothing
+            raise ValueError
         return int(pos), fixed
     except ValueError:
-        raise ValueError(f"expected POSITION=TEXT, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected POSITION=TEXT with some text, got {text!r}") from None
 
 
 @attrs.frozen
@@ -201,7 +204,10 @@ class SamplingConfig:
     def __attrs_post_init__(self) -> None:
         occupied = len(self.prefix or "") + len(self.suffix or "")
         if occupied > self.length:
-            raise ConfigError(f"prefix and suffix ({occupied}) exceed length {self.length}")
+            raise ConfigError(
+                f"prefix and suffix hold {occupied} characters, more than the sample length {self.length}: "
+                "give a longer --length"
+            )
         for position in self.fixed or {}:
             if not isinstance(position, int) or not 0 <= position < self.length:
                 raise ConfigError(f"fixed position {position!r} is outside 0..{self.length - 1}")

@@ -188,6 +188,19 @@ def test_sample_writes_jsonl(toys, capsys, tmp_path):
     assert code == 0 and out == "" and len(rows) == 2 and all(len(r["text"]) == 8 for r in rows)
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--fix", "3="), "argument --fix: expected POSITION=TEXT with some text, got '3='"),
+        (("--fix", "3"), "argument --fix: expected POSITION=TEXT with some text, got '3'"),
+        (("--prefix", "ABCDEFGHIJ"), "prefix and suffix hold 10 characters, more than the sample length 8"),
+    ],
+)
+def test_sampling_constraints_that_hold_nothing_or_overflow_are_usage_errors(toys, capsys, flags, message):
+    code, out, err = run(capsys, "sample", "letters", "--length", "8", *flags)
+    assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_sequence_reads_spectra_and_writes_mztab_and_csv(toys, capsys, tmp_path):
     mgf = tmp_path / "in.mgf"
     mgf.write_text("BEGIN IONS\nTITLE=a\nPEPMASS=500.3\nCHARGE=2+\n100.0 10\n200.0 20\n300.0 5\nEND IONS\n")
