@@ -295,6 +295,8 @@ def _check_common(ctx: CommandContext) -> None:
         raise UsageError("--provider applies only with --artifact (torch runs on --device)")
     if ctx.threads is not None and ctx.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {ctx.threads}")
+    if ctx.seed is not None and ctx.seed < 0:  # numpy's generators take none; say so before any work
+        raise UsageError(f"--seed must be at least 0, got {ctx.seed}")
     if ctx.verb == "export" and not ctx.output:
         raise UsageError(f"{ctx.prog} needs -o DEST, the artifact folder to write")
     if ctx.output:

@@ -66,6 +66,7 @@ def _typed(*types: type) -> Callable[[Any, attrs.Attribute, Any], None]:
 _int = _typed(int)
 _number = _typed(int, float)
 _optional_int = attrs.validators.optional(_int)
+_optional_seed = attrs.validators.optional([_int, _at_least(0)])
 
 
 def _strings(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -106,7 +107,7 @@ class GenerationConfig:
     temperature: float = option(0.0, "0 is greedy", validator=[_number, _finite_at_least(0.0)])
     top_p: float = option(1.0, "nucleus sampling mass", validator=[_number, _probability])
     top_k: int = option(0, "sample among the k most likely tokens (0: all)", validator=[_int, _at_least(0)])
-    seed: int | None = option(None, "random seed", cli=False, validator=_optional_int)
+    seed: int | None = option(None, "random seed", cli=False, validator=_optional_seed)
     stop: tuple[str, ...] = option(
         (), "stop at this text (repeatable)", repeat=True, converter=_strings, validator=_nonempty_strings
     )
@@ -177,7 +178,7 @@ class SamplingConfig:
     num_samples: int = option(1, "samples to draw", validator=[_int, _at_least(1)])
     length: int = option(256, "tokens per sample", validator=[_int, _at_least(1)])
     steps: int = option(64, "denoising steps", validator=[_int, _at_least(1)])
-    seed: int | None = option(None, "random seed", cli=False, validator=_optional_int)
+    seed: int | None = option(None, "random seed", cli=False, validator=_optional_seed)
     predictor: str = option("analytic", "sampler's update rule", validator=_typed(str))
     temperature: float = option(
         1.0,

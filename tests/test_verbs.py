@@ -194,9 +194,11 @@ def test_sample_writes_jsonl(toys, capsys, tmp_path):
         (("--fix", "3="), "argument --fix: expected POSITION=TEXT with some text, got '3='"),
         (("--fix", "3"), "argument --fix: expected POSITION=TEXT with some text, got '3'"),
         (("--prefix", "ABCDEFGHIJ"), "prefix and suffix hold 10 characters, more than the sample length 8"),
+        (("--seed", "-3"), "--seed must be at least 0, got -3"),
+        (("--threads", "0"), "--threads must be at least 1, got 0"),
     ],
 )
-def test_sampling_constraints_that_hold_nothing_or_overflow_are_usage_errors(toys, capsys, flags, message):
+def test_sampling_flags_out_of_range_or_holding_nothing_are_usage_errors(toys, capsys, flags, message):
     code, out, err = run(capsys, "sample", "letters", "--length", "8", *flags)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
 
