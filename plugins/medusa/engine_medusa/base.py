@@ -42,6 +42,11 @@ def resolve_base(name: str) -> tuple[str, str | None]:
         if not p.is_file():
             raise UsageError(f"no such GGUF file: {name}")
         return str(p.parent), p.name
+    if Path(name).is_dir() and not (Path(name) / "config.json").is_file():
+        raise UsageError(
+            f"no base model in {name}: give a folder in the Hugging Face layout (config.json, weights, tokenizer), "
+            "a .gguf file or a model id"
+        )
     return name, None
 
 

@@ -74,6 +74,13 @@ def test_missing_heads_folder_is_a_clear_error(tmp_path):
         load_heads(tmp_path, tiny_llama())
 
 
+def test_a_base_model_folder_without_config_is_a_clear_error(tmp_path):
+    from engine_medusa.base import load_base
+
+    with pytest.raises(UsageError, match=r"^no base model in .*: give a folder in the Hugging Face layout"):
+        load_base(str(tmp_path))
+
+
 @pytest.mark.parametrize("share", [True, False])
 def test_selected_heads_equal_the_same_heads_of_the_full_forward(share):
     m = tiny_llama()

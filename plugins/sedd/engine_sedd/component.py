@@ -28,8 +28,10 @@ def resolve_model(model=None) -> Path:
     """The model folder ``model`` names (default: the bundled SEDD model)."""
     path = Path(model) if model else DEFAULT_MODEL
     if not (path / "config.json").is_file():
-        hint = " (train one with `engine train sedd`)" if model is None else ""
-        raise FileNotFoundError(f"no SEDD model at {path}{hint}")
+        raise ConfigError(
+            f"no SEDD model at {path}: a model folder holds config.json and model.safetensors "
+            "(train one with `engine train sedd`)"
+        )
     return path
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.errors import UsageError
+
 
 class CharTokenizer:
     kind = "char"
@@ -93,7 +95,7 @@ def tokenizer_from_dict(d: dict):
 def read_corpus(path) -> str:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"corpus not found: {path}")
+        raise UsageError(f"corpus not found: {path} (give one with --data FILE)")
     return path.read_text(encoding="utf-8")
 
 

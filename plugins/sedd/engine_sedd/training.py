@@ -214,7 +214,7 @@ class Trainer:
 
     def resume(self):
         if not self.ckpt.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {self.ckpt}")
+            raise ConfigError(f"--resume: no checkpoint at {self.ckpt} (start the run without --resume)")
         state = load_checkpoint(self.ckpt)
         if _run_config(state["config"]) != _run_config(self.cfg):
             raise ConfigError("--resume: checkpoint was trained with a different configuration")

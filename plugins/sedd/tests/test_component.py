@@ -83,7 +83,7 @@ def test_bad_input_is_one_clear_error(sampler):
         sampler.sample(SamplingConfig(length=16, steps=2, predictor="leap"))
     with pytest.raises(TypeError):
         sampler.sample("steps=4")
-    with pytest.raises(FileNotFoundError, match="no SEDD model"):
+    with pytest.raises(ConfigError, match=r"^no SEDD model at /nonexistent/model: a model folder holds config\.json"):
         SEDDSampler(model="/nonexistent/model")
 
 
@@ -180,7 +180,7 @@ def test_cli_eval_bound_next_to_ar(capsys, tiny_model, tiny_ar, corpus):
         assert out[f"{side}_bpc"] == pytest.approx(out[f"{side}_nats_per_token"] / math.log(2), rel=1e-9)
         assert out[f"{side}_bpc_se"] == pytest.approx(out[f"{side}_nats_per_token_se"] / math.log(2), rel=1e-9)
     code, _, err = run_cli(capsys, "eval", "sedd", "--model", str(tiny_model))
-    assert code == 1 and "corpus not found" in one_line_error(err)
+    assert code == 2 and "corpus not found" in one_line_error(err)
     with pytest.raises(ValueError, match="autoregressive baseline"):
         SEDDSampler(model=tiny_ar)
 
@@ -243,7 +243,7 @@ def test_cli_train_and_export(capsys, corpus, tmp_path):
     assert code == 0, err
     assert json.loads(out)["steps"] == 3 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
     code, _, err = run_cli(capsys, "train", "sedd", "--data", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x"))
-    assert code == 1 and "corpus not found" in one_line_error(err) and not (tmp_path / "x" / "model").exists()
+    assert code == 2 and "corpus not found" in one_line_error(err) and not (tmp_path / "x" / "model").exists()
     for device, message in (("mps", "CPU or a CUDA GPU, not 'mps'"), ("gpu0", "unknown torch device 'gpu0'")):
         code, _, err = run_cli(capsys, "train", "sedd", *run[:2], "-o", str(tmp_path / device), "--device", device)
         assert code != 0 and message in one_line_error(err) and not (tmp_path / device).exists()

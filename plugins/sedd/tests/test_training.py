@@ -51,6 +51,11 @@ def test_resume_refuses_other_config(corpus, tmp_path):
         train(train_args(data=str(corpus), out=str(tmp_path), hidden=64, resume=True), log=lambda m: None)
 
 
+def test_resume_without_a_checkpoint_says_how_to_start(corpus, tmp_path):
+    with pytest.raises(ValueError, match=r"no checkpoint at .*checkpoint\.pt \(start the run without --resume\)$"):
+        train(train_args(data=str(corpus), out=str(tmp_path / "new"), steps=6, resume=True), log=lambda m: None)
+
+
 def test_a_run_can_start_from_a_model_and_resume_without_naming_it_again(corpus, tiny_model, tmp_path):
     """--model: the run begins at that model's weights (a run stopped at step 0 saves them
     unchanged) and records it; stopping and resuming gives the uninterrupted run's weights."""
