@@ -193,7 +193,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.ERROR, format="engine: %(message)s")
+    # errors only, and on the handler too: a library with its own handler whose records propagate
+    # (huggingface_hub) would otherwise print each warning twice, once with this prefix
+    errors_only = logging.StreamHandler()
+    errors_only.setLevel(logging.ERROR)
+    logging.basicConfig(level=logging.ERROR, format="engine: %(message)s", handlers=[errors_only])
     head = _head(argv)
     if head in ([], ["-h"], ["--help"]) or argv == ["--version"]:
         return _help_or_version(argv)

@@ -131,3 +131,22 @@ def test_plugin_command_verb(make_module, installed, only, capsys):
 def test_verb_help_lists_components(echo_installed, capsys, verb):
     code, out, _ = run(capsys, verb, "--help")
     assert code == 0 and f"usage: engine {verb}" in out and "echo" in out and "== decoder" not in out
+
+
+def test_a_library_warning_with_its_own_handler_is_printed_once():
+    """huggingface_hub logs through its own stderr handler and propagates to the root logger."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "from engine.cli import main\n"
+        "main(['version'])\n"
+        "lib = logging.getLogger('lib')\n"
+        "lib.addHandler(logging.StreamHandler(sys.stderr))\n"
+        "lib.setLevel(logging.WARNING)\n"
+        "lib.warning('retrying once')\n"
+        "logging.getLogger('other').error('a real error')\n"
+    )
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert err.count("retrying once") == 1 and "engine: a real error" in err
