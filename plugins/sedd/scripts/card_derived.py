@@ -43,7 +43,7 @@ EARLIER = (
 
 
 # former defaults compared with the present one alone (their `eval.json` kept as NAME_eval.json)
-FORMER_DEFAULTS = ("fourth_budget", "sixth_budget", "seventh_budget", "eighth_budget_seed8")
+FORMER_DEFAULTS = ("fourth_budget", "sixth_budget", "seventh_budget", "eighth_budget_seed8", "eighth_budget")
 
 
 def load(path: Path) -> dict | None:
@@ -159,7 +159,7 @@ def main() -> None:
         "ar_bpc": round(ev["ar_bpc"], 3),
         "bpc_ratio": round(ev["bpc_ratio"], 2),
         "ratio_vs_ar_best_during_training": round(ev["sedd_bpc"] / out["training"]["ar"]["best_val_bpc"], 2),
-        "ratio_minus_target_1_15": round(ev["bpc_ratio"] - 1.15, 3),
+        "ratio_minus_target_1_15": round(ev["bpc_ratio"] - 1.15, 4),  # 4 places: the ratio sits at the target
     }
     if prev:
         like |= {
@@ -184,6 +184,7 @@ def main() -> None:
             "ar_cont_bpc": round(cont["ar_bpc"], 3),
             "ar_cont_minus_ar": round(cont["ar_bpc"] - ev["ar_bpc"], 3),
             "bpc_ratio_3dp": round(ev["bpc_ratio"], 3),
+            "bpc_ratio_4dp": round(ev["bpc_ratio"], 4),
         }
     second = load(R / "second_budget_eval.json")
     if second:  # "A third and fourth budget": the default against the one it replaced
@@ -202,7 +203,8 @@ def main() -> None:
                 "radd_d02_minus_fifth_budget": round(d02["bpc"] - fifth["sedd_bpc"], 3),
             }
     # the default against each former default ("A fifth budget", "A seventh budget", "An eighth budget",
-    # "Averaging two runs": the fourth, sixth and seventh budgets' models and the eighth's seed-8 run)
+    # "Averaging two runs", "A ninth budget": the fourth, sixth and seventh budgets' models, the eighth's seed-8
+    # run and the eighth's mean)
     formers = {name: load(R / f"{name}_eval.json") for name in FORMER_DEFAULTS}
     for name, former in formers.items():
         if former:
