@@ -222,7 +222,9 @@ def _main(argv: list[str]) -> int:
         spec = engine.commands[command]
         ctx = CommandContext(prog=f"engine {spec.verb}", engine=engine, **flags)
         return _finish(resolve(spec.target, f"command {spec.verb!r}")(rest, ctx), ctx)
-    if rest[:1] in (["-h"], ["--help"]) or (command == "demo" and {"-h", "--help"} & set(rest)):
+    if rest[:1] in (["-h"], ["--help"]) or (
+        command == "demo" and _demo_names(rest) != 1 and {"-h", "--help"} & set(rest)
+    ):
         return _verb_help(engine, command)
     if command == "demo":
         return _demo(engine, rest, flags)
@@ -359,14 +361,13 @@ def _print_mapping(result: dict[str, Any], as_json: bool) -> None:
 
 def _verb_help(engine: Engine, verb: str) -> int:
     specs = [s for s in engine.components(KIND_OF_VERB.get(verb)) if verb in s.verbs]
-    name = "[NAME...]" if verb == "demo" else "NAME [FLAGS...]"
+    name = "[NAME...] [--threads N] [--device DEV]" if verb == "demo" else "NAME [FLAGS...]"
     print(f"usage: engine {verb} {name}\n\n{VERB_HELP[verb]}; components:")
     for spec in specs:
         print(f"  {spec.name:<14} {spec.description}")
     if not specs:
         print("  (none installed)")
-    if verb != "demo":
-        print(f"\nengine {verb} NAME --help shows every flag of a component.")
+    print(f"\nengine {verb} NAME --help shows every flag of a component" + ("'s demo." if verb == "demo" else "."))
     return 0
 
 
@@ -471,12 +472,50 @@ def _list(engine: Engine, rest: list[str], as_json: bool) -> int:
     return 0
 
 
-def _demo(engine: Engine, rest: list[str], flags: dict[str, bool]) -> int:
-    names = [a for a in rest if not a.startswith("-")]
-    unknown = [a for a in rest if a.startswith("-")]
+#: Common flags that mean the same for every component, so a demo of several takes them.
+_DEMO_SHARED_FLAGS = ("threads", "device")
+
+
+def _demo_names(rest: list[str]) -> int:
+    """How many component names open ``engine demo``'s arguments (the flags follow them)."""
+    return next((i for i, a in enumerate(rest) if a.startswith("-")), len(rest))
+
+
+def _demo_shared_flags(argv: list[str]) -> dict[str, Any]:
+    """The shared flags of a demo of several components; any other flag is a usage error."""
+    parser = ArgumentParser(prog="engine demo", add_help=False, allow_abbrev=False)
+    for key in _DEMO_SHARED_FLAGS:
+        parser.add_argument(*COMMON_FLAGS[key][0], dest=key, **COMMON_FLAGS[key][1])
+    given, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise UsageError(f"engine demo takes component names only, got {unknown[0]!r} (see: engine demo --help)")
+        raise UsageError(
+            f"a demo of several components takes --threads and --device only, got {unknown[0]!r} "
+            "(one component takes its own flags: engine demo NAME FLAGS...)"
+        )
+    return {key: value for key, value in vars(given).items() if value is not None}
+
+
+def _demo_argv(spec: ComponentSpec, shared: dict[str, Any]) -> list[str]:
+    """The shared flags this component's factory takes; the others are named, not dropped silently."""
+    from engine.registry import accepts
+
+    factory = resolve(spec.factory, f"factory of {spec.kind} {spec.name!r}")
+    argv = []
+    for key, value in shared.items():
+        if accepts(factory, key):
+            argv += [f"--{key}", str(value)]
+        else:
+            print(f"engine: {spec.name} takes no --{key}; its demo runs without it", file=sys.stderr)
+    return argv
+
+
+def _demo(engine: Engine, rest: list[str], flags: dict[str, bool]) -> int:
+    """``engine demo [NAME...] [FLAGS...]``: one component takes all its demo flags, several the shared ones."""
+    names, argv = rest[: _demo_names(rest)], rest[_demo_names(rest) :]
+    shared = _demo_shared_flags(argv) if len(names) != 1 else None
     specs = [engine.get(None, n) for n in names] if names else engine.components()
+    if shared is None and {"-h", "--help"} & set(argv):  # one component's demo flags, no header
+        return run_verb(engine, specs[0], "demo", argv, flags)
     if not specs:
         print("no components installed: pip install the plugins (see README)")
         return 1
@@ -485,7 +524,7 @@ def _demo(engine: Engine, rest: list[str], flags: dict[str, bool]) -> int:
         header = sys.stderr if flags["json"] else sys.stdout  # --json: stdout holds only the JSON
         print(f"== {spec.kind} {spec.name}: {spec.description}", file=header, flush=True)
         try:
-            run_verb(engine, spec, "demo", [], flags)
+            run_verb(engine, spec, "demo", argv if shared is None else _demo_argv(spec, shared), flags)
         except Exception as exc:  # noqa: BLE001 - one component's failure must not hide the others
             failed += 1
             print(f"engine: error: {spec.name} demo failed: {_one_line(exc)}", file=sys.stderr)

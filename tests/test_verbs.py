@@ -277,6 +277,21 @@ def test_generic_demo_runs_every_kind(toys, capsys):
     assert "label LLPAFLK" in out  # the bundled probe spectra, with their labels
 
 
+def test_demo_takes_the_common_flags(toys, capsys):
+    """One component takes all its demo flags; several take the shared ones, each where its factory does."""
+    code, _, err = run(capsys, "demo", "echo", "--threads", "2", "--repeat", "3")
+    assert code == 0, err
+    assert toys.BUILT[-1] | {"model": None} == {"model": None, "threads": 2, "repeat": 3, "shout": False}
+    code, out, err = run(capsys, "demo", "--threads", "1")
+    assert code == 0, err
+    assert toys.BUILT[-1]["threads"] == 1 and "== sampler letters" in out
+    assert "letters takes no --threads; its demo runs without it" in err
+    code, _, err = run(capsys, "demo", "echo", "letters", "--repeat", "2")
+    assert code == 2 and "a demo of several components takes --threads and --device only, got '--repeat'" in err
+    code, out, _ = run(capsys, "demo", "echo", "--help")
+    assert code == 0 and "--repeat" in out and "--threads" in out
+
+
 def test_list_and_verbs_agree(toys, capsys):
     code, out, _ = run(capsys, "list", "--json")
     verbs = {row["name"]: row["verbs"] for row in json.loads(out)}
