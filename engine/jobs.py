@@ -162,10 +162,9 @@ def sample(ctx: Any, **fixed: Any) -> int | dict[str, Any]:
             "network_calls": stats.network_calls,
         }
     if not ctx.output:
-        for i, text in enumerate(result.texts):
-            if len(result.texts) > 1:
-                ctx.echo(f"--- sample {i}")
-            ctx.echo(text)
+        from engine.io.samples import as_plain_text
+
+        ctx.echo(as_plain_text(result.texts).removesuffix("\n"))
     return 0
 
 

@@ -188,6 +188,18 @@ def test_sample_writes_jsonl(toys, capsys, tmp_path):
     assert code == 0 and out == "" and len(rows) == 2 and all(len(r["text"]) == 8 for r in rows)
 
 
+def test_sample_text_file_marks_where_each_sample_begins_as_stdout_does(toys, capsys, tmp_path):
+    from engine.io.samples import as_plain_text
+
+    assert as_plain_text(["a\n\nb", "c"]) == "--- sample 0\na\n\nb\n--- sample 1\nc\n"
+    assert as_plain_text(["only\n\none"]) == "only\n\none\n"
+    argv = ("sample", "letters", "--num-samples", "2", "--length", "4", "--seed", "1")
+    code, printed, _ = run(capsys, *argv)
+    code_file, _, _ = run(capsys, *argv, "-o", str(tmp_path / "s.txt"))
+    assert code == code_file == 0 and (tmp_path / "s.txt").read_text() == printed
+    assert printed.startswith("--- sample 0\n") and "\n--- sample 1\n" in printed
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
