@@ -96,12 +96,9 @@ class CommandContext:
                 self.note(f"torch is not installed: running {spec.name}'s shipped artifact on onnxruntime")
             kwargs = {**opts.as_kwargs(self.options, "onnxruntime", self.options_given), **overrides}
             return self.engine.load_artifact(artifact, provider=self.provider or "auto", threads=self.threads, **kwargs)
-        from engine.registry import accepts
-
-        factory = resolve(spec.factory, f"factory of {spec.kind} {spec.name!r}")
         common = {k: getattr(self, k) for k in ("model", "device", "threads") if getattr(self, k) is not None}
         for key in common:
-            if not accepts(factory, key):
+            if not spec.takes(key):
                 raise UsageError(f"--{key} does not apply to {spec.name}")
         if self.threads is not None and available("torch"):
             from engine.runtime import use_torch_threads
@@ -497,12 +494,9 @@ def _demo_shared_flags(argv: list[str]) -> dict[str, Any]:
 
 def _demo_argv(spec: ComponentSpec, shared: dict[str, Any]) -> list[str]:
     """The shared flags this component's factory takes; the others are named, not dropped silently."""
-    from engine.registry import accepts
-
-    factory = resolve(spec.factory, f"factory of {spec.kind} {spec.name!r}")
     argv = []
     for key, value in shared.items():
-        if accepts(factory, key):
+        if spec.takes(key):
             argv += [f"--{key}", str(value)]
         else:
             print(f"engine: {spec.name} takes no --{key}; its demo runs without it", file=sys.stderr)

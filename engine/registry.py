@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from engine.errors import PluginError, UsageError
+from engine.interfaces import ConfigError
 from engine.kinds import BASES, KINDS, MAIN_VERB
 
 #: Verbs of ``engine <verb> <component>``: the kinds' main verbs, then the shared ones.
@@ -58,6 +59,14 @@ def accepts(fn: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def keyword_parameters(fn: Callable[..., Any]) -> list[str]:
+    """The names ``fn`` takes by keyword (a class: its ``__init__``'s, without ``self``)."""
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds]
+
+
 def _check_target(target: Any, what: str) -> Target:
     if callable(target):
         return target
@@ -92,9 +101,32 @@ class ComponentSpec:
     distribution: str | None = None
 
     def create(self, **options: Any) -> Any:
-        """Build the component; it must be an instance of its kind's interface."""
-        component = resolve(self.factory, f"factory of {self.kind} {self.name!r}")(**options)
-        return self.stamp(component, "factory")
+        """Build the component; it must be an instance of its kind's interface. An option its factory
+        does not take is a one-line usage error naming those it does, not the factory's TypeError."""
+        unknown = [key for key in options if not self.takes(key)]
+        if unknown:
+            raise ConfigError(f"{self.name} has no option {unknown[0]!r} (it takes: {', '.join(self.parameters())})")
+        return self.stamp(self._factory()(**options), "factory")
+
+    def _factory(self) -> Callable[..., Any]:
+        return resolve(self.factory, f"factory of {self.kind} {self.name!r}")
+
+    def parameters(self) -> list[str]:
+        """What the factory takes by keyword: its named parameters, then its options class's fields."""
+        cls = self.options_class()
+        fields = [a.name for a in attrs.fields(cls)] if cls is not None and attrs.has(cls) else []
+        named = keyword_parameters(self._factory())
+        return named + [f for f in fields if f not in named]
+
+    def takes(self, key: str) -> bool:
+        """Does the factory take ``key``? One with ``**options`` passes them to its options class, so
+        there the class decides (a factory of plugin API 1 with no options class takes anything)."""
+        factory = self._factory()
+        if key in keyword_parameters(factory):
+            return True
+        if not accepts(factory, key):  # no **options either
+            return False
+        return self.options_class() is None or key in self.parameters()
 
     def stamp(self, component: Any, what: str) -> Any:
         """Check ``component`` implements the kind and record this spec as its identity."""

@@ -243,7 +243,8 @@ def test_a_component_that_cannot_be_built_is_named_with_the_error(make_module):
     mod = make_module("kit_unbuildable", good_plugin("echo", "kit_unbuildable"))
     with pytest.raises(
         ConformanceError,
-        match=r"^conformance: decoder 'echo' of plugin 'kit_unbuildable': cannot be built: TypeError: .*nonsense",
+        match=r"^conformance: decoder 'echo' of plugin 'kit_unbuildable': cannot be built: "
+        r"ConfigError: echo has no option 'nonsense' \(it takes: repeat\)$",
     ):
         engine.testing.check_plugin(mod, options={"echo": {"nonsense": 1}}, lazy_import=False)
 

@@ -91,8 +91,7 @@ def _checked(spectra: Iterable[Spectrum], failures: list[tuple[str, str, str]]) 
 class DPSequencer(_PipelineSequencer):
     """graphnovo-dp: dynamic-programming path + knapsack fill over the same graph (numpy only)."""
 
-    def __init__(self, threads: int | None = None, **options: Any) -> None:
-        # `threads` caps the threads a component may use; this one runs numpy on one, within any cap
+    def __init__(self, **options: Any) -> None:
         super().__init__()
         self.options = make_options(SearchOptions, "graphnovo-dp", options)
         builder = graph_builder(self.options, ResidueTable(), GraphConfig())

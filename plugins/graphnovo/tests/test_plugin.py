@@ -47,8 +47,7 @@ def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
     bad.write_text("BEGIN IONS\nTITLE=z0\nPEPMASS=500\nCHARGE=0\n100 1\nEND IONS\n" + nocharge)
     good = need(SPECTRA / "formats" / "TMT10-Trial-8.mzML")
     out = tmp_path / "out.mztab"
-    argv = ("sequence", "graphnovo-dp", str(good), str(bad), "-o", str(out), "--threads", "1")  # a cap it keeps
-    summary, _ = run_json(capsys, *argv)
+    summary, _ = run_json(capsys, "sequence", "graphnovo-dp", str(good), str(bad), "-o", str(out))
     assert summary["spectra"] == 6 and summary["written"] + summary["skipped"] == 6
     assert summary["skipped_reasons"] == {"charge": 1} and summary["charge_inferred"] == 1
     psms = read_psms(out)
@@ -217,7 +216,7 @@ def test_options_are_flags_in_help(capsys):
         (["--min-intensity", "2"], "min_intensity must be a number in [0, 1]"),
         (["--precursor-ppm", "-1"], "precursor_ppm must be a positive number"),
         (["--path-beam", "2"], "unrecognized arguments: --path-beam"),  # the DP has no beams
-        (["--threads", "2"], "graphnovo-dp has no option 'threads'"),  # nor threads
+        (["--threads", "2"], "--threads does not apply to graphnovo-dp"),  # nor threads
         (["--provider", "cpu"], "--provider applies only with --artifact"),
     ],
 )
@@ -225,6 +224,14 @@ def test_bad_options_are_one_line_usage_errors(flags, message, probe_mgf, tmp_pa
     assert main(["sequence", "graphnovo-dp", str(probe_mgf), "-o", str(tmp_path / "o.mztab"), *flags]) == 2
     assert message in one_line_error(capsys)
     assert not (tmp_path / "o.mztab").exists()
+
+
+def test_an_option_a_component_does_not_take_names_those_it_does():
+    """From the host too: the factory takes **options, so the options class says what they are."""
+    host = engine.Engine()
+    with pytest.raises(ConfigError, match=r"^graphnovo-dp has no option 'threads' \(it takes: .*precursor_ppm"):
+        host.create("sequencer", "graphnovo-dp", threads=1)
+    assert host.create("sequencer", "graphnovo-dp", top_n=2).options.top_n == 2
 
 
 def test_flags_of_the_other_path_are_usage_errors(tiny_weights, probe_mgf, tmp_path, capsys):
