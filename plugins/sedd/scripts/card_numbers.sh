@@ -130,8 +130,9 @@ target() {
     bound_runs radd_wd01_b ;;
   ninth-budget) # "A ninth budget": runs/radd_wd01_d (6,000 steps from the eighth budget's mean, weight decay 0.1)
     bound_runs radd_wd01_d ;;
-  tenth-budget) # "A tenth budget": runs/radd_wd01_e (6,000 steps from the ninth budget's run, weight decay 0.1)
-    bound_runs radd_wd01_e ;;
+  tenth-budget) # "A tenth budget": runs/radd_wd01_e (6,000 steps from the ninth budget's run, weight decay 0.1),
+    # and the mean of its weights with the ninth's (the chain's last two ends), runs/radd_wd01_ed
+    bound_runs radd_wd01_e; average runs/radd_wd01_e/model runs/radd_wd01_d/model radd_wd01_ed; bound_runs radd_wd01_ed ;;
   average-probe) # "Averaging two runs": the sixth budget's two runs from one start (dropout 0.1 and 0.2), averaged
     average runs/radd_d01/model runs/radd_d02/model radd_d01_d02; bound_runs radd_d01_d02 ;;
   eighth-budget-average) # "Averaging two runs": the eighth budget's second run (seed 9), the mean of both, and
