@@ -43,7 +43,14 @@ EARLIER = (
 
 
 # former defaults compared with the present one alone (their `eval.json` kept as NAME_eval.json)
-FORMER_DEFAULTS = ("fourth_budget", "sixth_budget", "seventh_budget", "eighth_budget_seed8", "eighth_budget")
+FORMER_DEFAULTS = (
+    "fourth_budget",
+    "sixth_budget",
+    "seventh_budget",
+    "eighth_budget_seed8",
+    "eighth_budget",
+    "ninth_budget",
+)
 
 
 def load(path: Path) -> dict | None:
@@ -203,8 +210,8 @@ def main() -> None:
                 "radd_d02_minus_fifth_budget": round(d02["bpc"] - fifth["sedd_bpc"], 3),
             }
     # the default against each former default ("A fifth budget", "A seventh budget", "An eighth budget",
-    # "Averaging two runs", "A ninth budget": the fourth, sixth and seventh budgets' models, the eighth's seed-8
-    # run and the eighth's mean)
+    # "Averaging two runs", "A ninth budget", "A tenth budget": the fourth, sixth and seventh budgets' models, the
+    # eighth's seed-8 run, the eighth's mean and the ninth)
     formers = {name: load(R / f"{name}_eval.json") for name in FORMER_DEFAULTS}
     for name, former in formers.items():
         if former:
