@@ -69,7 +69,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -100,14 +100,14 @@ target() {
     $E --json bench sedd --steps 256 --batch 64 --eval-seqs 16 --eval-times 1 --quantize int8 --threads 1 \
       > $R/bench_b64_int8.json ;;
   bench-shipped | bench-quiet | bench-second-budget | bench-later-budgets | bench-fifth-budget | bench-sixth-budget | bench-seventh-budget | bench-eighth-budget \
-  | bench-eighth-budget-mean | bench-ninth-budget | bench-tenth-budget) # the bench as it runs with no flag
+  | bench-eighth-budget-mean | bench-ninth-budget | bench-tenth-budget | bench-eleventh-budget) # the bench as it runs with no flag
     # (fp32 and the shipped int8 export), written to bench_<name>.json: bench-shipped once the int8 artifact
     # shipped; bench-quiet again on 2026-12-04's machine (an AMD EPYC reporting CPU family 26, Zen 5);
     # bench-second-budget, bench-later-budgets, bench-fifth-budget on the default installed from runs/radd_cont,
     # runs/radd_cont3, runs/radd_cont4; bench-sixth-budget on the default installed from runs/radd_d01;
     # bench-seventh-budget on the default (and AR baseline) after the seventh budget's rule; bench-eighth-budget
     # on the default installed from runs/radd_wd01_b, bench-eighth-budget-mean from runs/radd_wd01_bc (the mean);
-    # bench-ninth-budget and bench-tenth-budget after the ninth and tenth budgets' rules
+    # bench-ninth-budget, bench-tenth-budget, bench-eleventh-budget after those budgets' rules
     name=${1#bench-}
     $E --json --quiet $BENCH > $R/bench_${name//-/_}.json ;;
   bench-quiet-speed) # the timings of bench-quiet once more, right after it (no bits-per-character rows)
@@ -133,6 +133,8 @@ target() {
   tenth-budget) # "A tenth budget": runs/radd_wd01_e (6,000 steps from the ninth budget's run, weight decay 0.1),
     # and the mean of its weights with the ninth's (the chain's last two ends), runs/radd_wd01_ed
     bound_runs radd_wd01_e; average runs/radd_wd01_e/model runs/radd_wd01_d/model radd_wd01_ed; bound_runs radd_wd01_ed ;;
+  eleventh-budget) # "An eleventh budget": runs/radd_wd01_f (6,000 steps from the tenth budget's mean, weight decay 0.1)
+    bound_runs radd_wd01_f ;;
   average-probe) # "Averaging two runs": the sixth budget's two runs from one start (dropout 0.1 and 0.2), averaged
     average runs/radd_d01/model runs/radd_d02/model radd_d01_d02; bound_runs radd_d01_d02 ;;
   eighth-budget-average) # "Averaging two runs": the eighth budget's second run (seed 9), the mean of both, and
