@@ -39,6 +39,8 @@ def read_prompts(path, limit: int | None = None) -> list[dict]:
         rows.append(row)
         if limit and len(rows) == limit:  # what lies beyond is not read (a large file may be broken further on)
             break
+    if not rows:
+        raise UsageError(f"{path} holds no prompts")
     return rows
 
 

@@ -158,3 +158,6 @@ def test_prompt_files_split_at_newlines_only_and_stop_at_the_limit(tmp_path):
     assert [r["prompt"] for r in read_prompts(tmp_path / "p.jsonl", 2)] == ["one\u2028two", "three"]
     with pytest.raises(UsageError, match=":3: not valid JSON"):
         read_prompts(tmp_path / "p.jsonl")
+    (tmp_path / "blank.jsonl").write_text("\n  \n", encoding="utf-8")  # the bench indexed the first prompt
+    with pytest.raises(UsageError, match=r"blank\.jsonl holds no prompts$"):
+        read_prompts(tmp_path / "blank.jsonl")
