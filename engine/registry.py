@@ -64,7 +64,11 @@ def keyword_parameters(fn: Callable[..., Any]) -> list[str]:
     import inspect
 
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds]
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): none named
+        return []
+    return [p.name for p in params if p.kind in kinds]
 
 
 def _check_target(target: Any, what: str) -> Target:
