@@ -505,7 +505,8 @@ def _demo_argv(spec: ComponentSpec, shared: dict[str, Any]) -> list[str]:
 
 def _demo(engine: Engine, rest: list[str], flags: dict[str, bool]) -> int:
     """``engine demo [NAME...] [FLAGS...]``: one component takes all its demo flags, several the shared ones."""
-    names, argv = rest[: _demo_names(rest)], rest[_demo_names(rest) :]
+    split = _demo_names(rest)
+    names, argv = rest[:split], rest[split:]
     shared = _demo_shared_flags(argv) if len(names) != 1 else None
     specs = [engine.get(None, n) for n in names] if names else engine.components()
     if shared is None and {"-h", "--help"} & set(argv):  # one component's demo flags, no header

@@ -116,21 +116,17 @@ class ComponentSpec:
         return resolve(self.factory, f"factory of {self.kind} {self.name!r}")
 
     def parameters(self) -> list[str]:
-        """What the factory takes by keyword: its named parameters, then its options class's fields."""
-        cls = self.options_class()
+        """What the factory takes by keyword: its named parameters, then, where it takes ``**options``,
+        its options class's fields."""
+        factory, cls = self._factory(), self.options_class()
+        named = keyword_parameters(factory)
         fields = [a.name for a in attrs.fields(cls)] if cls is not None and attrs.has(cls) else []
-        named = keyword_parameters(self._factory())
-        return named + [f for f in fields if f not in named]
+        return named + [f for f in fields if f not in named and accepts(factory, f)]
 
     def takes(self, key: str) -> bool:
         """Does the factory take ``key``? One with ``**options`` passes them to its options class, so
         there the class decides (a factory of plugin API 1 with no options class takes anything)."""
-        factory = self._factory()
-        if key in keyword_parameters(factory):
-            return True
-        if not accepts(factory, key):  # no **options either
-            return False
-        return self.options_class() is None or key in self.parameters()
+        return key in self.parameters() or (self.options_class() is None and accepts(self._factory(), key))
 
     def stamp(self, component: Any, what: str) -> Any:
         """Check ``component`` implements the kind and record this spec as its identity."""
