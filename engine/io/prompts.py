@@ -6,6 +6,7 @@ Every prompt is checked before any model loads: it must be non-empty, valid UTF-
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ def read_prompts(args: Sequence[str] = (), file: str | None = None) -> list[str]
     if args:
         prompts = list(args)
     elif file:
-        prompts = _jsonl(_read_text(file), file)
+        prompts = [row["prompt"] for row in read_prompt_rows(file)]
     elif not sys.stdin.isatty():
         prompts = [_read_text("-")]
     else:
@@ -53,19 +54,29 @@ def _read_text(file: str) -> str:
         raise UsageError(f"{where} is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _jsonl(text: str, file: str) -> list[str]:
-    prompts = []
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON text may hold U+2028
+def read_prompt_rows(file: str | os.PathLike, limit: int | None = None) -> list[dict]:
+    """The records of a JSONL prompt file (``-``: stdin), each a dict with a checked ``prompt`` string.
+
+    A line may be a bare JSON string (it becomes ``{"prompt": line}``) or an object whose other fields
+    (a category, a reference answer) are kept. Reading stops after ``limit`` records: what lies beyond
+    is not parsed, so a large file broken further on still serves its head.
+    """
+    file = os.fspath(file)
+    rows = []
+    for number, line in enumerate(_read_text(file).split("\n"), 1):  # not splitlines(): JSON may hold U+2028
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except ValueError as exc:
-            raise UsageError(f"{file}:{number}: not JSON ({exc.msg})") from None
-        prompt = record.get("prompt") if isinstance(record, dict) else record
-        if not isinstance(prompt, str):
+            raise UsageError(f"{file}:{number}: not valid JSON ({exc.msg})") from None
+        row = record if isinstance(record, dict) else {"prompt": record}
+        if not isinstance(row.get("prompt"), str):
             raise UsageError(f"{file}:{number}: expected a string or an object with a 'prompt' string")
-        prompts.append(prompt)
-    if not prompts:
+        check_prompt(row["prompt"], f"{file}:{number}: the prompt")
+        rows.append(row)
+        if limit and len(rows) == limit:
+            break
+    if not rows:
         raise UsageError(f"{file} holds no prompts")
-    return prompts
+    return rows

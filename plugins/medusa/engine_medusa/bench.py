@@ -213,13 +213,14 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
     from engine.artifacts import read_artifact
     from engine.errors import UsageError
     from engine.interfaces import GenerationConfig
+    from engine.io.prompts import read_prompt_rows
 
     from . import quality
     from .base import resolve_base
     from .component import stored_tree
-    from .data import DEV_PROMPTS, cache_root, read_prompts
+    from .data import DEV_PROMPTS, cache_root
 
-    rows = read_prompts(options.prompts or DEV_PROMPTS, options.limit or None)
+    rows = read_prompt_rows(options.prompts or DEV_PROMPTS, options.limit or None)
     prompts = [r["prompt"] for r in rows]
     prompt_ids = [decoder.encode(p) for p in prompts]  # the chat template applied once, for every runner
     n = options.max_new_tokens
@@ -292,7 +293,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
         texts = []
         if options.perplexity:
-            texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompts(options.perplexity, 20)]
+            texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompt_rows(options.perplexity, 20)]
             out["perplexity_texts"] = len(texts)
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"

@@ -21,29 +21,6 @@ TRAIN_PROMPTS = shared_data("prompts", "train.jsonl")
 DEV_PROMPTS = shared_data("prompts", "dev.jsonl")
 
 
-def read_prompts(path, limit: int | None = None) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"no prompt file {path}")
-    rows = []
-    # "\n" only: str.splitlines() also splits at U+2028 and U+0085, which JSON strings may hold raw
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UsageError(f"{path}:{n}: not valid JSON") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-            raise UsageError(f"{path}:{n}: each line needs a non-empty 'prompt' string")
-        rows.append(row)
-        if limit and len(rows) == limit:  # what lies beyond is not read (a large file may be broken further on)
-            break
-    if not rows:
-        raise UsageError(f"{path} holds no prompts")
-    return rows
-
-
 def select_prompts(rows: list[dict], per_category: dict[str, int], seed: int = 0, max_chars: int = 1200) -> list[dict]:
     """A seeded sample of prompts per category (train.jsonl is 83% math: balance it)."""
     rng = random.Random(seed)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.errors import UsageError
+from engine.io.prompts import read_prompt_rows
 
 from .data import head_paths, head_targets
 from .heads import HydraHeads, MedusaHeads, heads_config, make_heads, save_heads
@@ -769,7 +770,7 @@ def _distill_prompts(o, seed: int):
 
     prompts_path = Path(o.prompts) if o.prompts else data.TRAIN_PROMPTS
     mix = parse_mix(o.mix)
-    rows = data.read_prompts(prompts_path)
+    rows = read_prompt_rows(prompts_path)
     prompts = rows[: mix["all"]] if "all" in mix else data.select_prompts(rows, mix, seed)
     if not prompts:
         raise UsageError(f"no prompts selected from {prompts_path} with --mix {o.mix}")

@@ -21,9 +21,11 @@ TUNE_PAST = 128  # cache length at which step latency is measured: the middle of
 
 
 def calibration_prompts(path, limit: int) -> list[str]:
-    from .data import DEV_PROMPTS, read_prompts
+    from engine.io.prompts import read_prompt_rows
 
-    return [r["prompt"] for r in read_prompts(path or DEV_PROMPTS, limit)]
+    from .data import DEV_PROMPTS
+
+    return [r["prompt"] for r in read_prompt_rows(path or DEV_PROMPTS, limit)]
 
 
 def rank_accuracy(decoder, prompts, max_new_tokens: int, ranks: int = 10, batch: int = 4, progress=None):

@@ -11,15 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from engine_medusa.data import DEV_PROMPTS, read_prompts
+from engine_medusa.data import DEV_PROMPTS
 from engine_medusa.quantize import quantize_artifact
 
 from engine.artifacts import load_artifact
 from engine.interfaces import GenerationConfig
+from engine.io.prompts import read_prompt_rows
 
 art = Path("runs/art-default")
 tree = json.loads(Path("scripts/results/tune_tree_ort.json").read_text())["choices"]
-prompts = [r["prompt"] for r in read_prompts(DEV_PROMPTS, 4)]
+prompts = [r["prompt"] for r in read_prompt_rows(DEV_PROMPTS, 4)]
 cfg = GenerationConfig(max_new_tokens=64)
 for bits in sys.argv[1:]:
     name, level = bits.split(":")
