@@ -3,7 +3,6 @@ scheme, every weight matrix is quantized (the tied LM head too), and Medusa over
 base gives exactly that base's own greedy tokens on these tiny models. (On SmolLM2 at
 accuracy_level 4 it does not: see MODEL_CARD.md, "Quantized artifacts".)"""
 
-
 import onnx
 import pytest
 import torch
