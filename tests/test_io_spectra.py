@@ -39,6 +39,16 @@ def test_mzml_and_mzxml_are_ms2_only_with_scan_refs(spectra_file):
     assert mzml[0].charge == 3  # 'possible charge state' is read too
 
 
+def test_a_file_of_ms1_spectra_only_says_so(spectra_file):
+    """An MS1-only mzML is not an empty file: the report names the spectra it passed over."""
+    path = spectra_file("formats", "pyteomics_test.mzML")
+    spectra, report = _read(path)
+    assert spectra == [] and report.read == 0
+    assert report.skipped == [
+        (str(path), "file", f"empty: {path} holds no MS2 spectra (2 spectra of other MS levels, not sequenced)")
+    ]
+
+
 def test_msp_library_labels_and_mods(spectra_file):
     spectra, report = _read(spectra_file("nist", "nist-bsa_consensus.msp"))
     assert len(spectra) == 725 and len(report) == 0

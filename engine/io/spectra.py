@@ -62,6 +62,9 @@ class ReaderConfig:
     require_label: bool = False  # eval: an unreadable label skips the spectrum
 
 
+OTHER_LEVEL = object()  # a format reader's stand-in for an MS1 (or MS3) spectrum it passes over
+
+
 def detect_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -87,9 +90,16 @@ def read_spectra(
         file_labels = side if side is not None else _peprec_beside(path)
         raw = {"mgf": _mgf, "mzml": _mzml, "mzxml": _mzxml, "msp": _msp}[fmt](path)
         before = report.read
-        yield from _checked(raw, path, report, config, file_labels)
+        other_levels = yield from _checked(raw, path, report, config, file_labels)
         if report.read == before and not any(src == str(path) for src, _, _ in report.skipped):
-            report.skip(str(path), "file", f"empty: {path} holds no spectra")
+            report.skip(str(path), "file", f"empty: {path} holds no {_none_read(other_levels)}")
+
+
+def _none_read(other_levels: int) -> str:
+    """What an empty file lacks: an MS1-only mzML is not the same problem as an empty MGF."""
+    if not other_levels:
+        return "spectra"
+    return f"MS2 spectra ({other_levels} spectr{'um' if other_levels == 1 else 'a'} of other MS levels, not sequenced)"
 
 
 def _file_problem(path: Path) -> str | None:
@@ -104,9 +114,13 @@ def _file_problem(path: Path) -> str | None:
 
 
 def _checked(raw, path, report, config, file_labels):
-    count = 0
+    """Yield the good spectra of ``raw``; return how many records were of another MS level."""
+    count = other_levels = 0
     try:
         for rec in raw:
+            if rec is OTHER_LEVEL:
+                other_levels += 1
+                continue
             count += 1
             report.read += 1
             spec = _validate(rec, path, report, config, file_labels)
@@ -117,6 +131,7 @@ def _checked(raw, path, report, config, file_labels):
     except Exception as exc:  # truncated or garbage file: keep what was read, say where
         reason = f"unreadable: {type(exc).__name__} after {count} spectra: {str(exc)[:120]}"
         report.skip(str(path), "file", reason.replace("\n", " "))
+    return other_levels
 
 
 def _validate(rec: dict, path: Path, report: SkipReport, config: ReaderConfig, file_labels):
@@ -322,6 +337,7 @@ def _mzml(path: Path):
     with mzml.read(str(path), use_index=False, decode_binary=True) as reader:
         for i, spec in enumerate(reader):
             if spec.get("ms level") != 2:
+                yield OTHER_LEVEL
                 continue
             native = spec.get("id", f"index={i}")
             rec = {
@@ -346,6 +362,7 @@ def _mzxml(path: Path):
     with mzxml.read(str(path), use_index=False, decode_binary=True) as reader:
         for i, spec in enumerate(reader):
             if int(spec.get("msLevel", 0)) != 2:
+                yield OTHER_LEVEL
                 continue
             num = _int_or_none(spec.get("num"))
             rec = {
