@@ -156,7 +156,11 @@ def _fixed_positions(value: Mapping[int, str] | Iterable[tuple[int, str]] | None
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, (list, tuple)) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
-        return dict(value) or None
+        fixed: dict[int, str] = {}
+        for position, text in value:  # a repeated --fix would otherwise keep only its last text
+            if fixed.setdefault(position, text) != text:
+                raise ConfigError(f"position {position} is fixed twice: to {fixed[position]!r} and to {text!r}")
+        return fixed or None
     raise TypeError(f"fixed must be a mapping of position to text, got {type(value).__name__}")
 
 

@@ -208,6 +208,7 @@ def test_sample_text_file_marks_where_each_sample_begins_as_stdout_does(toys, ca
         (("--prefix", "ABCDEFGHIJ"), "prefix and suffix hold 10 characters, more than the sample length 8"),
         (("--seed", "-3"), "--seed must be at least 0, got -3"),
         (("--threads", "0"), "--threads must be at least 1, got 0"),
+        (("--fix", "0=x", "--fix", "0=y"), "position 0 is fixed twice: to 'x' and to 'y'"),
     ],
 )
 def test_sampling_flags_out_of_range_or_holding_nothing_are_usage_errors(toys, capsys, flags, message):
