@@ -22,11 +22,14 @@ def train(ctx) -> dict:
             raise UsageError(f"--{flag} does not apply to {ctx.prog}: it trains new weights on the CPU")
     from engine.io.peptides import ResidueTable
 
+    from .component import require_weights
     from .model import ModelConfig
     from .training import TrainConfig
     from .training import train as run
 
     o = ctx.verb_options
+    if o.init:  # before any data is read or simulated
+        require_weights(o.init, "--init takes a weights folder: config.json and the two .safetensors")
     out = Path(ctx.output or DEFAULT_RUN)
     cfg = TrainConfig(
         out=str(out),

@@ -26,6 +26,14 @@ DEFAULT_WEIGHTS = PACKAGE / "weights" / "default"
 DEFAULT_ARTIFACT = PACKAGE / "artifacts" / "default"
 
 
+def require_weights(folder: str | Path, use: str = "train them: engine train graphnovo") -> Path:
+    """``folder`` as a Path if it holds GraphNovo weights (its config.json), else a one-line ConfigError."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"no graphnovo weights at {folder} ({use})")
+    return folder
+
+
 def make_options(cls: type, name: str, options: dict[str, Any]) -> Any:
     """``cls(**options)``; an option the component does not take is a one-line ConfigError."""
     known = {a.name for a in attrs.fields(cls)}

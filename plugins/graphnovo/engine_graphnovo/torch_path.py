@@ -8,7 +8,7 @@ from typing import Any
 from engine.interfaces import ConfigError
 from engine.runtime import use_torch_threads
 
-from .component import DEFAULT_WEIGHTS, _PipelineSequencer, make_options, pipeline_from_meta
+from .component import DEFAULT_WEIGHTS, _PipelineSequencer, make_options, pipeline_from_meta, require_weights
 from .options import GraphNovoOptions
 
 
@@ -21,9 +21,7 @@ class GraphNovoSequencer(_PipelineSequencer):
     ) -> None:
         super().__init__()
         self.options = make_options(GraphNovoOptions, "graphnovo", options)
-        self.weights = Path(model) if model else DEFAULT_WEIGHTS
-        if not (self.weights / "config.json").is_file():
-            raise ConfigError(f"no graphnovo weights at {self.weights} (train them: engine train graphnovo)")
+        self.weights = require_weights(model or DEFAULT_WEIGHTS)
         use_torch_threads(threads)
         from .model import TorchBackend
         from .training import load_weights

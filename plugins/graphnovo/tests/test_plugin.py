@@ -177,6 +177,9 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     assert "unknown spectrum format" in one_line_error(capsys)
     assert main(["sequence", "graphnovo", "--model", str(tmp_path), str(tmp_path / "a.mgf"), "-o", "x"]) == 2
     assert "no graphnovo weights" in one_line_error(capsys)
+    assert main(["train", "graphnovo", "--init", str(tmp_path), "-o", str(tmp_path / "run")]) == 2
+    assert f"no graphnovo weights at {tmp_path} (--init takes a weights folder" in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()  # refused before any work
     mgf = str(tmp_path / "a.mgf")  # the CSV would overwrite the input
     assert main(["sequence", "graphnovo-dp", mgf, "-o", str(tmp_path / "o.mztab"), "--csv", mgf]) == 2
     assert "same file as the input" in one_line_error(capsys)
