@@ -221,6 +221,12 @@ def main() -> None:
         eighth = load(R / f"{run}_eval.json")
         if eighth:
             like[f"{run}_minus_seventh_budget"] = round(eighth["bpc"] - (seventh or ev)["sedd_bpc"], 3)
+    eleventh = load(R / "radd_wd01_f_eval.json")  # "An eleventh budget" (not installed: its rule asked 0.01)
+    if eleventh:
+        like |= {
+            "radd_wd01_f_minus_default": round(eleventh["bpc"] - ev["sedd_bpc"], 4),
+            "radd_wd01_f_bpc_ratio_4dp": round(eleventh["bpc"] / ev["ar_bpc"], 4),
+        }
     # the AR at dropout 0.2 (6,000 steps and 4,000 more), at weight decay 0.1 (6,000 steps), and the mean of the
     # baseline with its second-budget continuation
     for run in ("ar_d02", "ar_d02_cont", "ar_wd01", "ar_baseline_cont"):
