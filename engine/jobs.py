@@ -59,10 +59,13 @@ def _config(ctx: Any, **fixed: Any) -> Any:
 
 
 def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | None = None) -> int | dict[str, Any]:
-    from engine.io.prompts import read_prompts
+    from engine.io.prompts import read_prompt_records
 
     args = ctx.args
-    prompts = prompts or read_prompts(getattr(args, "prompt", []), getattr(args, "prompts", None))
+    records = [{"prompt": p} for p in prompts or ()] or read_prompt_records(
+        getattr(args, "prompt", []), getattr(args, "prompts", None)
+    )
+    prompts = [record["prompt"] for record in records]
     fixed = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     streaming = (
         len(prompts) == 1 and not getattr(args, "no_stream", False) and not ctx.json and not ctx.output
@@ -79,7 +82,7 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
         batch = _batch_summary(results, time.perf_counter() - started)
     else:
         results = [component.generate(p, config) for p in ctx.progress(prompts, desc="decode")]
-    rows = [_decoded(p, r, batched) for p, r in zip(prompts, results, strict=True)]
+    rows = [_decoded(record, r, batched) for record, r in zip(records, results, strict=True)]
     if ctx.output:
         from engine.io.files import atomic_write_text, jsonl
 
@@ -120,10 +123,12 @@ def _write_now(piece: str) -> None:
     sys.stdout.flush()
 
 
-def _decoded(prompt: str, result: Any, batched: bool = False) -> dict[str, Any]:
+def _decoded(record: dict[str, Any], result: Any, batched: bool = False) -> dict[str, Any]:
     stats = result.stats
+    given = {key: value for key, value in record.items() if key != "prompt"}  # an input line's id, kept apart
     return {
-        "prompt": prompt,
+        "prompt": record["prompt"],
+        **({"input": given} if given else {}),
         "text": result.text,
         "tokens": list(result.tokens),
         "new_tokens": stats.new_tokens,

@@ -129,10 +129,11 @@ def test_decode_from_arguments_with_options_and_kind_flags(toys, capsys):
 
 def test_decode_json_batch_from_a_jsonl_file(toys, capsys, tmp_path):
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"prompt": "xy"}\n"z"\n')
+    prompts.write_text('{"prompt": "xy", "id": "q1", "text": "theirs"}\n"z"\n')
     code, out, _ = run(capsys, "decode", "echo", "--prompts", str(prompts), "--json")
     rows = json.loads(out)["results"]
     assert code == 0 and [r["text"] for r in rows] == ["xy", "z"] and rows[0]["tokens"] == [120, 121]
+    assert rows[0]["input"] == {"id": "q1", "text": "theirs"} and "input" not in rows[1]  # a line's own fields
 
 
 def test_decode_reads_standard_input(toys, capsys, monkeypatch):

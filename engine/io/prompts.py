@@ -16,17 +16,22 @@ from engine.errors import UsageError
 
 def read_prompts(args: Sequence[str] = (), file: str | None = None) -> list[str]:
     """Prompts from ``args``; else from the JSONL ``file`` (``-``: stdin); else stdin's whole text."""
+    return [record["prompt"] for record in read_prompt_records(args, file)]
+
+
+def read_prompt_records(args: Sequence[str] = (), file: str | None = None) -> list[dict]:
+    """As :func:`read_prompts`, each prompt a record: a file's lines keep their other fields (an id)."""
     if args and file:
         raise UsageError("give prompts as arguments or with --prompts, not both")
+    if file:
+        return read_prompt_rows(file)
     if args:
         prompts = list(args)
-    elif file:
-        prompts = [row["prompt"] for row in read_prompt_rows(file)]
     elif not sys.stdin.isatty():
         prompts = [_read_text("-")]
     else:
         raise UsageError("give a prompt: as an argument, with --prompts FILE.jsonl, or on standard input")
-    return [check_prompt(p, f"prompt {i + 1}") for i, p in enumerate(prompts)]
+    return [{"prompt": check_prompt(p, f"prompt {i + 1}")} for i, p in enumerate(prompts)]
 
 
 def check_prompt(prompt: object, what: str = "prompt") -> str:
