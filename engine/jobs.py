@@ -8,12 +8,15 @@ flags are parsed; ``ctx.load()`` builds the component on torch or onnxruntime.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from engine import options as opts
 from engine.errors import EngineError, UsageError
@@ -55,6 +58,19 @@ def _config(ctx: Any, **fixed: Any) -> Any:
     return opts.build(kind.config, values)
 
 
+def _with_seed(config: Any) -> tuple[Any, bool]:
+    """``config`` with a seed, and whether it was drawn here: without --seed the seed is still named (in
+    the JSON and by :func:`_name_seed`), so a draw worth keeping can be repeated with --seed N."""
+    if config.seed is not None:
+        return config, False
+    return attrs.evolve(config, seed=secrets.randbits(31)), True
+
+
+def _name_seed(ctx: Any, config: Any, drawn: bool) -> None:
+    if drawn:  # after the work: a failure stays one line
+        ctx.note(f"[seed {config.seed}: --seed {config.seed} draws the same again]")
+
+
 # --------------------------------------------------------------------------- decode
 
 
@@ -72,7 +88,9 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
     ) and "stream" in ctx.spec.capabilities
     if streaming:
         fixed["stream"] = _write_now
-    config = _config(ctx, **fixed)
+    config, drawn = _config(ctx, **fixed), False
+    if config.temperature > 0:  # greedy decoding draws nothing: no seed to name
+        config, drawn = _with_seed(config)
     component = ctx.load()
     batched = len(prompts) > 1 and "batch" in ctx.spec.capabilities
     batch = None
@@ -88,7 +106,8 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
 
         atomic_write_text(ctx.output, jsonl(rows))
     if ctx.json:
-        return {"results": rows, **({"batch": batch} if batch else {})}
+        seed = {"seed": config.seed} if config.seed is not None else {}
+        return {"results": rows, **({"batch": batch} if batch else {}), **seed}
     for row, result in zip(rows, results, strict=True):
         if streaming:
             print()
@@ -103,6 +122,7 @@ def decode(ctx: Any, prompts: list[str] | None = None, max_new_tokens: int | Non
             f"[{batch['prompts']} prompts decoded together: {batch['new_tokens']} tokens in "
             f"{batch['seconds']:.2f} s, {batch['tokens_per_s']:.1f} tokens/s]"
         )
+    _name_seed(ctx, config, drawn)
     return 0
 
 
@@ -142,7 +162,7 @@ def _decoded(record: dict[str, Any], result: Any, batched: bool = False) -> dict
 
 
 def sample(ctx: Any, **fixed: Any) -> int | dict[str, Any]:
-    config = _config(ctx, **fixed)
+    config, drawn = _with_seed(_config(ctx, **fixed))
     component = ctx.load()
     kwargs = {}
     bar = None
@@ -165,11 +185,13 @@ def sample(ctx: Any, **fixed: Any) -> int | dict[str, Any]:
             "steps": stats.steps,
             "seconds": stats.seconds,
             "network_calls": stats.network_calls,
+            "seed": config.seed,
         }
     if not ctx.output:
         from engine.io.samples import as_plain_text
 
         ctx.echo(as_plain_text(result.texts).removesuffix("\n"))
+    _name_seed(ctx, config, drawn)
     return 0
 
 

@@ -189,6 +189,20 @@ def test_sample_writes_jsonl(toys, capsys, tmp_path):
     assert code == 0 and out == "" and len(rows) == 2 and all(len(r["text"]) == 8 for r in rows)
 
 
+def test_a_draw_without_seed_names_the_seed_that_repeats_it(toys, capsys):
+    code, out, err = run(capsys, "sample", "letters", "--length", "12")
+    seed = int(err.split("[seed ", 1)[1].split(":", 1)[0])
+    assert code == 0 and f"--seed {seed} draws the same again" in err
+    again = run(capsys, "sample", "letters", "--length", "12", "--seed", str(seed))
+    assert again[0] == 0 and again[1] == out and "[seed" not in again[2]
+    code, out, _ = run(capsys, "sample", "letters", "--length", "12", "--json")
+    drawn = json.loads(out)
+    repeated = json.loads(run(capsys, "sample", "letters", "--length", "12", "--json", "--seed", str(drawn["seed"]))[1])
+    assert code == 0 and repeated == drawn
+    code, out, err = run(capsys, "decode", "echo", "ab", "--json")  # greedy: nothing drawn, no seed
+    assert code == 0 and "seed" not in json.loads(out) and "[seed" not in err
+
+
 def test_sample_text_file_marks_where_each_sample_begins_as_stdout_does(toys, capsys, tmp_path):
     from engine.io.samples import as_plain_text
 
