@@ -84,7 +84,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         "engine_version": __version__,
     }
     if not options.skip_bpc:
-        from .evaluation import evaluate_models, judge_samples, token_entropy, validation_sequences
+        from .evaluation import evaluate_models, judge_samples, self_judge, token_entropy, validation_sequences
 
         log("evaluating validation bits per character ...")
         wanted = EvalOptions(ar=options.ar, data=options.data, times=options.eval_times, max_seqs=options.eval_seqs)
@@ -101,6 +101,8 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         )
         # the paper's "generative perplexity", with the AR baseline as the judge
         out["gen_bpc_under_ar"] = judge_samples(options.ar, drawn, torch_sampler.config["tokenizer"])
+        # the model's own bound on its samples, against sedd_bpc_bound on real text (the orders' disagreement)
+        out["sample_self_bound_bpc"] = self_judge(torch_sampler.model_dir, drawn, options.eval_times)
         # variety beside likelihood: the samples' token entropy against validation text's
         out["sample_token_entropy_bits"] = {k: token_entropy(v[:, : options.length]) for k, v in drawn.items()}
         val = validation_sequences(torch_sampler.config, torch_sampler.tokenizer, options.data)

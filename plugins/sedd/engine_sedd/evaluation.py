@@ -121,6 +121,20 @@ def judge_samples(ar="default", samples: dict | None = None, tokenizer: dict | N
     return out
 
 
+def self_judge(model_dir, samples: dict, n_times: int = 8, seed: int = 0) -> dict:
+    """Bits per character of the SEDD model's own bound on token arrays (one per key). On a model whose
+    factorisations agree, its samples score about its entropy, under real text's bound; the excess above
+    it measures how much the orders a sample could have been drawn in disagree (MODEL_CARD.md, "Where the
+    samples' gap lies")."""
+    net, _, graph, schedule, tok = load_model_dir(model_dir)
+    out = {}
+    for key, tokens in samples.items():
+        seqs = np.asarray(tokens, dtype=np.int64)
+        per = sedd_bounds(net, graph, schedule, seqs, n_times=n_times, seed=seed)
+        out[key] = summarize(per, seqs.shape[1], float(np.mean([tok.num_chars(s) for s in seqs.tolist()])))["bpc"]
+    return out
+
+
 def token_entropy(rows) -> float:
     """Mean over rows of the entropy (bits) of each row's token histogram: how varied a sample
     is, beside how likely (a low temperature buys likelihood with variety; real text of the same

@@ -16,16 +16,14 @@ Explorations only: the two orders are defined here, not shipped as predictors.
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from engine_sedd.bundle import load_model_dir
-from engine_sedd.evaluation import judge_samples, token_entropy, validation_sequences
+from engine_sedd.evaluation import judge_samples, self_judge, token_entropy, validation_sequences
 from engine_sedd.extensions import PREDICTORS
-from engine_sedd.likelihood import sedd_bounds
 from engine_sedd.sampling import AnalyticPredictor, sample_categorical
 from engine_sedd.torch_path import SEDDSampler
 
@@ -73,13 +71,6 @@ def judged(tokens, tokenizer_config) -> dict:
     }
 
 
-def self_bound_bpc(sampler, seqs) -> float:
-    seqs = np.asarray(seqs, dtype=np.int64)
-    nats = sedd_bounds(sampler.net, sampler.graph, sampler.schedule, seqs, n_times=16, radd=sampler.radd)
-    chars = np.mean([sampler.tokenizer.num_chars(row) for row in seqs.tolist()])
-    return float(nats.mean() / (chars * math.log(2)))
-
-
 @torch.no_grad()
 def ar_samples(folder: str, n: int, length: int, seed: int) -> np.ndarray:
     """T = 1 ancestral samples from BOS, as the AR model was trained (random windows after BOS)."""
@@ -112,9 +103,9 @@ def main():
         out["orders"][name] = judged(tokens, tokenizer_config) | {"seconds": time.perf_counter() - start}
         out["orders"][name]["first_sample"] = sampler.tokenizer.decode(tokens[0].tolist())
         if name == "random":
-            out["self_bound_bpc"] = {"samples": self_bound_bpc(sampler, tokens)}
+            drawn = tokens
     validation = validation_sequences(sampler.config, sampler.tokenizer, None)[: args.samples, :256]
-    out["self_bound_bpc"]["validation"] = self_bound_bpc(sampler, validation)
+    out["self_bound_bpc"] = self_judge(sampler.model_dir, {"samples": drawn, "validation": validation}, n_times=16)
     out["validation"] = judged(validation, tokenizer_config)
     other = ar_samples(args.other_ar, args.samples, 256, args.seed)
     out["other_ar"] = {"model": args.other_ar} | judged(other, tokenizer_config)

@@ -233,6 +233,9 @@ def test_cli_bench_reports_the_issue_keys(capsys, tiny_model, tiny_ar, corpus, t
     redraw = SEDDSampler(model=tiny_model)
     drawn = {k: redraw.sample(SamplingConfig(num_samples=2, length=32, steps=int(k), seed=SEED)).tokens for k in "24"}
     assert out["gen_bpc_under_ar"] == pytest.approx(judge_samples(str(tiny_ar), drawn), rel=1e-9)
+    from engine_sedd.evaluation import self_judge
+
+    assert out["sample_self_bound_bpc"] == pytest.approx(self_judge(tiny_model, drawn, n_times=2), rel=1e-9)
     assert json.loads((tmp_path / "b.json").read_text()) == out
 
 
