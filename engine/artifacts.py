@@ -9,14 +9,18 @@ half of one; loading verifies every file before any model is opened.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -148,6 +152,22 @@ def write_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Around ``torch.onnx.export``: its progress lines go to stderr (stdout may be carrying --json
+    output), and its warnings and log records about operators the model does not use are dropped;
+    errors still raise. Pass ``verbose=False`` to the exporter too."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def write_component_artifact(component: Any, dest: str | os.PathLike[str], **kwargs: Any) -> Path:

@@ -176,3 +176,20 @@ def test_write_component_artifact_records_the_components_registration(tmp_path):
     assert art.manifest["plugin"] == {"name": "toy-plugin", "version": "1.2.3"}
     assert (art.kind, art.component) == ("sampler", "toy")
     assert art.file("a.bin").read_bytes() == b"\x00\x01"
+
+
+def test_quiet_exporter_keeps_stdout_for_json_and_restores_the_logger(capsys):
+    import logging
+    import warnings
+
+    from engine.artifacts import quiet_exporter
+
+    logger = logging.getLogger("torch.onnx")
+    before = logger.level
+    with quiet_exporter():
+        print("[torch.onnx] progress")
+        warnings.warn("an operator this model does not use", UserWarning, stacklevel=1)
+        assert logging.getLogger("torch.onnx._internal.exporter").getEffectiveLevel() == logging.ERROR
+    out, err = capsys.readouterr()
+    assert out == "" and "[torch.onnx] progress" in err and "operator" not in err
+    assert logger.level == before

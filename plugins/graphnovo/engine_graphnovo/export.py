@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from engine.artifacts import quiet_exporter
 
 from .data import graph_arrays, pad_batch
 from .export_names import ENCODE_INPUTS, PS_STATE, PS_STEP_INPUTS, SF_STATE, SF_STEP_INPUTS, STEP_OUTPUTS
@@ -43,8 +44,7 @@ def _sample(component) -> dict:
 
 
 def _export(module, args, names, dynamic, path: Path, outputs=("out",)) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_exporter():
         torch.onnx.export(
             module,
             tuple(args),

@@ -17,22 +17,20 @@ Format 2 artifacts (a `medusa` graph that also took head_index) still load.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from engine.artifacts import check_destination, quiet_exporter, write_component_artifact
 from engine.errors import UsageError
 
 from .base import cache_argument, context_length
 from .component import stored_tree
 
 OPSET = 20
-ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True}
+ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}
 EXPORT_FORMAT = 3  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra
 
 
@@ -201,9 +199,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
         {0: batch, 1: Dim("logit_rows")},
         tuple({0: batch, 2: plen} for _ in past_names),
     )
-    # the exporter prints progress on stdout: keep stdout clean for --json output
-    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")
+    with quiet_exporter(), torch.no_grad():
         torch.onnx.export(
             graph,
             (ids, pos, mask, lidx, *past),
@@ -255,8 +251,6 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
     """Export a MedusaDecoder (torch) into an engine artifact at dest: the base model and the
     heads as ONNX graphs plus the tokenizer, so the artifact runs without torch. ``quantize``
     ("int4" | "int8"): the graphs' weights as MatMulNBits (see :mod:`engine_medusa.quantize`)."""
-    from engine.artifacts import check_destination, write_component_artifact
-
     from .quantize import quantize_graphs, scheme_config
 
     if decoder.heads is None:

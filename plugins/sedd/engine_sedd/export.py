@@ -5,15 +5,12 @@ expm1 into exp - 1, which would cost precision at tiny sigma_bar)."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
+from engine.artifacts import quiet_exporter
 from engine.errors import UsageError
 
 INPUTS = ["tokens", "sigma_bar"]
@@ -28,24 +25,10 @@ def export_onnx_model(net, dest: Path, opset: int = OPSET) -> Path:
     tokens = torch.zeros(2, 8, dtype=torch.long)  # length >= 2: dynamo dislikes length 1
     sigma_bar = torch.ones(2, dtype=torch.float32)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
-    # the exporter reports progress on stdout (keep it clean for --json output) and logs
-    # warnings about operators this network does not use
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), _quiet("torch.onnx"):
-        warnings.simplefilter("ignore")
+    with quiet_exporter():
         program = _export(net, tokens, sigma_bar, batch, length, opset)
     program.save(str(dest), external_data=False)
     return dest
-
-
-@contextlib.contextmanager
-def _quiet(name: str):
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _export(net, tokens, sigma_bar, batch, length, opset):
