@@ -69,7 +69,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -215,6 +215,9 @@ target() {
   bench-self-bound) # "Where the samples' gap lies": the bench's sample_self_bound_bpc at 16 / 64 / 256 steps on the
     # default (fp32 rows only; the samples are the torch draws the AR judges)
     $E --json --quiet $BENCH --quantize none > $R/bench_self_bound.json ;;
+  wide-pilot) # "A wider network: a pilot": runs/radd_wide's validation history (its checkpoint; the rule stopped it
+    # at step 1,500) against the first 6,000-step default's at the same steps
+    $PY scripts/run_history.py runs/radd_wide/checkpoint.pt $R/radd_bf16_config.json -o $R/radd_wide_pilot.json ;;
   derived) # every number the card derives (training table, s/step, differences, ratios, sizes, counts)
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *) unknown_target "$1" ;;
