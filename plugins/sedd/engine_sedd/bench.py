@@ -102,7 +102,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         # the paper's "generative perplexity", with the AR baseline as the judge
         out["gen_bpc_under_ar"] = judge_samples(options.ar, drawn, torch_sampler.config["tokenizer"])
         # the model's own bound on its samples, against sedd_bpc_bound on real text (the orders' disagreement)
-        out["sample_self_bound_bpc"] = self_judge(torch_sampler.model_dir, drawn, options.eval_times)
+        out["sample_self_bound_bpc"] = self_judge(torch_sampler, drawn, options.eval_times)
         # variety beside likelihood: the samples' token entropy against validation text's
         out["sample_token_entropy_bits"] = {k: token_entropy(v[:, : options.length]) for k, v in drawn.items()}
         val = validation_sequences(torch_sampler.config, torch_sampler.tokenizer, options.data)

@@ -12,7 +12,7 @@ from engine.runtime import use_torch_threads
 
 from .bundle import load_model_dir
 from .component import DEFAULT_AR, resolve_model
-from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
+from .likelihood import ar_nlls, chars_per_sequence, chunk, sedd_bounds, summarize
 from .model import ModelConfig
 from .options import EvalOptions
 from .text import read_corpus, split_corpus
@@ -62,7 +62,7 @@ def evaluate_model(model_dir, data=None, train_fraction=None, n_times=16, max_se
         net, cfg = ArtifactNetwork(artifact), artifact.config
         graph, schedule, tok = artifact.graph, artifact.schedule, artifact.tokenizer
     seqs = validation_sequences(cfg, tok, data, train_fraction, max_seqs)
-    chars = float(np.mean([tok.num_chars(s) for s in seqs.tolist()]))
+    chars = chars_per_sequence(tok, seqs)
     if cfg["objective"] == "sedd":
         per = sedd_bounds(net, graph, schedule, seqs, n_times=n_times, seed=seed)
         kind = "upper bound (Monte Carlo ELBO)"
@@ -116,22 +116,20 @@ def judge_samples(ar="default", samples: dict | None = None, tokenizer: dict | N
     out = {}
     for key, tokens in (samples or {}).items():
         nll = ar_nlls(net, np.asarray(tokens, dtype=np.int64), bos=tok.vocab_size, vocab=tok.vocab_size)
-        chars = np.mean([tok.num_chars(row) for row in np.asarray(tokens).tolist()])
-        out[key] = float(nll.mean() / (chars * np.log(2)))
+        out[key] = float(nll.mean() / (chars_per_sequence(tok, tokens) * np.log(2)))
     return out
 
 
-def self_judge(model_dir, samples: dict, n_times: int = 8, seed: int = 0) -> dict:
-    """Bits per character of the SEDD model's own bound on token arrays (one per key). On a model whose
+def self_judge(sampler, samples: dict, n_times: int = 8, seed: int = 0) -> dict:
+    """Bits per character of a torch SEDD sampler's own bound on token arrays (one per key). On a model whose
     factorisations agree, its samples score about its entropy, under real text's bound; the excess above
     it measures how much the orders a sample could have been drawn in disagree (MODEL_CARD.md, "Where the
     samples' gap lies")."""
-    net, _, graph, schedule, tok = load_model_dir(model_dir)
     out = {}
     for key, tokens in samples.items():
         seqs = np.asarray(tokens, dtype=np.int64)
-        per = sedd_bounds(net, graph, schedule, seqs, n_times=n_times, seed=seed)
-        out[key] = summarize(per, seqs.shape[1], float(np.mean([tok.num_chars(s) for s in seqs.tolist()])))["bpc"]
+        per = sedd_bounds(sampler.net, sampler.graph, sampler.schedule, seqs, n_times=n_times, seed=seed)
+        out[key] = summarize(per, seqs.shape[1], chars_per_sequence(sampler.tokenizer, seqs))["bpc"]
     return out
 
 

@@ -70,6 +70,11 @@ def ar_nlls(net, seqs: np.ndarray, bos: int, vocab: int, batch: int = 64) -> np.
     return torch.cat([ar_nll(net, x0[i : i + batch], bos, vocab) for i in range(0, len(x0), batch)]).cpu().numpy()
 
 
+def chars_per_sequence(tokenizer, seqs) -> float:
+    """Mean characters a row of token ids decodes to: the unit behind every bits-per-character figure."""
+    return float(np.mean([tokenizer.num_chars(row) for row in np.asarray(seqs).tolist()]))
+
+
 def summarize(per_seq: np.ndarray, tokens_per_seq: int, chars_per_seq: float) -> dict:
     """Mean and standard error of per-sequence nats in the usual units."""
     mean = float(np.mean(per_seq))

@@ -23,7 +23,7 @@ from engine.runtime import use_torch_threads
 
 from .bundle import check_device, load_model_dir, save_model_dir, steps_in_all
 from .graphs import GRAPHS
-from .likelihood import ar_nlls, chunk, sedd_bounds, summarize
+from .likelihood import ar_nlls, chars_per_sequence, chunk, sedd_bounds, summarize
 from .losses import ar_nll, sedd_loss
 from .model import ModelConfig, ScoreNet
 from .schedules import SCHEDULES
@@ -112,7 +112,7 @@ def make_config(args, tok, graph, schedule) -> dict:
 
 
 def validate(net, args, cfg, graph, schedule, val_seqs, tok):
-    chars = float(np.mean([tok.num_chars(s) for s in val_seqs]))
+    chars = chars_per_sequence(tok, val_seqs)
     if args.objective == "sedd":
         per = sedd_bounds(net, graph, schedule, val_seqs, n_times=args.eval_times, seed=args.seed)
     else:

@@ -105,7 +105,7 @@ def main():
         if name == "random":
             drawn = tokens
     validation = validation_sequences(sampler.config, sampler.tokenizer, None)[: args.samples, :256]
-    out["self_bound_bpc"] = self_judge(sampler.model_dir, {"samples": drawn, "validation": validation}, n_times=16)
+    out["self_bound_bpc"] = self_judge(sampler, {"samples": drawn, "validation": validation}, n_times=16)
     out["validation"] = judged(validation, tokenizer_config)
     other = ar_samples(args.other_ar, args.samples, 256, args.seed)
     out["other_ar"] = {"model": args.other_ar} | judged(other, tokenizer_config)

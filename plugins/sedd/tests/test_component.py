@@ -235,7 +235,7 @@ def test_cli_bench_reports_the_issue_keys(capsys, tiny_model, tiny_ar, corpus, t
     assert out["gen_bpc_under_ar"] == pytest.approx(judge_samples(str(tiny_ar), drawn), rel=1e-9)
     from engine_sedd.evaluation import self_judge
 
-    assert out["sample_self_bound_bpc"] == pytest.approx(self_judge(tiny_model, drawn, n_times=2), rel=1e-9)
+    assert out["sample_self_bound_bpc"] == pytest.approx(self_judge(redraw, drawn, n_times=2), rel=1e-9)
     assert json.loads((tmp_path / "b.json").read_text()) == out
 
 
