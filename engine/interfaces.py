@@ -183,7 +183,12 @@ class SamplingConfig:
     length: int = option(256, "tokens per sample", validator=[_int, _at_least(1)])
     steps: int = option(64, "denoising steps", validator=[_int, _at_least(1)])
     seed: int | None = option(None, "random seed", cli=False, validator=_optional_seed)
-    predictor: str = option("analytic", "sampler's update rule", validator=_typed(str))
+    predictor: str | None = option(
+        None,
+        "sampler's update rule (default: the sampler's own)",
+        type=str,
+        validator=attrs.validators.optional(_typed(str)),
+    )
     temperature: float = option(
         1.0,
         "divides the log-probabilities of each token drawn (1: the model's own; below 1: likelier, less varied text)",

@@ -23,13 +23,28 @@ SEED = 1234
 def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, dict]:
     """(samples per second, tokens, network invocations and evaluations per sequence)."""
     cfg = SamplingConfig(
-        num_samples=options.batch, length=options.length, steps=steps, seed=seed, temperature=options.temperature
+        num_samples=options.batch,
+        length=options.length,
+        steps=steps,
+        seed=seed,
+        temperature=options.temperature,
+        predictor=options.predictor,
     )
     start = time.perf_counter()
     result = sampler.sample(cfg)
     rate = options.batch / (time.perf_counter() - start)
     calls = {"calls": sampler.network_calls, "evals_per_sequence": float(np.mean(sampler.network_evals))}
     return rate, result.tokens, calls
+
+
+def _draw_options(torch_sampler) -> dict:
+    """The torch sampler's own options that change what a draw does, for the onnxruntime samplers beside it."""
+    return {"cache": torch_sampler.cache, "remask": torch_sampler.remask}
+
+
+def _predictor_row(torch_sampler, predictor: str | None) -> dict:
+    name, predictor_options = torch_sampler.draw_rule(SamplingConfig(predictor=predictor))
+    return {"name": name, "options": predictor_options}
 
 
 def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=print) -> dict:
@@ -44,7 +59,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
     with tempfile.TemporaryDirectory() as tmp:
         log("exporting the score network to ONNX ...")
         path = torch_sampler.export_onnx(f"{tmp}/artifact")
-        ort_sampler = engine.load_artifact(path, provider=provider, threads=threads)
+        ort_sampler = engine.load_artifact(path, provider=provider, threads=threads, **_draw_options(torch_sampler))
         torch_rate, ort_rate, same, drawn, calls = {}, {}, {}, {}, {}
         quantized, quantized_drawn = {}, {}
         for steps in options.steps:
@@ -76,6 +91,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         "network_evals_per_sequence": {k: v["evals_per_sequence"] for k, v in calls.items()},
         "parametrisation": "radd" if torch_sampler.radd else "sedd",
         "cache": torch_sampler.cache,
+        "predictor": _predictor_row(torch_sampler, options.predictor),
         "length": options.length,
         "batch": options.batch,
         "temperature": options.temperature,
@@ -118,7 +134,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
 def _quantized_rows(torch_sampler, engine, options, provider, threads, seed, fp32_tokens, dest, log):
     """The quantized export timed like the fp32 one, its tokens against the fp32 tokens: (rows, tokens drawn)."""
     path = torch_sampler.export_onnx(dest, quantize=options.quantize)
-    sampler = engine.load_artifact(path, provider=provider, threads=threads)
+    sampler = engine.load_artifact(path, provider=provider, threads=threads, **_draw_options(torch_sampler))
     rows: dict = {"samples_per_s": {}, "same_tokens_as_fp32": {}}
     drawn = {}
     for steps in options.steps:

@@ -14,7 +14,7 @@ import numpy as np
 from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig, as_config
 
 from .graphs import graph_from_config, log_concrete_score
-from .sampling import conditioning, sample
+from .sampling import DEFAULT_REMASK, check_remask, conditioning, sample
 from .schedules import schedule_from_config
 from .text import tokenizer_from_dict
 
@@ -71,7 +71,7 @@ class CachedNetwork:
 
 
 class SEDDSamplerBase(Sampler):
-    def __init__(self, config: dict, *, cache: bool = True):
+    def __init__(self, config: dict, *, cache: bool = True, remask: float | None = None):
         if config.get("objective", "sedd") != "sedd":
             raise ConfigError("this model folder holds an autoregressive baseline, not a SEDD model")
         self.config = config
@@ -82,8 +82,20 @@ class SEDDSamplerBase(Sampler):
         #: RADD: the network has no time input and outputs p0(token | unmasked tokens)
         self.radd = not config["model"].get("time_conditioning", True)
         self.cache = bool(cache)
+        #: the remdm predictor's cap on the share of unmasked tokens remasked per step (None: its default)
+        self.remask = None if remask is None else check_remask(remask)
         #: network invocations in the last sample() call, and how often each sequence was evaluated
         self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
+
+    def draw_rule(self, config: SamplingConfig) -> tuple[str, dict]:
+        """The predictor a draw uses and its options: the config's, else ReMDM's remasking where the graph
+        allows it (MODEL_CARD.md, "Remasking"), else the analytic step."""
+        predictor = config.predictor or ("remdm" if self.graph.absorbing else "analytic")
+        if predictor == "remdm":
+            return predictor, {"eta": DEFAULT_REMASK if self.remask is None else self.remask}
+        if self.remask is not None:
+            raise ConfigError(f"remask applies to the remdm predictor, not {predictor!r}")
+        return predictor, {}
 
     def raw_output(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
         """Network output (B, L, N) for tokens x (B, L) int64 at noise sigma_bar (B,)."""
@@ -108,6 +120,7 @@ class SEDDSamplerBase(Sampler):
         if config.length > self.max_len:
             raise ConfigError(f"length {config.length} exceeds the model's maximum {self.max_len}")
         fixed = conditioning(self.tokenizer, config.length, config.prefix, config.suffix, config.fixed)
+        predictor, predictor_options = self.draw_rule(config)
         network = CachedNetwork(self.raw_output, self.graph, time_independent=self.radd, reuse=self.cache)
         x = sample(
             self.score_fn(network),
@@ -116,10 +129,11 @@ class SEDDSamplerBase(Sampler):
             batch=config.num_samples,
             length=config.length,
             steps=config.steps,
-            predictor=config.predictor,
+            predictor=predictor,
             fixed=fixed,
             seed=config.seed,
             temperature=config.temperature,
+            predictor_options=predictor_options,
             on_step=on_step,
         )
         self.network_calls, self.network_evals = network.calls, network.evals

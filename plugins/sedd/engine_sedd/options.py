@@ -35,6 +35,12 @@ class SEDDOptions:
         "reuse the last network output while no token has changed (models without time conditioning, "
         "i.e. RADD) and skip the network once nothing is masked; the tokens are the same either way",
     )
+    remask: float | None = option(
+        None,
+        "the remdm predictor's cap on the share of unmasked tokens remasked per step, so a token drawn early "
+        "can be drawn again with more context (ReMDM; 0: none; default 0.1)",
+        type=float,
+    )
 
 
 @attrs.frozen
@@ -138,6 +144,7 @@ class BenchOptions:
     temperature: float = option(
         1.0, "sampling temperature of every draw (1: the model's own distribution)", validator=_positive
     )
+    predictor: str | None = option(None, "update rule of every draw (default: the sampler's own)", type=str)
     # the shipped artifact is the int8 export, so the bench times it by default
     quantize: str = option(
         "int8",

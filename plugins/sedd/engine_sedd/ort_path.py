@@ -13,8 +13,16 @@ class OrtSEDDSampler(SEDDSamplerBase):
 
     runs_artifact = True
 
-    def __init__(self, artifact, *, provider: str = "auto", threads: int | None = None, cache: bool = True):
-        super().__init__(artifact.config, cache=cache)
+    def __init__(
+        self,
+        artifact,
+        *,
+        provider: str = "auto",
+        threads: int | None = None,
+        cache: bool = True,
+        remask: float | None = None,
+    ):
+        super().__init__(artifact.config, cache=cache, remask=remask)
         self.artifact = artifact
         self.session = artifact.session("score_net", provider, threads=threads)
         # a time-independent (RADD) network may export without its unused sigma_bar input
@@ -34,6 +42,6 @@ class OrtSEDDSampler(SEDDSamplerBase):
 
 
 def load_artifact(
-    artifact, *, provider: str = "auto", threads: int | None = None, cache: bool = True
+    artifact, *, provider: str = "auto", threads: int | None = None, cache: bool = True, remask: float | None = None
 ) -> OrtSEDDSampler:
-    return OrtSEDDSampler(artifact, provider=provider, threads=threads, cache=cache)
+    return OrtSEDDSampler(artifact, provider=provider, threads=threads, cache=cache, remask=remask)

@@ -21,6 +21,9 @@ from .schedules import Schedule
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+#: ReMDM's remasking cap per step (the remdm predictor's eta), chosen on the default model's samples
+DEFAULT_REMASK = 0.1
+
 
 def sample_categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Index i with probability probs[..., i] / sum (negatives count as 0), using one
@@ -93,6 +96,41 @@ class AnalyticPredictor(Predictor):
         return stag * self.graph.transp_transition(x, delta)
 
 
+def check_remask(eta: float) -> float:
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(f"remask must be in [0, 1], got {eta!r}")
+    return float(eta)
+
+
+@PREDICTORS.register("remdm")
+class RemaskingPredictor(AnalyticPredictor):
+    """ReMDM-cap (Wang et al. 2025, "Remasking discrete diffusion models with inference-time scaling"),
+    absorbing graph only. A plain step never revisits a token, so one drawn early, from little context,
+    stays however the rest turns out. Here each unmasked token is remasked with probability
+    r = min(eta, (1 - a_s) / a_t) and a masked one unmasks with probability (a_s - (1 - r) a_t) / (1 - a_t),
+    a = e^-sigma_bar the share unmasked at t and at the next time s, so the masked share still follows the
+    schedule (r is the paper's sigma_t; the cap keeps both in [0, 1]). The token drawn is the analytic
+    step's; eta = 0 is the analytic predictor's distribution."""
+
+    name = "remdm"
+
+    def __init__(self, graph: Graph, schedule: Schedule, *, temperature: float = 1.0, eta: float = DEFAULT_REMASK):
+        super().__init__(graph, schedule, temperature=temperature)
+        if not graph.absorbing:
+            raise ConfigError(f"the remdm predictor needs the absorbing graph, not {graph.name!r}")
+        self.eta = check_remask(eta)
+
+    def update(self, score_fn, x, t, dt, rng):
+        kept_t, kept_s = np.exp(-self.schedule.total(np.array([t, t - dt])))
+        remask = min(self.eta, 1.0, (1 - kept_s) / kept_t)
+        unmask = (kept_s - (1 - remask) * kept_t) / (1 - kept_t)
+        data = temper(self.probs(score_fn, x, t, dt), self.graph.vocab, self.temperature)[..., : self.graph.vocab]
+        u, draw = rng.random(x.shape), sample_categorical(data, rng.random(x.shape))
+        masked = x == self.graph.mask
+        out = np.where(masked & (u < unmask), draw, x)
+        return np.where(~masked & (u < remask), self.graph.mask, out)
+
+
 def denoise(graph: Graph, schedule: Schedule, score_fn: ScoreFn, x, t: float, rng, temperature: float = 1.0):
     """Final Tweedie step from t to 0; for absorbing the MASK column is dropped so no
     MASK survives."""
@@ -117,11 +155,13 @@ def sample(
     seed: int | None = None,
     eps: float = 1e-5,
     temperature: float = 1.0,
+    predictor_options: Mapping | None = None,
     on_step=None,
 ) -> np.ndarray:
     """Reverse the diffusion from t = 1 to eps in `steps` uniform steps, then denoise.
     `fixed` maps positions to token ids that are written back before every step;
-    `temperature` (absorbing graph only) sharpens or flattens each unmasking's choice."""
+    `temperature` (absorbing graph only) sharpens or flattens each unmasking's choice;
+    `predictor_options` go to the predictor (remdm's ``eta``)."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if batch < 1 or length < 1:
@@ -129,7 +169,8 @@ def sample(
     pos, vals = _fixed_arrays(fixed or {}, length, graph.vocab)
     rng = np.random.default_rng(seed)
     # a predictor written before temperatures existed still loads: it is asked only for T != 1
-    step = PREDICTORS.create(predictor, graph, schedule, **({"temperature": temperature} if temperature != 1 else {}))
+    options = dict(predictor_options or {}) | ({"temperature": temperature} if temperature != 1 else {})
+    step = PREDICTORS.create(predictor, graph, schedule, **options)
     x = graph.sample_limit((batch, length), rng)
     times = np.linspace(1.0, eps, steps + 1)
     dt = (1.0 - eps) / steps

@@ -17,7 +17,8 @@ DTYPES = ("fp32", "bf16")
 class SEDDSampler(SEDDSamplerBase):
     """The sampler on torch. ``model``: a model folder (default: the bundled tinyshakespeare
     model); ``device``: a torch device (default: the CPU); ``dtype``: fp32, or bf16 autocast;
-    ``cache``: reuse network outputs (see :class:`engine_sedd.component.CachedNetwork`)."""
+    ``cache``: reuse network outputs (see :class:`engine_sedd.component.CachedNetwork`); ``remask``: the
+    remdm predictor's remasking cap (see :class:`engine_sedd.sampling.RemaskingPredictor`)."""
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class SEDDSampler(SEDDSamplerBase):
         threads: int | None = None,
         dtype: str = "fp32",
         cache: bool = True,
+        remask: float | None = None,
     ):
         use_torch_threads(threads)
         device = str(device or "cpu")
@@ -35,7 +37,7 @@ class SEDDSampler(SEDDSamplerBase):
             raise ConfigError(f"dtype must be fp32 or bf16, got {dtype!r}")
         self.model_dir = resolve_model(model)
         self.net, config, *_ = load_model_dir(self.model_dir, device)
-        super().__init__(config, cache=cache)
+        super().__init__(config, cache=cache, remask=remask)
         self.device, self.dtype = device, dtype
 
     @torch.no_grad()

@@ -46,15 +46,18 @@ SUFFIX="
 JULIET:
 Ay me!"
 
-samples() { # samples MODEL NAME: the card's samples of MODEL ("" for the default) and their wall times (process start included)
+samples() { # samples MODEL NAME [FLAGS]: the card's samples of MODEL ("" for the default) and their wall times (process start included)
   for s in 16 64 256; do
     /usr/bin/time -f %e -o $R/${2}sample_$s.time \
-      $E --json --quiet sample sedd ${1:+--model $1} --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > $R/${2}sample_$s.json
+      $E --json --quiet sample sedd ${1:+--model $1} $3 --steps $s --length 256 --num-samples 2 --seed 0 --threads 1 > $R/${2}sample_$s.json
   done
-  $E --json --quiet sample sedd ${1:+--model $1} --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 \
+  $E --json --quiet sample sedd ${1:+--model $1} $3 --steps 64 --length 200 --num-samples 2 --seed 1 --threads 1 \
     --prefix "$PREFIX" --suffix "$SUFFIX" > $R/${2}infill.json
 }
-BENCH="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
+BENCH_ARGS="bench sedd --threads 1 --eval-seqs 128 --eval-times 4"
+# every bench and sample before "Remasking" drew with the analytic step (then the default): their targets say so
+PLAIN="--predictor analytic"
+BENCH="$BENCH_ARGS $PLAIN"
 bound_runs() { # bound_runs RUN...: each run's training record and its bound (full split, 8 t, like eval)
   for run in "$@"; do
     cp runs/$run/model/config.json $R/${run}_config.json
@@ -69,7 +72,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -153,17 +156,17 @@ target() {
   ar-dropout) # "The AR baseline's regularisation search": runs/ar_d02 (dropout 0.2), the AR beside the default
     bound_ar ar_d02 ;;
   samples-temperature) # "Temperature": the card's 256-step samples again at temperature 0.8
-    $E --json --quiet sample sedd --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
+    $E --json --quiet sample sedd $PLAIN --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 --temperature 0.8 \
       > $R/sample_256_t0.8.json ;;
   temperature) # "Temperature": the default's samples at T = 1, 0.9, 0.8, 0.7, judged by the AR baseline, with
     # their token entropy (16 samples per draw; the bound rows on 32 sequences only, unchanged by T)
     for t in 1.0 0.9 0.8 0.7; do
-      $E --json --quiet bench sedd --threads 1 --steps 64,256 --batch 16 --eval-seqs 32 --eval-times 1 \
+      $E --json --quiet bench sedd $PLAIN --threads 1 --steps 64,256 --batch 16 --eval-seqs 32 --eval-times 1 \
         --quantize none --temperature $t > $R/bench_temperature_$t.json
     done ;;
   steps-beyond-length) # "More steps than characters": 256, 1,024 and 4,096 steps for 256 characters at T = 1, judged
     # by the AR baseline (16 samples per draw; the bound rows on 32 sequences only)
-    $E --json --quiet bench sedd --threads 1 --steps 256,1024,4096 --batch 16 --eval-seqs 32 --eval-times 1 \
+    $E --json --quiet bench sedd $PLAIN --threads 1 --steps 256,1024,4096 --batch 16 --eval-seqs 32 --eval-times 1 \
       --quantize none > $R/bench_steps_beyond_length.json ;;
   bench-zen4) # the same on an AMD EPYC with AVX-512 VNNI and BF16
     $E --json --quiet $BENCH --quantize int8 > $R/bench_zen4.json ;;
@@ -175,7 +178,7 @@ target() {
     radd_2500; ar_2500
     $E --json --quiet eval sedd --model runs/radd_2500 --ar runs/ar_2500 --times 8 --threads 1 > $R/radd_2500_eval.json ;;
   samples-radd-2500) # its samples (shown in the card until the bf16 default)
-    radd_2500; samples runs/radd_2500 radd_2500_ ;;
+    radd_2500; samples runs/radd_2500 radd_2500_ "$PLAIN" ;;
   bench-radd-2500) # "Changes" row 3: its bench, judged by its AR baseline
     radd_2500; ar_2500
     $E --json --quiet $BENCH --model runs/radd_2500 --ar runs/ar_2500 --quantize none > $R/radd_2500_bench.json ;;
@@ -218,6 +221,14 @@ target() {
   wide-pilot) # "A wider network: a pilot": runs/radd_wide's validation history (its checkpoint; the rule stopped it
     # at step 1,500) against the first 6,000-step default's at the same steps
     $PY scripts/run_history.py runs/radd_wide/checkpoint.pt $R/radd_bf16_config.json -o $R/radd_wide_pilot.json ;;
+  remasking-tune) # "Remasking": the plain step (eta 0) and remdm at four caps, seeds 7 and 8, 16 samples each, 256 steps
+    for seed in 7 8; do
+      $PY scripts/remasking.py --eta 0,0.02,0.05,0.1,0.2 --seeds $seed --samples 16 -o $R/remasking_tune_seed$seed.json
+    done ;;
+  remasking-confirm) # "Remasking": the rule's draw, the gap probe's seed and size, plain step against the chosen cap
+    # (the two draws ran side by side, one per core)
+    $PY scripts/remasking.py --eta 0 --seeds 1234 --samples 32 -o $R/remasking_confirm_plain.json
+    $PY scripts/remasking.py --eta 0.1 --seeds 1234 --samples 32 -o $R/remasking_confirm.json ;;
   derived) # every number the card derives (training table, s/step, differences, ratios, sizes, counts)
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *) unknown_target "$1" ;;

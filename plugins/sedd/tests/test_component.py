@@ -3,10 +3,12 @@
 import json
 import math
 
+import attrs
 import engine_sedd.plugin
 import numpy as np
 import pytest
 import torch
+from engine_sedd.sampling import DEFAULT_REMASK
 from engine_sedd.torch_path import SEDDSampler
 
 from engine.cli import main
@@ -96,9 +98,25 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
     x = np.random.default_rng(0).integers(0, sampler.graph.dim, size=(3, 27))
     sb = np.array([1e-4, 0.5, 6.9])
     np.testing.assert_allclose(ort_sampler.raw_output(x, sb), sampler.raw_output(x, sb), atol=2e-5, rtol=1e-5)
-    for predictor in ("analytic", "euler"):
+    for predictor in ("analytic", "euler", None):  # None: the default, remdm
         cfg = SamplingConfig(num_samples=4, length=32, steps=16, seed=3, predictor=predictor, prefix="ROMEO")
         assert ort_sampler.sample(cfg).tokens == sampler.sample(cfg).tokens
+
+
+def test_remasking_is_the_default_and_its_cap_an_option(sampler, tiny_model):
+    """A config without a predictor draws with remdm at the default cap; --remask sets the cap, 0 is the
+    analytic step's distribution with remdm's draws, and a cap with another predictor is refused."""
+    base = SamplingConfig(num_samples=4, length=32, steps=16, seed=3)
+    assert sampler.draw_rule(base) == ("remdm", {"eta": DEFAULT_REMASK})
+    assert sampler.sample(base).tokens == sampler.sample(attrs.evolve(base, predictor="remdm")).tokens
+    assert sampler.sample(base).tokens != sampler.sample(attrs.evolve(base, predictor="analytic")).tokens
+    stronger = SEDDSampler(model=tiny_model, remask=0.5)
+    assert stronger.draw_rule(base) == ("remdm", {"eta": 0.5})
+    assert stronger.sample(base).tokens != sampler.sample(base).tokens
+    with pytest.raises(ConfigError, match="remask applies to the remdm predictor, not 'euler'"):
+        stronger.sample(attrs.evolve(base, predictor="euler"))
+    with pytest.raises(ConfigError, match=r"remask must be in \[0, 1\], got -0.1"):
+        SEDDSampler(model=tiny_model, remask=-0.1)
 
 
 def test_onnxruntime_path_imports_no_torch(tiny_artifact):
@@ -164,7 +182,7 @@ def test_cli_sample_torch_and_onnxruntime_and_errors(capsys, tiny_model, tiny_ar
     code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--length", "8", "--prefix", "é")
     assert code == 2 and one_line_error(err).endswith("vocabulary: 'é'")
     code, _, err = run_cli(capsys, "sample", "sedd", "--model", str(tiny_model), "--length", "8", "--predictor", "leap")
-    assert code == 2 and one_line_error(err) == "engine: error: unknown predictor 'leap'; known: analytic, euler"
+    assert code == 2 and one_line_error(err) == "engine: error: unknown predictor 'leap'; known: analytic, euler, remdm"
 
 
 def test_cli_eval_bound_next_to_ar(capsys, tiny_model, tiny_ar, corpus):

@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
-from engine_sedd.graphs import Absorbing
+from engine_sedd.graphs import Absorbing, Uniform
 from engine_sedd.likelihood import sedd_bounds
 from engine_sedd.markov import MarkovChain, OracleNet
-from engine_sedd.sampling import conditioning, sample, sample_categorical
+from engine_sedd.sampling import RemaskingPredictor, conditioning, sample, sample_categorical
 from engine_sedd.schedules import GeometricNoise, LogLinearNoise
 from engine_sedd.text import CharTokenizer
+
+from engine.interfaces import ConfigError
 
 V, L = 8, 32
 
@@ -89,6 +91,33 @@ def test_transition_kl_falls_with_steps_and_analytic_beats_euler(chain):
         assert kl[("analytic", s)] <= kl[("euler", s)] + 0.005, kl
 
 
+def test_remasking_keeps_the_schedule_and_the_distribution(chain):
+    """ReMDM: after one step from t to s the masked share is 1 - a_s whatever the cap (tokens are remasked
+    and more are unmasked), and with the exact score its samples converge to the chain as the plain
+    step's do."""
+    schedule, graph = LogLinearNoise(), Absorbing(V)
+    rng = np.random.default_rng(2)
+    data = chain.sample(4000, L, rng)
+    for t, dt in ((0.9, 0.05), (0.5, 0.1), (0.2, 0.01)):
+        kept_t, kept_s = np.exp(-schedule.total(np.array([t, t - dt])))
+        x = np.where(rng.random(data.shape) < kept_t, data, V)
+        for eta in (0.0, 0.1, 1.0):
+            step = RemaskingPredictor(graph, schedule, eta=eta)
+            masked = (step.update(chain.absorbing_score, x, t, dt, rng) == V).mean()
+            assert abs(masked - (1 - kept_s)) < 4e-3, (t, eta, masked, 1 - kept_s)
+    floor = chain.transition_kl(chain.sample(384, L, np.random.default_rng(9)))
+    kl = {s: chain.transition_kl(draw(chain, s, "remdm")) for s in (4, 128)}
+    assert floor < kl[128] < kl[4] / 10, (kl, floor)
+    assert kl[128] < chain.transition_kl(draw(chain, 128, "analytic")) + 0.005
+
+
+def test_remasking_needs_the_absorbing_graph_and_a_share():
+    with pytest.raises(ConfigError, match="absorbing graph"):
+        RemaskingPredictor(Uniform(V), GeometricNoise())
+    with pytest.raises(ConfigError, match=r"remask must be in \[0, 1\], got 1.5"):
+        RemaskingPredictor(Absorbing(V), LogLinearNoise(), eta=1.5)
+
+
 def test_euler_equals_analytic_for_loglinear_absorbing(chain):
     """With sigma_bar = -log(1 - (1-eps) t), dt sigma(t) = e^d - 1 exactly, so the Euler and
     Tweedie jump probabilities coincide for the absorbing graph (same draws, same tokens)."""
@@ -98,7 +127,7 @@ def test_euler_equals_analytic_for_loglinear_absorbing(chain):
 
 def test_infilling_keeps_fixed_positions_and_leaves_no_mask(chain):
     fixed = {0: 1, 1: 2, 7: 0, 30: 5, 31: 5}
-    for predictor in ("euler", "analytic"):
+    for predictor in ("euler", "analytic", "remdm"):
         for steps in (1, 3, 16):
             x = draw(chain, steps, predictor, n=64, fixed=fixed)
             assert (x < V).all()  # no MASK left
