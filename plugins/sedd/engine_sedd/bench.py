@@ -39,7 +39,7 @@ def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, dict]:
 
 def _draw_options(torch_sampler) -> dict:
     """The torch sampler's own options that change what a draw does, for the onnxruntime samplers beside it."""
-    return {"cache": torch_sampler.cache, "remask": torch_sampler.remask}
+    return {"cache": torch_sampler.cache, "remask": torch_sampler.remask, "remask_start": torch_sampler.remask_start}
 
 
 def _predictor_row(torch_sampler, predictor: str | None) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig, as_config
 
 from .graphs import graph_from_config, log_concrete_score
-from .sampling import DEFAULT_REMASK, check_remask, conditioning, sample
+from .sampling import DEFAULT_REMASK, DEFAULT_REMASK_START, check_remask, conditioning, sample
 from .schedules import schedule_from_config
 from .text import tokenizer_from_dict
 
@@ -71,7 +71,9 @@ class CachedNetwork:
 
 
 class SEDDSamplerBase(Sampler):
-    def __init__(self, config: dict, *, cache: bool = True, remask: float | None = None):
+    def __init__(
+        self, config: dict, *, cache: bool = True, remask: float | None = None, remask_start: float | None = None
+    ):
         if config.get("objective", "sedd") != "sedd":
             raise ConfigError("this model folder holds an autoregressive baseline, not a SEDD model")
         self.config = config
@@ -84,6 +86,8 @@ class SEDDSamplerBase(Sampler):
         self.cache = bool(cache)
         #: the remdm predictor's cap on the share of unmasked tokens remasked per step (None: its default)
         self.remask = None if remask is None else check_remask(remask)
+        #: the time (masked share) from which it remasks (None: its default)
+        self.remask_start = None if remask_start is None else check_remask(remask_start, "remask start")
         #: network invocations in the last sample() call, and how often each sequence was evaluated
         self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
 
@@ -91,9 +95,11 @@ class SEDDSamplerBase(Sampler):
         """The predictor a draw uses and its options: the config's, else ReMDM's remasking where the graph
         allows it (MODEL_CARD.md, "Remasking"), else the analytic step."""
         predictor = config.predictor or ("remdm" if self.graph.absorbing else "analytic")
+        chosen = {"eta": self.remask, "start": self.remask_start}
         if predictor == "remdm":
-            return predictor, {"eta": DEFAULT_REMASK if self.remask is None else self.remask}
-        if self.remask is not None:
+            defaults = {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START}
+            return predictor, {k: defaults[k] if v is None else v for k, v in chosen.items()}
+        if any(v is not None for v in chosen.values()):
             raise ConfigError(f"remask applies to the remdm predictor, not {predictor!r}")
         return predictor, {}
 

@@ -41,6 +41,12 @@ class SEDDOptions:
         "can be drawn again with more context (ReMDM; 0: none; default 0.1)",
         type=float,
     )
+    remask_start: float | None = option(
+        None,
+        "the remdm predictor remasks only once at most this share of the characters is masked; the steps "
+        "before are plain ones, which skip the network more often (1: throughout, the default)",
+        type=float,
+    )
 
 
 @attrs.frozen

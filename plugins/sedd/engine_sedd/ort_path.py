@@ -21,8 +21,9 @@ class OrtSEDDSampler(SEDDSamplerBase):
         threads: int | None = None,
         cache: bool = True,
         remask: float | None = None,
+        remask_start: float | None = None,
     ):
-        super().__init__(artifact.config, cache=cache, remask=remask)
+        super().__init__(artifact.config, cache=cache, remask=remask, remask_start=remask_start)
         self.artifact = artifact
         self.session = artifact.session("score_net", provider, threads=threads)
         # a time-independent (RADD) network may export without its unused sigma_bar input
@@ -42,6 +43,14 @@ class OrtSEDDSampler(SEDDSamplerBase):
 
 
 def load_artifact(
-    artifact, *, provider: str = "auto", threads: int | None = None, cache: bool = True, remask: float | None = None
+    artifact,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    cache: bool = True,
+    remask: float | None = None,
+    remask_start: float | None = None,
 ) -> OrtSEDDSampler:
-    return OrtSEDDSampler(artifact, provider=provider, threads=threads, cache=cache, remask=remask)
+    return OrtSEDDSampler(
+        artifact, provider=provider, threads=threads, cache=cache, remask=remask, remask_start=remask_start
+    )

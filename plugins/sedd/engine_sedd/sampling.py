@@ -23,6 +23,8 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: ReMDM's remasking cap per step (the remdm predictor's eta), chosen on the default model's samples
 DEFAULT_REMASK = 0.1
+#: the time (masked share) from which the remdm predictor remasks; the steps before are plain steps
+DEFAULT_REMASK_START = 1.0
 
 
 def sample_categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -96,10 +98,10 @@ class AnalyticPredictor(Predictor):
         return stag * self.graph.transp_transition(x, delta)
 
 
-def check_remask(eta: float) -> float:
-    if not 0.0 <= eta <= 1.0:
-        raise ConfigError(f"remask must be in [0, 1], got {eta!r}")
-    return float(eta)
+def check_remask(value: float, what: str = "remask") -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{what} must be in [0, 1], got {value!r}")
+    return float(value)
 
 
 @PREDICTORS.register("remdm")
@@ -110,19 +112,29 @@ class RemaskingPredictor(AnalyticPredictor):
     r = min(eta, (1 - a_s) / a_t) and a masked one unmasks with probability (a_s - (1 - r) a_t) / (1 - a_t),
     a = e^-sigma_bar the share unmasked at t and at the next time s, so the masked share still follows the
     schedule (r is the paper's sigma_t; the cap keeps both in [0, 1]). The token drawn is the analytic
-    step's; eta = 0 is the analytic predictor's distribution."""
+    step's; eta = 0 is the analytic predictor's distribution. Remasking starts once t <= ``start`` (the
+    paper's "switch"): before, no token changes back, so a time-independent network's output is reused
+    as in the plain step (every remasking step changes tokens, so it costs an evaluation)."""
 
     name = "remdm"
 
-    def __init__(self, graph: Graph, schedule: Schedule, *, temperature: float = 1.0, eta: float = DEFAULT_REMASK):
+    def __init__(
+        self,
+        graph: Graph,
+        schedule: Schedule,
+        *,
+        temperature: float = 1.0,
+        eta: float = DEFAULT_REMASK,
+        start: float = DEFAULT_REMASK_START,
+    ):
         super().__init__(graph, schedule, temperature=temperature)
         if not graph.absorbing:
             raise ConfigError(f"the remdm predictor needs the absorbing graph, not {graph.name!r}")
-        self.eta = check_remask(eta)
+        self.eta, self.start = check_remask(eta), check_remask(start, "remask start")
 
     def update(self, score_fn, x, t, dt, rng):
         kept_t, kept_s = np.exp(-self.schedule.total(np.array([t, t - dt])))
-        remask = min(self.eta, 1.0, (1 - kept_s) / kept_t)
+        remask = min(self.eta, 1.0, (1 - kept_s) / kept_t) if t <= self.start else 0.0
         unmask = (kept_s - (1 - remask) * kept_t) / (1 - kept_t)
         data = temper(self.probs(score_fn, x, t, dt), self.graph.vocab, self.temperature)[..., : self.graph.vocab]
         u, draw = rng.random(x.shape), sample_categorical(data, rng.random(x.shape))

@@ -29,6 +29,7 @@ class SEDDSampler(SEDDSamplerBase):
         dtype: str = "fp32",
         cache: bool = True,
         remask: float | None = None,
+        remask_start: float | None = None,
     ):
         use_torch_threads(threads)
         device = str(device or "cpu")
@@ -37,7 +38,7 @@ class SEDDSampler(SEDDSamplerBase):
             raise ConfigError(f"dtype must be fp32 or bf16, got {dtype!r}")
         self.model_dir = resolve_model(model)
         self.net, config, *_ = load_model_dir(self.model_dir, device)
-        super().__init__(config, cache=cache, remask=remask)
+        super().__init__(config, cache=cache, remask=remask, remask_start=remask_start)
         self.device, self.dtype = device, dtype
 
     @torch.no_grad()

@@ -21,8 +21,8 @@ from engine.interfaces import SamplingConfig
 from engine.options import comma_list
 
 
-def draw(eta: float, seed: int, samples: int, steps: int) -> dict:
-    sampler = SEDDSampler(threads=1, remask=eta or None)
+def draw(eta: float, seed: int, samples: int, steps: int, start: float) -> dict:
+    sampler = SEDDSampler(threads=1, remask=eta or None, remask_start=start if eta else None)
     config = SamplingConfig(
         num_samples=samples, length=256, steps=steps, seed=seed, predictor="remdm" if eta else "analytic"
     )
@@ -31,6 +31,7 @@ def draw(eta: float, seed: int, samples: int, steps: int) -> dict:
     seconds = time.perf_counter() - start
     return {
         "eta": eta,
+        "start": start if eta else None,
         "seed": seed,
         "predictor": config.predictor,
         "seconds": seconds,
@@ -46,6 +47,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eta", type=comma_list(float), required=True, help="remasking caps (0: the plain step)")
     parser.add_argument("--seeds", type=comma_list(int), required=True)
+    parser.add_argument("--start", type=comma_list(float), default=(1.0,), help="remask once t <= START")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("-o", "--output", required=True)
@@ -53,8 +55,9 @@ def main():
     torch.set_num_threads(1)
     rows = []
     for seed in args.seeds:
-        for eta in args.eta:
-            rows.append(draw(eta, seed, args.samples, args.steps))
+        for start in args.start:
+            for eta in args.eta:
+                rows.append(draw(eta, seed, args.samples, args.steps, start))
             print({k: v for k, v in rows[-1].items() if k != "first_sample"}, flush=True)
     out = {"samples": args.samples, "length": 256, "steps": args.steps, "temperature": 1.0, "rows": rows}
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n")

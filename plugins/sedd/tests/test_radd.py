@@ -138,12 +138,12 @@ class OracleSampler(SEDDSamplerBase):
 
 @pytest.mark.parametrize("steps", [1, 4, 16, 64, 256])
 def test_cache_bounds_network_evaluations_and_keeps_tokens(chain, steps):
-    """Each sequence is evaluated at most once per distinct partly-masked state of it:
-    <= min(steps + 1, length) times (the + 1 is the final denoise step, which needs the network
+    """With the plain (analytic) step each sequence is evaluated at most once per distinct partly-masked
+    state of it: <= min(steps + 1, length) times (the + 1 is the final denoise step, which needs the network
     only when a MASK survived the last step), and the tokens are those drawn without the cache."""
     cached, plain = OracleSampler(chain), OracleSampler(chain, cache=False)
     for seed, batch in ((0, 1), (1, 1), (2, 5)):
-        cfg = SamplingConfig(num_samples=batch, length=L, steps=steps, seed=seed)
+        cfg = SamplingConfig(num_samples=batch, length=L, steps=steps, seed=seed, predictor="analytic")
         assert cached.sample(cfg).tokens == plain.sample(cfg).tokens
         assert plain.network_calls == steps + 1 and plain.network_evals.tolist() == [steps + 1] * batch
         assert 1 <= cached.network_calls <= steps + 1
@@ -151,9 +151,18 @@ def test_cache_bounds_network_evaluations_and_keeps_tokens(chain, steps):
         if batch == 1:
             assert cached.network_calls == cached.network_evals[0]
     # infilling: clamped positions are never masked, so fewer states
-    cfg = SamplingConfig(num_samples=1, length=L, steps=256, seed=0, prefix="abcdefgh")
+    cfg = SamplingConfig(num_samples=1, length=L, steps=256, seed=0, prefix="abcdefgh", predictor="analytic")
     assert cached.sample(cfg).tokens == plain.sample(cfg).tokens
     assert cached.network_calls <= L - 8
+
+
+def test_cache_keeps_the_tokens_of_remasking(chain):
+    """Remasking changes tokens at most steps, so the cache saves less (<= steps + 1 evaluations, not the length)
+    but still never changes what is drawn."""
+    cached, plain = OracleSampler(chain), OracleSampler(chain, cache=False)
+    cfg = SamplingConfig(num_samples=3, length=L, steps=64, seed=4, predictor="remdm")
+    assert cached.sample(cfg).tokens == plain.sample(cfg).tokens
+    assert L < cached.network_evals.max() <= 64 + 1
 
 
 def test_time_conditioned_models_are_not_reused(chain):

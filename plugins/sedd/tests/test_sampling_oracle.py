@@ -19,7 +19,7 @@ def chain():
     return MarkovChain(V, seed=3)
 
 
-def draw(chain, steps, predictor, n=384, seed=0, fixed=None, schedule=None):
+def draw(chain, steps, predictor, n=384, seed=0, fixed=None, schedule=None, **options):
     graph = Absorbing(V)
     return sample(
         chain.absorbing_score,
@@ -31,6 +31,7 @@ def draw(chain, steps, predictor, n=384, seed=0, fixed=None, schedule=None):
         predictor=predictor,
         seed=seed,
         fixed=fixed,
+        predictor_options=options,
     )
 
 
@@ -93,8 +94,9 @@ def test_transition_kl_falls_with_steps_and_analytic_beats_euler(chain):
 
 def test_remasking_keeps_the_schedule_and_the_distribution(chain):
     """ReMDM: after one step from t to s the masked share is 1 - a_s whatever the cap (tokens are remasked
-    and more are unmasked), and with the exact score its samples converge to the chain as the plain
-    step's do."""
+    and more are unmasked). With the exact score and no cap it converges to the chain as the plain step
+    does; a fixed cap redraws a share of the tokens in parallel at every step however many steps there
+    are, so it keeps a small error (its gain is on a model whose orders disagree: MODEL_CARD.md)."""
     schedule, graph = LogLinearNoise(), Absorbing(V)
     rng = np.random.default_rng(2)
     data = chain.sample(4000, L, rng)
@@ -106,9 +108,9 @@ def test_remasking_keeps_the_schedule_and_the_distribution(chain):
             masked = (step.update(chain.absorbing_score, x, t, dt, rng) == V).mean()
             assert abs(masked - (1 - kept_s)) < 4e-3, (t, eta, masked, 1 - kept_s)
     floor = chain.transition_kl(chain.sample(384, L, np.random.default_rng(9)))
-    kl = {s: chain.transition_kl(draw(chain, s, "remdm")) for s in (4, 128)}
-    assert floor < kl[128] < kl[4] / 10, (kl, floor)
-    assert kl[128] < chain.transition_kl(draw(chain, 128, "analytic")) + 0.005
+    assert chain.transition_kl(draw(chain, 512, "remdm", eta=0.0)) < floor + 0.002
+    kl = {s: chain.transition_kl(draw(chain, s, "remdm", eta=0.1)) for s in (4, 128, 512)}
+    assert floor < kl[512] < kl[128] < kl[4] / 10 and kl[512] < 0.02, (kl, floor)
 
 
 def test_remasking_needs_the_absorbing_graph_and_a_share():
