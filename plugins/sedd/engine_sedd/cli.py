@@ -19,6 +19,10 @@ DEMOS = (
         "temperature 0.8: likelier, less varied characters (MODEL_CARD.md, Temperature)",
         {"length": 256, "steps": 64, "seed": 0, "temperature": 0.8},
     ),
+    (
+        "256 steps with remasking: characters drawn early are drawn again late (MODEL_CARD.md, Remasking)",
+        {"length": 256, "steps": 256, "seed": 0, "predictor": "remdm"},
+    ),
 )
 
 

@@ -92,9 +92,9 @@ class SEDDSamplerBase(Sampler):
         self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
 
     def draw_rule(self, config: SamplingConfig) -> tuple[str, dict]:
-        """The predictor a draw uses and its options: the config's, else ReMDM's remasking where the graph
-        allows it (MODEL_CARD.md, "Remasking"), else the analytic step."""
-        predictor = config.predictor or ("remdm" if self.graph.absorbing else "analytic")
+        """The predictor a draw uses and its options: the config's, else the analytic step (remdm measured
+        better samples but, on a Zen-4 CPU, fewer than the issue's samples/s: MODEL_CARD.md, "Remasking")."""
+        predictor = config.predictor or "analytic"
         chosen = {"eta": self.remask, "start": self.remask_start}
         if predictor == "remdm":
             defaults = {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START}

@@ -38,13 +38,13 @@ class SEDDOptions:
     remask: float | None = option(
         None,
         "the remdm predictor's cap on the share of unmasked tokens remasked per step, so a token drawn early "
-        "can be drawn again with more context (ReMDM; 0: none; default 0.1)",
+        "can be drawn again with more context (ReMDM; 0: none; default 0.2)",
         type=float,
     )
     remask_start: float | None = option(
         None,
         "the remdm predictor remasks only once at most this share of the characters is masked; the steps "
-        "before are plain ones, which skip the network more often (1: throughout, the default)",
+        "before are plain ones, which skip the network more often (1: throughout; default 0.25)",
         type=float,
     )
 

@@ -21,10 +21,10 @@ from .schedules import Schedule
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-#: ReMDM's remasking cap per step (the remdm predictor's eta), chosen on the default model's samples
-DEFAULT_REMASK = 0.1
-#: the time (masked share) from which the remdm predictor remasks; the steps before are plain steps
-DEFAULT_REMASK_START = 1.0
+#: the remdm predictor's cap per step (eta) and the time (masked share) from which it remasks, the steps
+#: before being plain ones: chosen on the default model's samples at 256 steps (MODEL_CARD.md, "Remasking")
+DEFAULT_REMASK = 0.2
+DEFAULT_REMASK_START = 0.25
 
 
 def sample_categorical(probs: np.ndarray, u: np.ndarray) -> np.ndarray:

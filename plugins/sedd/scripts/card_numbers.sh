@@ -72,7 +72,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm bench-remasking bench-remasking-plain remasking-late"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm bench-remasking bench-remasking-plain remasking-late remasking-confirm-late bench-remasking-late samples-remasking"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -81,8 +81,11 @@ target() {
     samples "" "" ;;
   bench) # speed and quality vs steps, fp32 and dynamic-int8 exports, judged by the AR baseline
     $E --json --quiet $BENCH --quantize int8 > $R/bench.json ;;
-  bench-remasking) # "Remasking": the same with today's default sampler (remdm at its default cap)
-    $E --json --quiet $BENCH_ARGS --quantize int8 > $R/bench_remasking.json ;;
+  bench-remasking) # "Remasking": the same with remdm at cap 0.1 throughout (the first stage's choice)
+    $E --json --quiet $BENCH_ARGS --predictor remdm --remask 0.1 --remask-start 1 --quantize int8 > $R/bench_remasking.json ;;
+  bench-remasking-late) # "Remasking", second stage: the same with remdm at its defaults (cap 0.2 from t = 0.25; it
+    # ran as the then-default sampler, with bench-remasking's command, its output and when-file renamed after)
+    $E --json --quiet $BENCH_ARGS --predictor remdm --quantize int8 > $R/bench_remasking_late.json ;;
   bench-remasking-plain) # "Remasking": the plain step on the same machine, right after bench-remasking
     $E --json --quiet $BENCH --quantize int8 > $R/bench_remasking_plain.json ;;
   bench-7bit) # the same after dynamic int8 moved to 7-bit weights (run on an AVX2 AMD EPYC)
@@ -238,6 +241,12 @@ target() {
       $PY scripts/remasking.py --eta 0.1 --start 0.15,0.25,0.35 --seeds $seed --samples 16 -o $R/remasking_late_seed$seed.json
       $PY scripts/remasking.py --eta 0.2 --start 0.25 --seeds $seed --samples 16 -o $R/remasking_late_cap02_seed$seed.json
     done ;;
+  remasking-confirm-late) # "Remasking", second stage: the rule's draw for the chosen start and cap
+    $PY scripts/remasking.py --eta 0.2 --start 0.25 --seeds 1234 --samples 32 -o $R/remasking_confirm_late.json ;;
+  samples-remasking) # "Samples": the card's 256-step samples again with remasking (remdm at its defaults)
+    /usr/bin/time -f %e -o $R/sample_256_remdm.time \
+      $E --json --quiet sample sedd --predictor remdm --steps 256 --length 256 --num-samples 2 --seed 0 --threads 1 \
+      > $R/sample_256_remdm.json ;;
   derived) # every number the card derives (training table, s/step, differences, ratios, sizes, counts)
     $PY scripts/card_derived.py > $R/card_derived.json ;;
   *) unknown_target "$1" ;;

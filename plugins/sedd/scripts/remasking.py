@@ -26,9 +26,9 @@ def draw(eta: float, seed: int, samples: int, steps: int, start: float) -> dict:
     config = SamplingConfig(
         num_samples=samples, length=256, steps=steps, seed=seed, predictor="remdm" if eta else "analytic"
     )
-    start = time.perf_counter()
+    began = time.perf_counter()
     tokens = sampler.sample_tokens(config)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     return {
         "eta": eta,
         "start": start if eta else None,

@@ -8,7 +8,7 @@ import engine_sedd.plugin
 import numpy as np
 import pytest
 import torch
-from engine_sedd.sampling import DEFAULT_REMASK
+from engine_sedd.sampling import DEFAULT_REMASK, DEFAULT_REMASK_START
 from engine_sedd.torch_path import SEDDSampler
 
 from engine.cli import main
@@ -98,25 +98,30 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
     x = np.random.default_rng(0).integers(0, sampler.graph.dim, size=(3, 27))
     sb = np.array([1e-4, 0.5, 6.9])
     np.testing.assert_allclose(ort_sampler.raw_output(x, sb), sampler.raw_output(x, sb), atol=2e-5, rtol=1e-5)
-    for predictor in ("analytic", "euler", None):  # None: the default, remdm
+    for predictor in ("analytic", "euler", "remdm"):
         cfg = SamplingConfig(num_samples=4, length=32, steps=16, seed=3, predictor=predictor, prefix="ROMEO")
         assert ort_sampler.sample(cfg).tokens == sampler.sample(cfg).tokens
 
 
-def test_remasking_is_the_default_and_its_cap_an_option(sampler, tiny_model):
-    """A config without a predictor draws with remdm at the default cap; --remask sets the cap, 0 is the
-    analytic step's distribution with remdm's draws, and a cap with another predictor is refused."""
+def test_remasking_is_an_option_with_its_cap_and_start(sampler, tiny_model):
+    """A config without a predictor draws with the analytic step; remdm takes its default cap and start, or
+    --remask / --remask-start, and either with another predictor is refused."""
     base = SamplingConfig(num_samples=4, length=32, steps=16, seed=3)
-    assert sampler.draw_rule(base) == ("remdm", {"eta": DEFAULT_REMASK})
-    assert sampler.sample(base).tokens == sampler.sample(attrs.evolve(base, predictor="remdm")).tokens
-    assert sampler.sample(base).tokens != sampler.sample(attrs.evolve(base, predictor="analytic")).tokens
-    stronger = SEDDSampler(model=tiny_model, remask=0.5)
-    assert stronger.draw_rule(base) == ("remdm", {"eta": 0.5})
-    assert stronger.sample(base).tokens != sampler.sample(base).tokens
-    with pytest.raises(ConfigError, match="remask applies to the remdm predictor, not 'euler'"):
-        stronger.sample(attrs.evolve(base, predictor="euler"))
+    remdm = attrs.evolve(base, predictor="remdm")
+    assert sampler.draw_rule(base) == ("analytic", {})
+    assert sampler.sample(base).tokens == sampler.sample(attrs.evolve(base, predictor="analytic")).tokens
+    assert sampler.draw_rule(remdm) == ("remdm", {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START})
+    assert sampler.sample(remdm).tokens != sampler.sample(base).tokens
+    stronger = SEDDSampler(model=tiny_model, remask=0.5, remask_start=1.0)
+    assert stronger.draw_rule(remdm) == ("remdm", {"eta": 0.5, "start": 1.0})
+    assert stronger.sample(remdm).tokens != sampler.sample(remdm).tokens
+    for options in ({"remask": 0.5}, {"remask_start": 0.5}):
+        with pytest.raises(ConfigError, match="remask applies to the remdm predictor, not 'euler'"):
+            SEDDSampler(model=tiny_model, **options).sample(attrs.evolve(base, predictor="euler"))
     with pytest.raises(ConfigError, match=r"remask must be in \[0, 1\], got -0.1"):
         SEDDSampler(model=tiny_model, remask=-0.1)
+    with pytest.raises(ConfigError, match=r"remask start must be in \[0, 1\], got 2"):
+        SEDDSampler(model=tiny_model, remask_start=2)
 
 
 def test_onnxruntime_path_imports_no_torch(tiny_artifact):

@@ -121,7 +121,7 @@ def test_radd_oracle_bound_brackets_entropy(chain):
 class OracleSampler(SEDDSamplerBase):
     """The sampler component on the Markov-chain oracle, read as a RADD network."""
 
-    def __init__(self, chain, cache=True, radd=True):
+    def __init__(self, chain, cache=True, radd=True, **options):
         tok = CharTokenizer.from_corpus("abcdefgh")
         config = {
             "graph": Absorbing(V).config(),
@@ -129,7 +129,7 @@ class OracleSampler(SEDDSamplerBase):
             "tokenizer": tok.to_dict(),
             "model": {"max_len": L, "time_conditioning": not radd},
         }
-        super().__init__(config, cache=cache)
+        super().__init__(config, cache=cache, **options)
         self.net = OracleNet(chain)
 
     def raw_output(self, x, sigma_bar):
@@ -159,7 +159,8 @@ def test_cache_bounds_network_evaluations_and_keeps_tokens(chain, steps):
 def test_cache_keeps_the_tokens_of_remasking(chain):
     """Remasking changes tokens at most steps, so the cache saves less (<= steps + 1 evaluations, not the length)
     but still never changes what is drawn."""
-    cached, plain = OracleSampler(chain), OracleSampler(chain, cache=False)
+    cached = OracleSampler(chain, remask_start=1.0)
+    plain = OracleSampler(chain, cache=False, remask_start=1.0)
     cfg = SamplingConfig(num_samples=3, length=L, steps=64, seed=4, predictor="remdm")
     assert cached.sample(cfg).tokens == plain.sample(cfg).tokens
     assert L < cached.network_evals.max() <= 64 + 1
