@@ -92,10 +92,11 @@ class SEDDSamplerBase(Sampler):
         self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
 
     def draw_rule(self, config: SamplingConfig) -> tuple[str, dict]:
-        """The predictor a draw uses and its options: the config's, else the analytic step (remdm measured
-        better samples but, on a Zen-4 CPU, fewer than the issue's samples/s: MODEL_CARD.md, "Remasking")."""
-        predictor = config.predictor or "analytic"
+        """The predictor a draw uses and its options: the config's; else remdm where a remasking option was
+        given, else the analytic step (remdm measured better samples but, on a Zen-4 CPU, fewer than the
+        issue's samples/s: MODEL_CARD.md, "Remasking")."""
         chosen = {"eta": self.remask, "start": self.remask_start}
+        predictor = config.predictor or ("remdm" if any(v is not None for v in chosen.values()) else "analytic")
         if predictor == "remdm":
             defaults = {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START}
             return predictor, {k: defaults[k] if v is None else v for k, v in chosen.items()}

@@ -25,6 +25,11 @@ def _fraction(_inst, attribute: attrs.Attribute, value) -> None:
         raise ConfigError(f"{_flag(attribute)} must be in (0, 1), got {value!r}")
 
 
+def _share(_inst, attribute: attrs.Attribute, value) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{_flag(attribute)} must be in [0, 1], got {value!r}")
+
+
 @attrs.frozen
 class SEDDOptions:
     """The sampler's own option (the sampling config is the core's sampler flags)."""
@@ -38,14 +43,16 @@ class SEDDOptions:
     remask: float | None = option(
         None,
         "the remdm predictor's cap on the share of unmasked tokens remasked per step, so a token drawn early "
-        "can be drawn again with more context (ReMDM; 0: none; default 0.2)",
+        "can be drawn again with more context (ReMDM; 0: none; default 0.2; without --predictor: remdm)",
         type=float,
+        validator=_share,
     )
     remask_start: float | None = option(
         None,
         "the remdm predictor remasks only once at most this share of the characters is masked; the steps "
         "before are plain ones, which skip the network more often (1: throughout; default 0.25)",
         type=float,
+        validator=_share,
     )
 
 

@@ -104,8 +104,8 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
 
 
 def test_remasking_is_an_option_with_its_cap_and_start(sampler, tiny_model):
-    """A config without a predictor draws with the analytic step; remdm takes its default cap and start, or
-    --remask / --remask-start, and either with another predictor is refused."""
+    """A config without a predictor draws with the analytic step, or remdm where --remask or --remask-start is
+    given; remdm takes its default cap and start or those, and either with another predictor is refused."""
     base = SamplingConfig(num_samples=4, length=32, steps=16, seed=3)
     remdm = attrs.evolve(base, predictor="remdm")
     assert sampler.draw_rule(base) == ("analytic", {})
@@ -113,7 +113,7 @@ def test_remasking_is_an_option_with_its_cap_and_start(sampler, tiny_model):
     assert sampler.draw_rule(remdm) == ("remdm", {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START})
     assert sampler.sample(remdm).tokens != sampler.sample(base).tokens
     stronger = SEDDSampler(model=tiny_model, remask=0.5, remask_start=1.0)
-    assert stronger.draw_rule(remdm) == ("remdm", {"eta": 0.5, "start": 1.0})
+    assert stronger.draw_rule(remdm) == stronger.draw_rule(base) == ("remdm", {"eta": 0.5, "start": 1.0})
     assert stronger.sample(remdm).tokens != sampler.sample(remdm).tokens
     for options in ({"remask": 0.5}, {"remask_start": 0.5}):
         with pytest.raises(ConfigError, match="remask applies to the remdm predictor, not 'euler'"):
@@ -122,6 +122,19 @@ def test_remasking_is_an_option_with_its_cap_and_start(sampler, tiny_model):
         SEDDSampler(model=tiny_model, remask=-0.1)
     with pytest.raises(ConfigError, match=r"remask start must be in \[0, 1\], got 2"):
         SEDDSampler(model=tiny_model, remask_start=2)
+
+
+def test_cli_remasking_flags(capsys, tiny_model):
+    base = ("sample", "sedd", "--model", str(tiny_model), "--length", "16", "--steps", "8", "--seed", "0", "--json")
+    code, out, _ = run_cli(capsys, *base, "--remask", "0.3")
+    assert code == 0 and len(json.loads(out)["texts"][0]) == 16
+    for flags, error in (
+        (("--remask", "1.5"), "--remask must be in [0, 1], got 1.5"),
+        (("--remask-start", "-1"), "--remask-start must be in [0, 1], got -1.0"),
+        (("--predictor", "euler", "--remask", "0.3"), "remask applies to the remdm predictor, not 'euler'"),
+    ):
+        code, _, err = run_cli(capsys, *base, *flags)
+        assert code == 2 and one_line_error(err) == f"engine: error: {error}"
 
 
 def test_onnxruntime_path_imports_no_torch(tiny_artifact):
