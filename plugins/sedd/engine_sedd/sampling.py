@@ -173,7 +173,7 @@ def sample(
     """Reverse the diffusion from t = 1 to eps in `steps` uniform steps, then denoise.
     `fixed` maps positions to token ids that are written back before every step;
     `temperature` (absorbing graph only) sharpens or flattens each unmasking's choice;
-    `predictor_options` go to the predictor (remdm's ``eta``)."""
+    `predictor_options` go to the predictor (remdm's ``eta`` and ``start``)."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if batch < 1 or length < 1:

@@ -17,8 +17,8 @@ DTYPES = ("fp32", "bf16")
 class SEDDSampler(SEDDSamplerBase):
     """The sampler on torch. ``model``: a model folder (default: the bundled tinyshakespeare
     model); ``device``: a torch device (default: the CPU); ``dtype``: fp32, or bf16 autocast;
-    ``cache``: reuse network outputs (see :class:`engine_sedd.component.CachedNetwork`); ``remask``: the
-    remdm predictor's remasking cap (see :class:`engine_sedd.sampling.RemaskingPredictor`)."""
+    ``cache``: reuse network outputs (see :class:`engine_sedd.component.CachedNetwork`); ``remask``,
+    ``remask_start``: the remdm predictor's cap and start (see :class:`engine_sedd.sampling.RemaskingPredictor`)."""
 
     def __init__(
         self,
