@@ -45,6 +45,7 @@ class SEDDOptions:
         "the remdm predictor's cap on the share of unmasked tokens remasked per step, so a token drawn early "
         "can be drawn again with more context (ReMDM; 0: none; default 0.2; without --predictor: remdm)",
         type=float,
+        metavar="CAP",
         validator=_share,
     )
     remask_start: float | None = option(
@@ -52,6 +53,7 @@ class SEDDOptions:
         "the remdm predictor remasks only once at most this share of the characters is masked; the steps "
         "before are plain ones, which skip the network more often (1: throughout; default 0.25)",
         type=float,
+        metavar="SHARE",
         validator=_share,
     )
 
