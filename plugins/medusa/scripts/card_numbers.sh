@@ -34,7 +34,8 @@ done
 # (tune_tree_ort_zen4.json, tune_tree_torch_zen4.json, bench_zen4.json), when_zen4.txt
 # A Zen-4 EPYC again with the v5 heads (2026-12-05): the export line, then the same three lines with _zen4v5 names,
 #   the bench with --no-llama-cpp (not built there), when_zen4v5.txt; then the int4 tune-tree line above with
-#   _zen4v5 (tune_tree_ort_int4_zen4v5.json)
+#   _zen4v5 (tune_tree_ort_int4_zen4v5.json); then, llama-cpp-python 0.3.36 built there, the bench line without
+#   --no-llama-cpp > bench_zen4v5_llama.json, when_zen4v5_llama.txt
 # Where a verification forward goes, on the fourth machine (2026-12-04, second session, nothing else running):
 #   python scripts/step_profile.py $ART > scripts/results/step_profile_zen5.json
 # Row invariance of whole graphs (fp32 and the bench's cached quantized copies, on the AMD EPYC):
