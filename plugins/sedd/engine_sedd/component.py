@@ -96,11 +96,12 @@ class SEDDSamplerBase(Sampler):
         given, else the analytic step (remdm measured better samples but, on a Zen-4 CPU, fewer than the
         issue's samples/s: MODEL_CARD.md, "Remasking")."""
         chosen = {"eta": self.remask, "start": self.remask_start}
-        predictor = config.predictor or ("remdm" if any(v is not None for v in chosen.values()) else "analytic")
+        remasking = any(v is not None for v in chosen.values())
+        predictor = config.predictor or ("remdm" if remasking else "analytic")
         if predictor == "remdm":
             defaults = {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START}
             return predictor, {k: defaults[k] if v is None else v for k, v in chosen.items()}
-        if any(v is not None for v in chosen.values()):
+        if remasking:
             raise ConfigError(f"remask applies to the remdm predictor, not {predictor!r}")
         return predictor, {}
 

@@ -42,15 +42,5 @@ class OrtSEDDSampler(SEDDSamplerBase):
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
 
 
-def load_artifact(
-    artifact,
-    *,
-    provider: str = "auto",
-    threads: int | None = None,
-    cache: bool = True,
-    remask: float | None = None,
-    remask_start: float | None = None,
-) -> OrtSEDDSampler:
-    return OrtSEDDSampler(
-        artifact, provider=provider, threads=threads, cache=cache, remask=remask, remask_start=remask_start
-    )
+#: the artifact loader the plugin registers: the sampler itself (its keywords are the loader's)
+load_artifact = OrtSEDDSampler
