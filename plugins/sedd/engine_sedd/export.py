@@ -19,9 +19,10 @@ MODEL_FILE = "score_net.onnx"
 OPSET = 20  # opset 20 has a Gelu op: ~10 % faster on onnxruntime than 18's decomposed tanh GELU
 
 
-def export_onnx_model(net, dest: Path, opset: int = OPSET) -> Path:
-    """Write the network as one self-contained .onnx file (dynamo exporter)."""
-    net = net.eval()
+def export_onnx_model(net, dest: Path, opset: int = OPSET, rotary_halves: bool = True) -> Path:
+    """Write the network as one self-contained .onnx file (dynamo exporter), rotary's pairs in
+    contiguous halves (``rotary_halves=False``: interleaved, as exported before; for timing)."""
+    net = net.eval().with_rotary_halves() if rotary_halves else net.eval()
     tokens = torch.zeros(2, 8, dtype=torch.long)  # length >= 2: dynamo dislikes length 1
     sigma_bar = torch.ones(2, dtype=torch.float32)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")

@@ -36,6 +36,18 @@ def test_bidirectional_vs_causal_and_sigma_conditioning():
         assert (bi(x, sb) - bi(x, torch.tensor([2.0]))).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_rotary_in_halves_is_the_same_network(causal):
+    net = random_net(causal=causal)
+    x, sb = torch.randint(0, 11, (2, 16)), torch.tensor([0.5, 2.0])
+    halves = net.with_rotary_halves()
+    with torch.no_grad():
+        torch.testing.assert_close(halves(x, sb), net(x, sb), rtol=1e-5, atol=1e-5)
+        halves.blocks[0].qkv.weight.copy_(net.blocks[0].qkv.weight)  # halves without the reordering: another net
+        assert (halves(x, sb) - net(x, sb)).abs().max() > 1e-4
+    assert not any(b.rotary_halves for b in net.blocks)  # the original is untouched
+
+
 def test_bf16_autocast_close_to_fp32():
     net = random_net()
     x, sb = torch.randint(0, 11, (2, 16)), torch.tensor([0.5, 2.0])
