@@ -297,15 +297,20 @@ def test_run_without_returns_text_and_reports_what_was_blocked():
         engine.testing.run_without("import json", blocked=("json",))
 
 
-# Each worker appends its rank to a log; rank 1 fails the way FAIL says on the first try only.
+# Each worker appends its rank to a log; rank 1 fails the way FAIL says on the first try only,
+# once rank 0 has written (the launcher stops the other workers when one fails: without the wait
+# a slow-starting rank 0 could be stopped before its entry, and the log would say one try too few).
 _WORKER = """
-import os, sys
+import os, sys, time
 from pathlib import Path
 log = Path(sys.argv[1]); rank = os.environ["RANK"]
 first = not log.exists() or "1" not in log.read_text()
 with log.open("a") as f:
     f.write(rank)
 if rank == "1" and (first or "{fail}" == "exit"):
+    deadline = time.monotonic() + 60
+    while log.read_text().count("0") < log.read_text().count("1") and time.monotonic() < deadline:
+        time.sleep(0.05)
     if "{fail}" == "abort":
         os.abort()
     sys.exit("rank 1: ValueError: a worker's own error")
