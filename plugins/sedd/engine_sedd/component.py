@@ -102,7 +102,9 @@ class SEDDSamplerBase(Sampler):
             defaults = {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START}
             return predictor, {k: defaults[k] if v is None else v for k, v in chosen.items()}
         if remasking:
-            raise ConfigError(f"remask applies to the remdm predictor, not {predictor!r}")
+            raise ConfigError(
+                f"remask options (--remask, --remask-start) apply to the remdm predictor, not {predictor!r}"
+            )
         return predictor, {}
 
     def raw_output(self, x: np.ndarray, sigma_bar: np.ndarray) -> np.ndarray:
