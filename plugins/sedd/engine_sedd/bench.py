@@ -8,6 +8,7 @@ dynamic-int8 export, the shipped artifact's form, is timed and judged too unless
 from __future__ import annotations
 
 import platform
+import statistics
 import tempfile
 import time
 
@@ -20,8 +21,10 @@ from .options import EvalOptions
 SEED = 1234
 
 
-def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, dict]:
-    """(samples per second, tokens, network invocations and evaluations per sequence)."""
+def _rate(sampler, steps: int, options, seed: int) -> tuple[list[float], list, dict]:
+    """(samples per second of each of ``options.repeats`` draws, tokens, network invocations and
+    evaluations per sequence). One draw moves by several percent with the machine's load; the
+    median of a few is what a decision can rest on."""
     cfg = SamplingConfig(
         num_samples=options.batch,
         length=options.length,
@@ -30,11 +33,13 @@ def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list, dict]:
         temperature=options.temperature,
         predictor=options.predictor,
     )
-    start = time.perf_counter()
-    result = sampler.sample(cfg)
-    rate = options.batch / (time.perf_counter() - start)
+    rates = []
+    for _ in range(options.repeats):
+        start = time.perf_counter()
+        result = sampler.sample(cfg)
+        rates.append(options.batch / (time.perf_counter() - start))
     calls = {"calls": sampler.network_calls, "evals_per_sequence": float(np.mean(sampler.network_evals))}
-    return rate, result.tokens, calls
+    return rates, result.tokens, calls
 
 
 def _draw_options(torch_sampler) -> dict:
@@ -61,11 +66,13 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         path = torch_sampler.export_onnx(f"{tmp}/artifact")
         ort_sampler = engine.load_artifact(path, provider=provider, threads=threads, **_draw_options(torch_sampler))
         torch_rate, ort_rate, same, drawn, calls = {}, {}, {}, {}, {}
+        runs = {"torch": {}, "ort": {}}
         quantized, quantized_drawn = {}, {}
         for steps in options.steps:
             key = str(steps)
-            torch_rate[key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
-            ort_rate[key], b, ort_calls = _rate(ort_sampler, steps, options, seed)
+            runs["torch"][key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
+            runs["ort"][key], b, ort_calls = _rate(ort_sampler, steps, options, seed)
+            torch_rate[key], ort_rate[key] = statistics.median(runs["torch"][key]), statistics.median(runs["ort"][key])
             same[key] = float(np.mean(np.array(a) == np.array(b)))
             drawn[key] = np.array(a)
             log(
@@ -75,7 +82,7 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
             )
         providers = ort_sampler.providers
         if options.quantize != "none":
-            quantized, quantized_drawn = _quantized_rows(
+            quantized, quantized_drawn, runs[f"ort_{options.quantize}"] = _quantized_rows(
                 torch_sampler, engine, options, provider, threads, seed, drawn, f"{tmp}/q", log
             )
     from engine import __version__
@@ -94,6 +101,9 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         "predictor": _predictor_row(torch_sampler, options.predictor),
         "length": options.length,
         "batch": options.batch,
+        "repeats": options.repeats,
+        # samples/s of every timed draw, by back end and step count (the rows above are their medians)
+        "samples_per_s_runs": runs,
         "temperature": options.temperature,
         "threads": torch.get_num_threads(),
         "device": f"{torch_sampler.device} ({platform.processor() or platform.machine()}), onnxruntime {providers[0]}",
@@ -132,16 +142,17 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
 
 
 def _quantized_rows(torch_sampler, engine, options, provider, threads, seed, fp32_tokens, dest, log):
-    """The quantized export timed like the fp32 one, its tokens against the fp32 tokens: (rows, tokens drawn)."""
+    """The quantized export timed like the fp32 one, its tokens against the fp32 tokens: (rows, tokens drawn,
+    samples/s of each timed draw)."""
     path = torch_sampler.export_onnx(dest, quantize=options.quantize)
     sampler = engine.load_artifact(path, provider=provider, threads=threads, **_draw_options(torch_sampler))
     rows: dict = {"samples_per_s": {}, "same_tokens_as_fp32": {}}
-    drawn = {}
+    drawn, runs = {}, {}
     for steps in options.steps:
         key = str(steps)
-        rate, tokens, _ = _rate(sampler, steps, options, seed)
-        rows["samples_per_s"][key] = rate
+        runs[key], tokens, _ = _rate(sampler, steps, options, seed)
+        rows["samples_per_s"][key] = rate = statistics.median(runs[key])
         rows["same_tokens_as_fp32"][key] = float(np.mean(np.array(tokens) == fp32_tokens[key]))
         drawn[key] = np.array(tokens)
         log(f"steps {steps}: onnxruntime {options.quantize} {rate:.3f}/s")
-    return rows, drawn
+    return rows, drawn, runs

@@ -152,6 +152,12 @@ class BenchOptions:
     )
     length: int = option(256, "tokens per sample", validator=_positive)
     batch: int = option(8, "samples per draw", validator=_positive)
+    repeats: int = option(
+        1,
+        "timed draws per step count and back end; samples/s is their median, each in samples_per_s_runs "
+        "(the same seed: the same tokens every time)",
+        validator=_positive,
+    )
     eval_seqs: int | None = option(None, "validation sequences (default: all)", type=int, validator=_positive)
     eval_times: int = option(4, "time samples per sequence for the bound", validator=_positive)
     data: str | None = option(None, "corpus for the bits-per-character rows (default: the model's)", type=str)

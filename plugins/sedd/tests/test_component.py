@@ -178,6 +178,8 @@ def test_flags_of_the_wrong_path_are_usage_errors(capsys, tiny_model, tiny_artif
     assert code == 2 and "another configuration than this run's (model, graph, tokenizer" in one_line_error(err)
     code, _, err = run_cli(capsys, "bench", "sedd", "--steps", "4,0")
     assert code == 2 and "--steps must be > 0, got 4,0" in one_line_error(err)
+    code, _, err = run_cli(capsys, "bench", "sedd", "--repeats", "0")
+    assert code == 2 and "--repeats must be > 0, got 0" in one_line_error(err)
 
 
 def test_cli_sample_torch_and_onnxruntime_and_errors(capsys, tiny_model, tiny_artifact, tmp_path):
@@ -366,8 +368,19 @@ def test_int8_export_runs_on_onnxruntime_close_to_fp32(capsys, sampler, tiny_mod
         "--skip-bpc",
         "--quantize",
         "int8",
+        "--repeats",
+        "3",
     )
     assert code == 0, err
-    rows = json.loads(out)["ort_int8"]
+    bench = json.loads(out)
+    rows = bench["ort_int8"]
     assert set(rows["samples_per_s"]) == set(rows["same_tokens_as_fp32"]) == {"2"}
+    assert bench["repeats"] == 3  # each rate is the median of three timed draws, all reported
+    for path, rates in (
+        ("torch", bench["torch_samples_per_s"]),
+        ("ort", bench["ort_samples_per_s"]),
+        ("ort_int8", rows["samples_per_s"]),
+    ):
+        runs = bench["samples_per_s_runs"][path]["2"]
+        assert len(runs) == 3 and rates["2"] == sorted(runs)[1]
     assert 0 <= rows["same_tokens_as_fp32"]["2"] <= 1 and "drawn" not in rows
