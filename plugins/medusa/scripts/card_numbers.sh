@@ -36,6 +36,8 @@ done
 #   the bench with --no-llama-cpp (not built there), when_zen4v5.txt; then the int4 tune-tree line above with
 #   _zen4v5 (tune_tree_ort_int4_zen4v5.json); then, llama-cpp-python 0.3.36 built there, the bench line without
 #   --no-llama-cpp > bench_zen4v5_llama.json, when_zen4v5_llama.txt
+# The default heads' tree.json re-tuned for v5 (2026-12-06, the Zen-4 EPYC, nothing else running): the export line and
+#   the two tune-tree lines above (--write-heads), outputs > tune_tree_{torch,ort}_default_v5.json, when_default_tree_v5.txt
 # Where a verification forward goes, on the fourth machine (2026-12-04, second session, nothing else running):
 #   python scripts/step_profile.py $ART > scripts/results/step_profile_zen5.json
 # Row invariance of whole graphs (fp32 and the bench's cached quantized copies, on the AMD EPYC):
