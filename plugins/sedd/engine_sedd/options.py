@@ -156,6 +156,7 @@ class BenchOptions:
         1,
         "timed draws per step count and back end; samples/s is their median, each in samples_per_s_runs "
         "(the same seed: the same tokens every time)",
+        metavar="N",
         validator=_positive,
     )
     eval_seqs: int | None = option(None, "validation sequences (default: all)", type=int, validator=_positive)
