@@ -3,7 +3,8 @@
 for the model card: the default model, fp32 and dynamic int8 exports, a batch of 8 x 256
 tokens, 1 thread; N timed rounds alternating the layouts so that changes of the machine's load
 hit both alike, after 3 untimed runs each. Also the largest difference of each export's output
-from torch's, and onnxruntime's time per operator type (its profiler, one round). Prints JSON.
+from torch's, and the int8 exports' time per operator type (onnxruntime's profiler, 5 evaluations).
+Prints JSON.
 
     python scripts/export_step_timing.py [--rounds N]
 
