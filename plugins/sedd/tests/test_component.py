@@ -326,6 +326,31 @@ def test_sampling_reports_each_step_to_the_host_and_can_be_cancelled():
         sampler.sample({"length": 16, "steps": 4, "seed": 0})
 
 
+def _strided_slices(path) -> int:
+    """Slice nodes of an ONNX graph whose constant steps are not all 1."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        values = [a.t for a in node.attribute if node.op_type == "Constant" and a.name == "value"]
+        if values:
+            constants[node.output[0]] = numpy_helper.to_array(values[0])
+    steps = [node.input[4] for node in graph.node if node.op_type == "Slice" and len(node.input) > 4]
+    return sum(bool((constants[s] != 1).any()) for s in steps if s in constants)
+
+
+def test_export_reads_rotary_pairs_as_contiguous_halves(tiny_model, tiny_artifact, tmp_path):
+    """The export's rotary slices contiguous halves (MODEL_CARD.md, "A cheaper step"); the interleaved
+    layout, as the network computes it in torch, would need strided slices."""
+    from engine_sedd.export import MODEL_FILE, export_onnx_model
+
+    assert _strided_slices(tiny_artifact / MODEL_FILE) == 0
+    net = SEDDSampler(model=tiny_model).net
+    assert _strided_slices(export_onnx_model(net, tmp_path / "interleaved.onnx", rotary_halves=False)) > 0
+
+
 def test_int8_export_runs_on_onnxruntime_close_to_fp32(capsys, sampler, tiny_model, corpus, tmp_path):
     """--quantize int8: dynamic int8 MatMuls, recorded in the manifest; its raw outputs stay near the
     fp32 network's (an int8 export of random weights is not bit-equal, so tolerance, not equality),
