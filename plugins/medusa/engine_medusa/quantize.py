@@ -20,7 +20,11 @@ from engine.errors import UsageError
 SCHEMES = {"int4": 4, "int8": 8}
 BLOCK_SIZE = 32  # as a Q4_0 / Q4_1 GGUF block
 ACCURACY_LEVEL = 4  # int8 compute: see measurements in MODEL_CARD.md
-GRAPHS = ("medusa", "heads")  # the graphs quantized; `keep` is a gather, `hydra` gathers its weights by head
+# the graphs quantized (`keep` is a gather). `hydra` gathers each head's weights per call, so only a projection
+# shared by every head (the draft vocabulary's) is a constant weight there; heads with their own projections
+# leave nothing to quantize in it, and it is copied as it is
+GRAPHS = ("medusa", "heads", "hydra")
+MAY_HOLD_NO_CONSTANT_WEIGHT = ("hydra",)
 
 
 def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
@@ -35,6 +39,7 @@ def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
         "block_size": BLOCK_SIZE,
         "symmetric": False,
         "accuracy_level": accuracy_level,
+        "graphs": list(GRAPHS),  # in the record (and the bench's cache key): copies made before hydra's differ
         "tool": f"onnxruntime {onnxruntime.__version__}",
     }
 
@@ -80,7 +85,7 @@ def own_weights(graph) -> int:
 
 def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
     """Write ``src`` (an .onnx with external data) to ``dst`` (+ ``dst.data``) with its constant-weight
-    MatMuls as MatMulNBits; returns how many MatMuls were quantized."""
+    MatMuls as MatMulNBits; returns how many MatMuls were quantized (none: nothing is written)."""
     import logging
 
     import onnx
@@ -102,7 +107,8 @@ def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
     done = sum(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node)
-    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+    if done:
+        quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
     return done
 
 
@@ -112,14 +118,14 @@ def quantize_graphs(src: Path, dst: Path, scheme: dict, models: dict, on_graph=l
     files = {}
     for name, entry in models.items():
         graph = src / entry["file"]
-        if name in GRAPHS:
-            if quantize_graph(graph, dst / graph.name, scheme) == 0:
-                raise UsageError(f"graph {name!r} has no MatMul with a constant weight to quantize")
+        if name in GRAPHS and quantize_graph(graph, dst / graph.name, scheme):
             on_graph()
-        else:
-            for f in (graph, graph.with_name(graph.name + ".data")):
-                if f.is_file():
-                    shutil.copyfile(f, dst / f.name)
+            continue
+        if name in GRAPHS and name not in MAY_HOLD_NO_CONSTANT_WEIGHT:
+            raise UsageError(f"graph {name!r} has no MatMul with a constant weight to quantize")
+        for f in (graph, graph.with_name(graph.name + ".data")):
+            if f.is_file():
+                shutil.copyfile(f, dst / f.name)
     for f in dst.iterdir():
         files[f.name] = f
     return files
