@@ -31,7 +31,8 @@ from .component import stored_tree
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}
-EXPORT_FORMAT = 3  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra
+EXPORT_FORMAT = 4  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra;
+# 4: Hydra as one graph per head (constant weights) and one for the path embeddings
 
 
 class MedusaGraph(nn.Module):
@@ -79,41 +80,40 @@ class HeadsTopK(nn.Module):
         return self.heads.topk(hidden, self.k, select)
 
 
-class HydraStep(nn.Module):
-    """One Hydra head chosen by an input, for ONNX: the heads' weights stacked (head k's
-    mixing matrix zero-padded from (k+1)d to Kd columns), so one graph serves every depth."""
+class HydraEmbed(nn.Module):
+    """The embeddings of the tokens on Hydra paths, for ONNX: the base's input table (large), once
+    for every head."""
 
-    def __init__(self, heads, k: int):
+    def __init__(self, heads):
         super().__init__()
-        n, d = heads.num_heads, heads.mix[0].weight.shape[0]
-        mix = torch.zeros(n, d, n * d)
-        for i, m in enumerate(heads.mix):
-            mix[i, :, : (i + 1) * d] = m.weight.detach().float()
-        blocks = [[layer.linear for layer in b] for b in heads.blocks]
-        # stored transposed (x @ W), so a call gathers its head's weights and never transposes them
-        self.register_buffer("mix", mix.transpose(1, 2).contiguous())
-        self.register_buffer(
-            "block_w", torch.stack([torch.stack([x.weight.t() for x in b]) for b in blocks]).float().contiguous()
-        )
-        self.register_buffer("block_b", torch.stack([torch.stack([x.bias for x in b]) for b in blocks]).float())
         self.register_buffer("embedding", heads._embedding.weight.detach().float())
-        if heads.out is None:  # one projection for every head: a constant [d, V], never gathered per call
-            self.register_buffer("out", heads.draft_weight.detach().float().t().contiguous())
-        else:
-            self.register_buffer("out", torch.stack([o.weight.detach().float().t() for o in heads.out]))
-        self.register_buffer("subset", heads.vocab_subset if heads.vocab_subset is not None else torch.zeros(0))
-        self.k, self.n_layers, self.shared = k, len(blocks[0]), heads.out is None
 
-    def forward(self, hidden, path, head):
-        # index_select, not [head]: indexing by a 0-d tensor reads its value (torch 2.11's export
-        # then fails on a data-dependent size); a gather keeps the head an ordinary input
-        head = head.reshape(1)
-        mix, block_w, block_b = (t.index_select(0, head)[0] for t in (self.mix, self.block_w, self.block_b))
-        u = hidden + self.embedding[path].flatten(-2) @ mix
-        for layer in range(self.n_layers):
-            u = u + nn.functional.silu(u @ block_w[layer] + block_b[layer])
-        out = self.out if self.shared else self.out.index_select(0, head)[0]
-        top = (u @ out).topk(self.k, dim=-1).indices
+    def forward(self, path):
+        return self.embedding[path]
+
+
+class HydraHead(nn.Module):
+    """Hydra head ``head`` alone, for ONNX, on its path's embeddings (HydraEmbed): every weight a
+    constant of its own graph, so onnxruntime reads it where it lies (no per-call gather of stacked
+    weights) and a quantized artifact quantizes it."""
+
+    def __init__(self, heads, head: int, k: int):
+        super().__init__()
+        self.register_buffer("mix", heads.mix[head].weight.detach().float().t().contiguous())
+        layers = [layer.linear for layer in heads.blocks[head]]
+        for i, linear in enumerate(layers):  # one buffer each: a slice of a stacked one is no constant
+            self.register_buffer(f"w{i}", linear.weight.detach().float().t().contiguous())
+            self.register_buffer(f"b{i}", linear.bias.detach().float())
+        out = heads.draft_weight if heads.out is None else heads.out[head].weight
+        self.register_buffer("out", out.detach().float().t().contiguous())
+        self.register_buffer("subset", heads.vocab_subset if heads.vocab_subset is not None else torch.zeros(0))
+        self.k, self.n_layers = k, len(layers)
+
+    def forward(self, hidden, path_embeddings):
+        u = hidden + path_embeddings.flatten(-2) @ self.mix
+        for i in range(self.n_layers):
+            u = u + nn.functional.silu(u @ getattr(self, f"w{i}") + getattr(self, f"b{i}"))
+        top = (u @ self.out).topk(self.k, dim=-1).indices
         return self.subset[top] if self.subset.numel() else top
 
 
@@ -226,16 +226,7 @@ def _export_heads(heads, hidden, topk: int, folder: Path) -> dict:
         return _export_draft(heads, topk, folder)
     common = dict(output_names=["head_topk"], **ONNX_KW)
     if heads.kind == "hydra":
-        path = torch.zeros(hidden.shape[0], heads.num_heads, dtype=torch.int64)
-        torch.onnx.export(
-            HydraStep(heads, topk).eval(),
-            (hidden.float(), path, torch.tensor(1)),
-            str(folder / "hydra.onnx"),
-            input_names=["hidden", "path", "head"],
-            dynamic_shapes=({0: Dim("rows")}, {0: Dim("rows")}, None),
-            **common,
-        )
-        return {"hydra": {"file": "hydra.onnx", "inputs": ["hidden", "path", "head"], "outputs": ["head_topk"]}}
+        return _export_hydra(heads, hidden.float(), topk, folder)
     torch.onnx.export(
         HeadsTopK(heads, topk).eval(),
         (hidden, torch.arange(heads.num_heads)),
@@ -245,6 +236,36 @@ def _export_heads(heads, hidden, topk: int, folder: Path) -> dict:
         **common,
     )
     return {"heads": {"file": "heads.onnx", "inputs": ["hidden", "heads"], "outputs": ["head_topk"]}}
+
+
+def _export_hydra(heads, hidden, topk: int, folder: Path) -> dict:
+    """`hydra_embed` (path tokens -> embeddings) and one `hydra_K` graph per head."""
+    rows = torch.export.Dim("rows")
+    path = torch.zeros(hidden.shape[0], heads.num_heads, dtype=torch.int64)
+    torch.onnx.export(
+        HydraEmbed(heads).eval(),
+        (path,),
+        str(folder / "hydra_embed.onnx"),
+        input_names=["path"],
+        output_names=["path_embeddings"],
+        dynamic_shapes=({0: rows, 1: torch.export.Dim("width", max=heads.num_heads)},),
+        **ONNX_KW,
+    )
+    models = {"hydra_embed": {"file": "hydra_embed.onnx", "inputs": ["path"], "outputs": ["path_embeddings"]}}
+    for head in range(heads.num_heads):
+        embeddings = torch.zeros(hidden.shape[0], head + 1, hidden.shape[1])
+        torch.onnx.export(
+            HydraHead(heads, head, topk).eval(),
+            (hidden, embeddings),
+            str(folder / f"hydra_{head}.onnx"),
+            input_names=["hidden", "path_embeddings"],
+            output_names=["head_topk"],
+            dynamic_shapes=({0: rows}, {0: rows}),
+            **ONNX_KW,
+        )
+        inputs = ["hidden", "path_embeddings"]
+        models[f"hydra_{head}"] = {"file": f"hydra_{head}.onnx", "inputs": inputs, "outputs": ["head_topk"]}
+    return models
 
 
 def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:

@@ -43,6 +43,12 @@ class OrtBackend(HeadQueries):
         kind = cfg.get("heads_kind", "medusa")
         self.sequential_heads, self.drafting = kind == "hydra", kind == "draft"
         graph = {"hydra": "hydra", "draft": "draft"}.get(kind, "heads")
+        # Hydra since export format 4: a graph per head on the path embeddings of `hydra_embed`
+        self.hydra_heads = None
+        if "hydra_embed" in artifact.manifest["models"]:
+            graph = "hydra_embed"
+            sessions = (artifact.session(f"hydra_{i}", provider, threads=threads) for i in range(cfg["num_heads"]))
+            self.hydra_heads = list(sessions)
         self.heads_sess = artifact.session(graph, provider, threads=threads)
         self.draft_kv_shape = tuple(cfg.get("draft_kv_shape", ()))
         self.select_heads = len(self.heads_sess.get_inputs()) == 2
@@ -111,7 +117,11 @@ class OrtBackend(HeadQueries):
         return self.heads_sess.run(None, feeds)[0][..., :k]
 
     def hydra_topk_of(self, hidden, head: int, paths, k: int):
-        padded = np.zeros((len(paths), self.num_heads), np.int64)
+        if self.hydra_heads is not None:
+            embeddings = self.heads_sess.run(None, {"path": np.ascontiguousarray(paths, np.int64)})[0]
+            feeds = {"hidden": np.ascontiguousarray(hidden, np.float32), "path_embeddings": embeddings}
+            return self.hydra_heads[head].run(None, feeds)[0][..., :k]
+        padded = np.zeros((len(paths), self.num_heads), np.int64)  # one graph for every head (format 3)
         padded[:, : paths.shape[1]] = paths
         feeds = {"hidden": np.ascontiguousarray(hidden, np.float32), "path": padded, "head": np.array(head, np.int64)}
         return self.heads_sess.run(None, feeds)[0][..., :k]

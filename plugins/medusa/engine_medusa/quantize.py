@@ -11,6 +11,7 @@ fp32; 4 quantizes the activations to int8 per block and multiplies in int8 (VNNI
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,11 +21,14 @@ from engine.errors import UsageError
 SCHEMES = {"int4": 4, "int8": 8}
 BLOCK_SIZE = 32  # as a Q4_0 / Q4_1 GGUF block
 ACCURACY_LEVEL = 4  # int8 compute: see measurements in MODEL_CARD.md
-# the graphs quantized (`keep` is a gather). `hydra` gathers each head's weights per call, so only a projection
-# shared by every head (the draft vocabulary's) is a constant weight there; heads with their own projections
-# leave nothing to quantize in it, and it is copied as it is
-GRAPHS = ("medusa", "heads", "hydra")
-MAY_HOLD_NO_CONSTANT_WEIGHT = ("hydra",)
+# the graphs quantized, by name: the base, Medusa heads and each Hydra head (`hydra_K`, export format 4).
+# `keep` and `hydra_embed` are gathers; the single Hydra graph of format 3 gathered its weights by head, and
+# is copied as it is
+GRAPHS = ("medusa", "heads", "hydra_[0-9]*")
+
+
+def quantizes(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in GRAPHS)
 
 
 def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
@@ -39,7 +43,7 @@ def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
         "block_size": BLOCK_SIZE,
         "symmetric": False,
         "accuracy_level": accuracy_level,
-        "graphs": list(GRAPHS),  # in the record (and the bench's cache key): copies made before hydra's differ
+        "graphs": list(GRAPHS),  # in the record (and the bench's cache key: copies made before Hydra's differ)
         "tool": f"onnxruntime {onnxruntime.__version__}",
     }
 
@@ -85,7 +89,7 @@ def own_weights(graph) -> int:
 
 def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
     """Write ``src`` (an .onnx with external data) to ``dst`` (+ ``dst.data``) with its constant-weight
-    MatMuls as MatMulNBits; returns how many MatMuls were quantized (none: nothing is written)."""
+    MatMuls as MatMulNBits; returns how many MatMuls were quantized."""
     import logging
 
     import onnx
@@ -107,8 +111,7 @@ def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
     done = sum(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node)
-    if done:
-        quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
     return done
 
 
@@ -118,14 +121,14 @@ def quantize_graphs(src: Path, dst: Path, scheme: dict, models: dict, on_graph=l
     files = {}
     for name, entry in models.items():
         graph = src / entry["file"]
-        if name in GRAPHS and quantize_graph(graph, dst / graph.name, scheme):
+        if quantizes(name):
+            if quantize_graph(graph, dst / graph.name, scheme) == 0:
+                raise UsageError(f"graph {name!r} has no MatMul with a constant weight to quantize")
             on_graph()
-            continue
-        if name in GRAPHS and name not in MAY_HOLD_NO_CONSTANT_WEIGHT:
-            raise UsageError(f"graph {name!r} has no MatMul with a constant weight to quantize")
-        for f in (graph, graph.with_name(graph.name + ".data")):
-            if f.is_file():
-                shutil.copyfile(f, dst / f.name)
+        else:
+            for f in (graph, graph.with_name(graph.name + ".data")):
+                if f.is_file():
+                    shutil.copyfile(f, dst / f.name)
     for f in dst.iterdir():
         files[f.name] = f
     return files
@@ -149,7 +152,7 @@ def quantize_artifact(
     with tempfile.TemporaryDirectory(prefix="medusa-quantize-") as tmp:
         files = quantize_graphs(art.path, Path(tmp), scheme, models)
         graph_files = {entry["file"] for entry in models.values()}
-        graph_files |= {f"{models[g]['file']}.data" for g in GRAPHS if g in models}  # Hydra: no "heads"
+        graph_files |= {f"{models[g]['file']}.data" for g in models if quantizes(g)}  # Hydra: no "heads"
         for name in art.manifest["files"]:
             if name not in graph_files:
                 files[name] = art.path / name

@@ -38,11 +38,15 @@ done
 #   --no-llama-cpp > bench_zen4v5_llama.json, when_zen4v5_llama.txt
 # The default heads' tree.json re-tuned for v5 (2026-12-06, the Zen-4 EPYC, nothing else running): the export line and
 #   the two tune-tree lines above (--write-heads), outputs > tune_tree_{torch,ort}_default_v5.json, when_default_tree_v5.txt
-# The Hydra graph's shared projection quantized (2026-12-06, the Zen-4 EPYC): from the export line's $ART,
+# The Hydra graph's shared projection quantized (2026-12-06, the Zen-4 EPYC; a format-3 $ART and the code of a385b88):
 #   python -c "import engine_medusa.quantize as q; q.quantize_artifact('$ART', 'runs/art-int4', 'int4', overwrite=True);
 #     q.GRAPHS = ('medusa', 'heads'); q.quantize_artifact('$ART', 'runs/art-int4-before', 'int4', overwrite=True)"
 #   then engine --json medusa tune-tree --artifact runs/art-int4-before --threads 1, the same for runs/art-int4; the
 #   tuned files (user cache, tuned/medusa/DIGEST/) copied to tuned_int4_{before,hydra}_zen4.json, when_int4_hydra_zen4.txt
+# Hydra heads as one graph each (export format 4, 2026-12-06, the Zen-4 EPYC): tune-tree --artifact on the format-3
+#   export (kept as runs/art-default-f3), on a new export line's $ART and on its int4 copy (the quantize_artifact call
+#   above), tuned files copied to tuned_{ort_one_hydra_graph,ort_hydra_per_head,int4_hydra_per_head}_zen4.json; then
+#   $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4 --no-llama-cpp > bench_zen4_hydra_per_head.json
 # Where a verification forward goes, on the fourth machine (2026-12-04, second session, nothing else running):
 #   python scripts/step_profile.py $ART > scripts/results/step_profile_zen5.json
 # Row invariance of whole graphs (fp32 and the bench's cached quantized copies, on the AMD EPYC):

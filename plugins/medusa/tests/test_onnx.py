@@ -173,6 +173,7 @@ def test_hydra_graph_equals_torch_heads(tmp_path):
     heads = _draft_heads(model, "hydra")
     dec = MedusaDecoder.from_model(model, char_codec(), heads=heads, tree=[[0], [0, 0]], topk=4, heads_dtype="float32")
     be = load_artifact(dec.export_onnx(tmp_path / "art"), provider="cpu").backend
+    assert len(be.hydra_heads) == heads.num_heads  # a graph per head (export format 4)
     ids = np.array([[5, 9, 13, 7], [4, 4, 30, 2]])
     allowed = np.tril(np.ones((4, 4), bool))[None].repeat(2, 0)
     for backend in (be, dec.backend):
