@@ -314,7 +314,8 @@ if rank == "1" and (first or "{fail}" == "exit"):
     if "{fail}" == "abort":
         os.abort()
     sys.exit("rank 1: ValueError: a worker's own error")
-print("world", os.environ["WORLD_SIZE"], "threads", os.environ["OMP_NUM_THREADS"])
+# one write: the workers share the launcher's stdout, and print's pieces of two workers interleave
+sys.stdout.write(f"world {{os.environ['WORLD_SIZE']}} threads {{os.environ['OMP_NUM_THREADS']}}\\n")
 """
 
 
