@@ -21,10 +21,10 @@ from .options import EvalOptions
 SEED = 1234
 
 
-def _rate(sampler, steps: int, options, seed: int) -> tuple[list[float], list, dict]:
-    """(samples per second of each of ``options.repeats`` draws, tokens, network invocations and
-    evaluations per sequence). One draw moves by several percent with the machine's load; the
-    median of a few is what a decision can rest on."""
+def _rate(sampler, steps: int, options, seed: int) -> tuple[float, list[float], list, dict]:
+    """(median samples per second, those of each of ``options.repeats`` draws, tokens, network
+    invocations and evaluations per sequence). One draw moves by several percent with the machine's
+    load; the median of a few is what a decision can rest on."""
     cfg = SamplingConfig(
         num_samples=options.batch,
         length=options.length,
@@ -39,7 +39,7 @@ def _rate(sampler, steps: int, options, seed: int) -> tuple[list[float], list, d
         result = sampler.sample(cfg)
         rates.append(options.batch / (time.perf_counter() - start))
     calls = {"calls": sampler.network_calls, "evals_per_sequence": float(np.mean(sampler.network_evals))}
-    return rates, result.tokens, calls
+    return statistics.median(rates), rates, result.tokens, calls
 
 
 def _draw_options(torch_sampler) -> dict:
@@ -70,9 +70,8 @@ def run_bench(torch_sampler, options, *, engine, threads=None, seed=None, log=pr
         quantized, quantized_drawn = {}, {}
         for steps in options.steps:
             key = str(steps)
-            runs["torch"][key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
-            runs["ort"][key], b, ort_calls = _rate(ort_sampler, steps, options, seed)
-            torch_rate[key], ort_rate[key] = statistics.median(runs["torch"][key]), statistics.median(runs["ort"][key])
+            torch_rate[key], runs["torch"][key], a, calls[key] = _rate(torch_sampler, steps, options, seed)
+            ort_rate[key], runs["ort"][key], b, ort_calls = _rate(ort_sampler, steps, options, seed)
             same[key] = float(np.mean(np.array(a) == np.array(b)))
             drawn[key] = np.array(a)
             log(
@@ -150,8 +149,8 @@ def _quantized_rows(torch_sampler, engine, options, provider, threads, seed, fp3
     drawn, runs = {}, {}
     for steps in options.steps:
         key = str(steps)
-        runs[key], tokens, _ = _rate(sampler, steps, options, seed)
-        rows["samples_per_s"][key] = rate = statistics.median(runs[key])
+        rate, runs[key], tokens, _ = _rate(sampler, steps, options, seed)
+        rows["samples_per_s"][key] = rate
         rows["same_tokens_as_fp32"][key] = float(np.mean(np.array(tokens) == fp32_tokens[key]))
         drawn[key] = np.array(tokens)
         log(f"steps {steps}: onnxruntime {options.quantize} {rate:.3f}/s")

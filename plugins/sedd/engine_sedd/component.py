@@ -14,7 +14,8 @@ import numpy as np
 from engine.interfaces import ConfigError, Sampler, SampleResult, SampleStats, SamplingConfig, as_config
 
 from .graphs import graph_from_config, log_concrete_score
-from .sampling import DEFAULT_REMASK, DEFAULT_REMASK_START, check_remask, conditioning, sample
+from .options import check_share
+from .sampling import DEFAULT_REMASK, DEFAULT_REMASK_START, conditioning, sample
 from .schedules import schedule_from_config
 from .text import tokenizer_from_dict
 
@@ -85,9 +86,9 @@ class SEDDSamplerBase(Sampler):
         self.radd = not config["model"].get("time_conditioning", True)
         self.cache = bool(cache)
         #: the remdm predictor's cap on the share of unmasked tokens remasked per step (None: its default)
-        self.remask = None if remask is None else check_remask(remask)
+        self.remask = None if remask is None else check_share(remask, "remask")
         #: the time (masked share) from which it remasks (None: its default)
-        self.remask_start = None if remask_start is None else check_remask(remask_start, "remask start")
+        self.remask_start = None if remask_start is None else check_share(remask_start, "remask start")
         #: network invocations in the last sample() call, and how often each sequence was evaluated
         self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
 

@@ -25,9 +25,16 @@ def _fraction(_inst, attribute: attrs.Attribute, value) -> None:
         raise ConfigError(f"{_flag(attribute)} must be in (0, 1), got {value!r}")
 
 
+def check_share(value: float, what: str) -> float:
+    """``value`` as a float if it is in [0, 1], else a ConfigError naming ``what``."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{what} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _share(_inst, attribute: attrs.Attribute, value) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{_flag(attribute)} must be in [0, 1], got {value!r}")
+    if value is not None:
+        check_share(value, _flag(attribute))
 
 
 @attrs.frozen

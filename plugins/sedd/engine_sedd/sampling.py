@@ -17,6 +17,7 @@ from engine.interfaces import ConfigError
 
 from .extensions import PREDICTORS
 from .graphs import Graph
+from .options import check_share
 from .schedules import Schedule
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -98,12 +99,6 @@ class AnalyticPredictor(Predictor):
         return stag * self.graph.transp_transition(x, delta)
 
 
-def check_remask(value: float, what: str = "remask") -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{what} must be in [0, 1], got {value!r}")
-    return float(value)
-
-
 @PREDICTORS.register("remdm")
 class RemaskingPredictor(AnalyticPredictor):
     """ReMDM-cap (Wang et al. 2025, "Remasking discrete diffusion models with inference-time scaling"),
@@ -130,7 +125,7 @@ class RemaskingPredictor(AnalyticPredictor):
         super().__init__(graph, schedule, temperature=temperature)
         if not graph.absorbing:
             raise ConfigError(f"the remdm predictor needs the absorbing graph, not {graph.name!r}")
-        self.eta, self.start = check_remask(eta), check_remask(start, "remask start")
+        self.eta, self.start = check_share(eta, "remask"), check_share(start, "remask start")
 
     def update(self, score_fn, x, t, dt, rng):
         kept_t, kept_s = np.exp(-self.schedule.total(np.array([t, t - dt])))

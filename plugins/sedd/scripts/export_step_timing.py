@@ -29,10 +29,11 @@ BATCH, LENGTH = 8, 256
 def session(path: Path, profile: bool = False):
     import onnxruntime as ort
 
+    from engine.runtime import create_session
+
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
     opts.enable_profiling = profile
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return create_session(path, "cpu", threads=1, options=opts)
 
 
 def feeds_for(sess, tokens, sigma_bar) -> dict:
