@@ -63,6 +63,17 @@ def quantized_for(art: Path, quantize: str, cache_dir: Path, log) -> Path:
     return path
 
 
+def quantized_medusa(load_artifact, path: Path, tree, fp32_tree):
+    """The Medusa decoder of a quantized copy: on ``tree`` when the bench was given one, else on the
+    tree tuned for this copy on this device (``engine medusa tune-tree --artifact PATH``: a
+    quantized base's costs and acceptance differ from fp32's), else on the fp32 decoder's tree."""
+    if tree is None:
+        own = load_artifact(path, tree=None)
+        if own.tree_source.startswith("tuned") or fp32_tree is None:
+            return own
+    return load_artifact(path, tree=tree if tree is not None else fp32_tree)
+
+
 class TimedBackend:
     """Wraps a decoder's back end and adds up the time of each part of a step: the tree forward
     (with the base logits), the heads' proposals, the cache gather; the rest of a step is the
@@ -297,7 +308,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
             out["perplexity_texts"] = len(texts)
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"
-            medusa_dec = load_artifact(path, tree=ort_tree) if sfx else fp32_medusa
+            medusa_dec = quantized_medusa(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa
             medusa = _run(f"Medusa onnxruntime {label}", component(medusa_dec), prompts, log)
             out[f"ort{sfx}_tree"] = medusa_dec.tree_info
             out[f"ort{sfx}_step_ms"] = step_breakdown(medusa_dec, prompts[:3], n)

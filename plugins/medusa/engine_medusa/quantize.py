@@ -2,8 +2,10 @@
 
 ``int4``: every MatMul with a constant weight becomes ``MatMulNBits`` (4 bits, blocks of 32
 along the input axis, asymmetric: a scale and a zero point per block, the layout of a Q4_1
-GGUF block). ``int8``: the same with 8 bits. The embedding table (a Gather) stays fp32: a
-decode step reads one row of it. The KV cache and the activations stay fp32.
+GGUF block), except the LM head (the MatMul that writes ``logits``), kept at 8 bits (symmetric),
+as llama.cpp's 4-bit files keep their output matrix at 8 bits or more: the largest matrix and the
+one whose errors reach the tokens directly. ``int8``: every MatMul with 8 bits. The embedding table
+(a Gather) stays fp32: a decode step reads one row of it. The KV cache and the activations stay fp32.
 
 ``accuracy_level`` is MatMulNBits' compute type: 0 dequantizes the weights and multiplies in
 fp32; 4 quantizes the activations to int8 per block and multiplies in int8 (VNNI / AMX).
@@ -19,6 +21,7 @@ from pathlib import Path
 from engine.errors import UsageError
 
 SCHEMES = {"int4": 4, "int8": 8}
+HEAD_BITS = 8  # the LM head's bits in every scheme (module docstring)
 BLOCK_SIZE = 32  # as a Q4_0 / Q4_1 GGUF block
 ACCURACY_LEVEL = 4  # int8 compute: see measurements in MODEL_CARD.md
 # the graphs quantized, by name: the base, Medusa heads and each Hydra head (`hydra_K`, export format 4).
@@ -42,6 +45,7 @@ def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
         "bits": SCHEMES[quantize],
         "block_size": BLOCK_SIZE,
         "symmetric": False,
+        **({"head_bits": HEAD_BITS, "head_symmetric": True} if SCHEMES[quantize] != HEAD_BITS else {}),
         "accuracy_level": accuracy_level,
         "graphs": list(GRAPHS),  # in the record (and the bench's cache key: copies made before Hydra's differ)
         "tool": f"onnxruntime {onnxruntime.__version__}",
@@ -101,17 +105,27 @@ def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     model = onnx.load(str(src))  # external data is read into memory
     own_weights(model.graph)
-    config = DefaultWeightOnlyQuantConfig(
-        block_size=scheme["block_size"],
-        is_symmetric=scheme["symmetric"],
-        accuracy_level=scheme["accuracy_level"],
-        op_types_to_quantize=("MatMul",),
-        bits=scheme["bits"],
-    )
-    quantizer = MatMulNBitsQuantizer(model, algo_config=config)
-    quantizer.process()
-    done = sum(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node)
-    quantizer.model.save_model_to_file(str(dst), use_external_data_format=True)
+
+    def quantized(model, bits: int, symmetric: bool, exclude=()):
+        config = DefaultWeightOnlyQuantConfig(
+            block_size=scheme["block_size"],
+            is_symmetric=symmetric,
+            accuracy_level=scheme["accuracy_level"],
+            op_types_to_quantize=("MatMul",),
+            bits=bits,
+        )
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=list(exclude), algo_config=config)
+        quantizer.process()
+        return quantizer.model
+
+    head = next((n for n in model.graph.node if n.op_type == "MatMul" and "logits" in n.output), None)
+    if head is not None and scheme.get("head_bits", scheme["bits"]) != scheme["bits"]:
+        others = [n.name for n in model.graph.node if n.op_type == "MatMul" and n is not head]
+        model = quantized(model, scheme["head_bits"], scheme["head_symmetric"], others).model
+    # the head, if done above, is a MatMulNBits now and not quantized again
+    result = quantized(model, scheme["bits"], scheme["symmetric"])
+    done = sum(n.op_type == "MatMulNBits" for n in result.model.graph.node)
+    result.save_model_to_file(str(dst), use_external_data_format=True)
     return done
 
 

@@ -204,6 +204,16 @@ def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatc
     assert "llama_cpp_tokens_per_s" not in b  # the tiny base has no GGUF
     made = sorted(p.name.split("-")[1] for p in (tmp_path / "cache" / "artifacts").iterdir())
     assert len(made) == 3 and made[1:] == ["int4", "int8"]  # fp32 exported once, then quantized from it
+    assert b["ort_int4_tree"]["source"] == "argument"
+    # a tree tuned for the int4 copy on this device is the one its Medusa row runs; fp32 keeps its own
+    (int4,) = (tmp_path / "cache" / "artifacts").glob("medusa-int4-*")
+    prompts = ("--prompts", str(trained / "p.jsonl"))
+    tuned, _ = ok("--json", "medusa", "tune-tree", "--artifact", str(int4), *prompts, *TUNE, "--threads", "1")
+    args = [*args[:-2], "--threads", "1"]
+    b = json.loads(ok("--json", "bench", "medusa", *common(trained), *args, "--quantize", "int4")[0])
+    assert b["ort_int4_tree"]["source"].startswith("tuned on this device")
+    assert b["ort_int4_tree"]["choices"] == json.loads(tuned)["choices"]
+    assert not b["ort_tree"]["source"].startswith("tuned")
     code, _, err = engine_main("bench", "medusa", *common(trained), "--quantize", "int5")
     assert code == 2 and "int5" in err and len(err.strip().splitlines()) == 1
 

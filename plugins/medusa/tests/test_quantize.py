@@ -1,5 +1,5 @@
 """Quantized artifacts (``export_onnx(quantize=...)``, MatMulNBits): the manifest records the
-scheme, every weight matrix is quantized (the tied LM head too), and Medusa over a quantized
+scheme, every weight matrix is quantized (the tied LM head too, at 8 bits), and Medusa over a quantized
 base gives exactly that base's own greedy tokens on these tiny models. (On SmolLM2 at
 accuracy_level 4 it does not: see MODEL_CARD.md, "Quantized artifacts".)"""
 
@@ -62,10 +62,13 @@ def test_every_weight_matrix_is_quantized_and_the_manifest_says_how(exported, sc
     q = art.config["quantization"]
     assert q["scheme"] == "matmulnbits" and q["bits"] == int(scheme[3:]) and q["block_size"] == 32
     assert q["tool"].startswith("onnxruntime ") and q["graphs"] == ["medusa", "heads", "hydra_[0-9]*"]
+    assert q.get("head_bits", 8) == 8  # the LM head at 8 bits in both schemes
     for graph in ("medusa", "heads"):
         plain, nbits = weight_matmuls(art.file(f"{graph}.onnx"))
         assert plain == [] and nbits, graph
-        assert {a.i for n in nbits for a in n.attribute if a.name == "bits"} == {q["bits"]}
+        bits = {n.output[0]: next(a.i for a in n.attribute if a.name == "bits") for n in nbits}
+        assert bits.pop("logits", 8) == 8 and set(bits.values()) == {q["bits"]}, graph
+    assert "logits" in {n.output[0] for n in weight_matmuls(art.file("medusa.onnx"))[1]}
     assert "quantization" not in read_artifact(paths["fp32"]).config  # fp32 stays the default
     fp32_plain, _ = weight_matmuls(read_artifact(paths["fp32"]).file("medusa.onnx"))
     assert len(fp32_plain) == len(weight_matmuls(art.file("medusa.onnx"))[1])  # the LM heads included
