@@ -84,3 +84,13 @@ done
 #   engine --json medusa tune-tree --artifact runs/art-dl4k --heads runs/dl_4k --write-heads --threads 1 > $R/tune_tree_ort_dl4k.json;
 #   engine --json medusa tune-tree --heads runs/dl_4k --write-heads --threads 1 > $R/tune_tree_torch_dl4k.json;
 #   engine --json bench medusa --limit 10 --threads 1 --heads runs/dl_4k --no-llama-cpp > $R/bench_dl4k.json
+# The int4 LM head at 8 bits (2026-12-06, a Zen-4 EPYC, nothing else running): four ways to store the base side by
+#   side (scripts/int4_layouts.py: int4 with a 4-bit head, int4, the exact Q4_1 / Q8_0 probe, int8), then each
+#   quantized copy of the bench tree-tuned for this device, then the bench, which runs each copy on its own tree:
+python scripts/int4_layouts.py $ART > scripts/results/int4_layouts.json
+for q in int4 int8; do
+  copy=$(python -c "from pathlib import Path; from engine_medusa.bench import quantized_for; from engine_medusa.data import cache_root; print(quantized_for(Path('$ART'), '$q', cache_root(), lambda m: None))")
+  $E --json medusa tune-tree --artifact $copy --threads 1 > scripts/results/tune_tree_ort_${q}_head8_zen4.json
+done
+$E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,int8 \
+  --perplexity ../../../shared/data/prompts/sharegpt.jsonl > scripts/results/bench_zen4_head8.json
