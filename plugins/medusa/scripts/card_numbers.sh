@@ -94,3 +94,5 @@ for q in int4 int8; do
 done
 $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,int8 \
   --perplexity ../../../shared/data/prompts/sharegpt.jsonl > scripts/results/bench_zen4_head8.json
+# The default heads' onnxruntime tree re-tuned on the export-format-4 artifact (2026-12-06, 03:09 UTC):
+#   $E --json medusa tune-tree --artifact $ART --write-heads --threads 1 > scripts/results/tune_tree_ort_default_v5_f4.json
