@@ -17,6 +17,7 @@ Format 2 artifacts (a `medusa` graph that also took head_index) still load.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -31,8 +32,49 @@ from .component import stored_tree
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}
-EXPORT_FORMAT = 4  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra;
-# 4: Hydra as one graph per head (constant weights) and one for the path embeddings
+EXPORT_FORMAT = 5  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra;
+# 4: Hydra as one graph per head (constant weights) and one for the path embeddings; 5: a grouped-query
+# base's attention without repeating the cache per query head (inputs and outputs as in 4)
+
+
+GROUPED_KV = "engine_grouped_kv"  # the attention the export registers with transformers for GQA bases
+
+
+def grouped_kv_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Attention of a grouped-query base without copying the cache once per query head: query heads
+    ``j * G .. j * G + G - 1`` share key/value head ``j`` (transformers' ``repeat_kv`` order), so
+    ``query`` [B, H, T, D] is regrouped as [B, KVH, G * T, D] and multiplies the cache as it is.
+    The exported graph then has no Expand of the whole cache per layer and step. Inference only."""
+    b, h, t, d = query.shape
+    kv_heads, s = key.shape[1], key.shape[2]
+    scores = torch.matmul(query.reshape(b, kv_heads, h // kv_heads * t, d), key.transpose(2, 3))
+    scores = scores * (scaling if scaling is not None else d**-0.5)
+    if attention_mask is not None:  # [B, 1, T, S] for every head
+        scores = scores.view(b, kv_heads, h // kv_heads, t, s) + attention_mask[:, :, None, :, :s]
+    probs = torch.softmax(scores.view(b, kv_heads, h // kv_heads * t, s), dim=-1, dtype=torch.float32)
+    out = torch.matmul(probs.to(query.dtype), value).reshape(b, h, t, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@contextlib.contextmanager
+def grouped_kv(model):
+    """Export a grouped-query base with ``grouped_kv_attention``; other bases as they are."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    cfg = model.config
+    heads, kv_heads = getattr(cfg, "num_attention_heads", 0), getattr(cfg, "num_key_value_heads", 0)
+    if not (heads and kv_heads and kv_heads < heads):
+        yield
+        return
+    AttentionInterface.register(GROUPED_KV, grouped_kv_attention)
+    AttentionMaskInterface.register(GROUPED_KV, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    before = cfg._attn_implementation
+    cfg._attn_implementation = GROUPED_KV
+    try:
+        yield
+    finally:
+        cfg._attn_implementation = before
 
 
 class MedusaGraph(nn.Module):
@@ -199,7 +241,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
         {0: batch, 1: Dim("logit_rows")},
         tuple({0: batch, 2: plen} for _ in past_names),
     )
-    with quiet_exporter(), torch.no_grad():
+    with quiet_exporter(), torch.no_grad(), grouped_kv(model):
         torch.onnx.export(
             graph,
             (ids, pos, mask, lidx, *past),

@@ -96,3 +96,7 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
   --perplexity ../../../shared/data/prompts/sharegpt.jsonl > scripts/results/bench_zen4_head8.json
 # The default heads' onnxruntime tree re-tuned on the export-format-4 artifact (2026-12-06, 03:09 UTC):
 #   $E --json medusa tune-tree --artifact $ART --write-heads --threads 1 > scripts/results/tune_tree_ort_default_v5_f4.json
+# Export format 5, grouped-query attention without repeating the cache (2026-12-06, 03:26-03:37 UTC, the Zen-4 EPYC):
+#   the export line above, then the fp32 tune-tree line without --write-heads > tune_tree_ort_grouped_kv_zen4.json, the
+#   int4/int8 loop of "The int4 LM head at 8 bits" with _grouped_kv_zen4 names, the bench line > bench_zen4_grouped_kv.json
+#   (when_zen4_grouped_kv.txt); then scripts/row_counts.py as the card gives it > row_counts_grouped_kv_zen4.json

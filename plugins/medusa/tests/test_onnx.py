@@ -47,6 +47,39 @@ def test_graph_outputs_match_torch(exported):
     assert be.past[0].shape[2] == 6
 
 
+def test_grouped_kv_attention_equals_transformers_attention_with_repeated_heads():
+    """The export's grouped-query attention regroups the query heads instead of repeating the cache per
+    head: the same numbers as transformers' own SDPA attention, with a mask and several new tokens."""
+    from engine_medusa.export import grouped_kv_attention
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    b, heads, kv_heads, t, s, d = 2, 6, 2, 3, 7, 8
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = heads // kv_heads, True
+    q, k, v = torch.randn(b, heads, t, d), torch.randn(b, kv_heads, s, d), torch.randn(b, kv_heads, s, d)
+    allowed = torch.rand(b, 1, t, s) > 0.3
+    allowed[..., 0] = True
+    mask = torch.zeros(b, 1, t, s).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    got, _ = grouped_kv_attention(module, q, k, v, mask, scaling=0.3)
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.3)
+    assert got.shape == (b, t, heads, d)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_grouped_query_base_exports_without_repeating_its_cache(exported):
+    """tiny_llama has 4 query heads on 2 key/value heads: its graph has no Expand (transformers'
+    repeat_kv) of the cache; GPT-2 (one key/value head per head) exports as before."""
+    import onnx
+
+    dec, path = exported
+    ops = [n.op_type for n in onnx.load(str(path / "medusa.onnx"), load_external_data=False).graph.node]
+    cfg = dec.model.config
+    if getattr(cfg, "num_key_value_heads", 0) and cfg.num_key_value_heads < cfg.num_attention_heads:
+        assert ops.count("Expand") <= 1  # the logits-row gather's index only
+    assert cfg._attn_implementation != "engine_grouped_kv"  # the torch model is given back as it was
+
+
 def test_ort_heads_graph_runs_only_the_heads_a_tree_needs(exported):
     dec, path = exported
     be = load_artifact(path, provider="cpu").backend
