@@ -10,6 +10,7 @@ from engine.runtime import active_providers
 from .component import MedusaRunner
 from .decoding import HeadQueries, shared_prefix
 from .textio import TextCodec
+from .tree import is_chain
 
 _MIN = np.finfo(np.float32).min
 
@@ -88,6 +89,28 @@ class OrtBackend(HeadQueries):
         self.hidden = named["hidden"]
         self.past = [named[n] for n in self.out_names if n.startswith("present_")]
         return named["logits"]
+
+    def rows_independent(self, past_len: int = 8, rows=(2, 4)) -> bool:
+        """Whether a row's logits are bit for bit the same whatever the number of rows in its call
+        (checked once on a random cache, each row seeing the cache and itself): then a tree forward
+        computes each node as the one-token loop would. The decoder's cache is left as it was."""
+        rng = np.random.default_rng(0)
+        saved = self.past, self.hidden
+        past = [rng.normal(size=(1, self.kvh, past_len, self.hd)).astype(np.float32) for _ in self.past_names]
+        tokens = rng.integers(0, 100, max(rows))
+
+        def row0(n: int) -> np.ndarray:
+            allowed = np.zeros((1, n, past_len + n), bool)
+            allowed[0, :, :past_len] = True
+            allowed[0, np.arange(n), past_len + np.arange(n)] = True
+            self.past = list(past)
+            return self.forward(tokens[None, :n], np.full((1, n), past_len), allowed)[0, 0]
+
+        try:
+            one = row0(1)
+            return all(np.array_equal(one, row0(n)) for n in rows)
+        finally:
+            self.past, self.hidden = saved
 
     def _run_bound(self, feeds):
         """CUDA: bind inputs; presents stay OrtValues on the device (fed back as past)."""
@@ -168,6 +191,7 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
     heads); sampling: "lossless" | "typical" (default: the artifact's)."""
 
     runs_artifact = True
+    _rows_independent: bool | None = None  # OrtBackend.rows_independent, probed when first asked
 
     def __init__(
         self,
@@ -192,12 +216,24 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
     @property
     def capabilities(self) -> tuple[str, ...]:
         """An artifact whose matmuls quantize their activations to int8 (``accuracy_level`` != 0)
-        gives a tree forward and a one-token step slightly different logits, so greedy Medusa can
-        leave its own greedy loop at near ties (measured on SmolLM2, see MODEL_CARD.md): such an
-        artifact does not claim ``exact-greedy``."""
+        turns last-bit differences between a tree forward and a one-token step into other tokens
+        at near ties (measured on SmolLM2, see MODEL_CARD.md). It claims ``exact-greedy`` only with
+        a chain tree (each node at its greedy column) on kernels whose rows do not depend on the
+        call's row count, checked on this machine (``OrtBackend.rows_independent``)."""
         caps = super().capabilities
         scheme = self.artifact.config.get("quantization") or {}
-        return tuple(c for c in caps if c != "exact-greedy") if scheme.get("accuracy_level", 0) else caps
+        if not scheme.get("accuracy_level", 0) or self._exact_over_quantized():
+            return caps
+        return tuple(c for c in caps if c != "exact-greedy")
+
+    def _exact_over_quantized(self) -> bool:
+        if not self.tree or not self.tree.choices:
+            return True  # no tree: the decoder is its greedy loop
+        if not is_chain(self.tree.choices):
+            return False
+        if self._rows_independent is None:  # one probe per decoder
+            self._rows_independent = self.backend.rows_independent()
+        return self._rows_independent
 
     @property
     def providers(self) -> list[str]:

@@ -46,6 +46,13 @@ class TreeBuffers:
         return int(self.positions.max())
 
 
+def is_chain(choices) -> bool:
+    """One node per depth, each the child of the one before: every node then sits in the tree forward
+    at the column the greedy loop gives the same token (no masked sibling before it)."""
+    paths = sorted((list(c) for c in choices), key=len)
+    return all(len(p) == i + 1 and p[:-1] == (paths[i - 1] if i else []) for i, p in enumerate(paths))
+
+
 def build_tree(choices, topk: int = 10) -> TreeBuffers:
     paths = _validate(choices)
     if paths and max(max(p) for p in paths) >= topk:

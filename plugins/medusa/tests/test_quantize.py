@@ -77,7 +77,7 @@ def test_every_weight_matrix_is_quantized_and_the_manifest_says_how(exported, sc
 @pytest.mark.parametrize("scheme", ["int4", "int8"])
 def test_medusa_over_a_quantized_base_is_that_bases_greedy_loop(exported, scheme):
     """On the tiny model (no near ties) the outputs match; on SmolLM2 int8 activations make a
-    tree forward and a one-token step differ at near ties, so such artifacts do not claim
+    tree with siblings and a one-token step differ at near ties, so such a tree does not claim
     exact-greedy (see MODEL_CARD.md)."""
     _, paths = exported
     medusa = load_artifact(paths[scheme], provider="cpu")
@@ -90,6 +90,37 @@ def test_medusa_over_a_quantized_base_is_that_bases_greedy_loop(exported, scheme
     assert sum(r.stats.steps for r in got) < sum(r.stats.steps for r in want)  # the tree did accept tokens
     for p in PROMPTS:  # batch 1, as the bench runs
         assert medusa.generate(p, cfg).tokens == plain.generate(p, cfg).tokens
+
+
+@pytest.mark.parametrize("scheme", ["int4", "int8"])
+def test_a_quantized_base_claims_exact_greedy_only_with_a_chain_on_row_independent_kernels(
+    exported, scheme, monkeypatch
+):
+    """A chain tree puts every node at the column the greedy loop gives it; then, where this CPU's
+    kernels give a row the same logits whatever the call's row count (probed at load), Medusa is the
+    quantized base's greedy loop and says so. The probe's answer depends on the CPU; both are checked."""
+    from engine_medusa.ort_path import OrtBackend
+
+    _, paths = exported
+    chain = load_artifact(paths[scheme], provider="cpu", tree=[[0], [0, 0], [0, 0, 0]])
+    independent = chain.backend.rows_independent()
+    assert ("exact-greedy" in chain.capabilities) == independent
+    assert chain.backend.past is None  # the probe left the decoder's cache as it was
+    if independent:
+        plain = load_artifact(paths[scheme], provider="cpu", tree=[])
+        cfg = GenerationConfig(max_new_tokens=32, eos=False)
+        assert [chain.generate(p, cfg).tokens for p in PROMPTS] == [plain.generate(p, cfg).tokens for p in PROMPTS]
+    monkeypatch.setattr(OrtBackend, "rows_independent", lambda self: False)
+    again = load_artifact(paths[scheme], provider="cpu", tree=[[0], [0, 0]])
+    assert "exact-greedy" not in again.capabilities
+    assert "exact-greedy" in load_artifact(paths[scheme], provider="cpu", tree=[]).capabilities
+
+
+def test_is_chain():
+    from engine_medusa.tree import is_chain
+
+    assert is_chain([]) and is_chain([[0]]) and is_chain([[0], [0, 1]]) and is_chain([[1], [1, 0], [1, 0, 0]])
+    assert not is_chain([[0], [1]]) and not is_chain([[0], [0, 0], [1]]) and not is_chain([[0], [1, 0]])
 
 
 @pytest.mark.parametrize("shared_projection", [True, False])
