@@ -2,9 +2,10 @@
 
 ``int4``: every MatMul with a constant weight becomes ``MatMulNBits`` (4 bits, blocks of 32
 along the input axis as in a Q4_1 GGUF block, asymmetric: a scale and an integer zero point per
-block, where Q4_1 stores a float minimum; MODEL_CARD.md measures the difference), except the LM head (the MatMul that writes ``logits``), kept at 8 bits (symmetric),
-as llama.cpp's 4-bit files keep their output matrix at 8 bits or more: the largest matrix and the
-one whose errors reach the tokens directly. ``int8``: every MatMul with 8 bits. The embedding table
+block, where Q4_1 stores a float minimum; MODEL_CARD.md measures the difference), except the LM
+head (the MatMul that writes ``logits``), kept at 8 bits (symmetric), as llama.cpp's 4-bit files
+keep their output matrix at 8 bits or more: the largest matrix and the one whose errors reach the
+tokens directly. ``int8``: every MatMul with 8 bits. The embedding table
 (a Gather) stays fp32: a decode step reads one row of it. The KV cache and the activations stay fp32.
 
 ``accuracy_level`` is MatMulNBits' compute type: 0 dequantizes the weights and multiplies in

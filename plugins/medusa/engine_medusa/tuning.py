@@ -123,16 +123,20 @@ def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = TUNE_PAS
     )
 
 
-def choose_tree(acc: np.ndarray, latency: dict[int, float], max_nodes: int, head_latency: dict | None = None):
+def choose_tree(
+    acc: np.ndarray, latency: dict[int, float], max_nodes: int, head_latency: dict | None = None, chains=False
+):
     """Largest expected speed = expected tokens per step / (Medusa step / plain decode step).
     A Medusa step is the tree forward plus the heads a tree that deep reads (plain decoding
-    runs none), so trees are grown for every depth limit: a shallow tree can win on cost."""
+    runs none), so trees are grown for every depth limit: a shallow tree can win on cost.
+    ``chains``: only one node per depth, each the top-ranked child of the one before (over a
+    quantized base only a chain keeps the greedy loop's tokens: ``ort_path`` capabilities)."""
     head_latency = head_latency or {}
     table, seen = [], set()
     for depth in range(1, acc.shape[0] + 1):
-        for size in range(0, max_nodes):
+        for size in (0, depth) if chains else range(0, max_nodes):
             q = size + 1
-            tree = grow_tree(acc[:depth], size)
+            tree = [[0] * (i + 1) for i in range(size)] if chains else grow_tree(acc[:depth], size)
             if q not in latency or str(tree) in seen:
                 continue
             seen.add(str(tree))
@@ -204,6 +208,12 @@ def tune_tree(argv, ctx):
     p.add_argument("--threads", type=int, default=None, help="threads (default: $ENGINE_THREADS)")
     p.add_argument("--dry-run", action="store_true", help="print the tree, do not store it")
     p.add_argument(
+        "--any-tree",
+        action="store_true",
+        help="with a quantized artifact, also try trees with siblings (faster at times, but then Medusa's "
+        "tokens may leave the quantized greedy loop's; by default only chains are tried)",
+    )
+    p.add_argument(
         "--write-heads",
         action="store_true",
         help="also store the tree with the heads (tree.json: how a default is made)",
@@ -217,7 +227,8 @@ def tune_tree(argv, ctx):
     acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
     latency, head_latency = step_latency(dec.backend, sizes, range(1, acc.shape[0] + 1), topk, a.past)
-    best, table = choose_tree(acc, latency, a.max_nodes, head_latency)
+    chains = bool(a.artifact and dec.artifact.config.get("quantization")) and not a.any_tree
+    best, table = choose_tree(acc, latency, a.max_nodes, head_latency, chains=chains)
     payload = {
         "choices": best["choices"],
         "topk": topk,
@@ -227,6 +238,7 @@ def tune_tree(argv, ctx):
         "subject": dec.subject,
         "expected_tokens_per_step": best["expected_tokens_per_step"],
         "expected_speedup": best["expected_speedup"],
+        "chains_only": chains,
         "rank_accuracy": np.round(acc, 4).tolist(),
         "calibration": {
             "prompts": len(prompts),

@@ -188,6 +188,8 @@ def test_decode_json_and_bench(trained):
 
 
 def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatch):
+    from engine_medusa.tree import is_chain
+
     monkeypatch.setenv("ENGINE_MEDUSA_CACHE", str(tmp_path / "cache"))
     tree = ["--tree", "[[0],[1],[0,0]]"]
     out, _ = ok("--json", "export", "medusa", "-o", str(tmp_path / "q"), *common(trained), *tree, "--quantize", "int4")
@@ -213,6 +215,7 @@ def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatc
     b = json.loads(ok("--json", "bench", "medusa", *common(trained), *args, "--quantize", "int4")[0])
     assert b["ort_int4_tree"]["source"].startswith("tuned on this device")
     assert b["ort_int4_tree"]["choices"] == json.loads(tuned)["choices"]
+    assert is_chain(json.loads(tuned)["choices"])  # a quantized copy: chains only, unless --any-tree
     assert not b["ort_tree"]["source"].startswith("tuned")
     code, _, err = engine_main("bench", "medusa", *common(trained), "--quantize", "int5")
     assert code == 2 and "int5" in err and len(err.strip().splitlines()) == 1

@@ -74,6 +74,20 @@ def test_tree_choice_charges_the_heads_a_deeper_tree_reads():
     assert len({str(r["choices"]) for r in table}) == len(table)
 
 
+def test_tree_choice_among_chains_only():
+    """For a quantized base the tuner tries chains only (one node per depth, the top rank each):
+    the deepest pays when steps are free; no tree when a second token costs too much."""
+    from engine_medusa.tree import is_chain
+    from engine_medusa.tuning import choose_tree
+
+    acc = np.array([[0.6, 0.2, 0.1], [0.4, 0.1, 0.05]])
+    best, table = choose_tree(acc, {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}, 4, chains=True)
+    assert best["choices"] == [[0], [0, 0]] and all(is_chain(r["choices"]) for r in table)
+    assert {str(r["choices"]) for r in table} == {"[]", "[[0]]", "[[0], [0, 0]]"}
+    best, _ = choose_tree(acc, {1: 1.0, 2: 2.0, 3: 3.0}, 4, chains=True)
+    assert best["choices"] == []
+
+
 def test_step_latency_times_every_size_and_depth():
     from engine_medusa.tuning import step_latency
 
