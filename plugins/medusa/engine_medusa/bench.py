@@ -325,8 +325,9 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
                 f"ort{sfx}_tokens_per_step": round(medusa["tokens_per_step"], 3),
                 f"speedup_ort{sfx}": round(medusa["tokens_per_s"] / base["tokens_per_s"], 3),
                 f"speedup_ort{sfx}_vs_ort_greedy{sfx}": round(medusa["tokens_per_s"] / greedy["tokens_per_s"], 3),
-                # Medusa is exact with respect to the base it verifies against
+                # Medusa is exact with respect to the base it verifies against (measured), and says so
                 f"identical_ort{sfx}_vs_ort_greedy{sfx}": medusa["outputs"] == greedy["outputs"],
+                f"ort{sfx}_declares_exact_greedy": "exact-greedy" in medusa_dec.capabilities,
             }
             if sfx:
                 out[f"greedy_match{sfx}"] = round(quality.greedy_match(plain.backend, prompt_ids, reference), 4)

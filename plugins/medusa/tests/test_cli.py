@@ -216,6 +216,9 @@ def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatc
     assert b["ort_int4_tree"]["source"].startswith("tuned on this device")
     assert b["ort_int4_tree"]["choices"] == json.loads(tuned)["choices"]
     assert is_chain(json.loads(tuned)["choices"])  # a quantized copy: chains only, unless --any-tree
+    assert b["ort_declares_exact_greedy"] is True  # fp32
+    if b["ort_int4_declares_exact_greedy"]:  # a chain, and this CPU's kernels passed the probe
+        assert b["identical_ort_int4_vs_ort_greedy_int4"] is True
     assert not b["ort_tree"]["source"].startswith("tuned")
     code, _, err = engine_main("bench", "medusa", *common(trained), "--quantize", "int5")
     assert code == 2 and "int5" in err and len(err.strip().splitlines()) == 1
