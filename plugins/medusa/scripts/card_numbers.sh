@@ -100,3 +100,4 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   the export line above, then the fp32 tune-tree line without --write-heads > tune_tree_ort_grouped_kv_zen4.json, the
 #   int4/int8 loop of "The int4 LM head at 8 bits" with _grouped_kv_zen4 names, the bench line > bench_zen4_grouped_kv.json
 #   (when_zen4_grouped_kv.txt); then scripts/row_counts.py as the card gives it > row_counts_grouped_kv_zen4.json
+#   A second run of that bench line at 04:01-04:09 UTC > bench_zen4_grouped_kv_2.json (when_zen4_grouped_kv_2.txt)
