@@ -63,15 +63,17 @@ def quantized_for(art: Path, quantize: str, cache_dir: Path, log) -> Path:
     return path
 
 
-def quantized_medusa(load_artifact, path: Path, tree, fp32_tree):
-    """The Medusa decoder of a quantized copy: on ``tree`` when the bench was given one, else on the
-    tree tuned for this copy on this device (``engine medusa tune-tree --artifact PATH``: a
-    quantized base's costs and acceptance differ from fp32's), else on the fp32 decoder's tree."""
-    if tree is None:
-        own = load_artifact(path, tree=None)
-        if own.tree_source.startswith("tuned") or fp32_tree is None:
-            return own
-    return load_artifact(path, tree=tree if tree is not None else fp32_tree)
+def medusa_on(load_artifact, path: Path, tree, fallback):
+    """The Medusa decoder of artifact ``path``: on ``tree`` when the bench was given one, else on the
+    tree tuned for that artifact on this device (``engine medusa tune-tree --artifact PATH``; each
+    quantized copy has its own: its costs and acceptance differ from fp32's), else on ``fallback``,
+    else on the artifact's stored tree."""
+    if tree is not None:
+        return load_artifact(path, tree=tree)
+    own = load_artifact(path, tree=None)
+    if own.tree_source.startswith("tuned") or fallback is None:
+        return own
+    return load_artifact(path, tree=fallback)
 
 
 class TimedBackend:
@@ -293,14 +295,14 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
             )
         if options.quantize and art_cfg.get("quantization"):
             raise UsageError(f"--quantize needs an fp32 artifact; {art} is already quantized")
-        # the fp32 Medusa decoder: with no tree given, the one tuned on this device, else the heads'
-        # own onnxruntime tree (it may be newer than the cached export's), else the artifact's
-        ort_tree, fp32_medusa = tree, load_artifact(art, tree=tree)
+        # the fp32 Medusa decoder falls back on the heads' own onnxruntime tree (it may be newer than the
+        # cached export's); a quantized copy with no tree of its own on that fallback, unless fp32's was tuned
+        stored = stored_tree(dec.heads_folder, "onnxruntime") if dec.heads_folder and tree is None else None
+        fallback = stored["choices"] if stored else None
+        fp32_medusa = medusa_on(load_artifact, art, tree, fallback)
+        ort_tree = tree
         if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
-            stored = stored_tree(dec.heads_folder, "onnxruntime") if dec.heads_folder else None
-            ort_tree = stored["choices"] if stored else None
-            if ort_tree is not None:
-                fp32_medusa = load_artifact(art, tree=ort_tree)
+            ort_tree = fallback
         variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
         texts = []
         if options.perplexity:
@@ -308,7 +310,7 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
             out["perplexity_texts"] = len(texts)
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"
-            medusa_dec = quantized_medusa(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa
+            medusa_dec = medusa_on(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa
             medusa = _run(f"Medusa onnxruntime {label}", component(medusa_dec), prompts, log)
             out[f"ort{sfx}_tree"] = medusa_dec.tree_info
             out[f"ort{sfx}_step_ms"] = step_breakdown(medusa_dec, prompts[:3], n)

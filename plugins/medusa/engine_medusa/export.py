@@ -47,11 +47,12 @@ def grouped_kv_attention(module, query, key, value, attention_mask, dropout=0.0,
     The exported graph then has no Expand of the whole cache per layer and step. Inference only."""
     b, h, t, d = query.shape
     kv_heads, s = key.shape[1], key.shape[2]
-    scores = torch.matmul(query.reshape(b, kv_heads, h // kv_heads * t, d), key.transpose(2, 3))
+    groups = h // kv_heads
+    scores = torch.matmul(query.reshape(b, kv_heads, groups * t, d), key.transpose(2, 3))
     scores = scores * (scaling if scaling is not None else d**-0.5)
     if attention_mask is not None:  # [B, 1, T, S] for every head
-        scores = scores.view(b, kv_heads, h // kv_heads, t, s) + attention_mask[:, :, None, :, :s]
-    probs = torch.softmax(scores.view(b, kv_heads, h // kv_heads * t, s), dim=-1, dtype=torch.float32)
+        scores = scores.view(b, kv_heads, groups, t, s) + attention_mask[:, :, None, :, :s]
+    probs = torch.softmax(scores.view(b, kv_heads, groups * t, s), dim=-1, dtype=torch.float32)
     out = torch.matmul(probs.to(query.dtype), value).reshape(b, h, t, d)
     return out.transpose(1, 2).contiguous(), None
 
