@@ -95,20 +95,21 @@ class OrtBackend(HeadQueries):
         (checked once on a random cache, each row seeing the cache and itself): then a tree forward
         computes each node as the one-token loop would. The decoder's cache is left as it was."""
         rng = np.random.default_rng(0)
-        saved = self.past, self.hidden
         past = [rng.normal(size=(1, self.kvh, past_len, self.hd)).astype(np.float32) for _ in self.past_names]
         tokens = rng.integers(0, 100, max(rows))
+        one = self.row0_logits(past, tokens[:1])
+        return all(np.array_equal(one, self.row0_logits(past, tokens[:n])) for n in rows)
 
-        def row0(n: int) -> np.ndarray:
-            allowed = np.zeros((1, n, past_len + n), bool)
-            allowed[0, :, :past_len] = True
-            allowed[0, np.arange(n), past_len + np.arange(n)] = True
-            self.past = list(past)
-            return self.forward(tokens[None, :n], np.full((1, n), past_len), allowed)[0, 0]
-
+    def row0_logits(self, past: list, tokens) -> np.ndarray:
+        """The logits of ``tokens[0]`` in one call of ``len(tokens)`` rows after the cache ``past``
+        (batch 1), every row seeing the cache and itself only; the decoder's cache is left as it was."""
+        n, past_len = len(tokens), past[0].shape[2]
+        allowed = np.zeros((1, n, past_len + n), bool)
+        allowed[0, :, :past_len] = True
+        allowed[0, np.arange(n), past_len + np.arange(n)] = True
+        saved, self.past = (self.past, self.hidden), list(past)
         try:
-            one = row0(1)
-            return all(np.array_equal(one, row0(n)) for n in rows)
+            return self.forward(np.asarray([tokens]), np.full((1, n), past_len), allowed)[0, 0]
         finally:
             self.past, self.hidden = saved
 
