@@ -21,7 +21,6 @@ the median.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import sys
@@ -35,7 +34,7 @@ from engine_medusa.data import DEV_PROMPTS
 from engine_medusa.quantize import own_weights, quantize_artifact, quantize_graph, scheme_config
 from onnx import helper, numpy_helper
 
-from engine.artifacts import load_artifact
+from engine.artifacts import load_artifact, sha256_file
 from engine.datasets import shared_data
 from engine.interfaces import GenerationConfig
 from engine.io.prompts import read_prompt_rows
@@ -194,8 +193,7 @@ def refresh_manifest(dest: Path) -> None:
     """The manifest's size and sha256 of the replaced base graph (the artifact loader verifies them)."""
     manifest = json.loads((dest / "manifest.json").read_text())
     for f in ("medusa.onnx", "medusa.onnx.data"):
-        data = (dest / f).read_bytes()
-        manifest["files"][f] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        manifest["files"][f] = {"sha256": sha256_file(dest / f), "size": (dest / f).stat().st_size}
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
