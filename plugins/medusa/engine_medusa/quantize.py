@@ -92,6 +92,11 @@ def own_weights(graph) -> int:
     return made
 
 
+def lm_head(graph):
+    """The MatMul that writes the base graph's ``logits`` (None in the heads' graphs)."""
+    return next((n for n in graph.node if n.op_type == "MatMul" and "logits" in n.output), None)
+
+
 def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
     """Write ``src`` (an .onnx with external data) to ``dst`` (+ ``dst.data``) with its constant-weight
     MatMuls as MatMulNBits; returns how many MatMuls were quantized."""
@@ -119,7 +124,7 @@ def quantize_graph(src: Path, dst: Path, scheme: dict) -> int:
         quantizer.process()
         return quantizer.model
 
-    head = next((n for n in model.graph.node if n.op_type == "MatMul" and "logits" in n.output), None)
+    head = lm_head(model.graph)
     if head is not None and scheme.get("head_bits", scheme["bits"]) != scheme["bits"]:
         others = [n.name for n in model.graph.node if n.op_type == "MatMul" and n is not head]
         model = quantized(model, scheme["head_bits"], scheme["head_symmetric"], others).model

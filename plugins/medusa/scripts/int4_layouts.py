@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from engine_medusa import quality
 from engine_medusa.data import DEV_PROMPTS
-from engine_medusa.quantize import own_weights, quantize_artifact, quantize_graph, scheme_config
+from engine_medusa.quantize import lm_head, own_weights, quantize_artifact, quantize_graph, scheme_config
 from onnx import helper, numpy_helper
 
 from engine.artifacts import load_artifact, sha256_file
@@ -142,7 +142,7 @@ def rewrite_matmuls(model, block: int, accuracy_level: int) -> int:
 def q8_0_head(graph, block: int, accuracy_level: int) -> float:
     """The MatMul writing ``logits`` as symmetric 8-bit blocks (a Q8_0 GGUF block: ``w = d * q``, ``d``
     a float16); returns the share of its entries that come back exactly."""
-    head = next(n for n in graph.node if n.op_type == "MatMul" and "logits" in n.output)
+    head = lm_head(graph)
     inits = {i.name: i for i in graph.initializer}
     w = numpy_helper.to_array(inits[head.input[1]])
     k, n = w.shape
