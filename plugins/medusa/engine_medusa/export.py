@@ -26,15 +26,17 @@ from torch import nn
 
 from engine.artifacts import check_destination, quiet_exporter, write_component_artifact
 from engine.errors import UsageError
+from engine.onnx_passes import optimize_graph
 
 from .base import cache_argument, context_length
 from .component import stored_tree
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}
-EXPORT_FORMAT = 5  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra;
+EXPORT_FORMAT = 6  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra;
 # 4: Hydra as one graph per head (constant weights) and one for the path embeddings; 5: a grouped-query
-# base's attention without repeating the cache per query head (inputs and outputs as in 4)
+# base's attention without repeating the cache per query head (inputs and outputs as in 4); 6: the base
+# graph's RMSNorms fused and its parallel MatMuls merged (engine.onnx_passes; inputs and outputs as in 4)
 
 
 GROUPED_KV = "engine_grouped_kv"  # the attention the export registers with transformers for GQA bases
@@ -252,12 +254,13 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
             dynamic_shapes=shapes,
             **ONNX_KW,
         )
+        passes = optimize_graph(folder / "medusa.onnx")
         on_graph()
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
         drafts = _export_heads(heads, hidden, topk, folder)
         on_graph()
     return {
-        "medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs},
+        "medusa": {"file": "medusa.onnx", "inputs": inputs, "outputs": outputs, "passes": passes},
         **drafts,
         "keep": gather_graph(folder / "keep.onnx", len(past_names)),
     }

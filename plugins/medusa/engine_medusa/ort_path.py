@@ -168,12 +168,13 @@ class OrtBackend(HeadQueries):
 
     def keep(self, slots):
         if not self.on_cuda:  # CPU: gather only the tail after the shared prefix, in place
-            past = shared_prefix(slots)
-            idx = slots[:, None, past:, None]
-            n = slots.shape[1]
-            for p in self.past:
-                p[:, :, past:n] = np.take_along_axis(p, idx, axis=2)
-            self.past = [p[:, :, :n] for p in self.past]
+            past, n = shared_prefix(slots), slots.shape[1]
+            if past < n:
+                idx = slots[:, None, past:, None]
+                for p in self.past:
+                    p[:, :, past:n] = np.take_along_axis(p, idx, axis=2)
+            if n < self.past[0].shape[2]:  # numpy copies a cut cache faster than onnxruntime's feed does
+                self.past = [np.ascontiguousarray(p[:, :, :n]) for p in self.past]
             return
         binding = self.keep_sess.io_binding()
         for i, value in enumerate(self.past):
