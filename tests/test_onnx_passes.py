@@ -8,7 +8,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from engine.onnx_passes import optimize_graph  # noqa: E402
+from engine.onnx_passes import fuse_rotary_embeddings, optimize_graph  # noqa: E402
 
 D, WIDTHS = 32, (32, 16, 16)  # hidden size; query, key, value (weights large enough for external data)
 
@@ -78,3 +78,56 @@ def test_a_graph_without_the_patterns_is_left_as_it_is(tmp_path):
     assert optimize_graph(path) == {"rms_norms_fused": 0, "matmuls_merged": 0}
     feeds = {"x": np.arange(8, dtype=np.float32).reshape(2, 4)}
     np.testing.assert_array_equal(_run(path, feeds)[0], feeds["x"])
+
+
+def _rotary(cos_from: str = "position_ids", heads: int = 2, width: int = 8, max_positions: int = 16):
+    """y = x * cos + rotate_half(x) * sin on x [B, heads, S, width], cos and sin of position_ids
+    [B, S] as transformers computes them (the frequencies twice over, one axis for the heads)."""
+    half = width // 2
+    inv_freq = (1.0 / 10000 ** (np.arange(half) / half)).astype(np.float32)
+    ints = {"two": [2], "one": [1], "zero": [0], "half": [half], "end": [2**62], "last": [-1], "step": [1]}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in ints.items()]
+    inits.append(numpy_helper.from_array(inv_freq, "inv_freq"))
+    nodes = [
+        helper.make_node("Unsqueeze", [cos_from, "two"], ["pos3"]),
+        helper.make_node("Cast", ["pos3"], ["posf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["posf", "inv_freq"], ["freqs"]),
+        helper.make_node("Concat", ["freqs", "freqs"], ["emb"], axis=-1),
+        helper.make_node("Cos", ["emb"], ["cos3"]),
+        helper.make_node("Sin", ["emb"], ["sin3"]),
+        helper.make_node("Unsqueeze", ["cos3", "one"], ["cos"]),
+        helper.make_node("Unsqueeze", ["sin3", "one"], ["sin"]),
+        helper.make_node("Mul", ["x", "cos"], ["x_cos"]),
+        helper.make_node("Slice", ["x", "zero", "half", "last", "step"], ["x1"]),
+        helper.make_node("Slice", ["x", "half", "end", "last", "step"], ["x2"]),
+        helper.make_node("Neg", ["x2"], ["neg"]),
+        helper.make_node("Concat", ["neg", "x1"], ["rotated"], axis=-1),
+        helper.make_node("Mul", ["rotated", "sin"], ["rot_sin"]),
+        helper.make_node("Add", ["x_cos", "rot_sin"], ["y"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", heads, "s", width]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["b", "s"]),
+    ]
+    if cos_from != "position_ids":
+        inputs.append(helper.make_tensor_value_info(cos_from, TensorProto.INT64, ["b", "s"]))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", heads, "s", width])
+    graph = helper.make_graph(nodes, "rotary", inputs, [y], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+
+
+def test_rotary_embeddings_fused_on_the_graphs_own_tables(tmp_path):
+    path = _save(_rotary(), tmp_path)
+    rng = np.random.default_rng(2)
+    feeds = {"x": rng.normal(size=(2, 2, 3, 8)).astype(np.float32), "position_ids": np.array([[0, 1, 2], [7, 9, 15]])}
+    before = _run(path, feeds)[0]
+    assert optimize_graph(path, ("position_ids", 16))["rotary_embeddings_fused"] == 1
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops == ["RotaryEmbedding"]  # the cos/sin subgraph and the seven kernels are gone
+    np.testing.assert_allclose(_run(path, feeds)[0], before, rtol=1e-5, atol=1e-6)
+
+
+def test_rotary_tables_that_need_another_input_are_left_alone():
+    model = _rotary(cos_from="other_positions")
+    assert fuse_rotary_embeddings(model, "position_ids", 16) == 0
+    assert "RotaryEmbedding" not in [n.op_type for n in model.graph.node]

@@ -1,9 +1,10 @@
 """`engine bench medusa`: HF generate vs onnxruntime greedy vs Medusa (torch, onnxruntime), fp32
 and quantized, vs llama.cpp.
 
-Greedy, batch 1, one process, each method warmed up first; tokens/s over all prompts,
-tokens per step, speed-ups over HF generate, and token equality with it; the quantized
-artifacts' agreement with the fp32 one (see :mod:`engine_medusa.quality`).
+Greedy, batch 1, each method warmed up first, then the prompts taken in turn (each prompt through
+every method before the next: see :func:`interleaved`); tokens/s over all prompts, tokens per step,
+speed-ups over HF generate, and token equality with it; the quantized artifacts' agreement with the
+fp32 one (see :mod:`engine_medusa.quality`). llama.cpp runs in a child process of its own.
 """
 
 from __future__ import annotations
@@ -139,79 +140,105 @@ def head_accuracy_on(decoder, prompts, n: int) -> dict:
     return {"top1": [round(x, 4) for x in raw["top1"]], "top5": [round(x, 4) for x in raw["top5"]]}
 
 
-def _run(name, fn, prompts, log):
-    fn(prompts[0], warmup=True)
-    steps, seconds, outs = 0, 0.0, []
-    for p in prompts:
-        t = time.perf_counter()
-        toks, st = fn(p)
-        seconds += time.perf_counter() - t
-        steps, outs = steps + st, outs + [list(toks)]
-    return _summary(name, outs, steps, seconds, log)
+class RunnerGone(Exception):
+    """A bench runner that cannot go on (its child process died, its model file was refused): its row is
+    left out and the other runners go on."""
+
+
+def interleaved(runners: dict, n_prompts: int, log) -> dict:
+    """Time every runner on the same prompts, taking the prompts in turn: prompt 1 through every
+    runner, then prompt 2, and so on, after one short warm-up each. A shared machine has slow and fast
+    phases minutes long; taken in turn, every runner meets them alike, so the ratios between rows
+    hold within one run. ``runners``: {key: (label, fn)}, ``fn(i, warmup)`` -> (tokens, steps,
+    seconds or None: then the call's wall time). A runner raising :class:`RunnerGone` is dropped with
+    one log line. Returns {key: summary} of those that finished."""
+    live = dict(runners)
+    done = {key: ([], 0, 0.0) for key in live}
+
+    def call(key, i, warmup):
+        label, fn = live[key]
+        try:
+            t = time.perf_counter()
+            toks, steps, seconds = fn(i, warmup)
+            return list(toks), steps, seconds if seconds is not None else time.perf_counter() - t
+        except RunnerGone as exc:
+            log(f"{label}: {exc}: skipped")
+            del live[key]
+            return None
+
+    for key in list(live):
+        call(key, 0, True)
+    for i in range(n_prompts):
+        for key in list(live):
+            if (got := call(key, i, False)) is not None:
+                outs, steps, seconds = done[key]
+                done[key] = (outs + [got[0]], steps + got[1], seconds + got[2])
+    return {key: _summary(live[key][0], *done[key], log) for key in live}
 
 
 def _summary(name, outs, steps, seconds, log):
-    """tokens/s and tokens per step (``steps`` None: one token per step) of a run's outputs."""
+    """tokens/s and tokens per step of a run's outputs."""
     tokens = sum(map(len, outs))
-    steps = tokens if steps is None else steps
     log(f"{name}: {tokens / seconds:.1f} tokens/s, {tokens / max(steps, 1):.2f} tokens/step")
     return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / max(steps, 1), "outputs": outs}
 
 
-def llama_cpp_greedy(gguf: str, threads: int, prompt_ids: list[list[int]], eos: set[int], n: int) -> list:
-    """Greedy llama.cpp (llama-cpp-python) on the same prompt tokens, ``threads`` threads, a fresh
-    cache per prompt, the first prompt once more as a warm-up: [(tokens, seconds)] per prompt.
-    Runs in a child process (:func:`run_llama_cpp`)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
-
-    def one(ids, limit):
-        llm.reset()
-        toks, t = [], time.perf_counter()
-        for tok in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
-            if tok in eos:
-                break
-            toks.append(tok)
-            if len(toks) >= limit:
-                break
-        return toks, time.perf_counter() - t
-
-    one(prompt_ids[0], 8)
-    return [one(ids, n) for ids in prompt_ids]
+_llama = None  # the child process's llama.cpp model (LlamaCpp)
 
 
-def in_own_process(fn, *args):
-    """``fn(*args)`` in a spawned child process; None when that process dies."""
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing import get_context
+def llama_cpp_greedy(gguf: str, threads: int, ids: list[int], eos: set[int], limit: int) -> tuple[list[int], float]:
+    """Greedy llama.cpp (llama-cpp-python) on the prompt tokens ``ids``, ``threads`` threads, a fresh
+    cache: (tokens, seconds). Runs in the child process of :class:`LlamaCpp`, which loads the model
+    at its first call."""
+    global _llama
+    if _llama is None:
+        from llama_cpp import Llama
 
-    try:
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            return pool.submit(fn, *args).result()
-    except BrokenProcessPool:
-        return None
+        _llama = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+    _llama.reset()
+    toks, t = [], time.perf_counter()
+    for tok in _llama.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
+        if tok in eos:
+            break
+        toks.append(tok)
+        if len(toks) >= limit:
+            break
+    return toks, time.perf_counter() - t
 
 
-def run_llama_cpp(gguf: str, threads: int, prompt_ids, eos, n: int, log) -> dict | None:
-    """llama.cpp's greedy run in its own process, so that a llama-cpp-python built for another
-    CPU (an illegal instruction kills the process: AMX code on a machine that does not grant it)
-    costs the bench its llama.cpp row, not the run. None when it is not installed or crashed."""
-    import importlib.util
+class ChildProcess:
+    """One spawned child process for the bench's whole run, for code that may kill its process: a
+    llama-cpp-python built for another CPU dies of an illegal instruction (AMX code on a machine that
+    does not grant it). That costs the bench one row, not the run."""
 
-    if importlib.util.find_spec("llama_cpp") is None:
-        log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
-        return None
-    try:
-        runs = in_own_process(llama_cpp_greedy, gguf, threads, prompt_ids, set(eos), n)
-    except Exception as exc:  # llama.cpp refused the GGUF: the other rows still stand
-        log(f"llama.cpp: {type(exc).__name__}: {exc}: skipped")
-        return None
-    if runs is None:
-        log("llama.cpp: its process died (an illegal instruction? a build for another CPU): skipped")
-        return None
-    return _summary("llama.cpp", [list(t) for t, _ in runs], None, sum(s for _, s in runs), log)
+    def __init__(self):
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        self.pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+
+    def call(self, fn, *args):
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            raise RunnerGone("its process died (an illegal instruction? a build for another CPU)") from None
+        except Exception as exc:  # llama.cpp refused the GGUF, say
+            raise RunnerGone(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self):
+        self.pool.shutdown(cancel_futures=True)
+
+
+def llama_cpp_runner(child: ChildProcess, gguf: str, threads: int, prompt_ids, eos, n: int):
+    """The interleaved runner of llama.cpp on ``prompt_ids`` in ``child`` (its own timing)."""
+
+    def run_one(i, warmup):
+        toks, seconds = child.call(llama_cpp_greedy, gguf, threads, prompt_ids[i], set(eos), 8 if warmup else n)
+        return toks, len(toks), seconds
+
+    return run_one
 
 
 def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=None, log=print) -> dict:
@@ -243,8 +270,8 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
     eos = list(dec.codec.eos_ids) or None
     threads = threads or torch.get_num_threads()
 
-    def hf(prompt, warmup=False):
-        ids = torch.tensor([dec.encode(prompt)])
+    def hf(i, warmup):
+        ids = torch.tensor([prompt_ids[i]])
         with torch.inference_mode():
             out = model.generate(
                 ids,
@@ -255,37 +282,24 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
                 pad_token_id=eos[0] if eos else 0,
             )
         toks = out[0, ids.shape[1] :].tolist()
-        return toks, len(toks)
+        return toks, len(toks), None
 
     def component(d):
-        def run_one(prompt, warmup=False):
-            r = d.generate(prompt, GenerationConfig(max_new_tokens=8) if warmup else cfg)
-            return r.tokens, r.stats.steps
+        def run_one(i, warmup):
+            r = d.generate(prompts[i], GenerationConfig(max_new_tokens=8) if warmup else cfg)
+            return r.tokens, r.stats.steps, None
 
         return run_one
 
     from .torch_path import MedusaDecoder
 
     torch_greedy = MedusaDecoder.from_model(model, dec.codec, heads=None, chat=dec.chat, base_name=dec.base_name)
-    res = {
-        "baseline": _run("HF generate", hf, prompts, log),
-        "torch_greedy": _run("greedy torch", component(torch_greedy), prompts, log),
-        "torch": _run("Medusa torch", component(dec), prompts, log),
+    runners = {
+        "baseline": ("HF generate", hf),
+        "torch_greedy": ("greedy torch", component(torch_greedy)),
+        "torch": ("Medusa torch", component(dec)),
     }
-    base = res["baseline"]
-    out = {
-        "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
-        "torch_greedy_tokens_per_s": round(res["torch_greedy"]["tokens_per_s"], 2),
-        "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
-        "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
-        "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
-        "speedup_torch_vs_torch_greedy": round(res["torch"]["tokens_per_s"] / res["torch_greedy"]["tokens_per_s"], 3),
-        "identical_torch": res["torch"]["outputs"] == base["outputs"],
-        "identical_torch_greedy": res["torch_greedy"]["outputs"] == base["outputs"],
-        "tree_nodes": dec.tree.size if dec.tree else 1,
-        "torch_tree": dec.tree_info,
-        "torch_step_ms": step_breakdown(dec, prompts[:3], n),
-    }
+    variants, decoders = {}, {}
     if not options.skip_ort:
         art = Path(artifact) if artifact else artifact_for(dec, cache_root(), log)
         art_cfg = read_artifact(art).config
@@ -304,47 +318,73 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
             ort_tree = fallback
         variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
-        texts = []
-        if options.perplexity:
-            texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompt_rows(options.perplexity, 20)]
-            out["perplexity_texts"] = len(texts)
         for sfx, path in variants.items():
             label = sfx[1:] or "fp32"
             medusa_dec = medusa_on(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa
-            medusa = _run(f"Medusa onnxruntime {label}", component(medusa_dec), prompts, log)
-            out[f"ort{sfx}_tree"] = medusa_dec.tree_info
-            out[f"ort{sfx}_step_ms"] = step_breakdown(medusa_dec, prompts[:3], n)
-            if not sfx:
-                out["ort_tree_nodes"] = medusa_dec.tree_info["nodes"]
-                out["head_accuracy"] = head_accuracy_on(medusa_dec, prompts, n)
             plain = load_artifact(path, tree=[])  # the same graphs, a root-only tree: the greedy loop
-            greedy = _run(f"greedy onnxruntime {label}", component(plain), prompts, log)
-            res[f"ort{sfx}"], res[f"ort_greedy{sfx}"] = medusa, greedy
-            reference = res["ort_greedy"]["outputs"]
-            out |= {
-                f"ort_greedy{sfx}_tokens_per_s": round(greedy["tokens_per_s"], 2),
-                f"ort{sfx}_tokens_per_s": round(medusa["tokens_per_s"], 2),
-                f"ort{sfx}_tokens_per_step": round(medusa["tokens_per_step"], 3),
-                f"speedup_ort{sfx}": round(medusa["tokens_per_s"] / base["tokens_per_s"], 3),
-                f"speedup_ort{sfx}_vs_ort_greedy{sfx}": round(medusa["tokens_per_s"] / greedy["tokens_per_s"], 3),
-                # Medusa is exact with respect to the base it verifies against (measured), and says so
-                f"identical_ort{sfx}_vs_ort_greedy{sfx}": medusa["outputs"] == greedy["outputs"],
-                f"ort{sfx}_declares_exact_greedy": "exact-greedy" in medusa_dec.capabilities,
-            }
-            if sfx:
-                out[f"greedy_match{sfx}"] = round(quality.greedy_match(plain.backend, prompt_ids, reference), 4)
-                out[f"prefix_agreement{sfx}"] = round(quality.prefix_agreement(greedy["outputs"], reference), 4)
-            else:
-                out["identical_ort"] = medusa["outputs"] == base["outputs"]
-                out["identical_ort_greedy"] = greedy["outputs"] == base["outputs"]
-            if texts:
-                out[f"perplexity{sfx or '_fp32'}"] = round(quality.perplexity(plain.backend, texts), 3)
+            decoders[sfx] = medusa_dec, plain
+            runners[f"ort{sfx}"] = (f"Medusa onnxruntime {label}", component(medusa_dec))
+            runners[f"ort_greedy{sfx}"] = (f"greedy onnxruntime {label}", component(plain))
+    child = None
     gguf = resolve_base(dec.base_name)
-    lc = None
     if options.llama_cpp and gguf[1]:
-        lc = run_llama_cpp(str(Path(gguf[0]) / gguf[1]), threads, prompt_ids, eos or (), n, log)
-    if lc is not None:
-        res["llama_cpp"] = lc
+        import importlib.util
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
+        else:
+            child = ChildProcess()
+            run_one = llama_cpp_runner(child, str(Path(gguf[0]) / gguf[1]), threads, prompt_ids, eos or (), n)
+            runners["llama_cpp"] = ("llama.cpp", run_one)
+    try:
+        res = interleaved(runners, len(prompts), log)
+    finally:
+        if child is not None:
+            child.close()
+    base = res["baseline"]
+    out = {
+        "baseline_tokens_per_s": round(base["tokens_per_s"], 2),
+        "torch_greedy_tokens_per_s": round(res["torch_greedy"]["tokens_per_s"], 2),
+        "torch_tokens_per_s": round(res["torch"]["tokens_per_s"], 2),
+        "tokens_per_step": round(res["torch"]["tokens_per_step"], 3),
+        "speedup_torch": round(res["torch"]["tokens_per_s"] / base["tokens_per_s"], 3),
+        "speedup_torch_vs_torch_greedy": round(res["torch"]["tokens_per_s"] / res["torch_greedy"]["tokens_per_s"], 3),
+        "identical_torch": res["torch"]["outputs"] == base["outputs"],
+        "identical_torch_greedy": res["torch_greedy"]["outputs"] == base["outputs"],
+        "tree_nodes": dec.tree.size if dec.tree else 1,
+        "torch_tree": dec.tree_info,
+        "torch_step_ms": step_breakdown(dec, prompts[:3], n),
+    }
+    texts = []
+    if options.perplexity and variants:
+        texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompt_rows(options.perplexity, 20)]
+        out["perplexity_texts"] = len(texts)
+    for sfx, (medusa_dec, plain) in decoders.items():
+        medusa, greedy = res[f"ort{sfx}"], res[f"ort_greedy{sfx}"]
+        reference = res["ort_greedy"]["outputs"]
+        out |= {
+            f"ort{sfx}_tree": medusa_dec.tree_info,
+            f"ort{sfx}_step_ms": step_breakdown(medusa_dec, prompts[:3], n),
+            f"ort_greedy{sfx}_tokens_per_s": round(greedy["tokens_per_s"], 2),
+            f"ort{sfx}_tokens_per_s": round(medusa["tokens_per_s"], 2),
+            f"ort{sfx}_tokens_per_step": round(medusa["tokens_per_step"], 3),
+            f"speedup_ort{sfx}": round(medusa["tokens_per_s"] / base["tokens_per_s"], 3),
+            f"speedup_ort{sfx}_vs_ort_greedy{sfx}": round(medusa["tokens_per_s"] / greedy["tokens_per_s"], 3),
+            # Medusa is exact with respect to the base it verifies against (measured), and says so
+            f"identical_ort{sfx}_vs_ort_greedy{sfx}": medusa["outputs"] == greedy["outputs"],
+            f"ort{sfx}_declares_exact_greedy": "exact-greedy" in medusa_dec.capabilities,
+        }
+        if sfx:
+            out[f"greedy_match{sfx}"] = round(quality.greedy_match(plain.backend, prompt_ids, reference), 4)
+            out[f"prefix_agreement{sfx}"] = round(quality.prefix_agreement(greedy["outputs"], reference), 4)
+        else:
+            out["ort_tree_nodes"] = medusa_dec.tree_info["nodes"]
+            out["head_accuracy"] = head_accuracy_on(medusa_dec, prompts, n)
+            out["identical_ort"] = medusa["outputs"] == base["outputs"]
+            out["identical_ort_greedy"] = greedy["outputs"] == base["outputs"]
+        if texts:
+            out[f"perplexity{sfx or '_fp32'}"] = round(quality.perplexity(plain.backend, texts), 3)
+    if (lc := res.get("llama_cpp")) is not None:
         out["llama_cpp_tokens_per_s"] = round(lc["tokens_per_s"], 2)
         out["llama_cpp_prefix_agreement"] = round(quality.prefix_agreement(lc["outputs"], base["outputs"]), 4)
         for key in [k for k in out if k.startswith("ort") and k.endswith("tokens_per_s")]:

@@ -36,7 +36,8 @@ ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbo
 EXPORT_FORMAT = 6  # 2: the heads graph takes which heads to run; 3: heads out of the base graph, Hydra;
 # 4: Hydra as one graph per head (constant weights) and one for the path embeddings; 5: a grouped-query
 # base's attention without repeating the cache per query head (inputs and outputs as in 4); 6: the base
-# graph's RMSNorms fused and its parallel MatMuls merged (engine.onnx_passes; inputs and outputs as in 4)
+# graph's RMSNorms and rotary embeddings fused and its parallel MatMuls merged (engine.onnx_passes;
+# inputs and outputs as in 4)
 
 
 GROUPED_KV = "engine_grouped_kv"  # the attention the export registers with transformers for GQA bases
@@ -254,7 +255,9 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
             dynamic_shapes=shapes,
             **ONNX_KW,
         )
-        passes = optimize_graph(folder / "medusa.onnx")
+        context = context_length(model.config)  # the rotary tables get a row per position the base takes
+        positions = ("position_ids", context) if context < 1 << 30 else None
+        passes = optimize_graph(folder / "medusa.onnx", positions)
         on_graph()
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
         drafts = _export_heads(heads, hidden, topk, folder)

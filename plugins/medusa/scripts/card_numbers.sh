@@ -101,3 +101,6 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   int4/int8 loop of "The int4 LM head at 8 bits" with _grouped_kv_zen4 names, the bench line > bench_zen4_grouped_kv.json
 #   (when_zen4_grouped_kv.txt); then scripts/row_counts.py as the card gives it > row_counts_grouped_kv_zen4.json
 #   A second run of that bench line at 04:01-04:09 UTC > bench_zen4_grouped_kv_2.json (when_zen4_grouped_kv_2.txt)
+# Export format 6, norms fused and parallel MatMuls merged (2026-12-06, the Zen-4 EPYC; when_zen4_f6.txt):
+#   $E export medusa -o runs/art-f6 --threads 1 --force, the int4/int8 loop above with ART=runs/art-f6 and
+#   _f6_zen4 names (tune_tree_ort_int{4,8}_f6_zen4.json), the bench line with ART=runs/art-f6 > bench_zen4_f6.json

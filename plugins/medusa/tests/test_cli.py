@@ -307,15 +307,34 @@ def test_bad_input_is_one_line_and_exit_2(trained, args, message):
 
 def test_a_crashing_llama_cpp_costs_its_row_not_the_bench():
     """llama.cpp runs in a child process: a build with instructions this CPU refuses (SIGILL)
-    ends that process, the bench goes on without the row; so it does when llama.cpp is not
-    installed or refuses the model file."""
+    ends that process, the bench goes on without the row; so it does when llama.cpp refuses the
+    model file. The other runners still time every prompt, taken in turn."""
     import operator
     import signal
 
-    from engine_medusa.bench import in_own_process, run_llama_cpp
+    from engine_medusa.bench import ChildProcess, RunnerGone, interleaved, llama_cpp_runner
 
-    assert in_own_process(operator.add, 2, 3) == 5
-    assert in_own_process(signal.raise_signal, signal.SIGILL) is None
-    logged = []
-    assert run_llama_cpp("/no/such.gguf", 1, [[1, 2]], (), 4, logged.append) is None
-    assert len(logged) == 1 and logged[0].startswith("llama.cpp: ") and logged[0].endswith(": skipped")
+    child = ChildProcess()
+    try:
+        assert child.call(operator.add, 2, 3) == 5
+        with pytest.raises(RunnerGone, match="process died"):
+            child.call(signal.raise_signal, signal.SIGILL)
+    finally:
+        child.close()
+    child, order, logged = ChildProcess(), [], []
+
+    def counted(i, warmup):
+        order.append((i, warmup))
+        return [7] * (i + 1), i + 1, 0.5
+
+    try:
+        runners = {
+            "llama_cpp": ("llama.cpp", llama_cpp_runner(child, "/no/such.gguf", 1, [[1, 2]] * 3, (), 4)),
+            "counted": ("counted", counted),
+        }
+        res = interleaved(runners, 3, logged.append)
+    finally:
+        child.close()
+    assert set(res) == {"counted"} and order == [(0, True), (0, False), (1, False), (2, False)]
+    assert res["counted"]["outputs"] == [[7], [7, 7], [7, 7, 7]] and res["counted"]["tokens_per_s"] == 6 / 1.5
+    assert logged[0].startswith("llama.cpp: ") and logged[0].endswith(": skipped") and len(logged) == 2
