@@ -45,6 +45,9 @@ def test_graph_outputs_match_torch(exported):
     np.testing.assert_allclose(ort_logits, torch_logits, atol=1e-4)
     np.testing.assert_allclose(be.hidden, dec.backend.hidden.numpy(), atol=1e-4)
     assert be.past[0].shape[2] == 6
+    passes = art.artifact.manifest["models"]["medusa"]["passes"]  # engine.onnx_passes ran on the base graph
+    if dec.base_name == "tiny_llama":  # RMSNorms, rotary, q/k/v and gate/up: fused and merged, parity as above
+        assert passes == {"rms_norms_fused": 5, "rotary_embeddings_fused": 4, "matmuls_merged": 10}
 
 
 def test_grouped_kv_attention_equals_transformers_attention_with_repeated_heads():
