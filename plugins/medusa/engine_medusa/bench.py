@@ -183,13 +183,13 @@ def _summary(name, outs, steps, seconds, log):
     return {"tokens_per_s": tokens / seconds, "tokens_per_step": tokens / max(steps, 1), "outputs": outs}
 
 
-_llama = None  # the child process's llama.cpp model (LlamaCpp)
+_llama = None  # the llama.cpp model, in the child process that runs llama_cpp_greedy
 
 
 def llama_cpp_greedy(gguf: str, threads: int, ids: list[int], eos: set[int], limit: int) -> tuple[list[int], float]:
     """Greedy llama.cpp (llama-cpp-python) on the prompt tokens ``ids``, ``threads`` threads, a fresh
-    cache: (tokens, seconds). Runs in the child process of :class:`LlamaCpp`, which loads the model
-    at its first call."""
+    cache: (tokens, seconds). Runs in a :class:`ChildProcess` (see :func:`llama_cpp_runner`) and
+    loads the model at its first call there (the warm-up's)."""
     global _llama
     if _llama is None:
         from llama_cpp import Llama
@@ -241,6 +241,90 @@ def llama_cpp_runner(child: ChildProcess, gguf: str, threads: int, prompt_ids, e
     return run_one
 
 
+def ort_decoders(dec, options, load_artifact, artifact, tree, log) -> dict:
+    """{suffix: (Medusa decoder, greedy decoder)} on the fp32 artifact ("") and each quantized copy
+    ("_int4", "_int8"); the fp32 artifact is exported into the cache when none is given."""
+    from engine.artifacts import read_artifact
+    from engine.errors import UsageError
+
+    from .component import stored_tree
+    from .data import cache_root
+
+    art = Path(artifact) if artifact else artifact_for(dec, cache_root(), log)
+    art_cfg = read_artifact(art).config
+    if art_cfg["base_model"] != dec.base_name:
+        raise UsageError(
+            f"the artifact runs {art_cfg['base_model']}, the torch side {dec.base_name}: bench needs one base"
+        )
+    if options.quantize and art_cfg.get("quantization"):
+        raise UsageError(f"--quantize needs an fp32 artifact; {art} is already quantized")
+    # the fp32 Medusa decoder falls back on the heads' own onnxruntime tree (it may be newer than the
+    # cached export's); a quantized copy with no tree of its own on that fallback, unless fp32's was tuned
+    stored = stored_tree(dec.heads_folder, "onnxruntime") if dec.heads_folder and tree is None else None
+    fallback = stored["choices"] if stored else None
+    fp32_medusa = medusa_on(load_artifact, art, tree, fallback)
+    ort_tree = tree
+    if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
+        ort_tree = fallback
+    variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
+    return {
+        # the greedy loop: the same graphs with a root-only tree
+        sfx: (medusa_on(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa, load_artifact(path, tree=[]))
+        for sfx, path in variants.items()
+    }
+
+
+def llama_cpp_child(dec, options, threads, prompt_ids, eos, n, log):
+    """(child process, runner) of llama.cpp on the base's GGUF, or (None, None) when there is none
+    or llama-cpp-python is not installed (said in the log)."""
+    import importlib.util
+
+    from .base import resolve_base
+
+    folder, gguf = resolve_base(dec.base_name)
+    if not (options.llama_cpp and gguf):
+        return None, None
+    if importlib.util.find_spec("llama_cpp") is None:
+        log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
+        return None, None
+    child = ChildProcess()
+    return child, llama_cpp_runner(child, str(Path(folder) / gguf), threads, prompt_ids, eos or (), n)
+
+
+def ort_rows(res: dict, decoders: dict, prompts, prompt_ids, n: int, texts) -> dict:
+    """The bench's onnxruntime keys from the timed runs ``res`` and the decoders: speeds, trees, step
+    breakdowns, exactness, and for quantized copies their agreement with fp32 (and perplexity on
+    ``texts``)."""
+    from . import quality
+
+    base, reference, out = res["baseline"], res["ort_greedy"]["outputs"], {}
+    for sfx, (medusa_dec, plain) in decoders.items():
+        medusa, greedy = res[f"ort{sfx}"], res[f"ort_greedy{sfx}"]
+        out |= {
+            f"ort{sfx}_tree": medusa_dec.tree_info,
+            f"ort{sfx}_step_ms": step_breakdown(medusa_dec, prompts[:3], n),
+            f"ort_greedy{sfx}_tokens_per_s": round(greedy["tokens_per_s"], 2),
+            f"ort{sfx}_tokens_per_s": round(medusa["tokens_per_s"], 2),
+            f"ort{sfx}_tokens_per_step": round(medusa["tokens_per_step"], 3),
+            f"speedup_ort{sfx}": round(medusa["tokens_per_s"] / base["tokens_per_s"], 3),
+            f"speedup_ort{sfx}_vs_ort_greedy{sfx}": round(medusa["tokens_per_s"] / greedy["tokens_per_s"], 3),
+            # Medusa is exact with respect to the base it verifies against (measured), and says so
+            f"identical_ort{sfx}_vs_ort_greedy{sfx}": medusa["outputs"] == greedy["outputs"],
+            f"ort{sfx}_declares_exact_greedy": "exact-greedy" in medusa_dec.capabilities,
+        }
+        if sfx:
+            out[f"greedy_match{sfx}"] = round(quality.greedy_match(plain.backend, prompt_ids, reference), 4)
+            out[f"prefix_agreement{sfx}"] = round(quality.prefix_agreement(greedy["outputs"], reference), 4)
+        else:
+            out["ort_tree_nodes"] = medusa_dec.tree_info["nodes"]
+            out["head_accuracy"] = head_accuracy_on(medusa_dec, prompts, n)
+            out["identical_ort"] = medusa["outputs"] == base["outputs"]
+            out["identical_ort_greedy"] = greedy["outputs"] == base["outputs"]
+        if texts:
+            out[f"perplexity{sfx or '_fp32'}"] = round(quality.perplexity(plain.backend, texts), 3)
+    return out
+
+
 def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=None, log=print) -> dict:
     """The benchmark of ``engine bench medusa``: ``decoder`` is the torch MedusaDecoder,
     ``options`` a :class:`engine_medusa.options.BenchOptions`; ``load_artifact(path, tree=...)``
@@ -250,15 +334,12 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
     agreement with the fp32 one; llama.cpp runs on the base's GGUF when it is installed."""
     import torch
 
-    from engine.artifacts import read_artifact
-    from engine.errors import UsageError
     from engine.interfaces import GenerationConfig
     from engine.io.prompts import read_prompt_rows
 
     from . import quality
-    from .base import resolve_base
-    from .component import stored_tree
-    from .data import DEV_PROMPTS, cache_root
+    from .data import DEV_PROMPTS
+    from .torch_path import MedusaDecoder
 
     rows = read_prompt_rows(options.prompts or DEV_PROMPTS, options.limit or None)
     prompts = [r["prompt"] for r in rows]
@@ -291,51 +372,20 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
 
         return run_one
 
-    from .torch_path import MedusaDecoder
-
     torch_greedy = MedusaDecoder.from_model(model, dec.codec, heads=None, chat=dec.chat, base_name=dec.base_name)
     runners = {
         "baseline": ("HF generate", hf),
         "torch_greedy": ("greedy torch", component(torch_greedy)),
         "torch": ("Medusa torch", component(dec)),
     }
-    variants, decoders = {}, {}
-    if not options.skip_ort:
-        art = Path(artifact) if artifact else artifact_for(dec, cache_root(), log)
-        art_cfg = read_artifact(art).config
-        if art_cfg["base_model"] != dec.base_name:
-            raise UsageError(
-                f"the artifact runs {art_cfg['base_model']}, the torch side {dec.base_name}: bench needs one base"
-            )
-        if options.quantize and art_cfg.get("quantization"):
-            raise UsageError(f"--quantize needs an fp32 artifact; {art} is already quantized")
-        # the fp32 Medusa decoder falls back on the heads' own onnxruntime tree (it may be newer than the
-        # cached export's); a quantized copy with no tree of its own on that fallback, unless fp32's was tuned
-        stored = stored_tree(dec.heads_folder, "onnxruntime") if dec.heads_folder and tree is None else None
-        fallback = stored["choices"] if stored else None
-        fp32_medusa = medusa_on(load_artifact, art, tree, fallback)
-        ort_tree = tree
-        if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
-            ort_tree = fallback
-        variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
-        for sfx, path in variants.items():
-            label = sfx[1:] or "fp32"
-            medusa_dec = medusa_on(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa
-            plain = load_artifact(path, tree=[])  # the same graphs, a root-only tree: the greedy loop
-            decoders[sfx] = medusa_dec, plain
-            runners[f"ort{sfx}"] = (f"Medusa onnxruntime {label}", component(medusa_dec))
-            runners[f"ort_greedy{sfx}"] = (f"greedy onnxruntime {label}", component(plain))
-    child = None
-    gguf = resolve_base(dec.base_name)
-    if options.llama_cpp and gguf[1]:
-        import importlib.util
-
-        if importlib.util.find_spec("llama_cpp") is None:
-            log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
-        else:
-            child = ChildProcess()
-            run_one = llama_cpp_runner(child, str(Path(gguf[0]) / gguf[1]), threads, prompt_ids, eos or (), n)
-            runners["llama_cpp"] = ("llama.cpp", run_one)
+    decoders = {} if options.skip_ort else ort_decoders(dec, options, load_artifact, artifact, tree, log)
+    for sfx, (medusa_dec, plain) in decoders.items():
+        label = sfx[1:] or "fp32"
+        runners[f"ort{sfx}"] = (f"Medusa onnxruntime {label}", component(medusa_dec))
+        runners[f"ort_greedy{sfx}"] = (f"greedy onnxruntime {label}", component(plain))
+    child, llama = llama_cpp_child(dec, options, threads, prompt_ids, eos, n, log)
+    if llama is not None:
+        runners["llama_cpp"] = ("llama.cpp", llama)
     try:
         res = interleaved(runners, len(prompts), log)
     finally:
@@ -356,34 +406,10 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         "torch_step_ms": step_breakdown(dec, prompts[:3], n),
     }
     texts = []
-    if options.perplexity and variants:
+    if options.perplexity and decoders:
         texts = [dec.codec.encode_prompt(r["prompt"], False) for r in read_prompt_rows(options.perplexity, 20)]
         out["perplexity_texts"] = len(texts)
-    for sfx, (medusa_dec, plain) in decoders.items():
-        medusa, greedy = res[f"ort{sfx}"], res[f"ort_greedy{sfx}"]
-        reference = res["ort_greedy"]["outputs"]
-        out |= {
-            f"ort{sfx}_tree": medusa_dec.tree_info,
-            f"ort{sfx}_step_ms": step_breakdown(medusa_dec, prompts[:3], n),
-            f"ort_greedy{sfx}_tokens_per_s": round(greedy["tokens_per_s"], 2),
-            f"ort{sfx}_tokens_per_s": round(medusa["tokens_per_s"], 2),
-            f"ort{sfx}_tokens_per_step": round(medusa["tokens_per_step"], 3),
-            f"speedup_ort{sfx}": round(medusa["tokens_per_s"] / base["tokens_per_s"], 3),
-            f"speedup_ort{sfx}_vs_ort_greedy{sfx}": round(medusa["tokens_per_s"] / greedy["tokens_per_s"], 3),
-            # Medusa is exact with respect to the base it verifies against (measured), and says so
-            f"identical_ort{sfx}_vs_ort_greedy{sfx}": medusa["outputs"] == greedy["outputs"],
-            f"ort{sfx}_declares_exact_greedy": "exact-greedy" in medusa_dec.capabilities,
-        }
-        if sfx:
-            out[f"greedy_match{sfx}"] = round(quality.greedy_match(plain.backend, prompt_ids, reference), 4)
-            out[f"prefix_agreement{sfx}"] = round(quality.prefix_agreement(greedy["outputs"], reference), 4)
-        else:
-            out["ort_tree_nodes"] = medusa_dec.tree_info["nodes"]
-            out["head_accuracy"] = head_accuracy_on(medusa_dec, prompts, n)
-            out["identical_ort"] = medusa["outputs"] == base["outputs"]
-            out["identical_ort_greedy"] = greedy["outputs"] == base["outputs"]
-        if texts:
-            out[f"perplexity{sfx or '_fp32'}"] = round(quality.perplexity(plain.backend, texts), 3)
+    out |= ort_rows(res, decoders, prompts, prompt_ids, n, texts)
     if (lc := res.get("llama_cpp")) is not None:
         out["llama_cpp_tokens_per_s"] = round(lc["tokens_per_s"], 2)
         out["llama_cpp_prefix_agreement"] = round(quality.prefix_agreement(lc["outputs"], base["outputs"]), 4)
