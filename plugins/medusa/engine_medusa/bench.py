@@ -186,24 +186,64 @@ def _summary(name, outs, steps, seconds, log):
 _llama = None  # the llama.cpp model, in the child process that runs llama_cpp_greedy
 
 
-def llama_cpp_greedy(gguf: str, threads: int, ids: list[int], eos: set[int], limit: int) -> tuple[list[int], float]:
-    """Greedy llama.cpp (llama-cpp-python) on the prompt tokens ``ids``, ``threads`` threads, a fresh
-    cache: (tokens, seconds). Runs in a :class:`ChildProcess` (see :func:`llama_cpp_runner`) and
-    loads the model at its first call there (the warm-up's)."""
+def _llama_model(gguf: str, threads: int):
+    """llama.cpp's model of ``gguf`` in this (child) process, loaded at the first call, a fresh cache."""
     global _llama
     if _llama is None:
         from llama_cpp import Llama
 
         _llama = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
     _llama.reset()
+    return _llama
+
+
+def llama_cpp_greedy(gguf: str, threads: int, ids: list[int], eos: set[int], limit: int) -> tuple[list[int], float]:
+    """Greedy llama.cpp (llama-cpp-python) on the prompt tokens ``ids``, ``threads`` threads, a fresh
+    cache: (tokens, seconds). Runs in a :class:`ChildProcess` (see :func:`llama_cpp_runner`)."""
+    llm = _llama_model(gguf, threads)
     toks, t = [], time.perf_counter()
-    for tok in _llama.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
+    for tok in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0):
         if tok in eos:
             break
         toks.append(tok)
         if len(toks) >= limit:
             break
     return toks, time.perf_counter() - t
+
+
+def llama_cpp_prefill(gguf: str, threads: int, ids: list[int]) -> float:
+    """Seconds llama.cpp takes to read the prompt tokens ``ids`` into a fresh cache (in the child)."""
+    llm = _llama_model(gguf, threads)
+    t = time.perf_counter()
+    llm.eval(ids)
+    return time.perf_counter() - t
+
+
+def ort_prefill(backend, ids: list[int]) -> float:
+    """Seconds the onnxruntime base takes to read the prompt tokens ``ids`` into a fresh cache."""
+    from .decoding import prefill_arrays
+
+    backend.reset()
+    tokens, positions, _, allowed = prefill_arrays([ids])
+    t = time.perf_counter()
+    backend.forward(tokens, positions, allowed, logits_at=tokens.shape[1] - 1)
+    return time.perf_counter() - t
+
+
+def prefill_ms(readers: dict, n_prompts: int) -> dict:
+    """Median milliseconds of each ``readers[key](i)`` (seconds to read prompt i), the prompts taken
+    in turn as in :func:`interleaved`. Every tokens/s row includes reading its prompts; these say how
+    much of it that is."""
+    import numpy as np
+
+    live, times = dict(readers), {key: [] for key in readers}
+    for i in range(n_prompts):
+        for key, read in list(live.items()):
+            try:
+                times[key].append(read(i))
+            except RunnerGone:  # llama.cpp's process died after its timed run: no prefill row
+                del live[key]
+    return {key: round(1e3 * float(np.median(times[key])), 2) for key in live}
 
 
 class ChildProcess:
@@ -274,8 +314,8 @@ def ort_decoders(dec, options, load_artifact, artifact, tree, log) -> dict:
     }
 
 
-def llama_cpp_child(dec, options, threads, prompt_ids, eos, n, log):
-    """(child process, runner) of llama.cpp on the base's GGUF, or (None, None) when there is none
+def llama_cpp_child(dec, options, log):
+    """(child process, GGUF path) for llama.cpp on the base's GGUF, or (None, None) when there is none
     or llama-cpp-python is not installed (said in the log)."""
     import importlib.util
 
@@ -287,8 +327,7 @@ def llama_cpp_child(dec, options, threads, prompt_ids, eos, n, log):
     if importlib.util.find_spec("llama_cpp") is None:
         log("llama.cpp: llama-cpp-python is not installed (pip install 'engine-medusa[bench]'): skipped")
         return None, None
-    child = ChildProcess()
-    return child, llama_cpp_runner(child, str(Path(folder) / gguf), threads, prompt_ids, eos or (), n)
+    return ChildProcess(), str(Path(folder) / gguf)
 
 
 def ort_rows(res: dict, decoders: dict, prompts, prompt_ids, n: int, texts) -> dict:
@@ -383,11 +422,19 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         label = sfx[1:] or "fp32"
         runners[f"ort{sfx}"] = (f"Medusa onnxruntime {label}", component(medusa_dec))
         runners[f"ort_greedy{sfx}"] = (f"greedy onnxruntime {label}", component(plain))
-    child, llama = llama_cpp_child(dec, options, threads, prompt_ids, eos, n, log)
-    if llama is not None:
-        runners["llama_cpp"] = ("llama.cpp", llama)
+    child, gguf = llama_cpp_child(dec, options, log)
+    if child is not None:
+        runners["llama_cpp"] = ("llama.cpp", llama_cpp_runner(child, gguf, threads, prompt_ids, eos or (), n))
+
+    def reader(backend):
+        return lambda i: ort_prefill(backend, prompt_ids[i])
+
+    readers = {f"ort_greedy{sfx}_prefill_ms": reader(plain.backend) for sfx, (_, plain) in decoders.items()}
     try:
         res = interleaved(runners, len(prompts), log)
+        if "llama_cpp" in res:
+            readers["llama_cpp_prefill_ms"] = lambda i: child.call(llama_cpp_prefill, gguf, threads, prompt_ids[i])
+        prefill = prefill_ms(readers, len(prompts))
     finally:
         if child is not None:
             child.close()
@@ -415,5 +462,5 @@ def run(decoder, options, *, load_artifact, artifact=None, tree=None, threads=No
         out["llama_cpp_prefix_agreement"] = round(quality.prefix_agreement(lc["outputs"], base["outputs"]), 4)
         for key in [k for k in out if k.startswith("ort") and k.endswith("tokens_per_s")]:
             out[f"{key[: -len('_tokens_per_s')]}_vs_llama_cpp"] = round(out[key] / lc["tokens_per_s"], 3)
-    out |= {"prompts": len(prompts), "max_new_tokens": n, "device": device_name(threads)}
+    out |= prefill | {"prompts": len(prompts), "max_new_tokens": n, "device": device_name(threads)}
     return dict(sorted(out.items()))

@@ -106,5 +106,6 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   _f6_zen4 names (tune_tree_ort_int{4,8}_f6_zen4.json), the bench line with ART=runs/art-f6 > bench_zen4_f6.json
 #   Then, with the rotary fusion added (the committed format 6; runs/art-f6 exported again) and the bench taking the
 #   prompts in turn: the same export, int4/int8 loop (_f6_rotary_zen4 names) and bench line > bench_zen4_f6_rotary.json,
-#   and the bench line once more > bench_zen4_f6_rotary_2.json. bench_zen4_f6_interleaved.json: the bench line on the
+#   and the bench line twice more > bench_zen4_f6_rotary_2.json, bench_zen4_f6_rotary_3.json (the second with the
+#   bench reporting *_prefill_ms). bench_zen4_f6_interleaved.json: the bench line on the
 #   norms+merges export, the bench taking the prompts in turn (before the rotary pass).

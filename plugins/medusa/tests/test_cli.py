@@ -202,8 +202,9 @@ def test_export_quantized_and_bench_it_beside_fp32(trained, tmp_path, monkeypatc
     for q in ("", "_int4", "_int8"):
         assert b[f"ort_greedy{q}_tokens_per_s"] > 0 and b[f"ort{q}_tokens_per_s"] > 0
         assert b[f"identical_ort{q}_vs_ort_greedy{q}"] is True  # Medusa is exact over each base
+        assert b[f"ort_greedy{q}_prefill_ms"] > 0  # reading the prompt, part of every tokens/s row
     assert 0 <= b["greedy_match_int4"] <= 1 and 0 <= b["prefix_agreement_int8"] <= 1
-    assert "llama_cpp_tokens_per_s" not in b  # the tiny base has no GGUF
+    assert "llama_cpp_tokens_per_s" not in b and "llama_cpp_prefill_ms" not in b  # the tiny base has no GGUF
     made = sorted(p.name.split("-")[1] for p in (tmp_path / "cache" / "artifacts").iterdir())
     assert len(made) == 3 and made[1:] == ["int4", "int8"]  # fp32 exported once, then quantized from it
     assert b["ort_int4_tree"]["source"] == "argument"
