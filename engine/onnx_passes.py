@@ -191,15 +191,20 @@ def fuse_rotary_embeddings(model, positions: str, max_positions: int) -> int:
             continue
         feeds = {positions: np.arange(max_positions, dtype=np.int64)[None]}
         got = ort.InferenceSession(sub.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
-        if all(t.size % max_positions == 0 for t in got):
-            tables[pair] = [t.reshape(max_positions, -1) for t in got]
-    fused = 0
+        if any(t.size % max_positions for t in got):
+            continue
+        got = [t.reshape(max_positions, -1) for t in got]
+        width = got[0].shape[1]
+        if all(t.shape[1] == width and np.array_equal(t[:, : width // 2], t[:, width // 2 :]) for t in got):
+            tables[pair] = got  # each row its two equal halves, as rotate_half needs
+    fused, stored = 0, set()
     for add, x, cos, sin, half in sites:
         table = tables.get((cos, sin))
-        if table is None or any(t.shape[1] != 2 * half or not np.array_equal(t[:, :half], t[:, half:]) for t in table):
+        if table is None or table[0].shape[1] != 2 * half:
             continue
         name = f"{cos}.{sin}.rotary"
-        if not any(i.name == f"{name}.cos" for i in graph.initializer):
+        if name not in stored:  # one pair of tables for every site that reads this cos and sin
+            stored.add(name)
             graph.initializer.extend(
                 numpy_helper.from_array(np.ascontiguousarray(t[:, :half]), f"{name}.{part}")
                 for part, t in zip(("cos", "sin"), table, strict=True)

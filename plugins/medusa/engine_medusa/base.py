@@ -91,12 +91,15 @@ def eos_ids(model) -> tuple[int, ...]:
     return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
 
 
+UNBOUNDED_CONTEXT = 1 << 30  # the context length of a base whose config names none
+
+
 def context_length(config) -> int:
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             return value
-    return 1 << 30
+    return UNBOUNDED_CONTEXT
 
 
 def lm_head_fingerprint(weight: torch.Tensor) -> str:

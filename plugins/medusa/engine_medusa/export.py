@@ -28,7 +28,7 @@ from engine.artifacts import check_destination, quiet_exporter, write_component_
 from engine.errors import UsageError
 from engine.onnx_passes import optimize_graph
 
-from .base import cache_argument, context_length
+from .base import UNBOUNDED_CONTEXT, cache_argument, context_length
 from .component import stored_tree
 
 OPSET = 20
@@ -256,7 +256,7 @@ def export_graphs(model, heads, folder: Path, topk: int = 10, on_graph=lambda: N
             **ONNX_KW,
         )
         context = context_length(model.config)  # the rotary tables get a row per position the base takes
-        positions = ("position_ids", context) if context < 1 << 30 else None
+        positions = ("position_ids", context) if context < UNBOUNDED_CONTEXT else None
         passes = optimize_graph(folder / "medusa.onnx", positions)
         on_graph()
         hidden = torch.zeros(b, model.get_output_embeddings().weight.shape[1], dtype=dtype)
