@@ -109,3 +109,5 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   and the bench line twice more > bench_zen4_f6_rotary_2.json, bench_zen4_f6_rotary_3.json (the second with the
 #   bench reporting *_prefill_ms). bench_zen4_f6_interleaved.json: the bench line on the
 #   norms+merges export, the bench taking the prompts in turn (before the rotary pass).
+#   The card's node counts (format 5 -> 6: 1,838 -> 1,014): for a in runs/art-default runs/art-f6; do python -c
+#   "import onnx; print(len(onnx.load('$a/medusa.onnx', load_external_data=False).graph.node))"; done
