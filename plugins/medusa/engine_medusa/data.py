@@ -145,20 +145,25 @@ def distill(
     batch_size: int,
     progress=None,
     minutes: float | None = None,
+    one_at_a_time: bool = False,
 ) -> Path:
     """Generate greedy answers in batches, one shard per batch; finished shards are reused
     (so an interrupted run resumes where it stopped). With `minutes`, generation stops when
-    that budget is spent and the data set is closed with the shards written so far."""
+    that budget is spent and the data set is closed with the shards written so far.
+    ``one_at_a_time``: each prompt of a batch alone (faster than a padded batch where the
+    backend's matrices are quantized: onnxruntime's 4-bit kernels are fastest on one row)."""
     rec = RecordingBackend(backend)
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
     for bi in pending_shards(folder, len(batches), minutes, progress, "self-distillation"):
         batch = sorted(batches[bi], key=lambda r: len(r["prompt"]))
         ids = [codec.encode_prompt(r["prompt"]) for r in batch]
-        rows, hid = rec.greedy(ids, max_new_tokens, codec.eos_ids)
-        answers = [r.tokens for r in rows]
-        write_shard(
-            folder, bi, answers, [hid[b, : len(a)] for b, a in enumerate(answers)], [str(r.get("id")) for r in batch]
-        )
+        groups = [[i] for i in ids] if one_at_a_time else [ids]
+        answers, hidden = [], []
+        for group in groups:
+            rows, hid = rec.greedy(group, max_new_tokens, codec.eos_ids)
+            answers += [r.tokens for r in rows]
+            hidden += [hid[b, : len(r.tokens)] for b, r in enumerate(rows)]
+        write_shard(folder, bi, answers, hidden, [str(r.get("id")) for r in batch])
     return close_shards(folder, len(batches))
 
 
@@ -217,10 +222,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("ENGINE_MEDUSA_CACHE", Path.home() / ".cache" / "engine-medusa"))
 
 
-def distill_folder(base: str, prompts_path, mix: dict, seed: int, max_new_tokens: int, dtype: str = "bfloat16") -> Path:
+def distill_folder(
+    base: str, prompts_path, mix: dict, seed: int, max_new_tokens: int, dtype: str = "bfloat16", artifact: str = ""
+) -> Path:
+    """The cache folder of one self-distillation set; ``artifact``: the digest of the exported
+    artifact that answered (``--distill-artifact``), else the torch base in ``dtype`` did."""
     digest = hashlib.sha256(Path(prompts_path).read_bytes()).hexdigest()[:12]
-    key = cache_key(base=base, prompts=digest, mix=mix, seed=seed, max_new=max_new_tokens)
-    return cache_root() / "distill" / (key + ("-bf16" if dtype == "bfloat16" else ""))
+    params = {"base": base, "prompts": digest, "mix": mix, "seed": seed, "max_new": max_new_tokens}
+    key = cache_key(**params, **({"artifact": artifact} if artifact else {}))
+    return cache_root() / "distill" / (key + ("-ort" if artifact else "-bf16" if dtype == "bfloat16" else ""))
 
 
 # ----------------------------------------------------------------------------- ShareGPT, teacher-forced
@@ -256,6 +266,11 @@ def read_sharegpt(limit: int | None = None) -> list[dict]:
 def held_back(sample_id: str, percent: int = 2) -> bool:
     """A stable split by id (the same samples are held back in every run and on every machine)."""
     return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) % 100 < percent
+
+
+def held_back_prompt(row: dict) -> bool:
+    """A ShareGPT prompt row (``sharegpt.jsonl``) of a conversation held back by :func:`held_back`."""
+    return str(row.get("source", "")).startswith("sharegpt") and held_back(str(row.get("id")))
 
 
 def teacher_force_batch(model, codec, rows: list[dict], max_prompt: int, max_answer: int):

@@ -166,8 +166,23 @@ class TrainOptions:
     distill_dtype: str = option(
         "bfloat16", "dtype of the base while it writes the answers (bf16 is much faster on a CPU)", choices=HEADS_DTYPES
     )
+    distill_artifact: str | None = option(
+        None,
+        "answers written by this exported artifact's greedy loop on onnxruntime instead of the torch base, one "
+        "prompt at a time (e.g. an int4 copy: the heads then learn the answers and hidden states of the model "
+        "they will verify against)",
+        type=str,
+        metavar="DIR",
+    )
     distill_minutes: float | None = option(
         None, "time budget for self-distillation: stop and train on what was written", type=float
+    )
+    init_heads: str | None = option(
+        None,
+        "start from these heads (a heads folder, e.g. the default's) instead of new ones: fine-tuning; "
+        "their kind and shape are kept",
+        type=str,
+        metavar="DIR",
     )
     mode: str = option("medusa1", "Medusa-1 (frozen base) or Medusa-2 (joint)", choices=("medusa1", "medusa2"))
     heads: int = option(4, "number of heads", validator=_positive)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.artifacts import sha256_file
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.errors import UsageError
 from engine.io.prompts import read_prompt_rows
@@ -339,16 +340,21 @@ def train_medusa1(
     base_name: str,
     *,
     embedding=None,
+    init=None,
     resume=False,
     progress=None,
     log=print,
 ):
-    """Train heads on cached hidden states. Returns (heads, report dict)."""
+    """Train heads on cached hidden states, new ones or (``init``) a copy of trained heads of the
+    same shape. Returns (heads, report dict)."""
     torch.manual_seed(cfg.seed)
     train, val = split_samples(samples, cfg.val_fraction, cfg.seed)
     tr = flatten_positions(train, cfg.num_heads)
     va = flatten_positions(val, cfg.num_heads)
     heads = build_heads(lm_head, cfg, train, embedding)
+    if init is not None:  # their weights and draft vocabulary; what trains stays as in new heads
+        heads.load_state_dict(init.state_dict())
+        heads.refresh_draft_weight()
     params = [p for p in heads.parameters() if p.requires_grad]
     trainer = Trainer(cfg, out, [{"params": params, "lr": cfg.lr}], {"heads": heads}, progress, log)
     if resume:
@@ -693,6 +699,7 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
     base_name = canonical_base_name(base)
     model, codec = load_base(base)
     rank, _ = dist_info()
+    init = _initial_heads(o, model)  # refused before minutes of data, not after
     if o.data == "sharegpt":
         folder, extra = _teacher_forced(model, codec, o, base_name, seed, rank, progress, log)
     else:
@@ -709,14 +716,15 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
         draft_cls_weight=o.draft_cls_weight,
         draft_init=o.draft_init,
         **draft,
-        num_heads=o.heads,
-        num_layers=o.layers,
-        share_lm_head=not o.own_lm_head,
+        num_heads=init.num_heads if init else o.heads,
+        num_layers=init.num_layers if init else o.layers,
+        share_lm_head=init.share_lm_head if init else not o.own_lm_head,
         soft_targets=o.data == "sharegpt",
         max_steps=o.steps,
         seed=seed,
         bf16=not o.fp32,
-        **{name: getattr(o, name) for name in same},
+        **{name: getattr(o, name) for name in same if not (init and name == "draft_vocab")},
+        **({"draft_vocab": init.draft_vocab} if init else {}),
     )
     if cfg.kind == "draft":
         if o.mode != "medusa1":
@@ -743,6 +751,7 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
             out,
             base_name,
             embedding=model.get_input_embeddings(),
+            init=init,
             resume=o.resume,
             progress=progress,
             log=log,
@@ -764,13 +773,47 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
     return {k: v for k, v in report.items() if k != "history"}
 
 
+def _initial_heads(o, model):
+    """The heads ``--init-heads`` names (Medusa-1 heads of ``--kind``), or None."""
+    if not o.init_heads:
+        return None
+    from .heads import load_heads
+
+    heads, cfg = load_heads(o.init_heads, model)
+    if cfg.get("kind", "medusa") != o.kind or o.kind == "draft" or o.mode != "medusa1":
+        raise UsageError(
+            f"--init-heads: {o.init_heads} holds {cfg.get('kind', 'medusa')} heads; fine-tuning takes Medusa or "
+            f"Hydra heads of the --kind trained (here {o.kind}) with --mode medusa1"
+        )
+    return heads
+
+
+def _answering_artifact(path: str, model):
+    """The onnxruntime decoder of the artifact at ``path`` (no tree: its greedy loop), refused in
+    one line unless it was exported from ``model`` (the fingerprint of its LM head)."""
+    from engine.artifacts import load_artifact
+
+    from .base import lm_head_fingerprint
+
+    decoder = load_artifact(path, provider="cpu", threads=torch.get_num_threads(), tree=[])  # --threads
+    theirs = (decoder.artifact.config.get("heads_config") or {}).get("lm_head_fingerprint")
+    ours = lm_head_fingerprint(model.get_output_embeddings().weight)
+    if theirs != ours:
+        raise UsageError(
+            f"--distill-artifact: {path} was exported from {decoder.base_name} (LM head {theirs}), "
+            f"not the base trained on (LM head {ours})"
+        )
+    return decoder
+
+
 def _distill_prompts(o, seed: int):
     from . import data
     from .options import parse_mix
 
     prompts_path = Path(o.prompts) if o.prompts else data.TRAIN_PROMPTS
     mix = parse_mix(o.mix)
-    rows = read_prompt_rows(prompts_path)
+    # ShareGPT conversations held back from training (measured on) are never answered for it either
+    rows = [r for r in read_prompt_rows(prompts_path) if not data.held_back_prompt(r)]
     prompts = rows[: mix["all"]] if "all" in mix else data.select_prompts(rows, mix, seed)
     if not prompts:
         raise UsageError(f"no prompts selected from {prompts_path} with --mix {o.mix}")
@@ -783,13 +826,19 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
     from .base import TorchBackend
 
     prompts_path, prompts, mix = _distill_prompts(o, seed)
-    folder = data.distill_folder(base_name, prompts_path, mix, seed, o.max_new_tokens, o.distill_dtype)
+    answering = _answering_artifact(o.distill_artifact, model) if o.distill_artifact else None
+    digest = sha256_file(Path(o.distill_artifact) / "manifest.json")[:12] if answering else ""
+    folder = data.distill_folder(base_name, prompts_path, mix, seed, o.max_new_tokens, o.distill_dtype, digest)
     if not (folder / "DONE").exists():
         if rank == 0:
-            gen = model if o.distill_dtype == "float32" else copy.deepcopy(model).to(torch.bfloat16)
+            if answering is not None:
+                backend = answering.backend
+            else:
+                gen = model if o.distill_dtype == "float32" else copy.deepcopy(model).to(torch.bfloat16)
+                backend = TorchBackend(gen, None)
             log(f"self-distillation: {len(prompts)} prompts -> {folder}")
             data.distill(
-                TorchBackend(gen, None),
+                backend,
                 codec,
                 prompts,
                 folder,
@@ -797,8 +846,9 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
                 batch_size=o.distill_batch,
                 progress=progress,
                 minutes=o.distill_minutes,
+                one_at_a_time=answering is not None,
             )
-            del gen
+            del backend
         _barrier()
     else:
         log(f"using cached self-distillation data {folder}")
@@ -810,9 +860,12 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
         "batches": done.get("batches"),
         "complete": done.get("complete", True),
         "max_new_tokens": o.max_new_tokens,
-        "dtype": o.distill_dtype,
         "prompts_file": prompts_path.name,
     }
+    if answering is not None:  # which artifact answered: its manifest and quantization
+        record["artifact"] = {"manifest_sha256": digest, **answering.artifact.config.get("quantization", {})}
+    else:
+        record["dtype"] = o.distill_dtype
     return folder, {"distill": record}
 
 

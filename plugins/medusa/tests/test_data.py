@@ -99,3 +99,22 @@ def test_a_shard_claimed_by_another_labeller_is_left_to_it(tmp_path):
     assert list(data.pending_shards(folder, 3, None, None, "second")) == [1, 2]
     held.close()  # claim released (as when its process dies): shard 0 is pending again
     assert list(data.pending_shards(folder, 3, None, None, "third")) == [0, 1, 2]
+
+
+def test_held_back_sharegpt_prompts_are_never_distilled(tmp_path):
+    """The ShareGPT conversations held back from training (by id) are not answered for training
+    either; prompts of other sources with the same ids are."""
+    from engine_medusa.options import TrainOptions
+    from engine_medusa.training import _distill_prompts
+
+    ids = [f"c{i}_0" for i in range(200)]
+    held = [i for i in ids if data.held_back(i)]
+    assert held and len(held) < len(ids)
+    rows = [{"source": "sharegpt-v3", "id": i, "category": "chat", "prompt": f"q {i}"} for i in ids]
+    rows += [{"source": "vicuna-bench", "id": held[0], "category": "chat", "prompt": "other"}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, prompts, _ = _distill_prompts(TrainOptions(prompts=str(path), mix="all=1000"), 0)
+    chosen = {(p["source"], p["id"]) for p in prompts}
+    assert not chosen & {("sharegpt-v3", i) for i in held}
+    assert len(prompts) == len(rows) - len(held) and ("vicuna-bench", held[0]) in chosen

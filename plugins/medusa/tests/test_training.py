@@ -179,6 +179,35 @@ def test_bad_arguments_are_usage_errors(setup, capsys, extra, message):
     assert len(err) == 1 and message in err[0], err
 
 
+def test_init_heads_fine_tunes_trained_heads_keeping_their_shape(setup, capsys):
+    """--init-heads starts from trained heads: their shape and draft vocabulary are kept whatever
+    --heads and --draft-vocab say, and training starts at their accuracy, not at the base's."""
+    first, tuned = setup / "ft-first", setup / "ft-tuned"
+    shape = ("--kind", "hydra", "--draft-vocab", "40")
+    start = train_main(args(setup, first, "--steps", "40", "--heads", "2", *shape), capsys)
+    fresh = start["val_accuracy_at_init"]["top1"]
+    other = ("--heads", "3", "--kind", "hydra", "--draft-vocab", "50")
+    report = train_main(args(setup, tuned, "--steps", "5", *other, "--init-heads", str(first)), capsys)
+    at_init = report["val_accuracy_at_init"]["top1"]
+    assert len(at_init) == 2 and at_init[0] > fresh[0]  # the trained heads' accuracy (stored as fp16)
+    assert at_init == pytest.approx(start["val_accuracy"]["top1"], abs=0.03)
+    cfg = json.loads((tuned / "config.json").read_text())
+    assert (cfg["num_heads"], cfg["draft_vocab"], cfg["kind"]) == (2, 40, "hydra")
+    from safetensors.torch import load_file
+
+    subset = [load_file(str(f / "heads.safetensors"))["vocab_subset"] for f in (first, tuned)]
+    assert torch.equal(*subset)
+
+
+def test_init_heads_of_another_kind_are_refused_in_one_line(setup, capsys):
+    train_main(args(setup, setup / "ft-medusa", "--steps", "2", "--heads", "2"))
+    capsys.readouterr()
+    argv = args(setup, setup / "ft-bad", "--steps", "2", "--kind", "hydra", "--init-heads", str(setup / "ft-medusa"))
+    train_main(argv, status=2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds medusa heads" in err[0], err
+
+
 def test_train_needs_an_output_folder(setup, capsys):
     argv = [a for a in args(setup, setup / "x") if a not in ("-o", str(setup / "x"))]
     train_main(argv, status=2)
@@ -271,3 +300,35 @@ def test_prepare_only_writes_the_data_and_no_heads(setup, capsys):
     report = train_main(args(setup, setup / "prep", "--prepare-only"), capsys)
     assert report["distill"]["batches"] == 3 and report["distill"]["complete"]
     assert not (setup / "prep" / "heads.safetensors").exists()
+
+
+def test_distill_artifact_answers_with_the_artifacts_own_greedy_loop(setup, capsys):
+    """--distill-artifact: the training answers are an exported artifact's greedy tokens on
+    onnxruntime, cached apart from the torch base's; an artifact of another base is refused in one
+    line before any answer is written."""
+    from engine_medusa import data
+    from engine_medusa.base import load_base
+    from engine_medusa.torch_path import MedusaDecoder
+
+    from engine.artifacts import load_artifact
+
+    train_main(args(setup, setup / "da-heads", "--steps", "2", "--heads", "2"))
+    model, codec = load_base(str(setup / "base"))
+    art = MedusaDecoder.from_model(model, codec, heads=setup / "da-heads", tree=[[0]]).export_onnx(setup / "da-art")
+    capsys.readouterr()
+    report = train_main(args(setup, setup / "da", "--prepare-only", "--distill-artifact", str(art)), capsys)
+    record = report["distill"]
+    assert record["folder"].endswith("-ort") and len(record["artifact"]["manifest_sha256"]) == 12
+    samples = data.load_shards(data.cache_root() / "distill" / record["folder"])
+    prompts = {str(json.loads(line)["id"]): json.loads(line)["prompt"] for line in open(setup / "prompts.jsonl")}
+    greedy = load_artifact(art, provider="cpu", tree=[])
+    assert len(samples) == 24
+    for sid, tokens, hidden, _ in samples[:6]:
+        assert list(tokens) == list(greedy.generate(prompts[sid], GenerationConfig(max_new_tokens=24)).tokens)
+        assert hidden.shape == (len(tokens), model.config.hidden_size)
+    save_tiny(setup / "other-base", seed=1)
+    argv = args(setup, setup / "da-bad", "--prepare-only", "--distill-artifact", str(art))
+    argv[argv.index(str(setup / "base"))] = str(setup / "other-base")
+    train_main(argv, status=2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not the base trained on" in err[0], err
