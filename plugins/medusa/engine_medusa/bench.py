@@ -21,33 +21,36 @@ def device_name(threads: int) -> str:
     return f"cpu: {cpu_model()}, {threads} thread(s)"
 
 
-def artifact_for(decoder, cache_dir: Path, log) -> Path:
-    """Export once per (heads, versions); the tree is chosen at load time, so it is not in the key."""
+def artifact_for(decoder, cache_dir: Path, log, quantize: str | None = None) -> Path:
+    """Export once per (heads, scheme, versions); the tree is chosen at load time, so it is not in
+    the key. A quantized export of the default heads carries their quantized companion."""
     import torch
     import transformers
 
+    from .component import heads_for_export
     from .export import EXPORT_FORMAT
     from .heads import weights_file
+    from .quantize import scheme_config
 
+    heads = heads_for_export(decoder.heads_folder, quantize) or decoder.heads_folder
     key = hashlib.sha256(
         json.dumps(
             {
                 "base": decoder.base_name,
                 "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
-                "weights": hashlib.sha256(weights_file(decoder.heads_folder).read_bytes()).hexdigest()
-                if decoder.heads_folder
-                else None,
+                "weights": hashlib.sha256(weights_file(heads).read_bytes()).hexdigest() if heads else None,
                 "torch": torch.__version__,
                 "export_format": EXPORT_FORMAT,
                 "transformers": transformers.__version__,
+                **({"quantization": scheme_config(quantize)} if quantize else {}),
             },
             sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
-    path = cache_dir / "artifacts" / f"medusa-{key}"
+    path = cache_dir / "artifacts" / (f"medusa-{quantize}-{key}" if quantize else f"medusa-{key}")
     if not (path / "manifest.json").exists():
         log(f"exporting the ONNX artifact to {path} (once; takes a few minutes)")
-        decoder.export_onnx(path)
+        decoder.export_onnx(path, quantize=quantize)
     return path
 
 
@@ -283,7 +286,9 @@ def llama_cpp_runner(child: ChildProcess, gguf: str, threads: int, prompt_ids, e
 
 def ort_decoders(dec, options, load_artifact, artifact, tree, log) -> dict:
     """{suffix: (Medusa decoder, greedy decoder)} on the fp32 artifact ("") and each quantized copy
-    ("_int4", "_int8"); the fp32 artifact is exported into the cache when none is given."""
+    ("_int4", "_int8"). Without ``artifact`` each is exported into the cache from the torch decoder
+    (a quantized export of the default heads carries their quantized companion, on its own stored
+    tree); with one, the quantized copies are made from it and keep its heads."""
     from engine.artifacts import read_artifact
     from engine.errors import UsageError
 
@@ -306,10 +311,17 @@ def ort_decoders(dec, options, load_artifact, artifact, tree, log) -> dict:
     ort_tree = tree
     if tree is None and not fp32_medusa.tree_source.startswith("tuned"):
         ort_tree = fallback
-    variants = {"": art} | {f"_{q}": quantized_for(art, q, cache_root(), log) for q in options.quantize}
+
+    def copy_for(quantize):
+        if artifact:
+            return quantized_for(art, quantize, cache_root(), log)
+        return artifact_for(dec, cache_root(), log, quantize)
+
+    variants = {"": art} | {f"_{q}": copy_for(q) for q in options.quantize}
+    copy_fallback = ort_tree if artifact else None  # an exported copy's stored tree is its own heads'
     return {
         # the greedy loop: the same graphs with a root-only tree
-        sfx: (medusa_on(load_artifact, path, tree, ort_tree) if sfx else fp32_medusa, load_artifact(path, tree=[]))
+        sfx: (medusa_on(load_artifact, path, tree, copy_fallback) if sfx else fp32_medusa, load_artifact(path, tree=[]))
         for sfx, path in variants.items()
     }
 

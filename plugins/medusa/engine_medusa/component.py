@@ -17,6 +17,10 @@ from .options import as_tree
 from .tree import build_tree
 
 DEFAULT_HEADS = Path(__file__).resolve().parent / "weights" / "default"
+# The default heads fine-tuned on an int4 copy's own answers and hidden states (MODEL_CARD.md, "Heads for
+# quantized artifacts"): what a quantized export of the default heads carries, as a quantized base is
+# another model than the fp32 one the default heads were trained for.
+QUANTIZED_HEADS = DEFAULT_HEADS.parent / "quantized"
 TREE_FILE = "tree.json"
 # Used when a heads folder has no tuned tree: a small CPU-sized tree.
 FALLBACK_TREE = [[0], [1], [0, 0], [0, 0, 0], [0, 0, 0, 0]]
@@ -41,6 +45,14 @@ def read_tree(folder, backend: str = "torch") -> tuple[list, int]:
     if entry is None:
         return FALLBACK_TREE, 10
     return entry["choices"], int(entry.get("topk", 10))
+
+
+def heads_for_export(folder, quantize: str | None) -> Path | None:
+    """The heads a quantized export carries: the default heads become ``QUANTIZED_HEADS``, other
+    heads stay as they are (None: those of the decoder)."""
+    if quantize and folder is not None and Path(folder).resolve() == DEFAULT_HEADS:
+        return QUANTIZED_HEADS
+    return None
 
 
 def resolve_heads(heads) -> Path | None:

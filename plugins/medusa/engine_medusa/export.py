@@ -29,7 +29,7 @@ from engine.errors import UsageError
 from engine.onnx_passes import optimize_graph
 
 from .base import UNBOUNDED_CONTEXT, cache_argument, context_length
-from .component import stored_tree
+from .component import heads_for_export, stored_tree
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}
@@ -321,6 +321,7 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
     """Export a MedusaDecoder (torch) into an engine artifact at dest: the base model and the
     heads as ONNX graphs plus the tokenizer, so the artifact runs without torch. ``quantize``
     ("int4" | "int8"): the graphs' weights as MatMulNBits (see :mod:`engine_medusa.quantize`)."""
+    from .heads import load_heads
     from .quantize import quantize_graphs, scheme_config
 
     if decoder.heads is None:
@@ -330,14 +331,17 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
     tree = decoder.tree
     topk = tree.topk if tree else 10
     choices = [list(c) for c in tree.choices] if tree else []
-    if decoder.heads_folder is not None:  # prefer the tree tuned on onnxruntime latencies
-        stored = stored_tree(decoder.heads_folder, "onnxruntime")
+    heads, heads_cfg, heads_dir = decoder.heads, decoder.heads_config, decoder.heads_folder
+    if (quantized := heads_for_export(heads_dir, quantize)) is not None:  # the default heads' quantized companion
+        (heads, heads_cfg), heads_dir = load_heads(quantized, decoder.model), quantized
+    if heads_dir is not None:  # prefer the tree tuned on onnxruntime latencies
+        stored = stored_tree(heads_dir, "onnxruntime")
         if stored is not None and int(stored.get("topk", 10)) == topk:
             choices = stored["choices"]
     with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp, decoder.progress(desc="export") as steps:
         folder = Path(tmp) / "fp32"
         folder.mkdir()
-        models = export_graphs(decoder.model, decoder.heads, folder, topk, on_graph=steps.update)
+        models = export_graphs(decoder.model, heads, folder, topk, on_graph=steps.update)
         if scheme:  # the fp32 graphs are only an intermediate: quantize them beside
             (folder := Path(tmp) / quantize).mkdir()
             quantize_graphs(Path(tmp) / "fp32", folder, scheme, models, on_graph=steps.update)
@@ -347,8 +351,8 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
         files.update(decoder.codec.save(text_dir))
         config = {
             "base_model": decoder.base_name,
-            "num_heads": decoder.heads.num_heads,
-            "heads_kind": decoder.heads.kind,
+            "num_heads": heads.num_heads,
+            "heads_kind": heads.kind,
             "export_format": EXPORT_FORMAT,
             "tree": choices,
             "topk": topk,
@@ -357,10 +361,10 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
             "chat": decoder.chat,
             "n_layers": len(models["medusa"]["inputs"][4:]) // 2,
             "kv_shape": list(kv_shape(decoder.model)),
-            "heads_config": decoder.heads_config,
+            "heads_config": heads_cfg,
         }
-        if decoder.heads.kind == "draft":
-            config["draft_kv_shape"] = list(decoder.heads.kv_shape)
+        if heads.kind == "draft":
+            config["draft_kv_shape"] = list(heads.kv_shape)
         if scheme:
             config["quantization"] = scheme
         return write_component_artifact(

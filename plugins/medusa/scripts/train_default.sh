@@ -18,3 +18,15 @@ python scripts/compare_heads.py scripts/results/compare_heads.json \
 $E --json train medusa $common --kind hydra --layers 2 --steps 3000 -o runs/hydra2-3k > runs/hydra2-3k.json
 python scripts/compare_heads.py scripts/results/compare_heads.json hydra2-3k=runs/hydra2-3k
 for f in config.json heads.safetensors train_log.json; do cp runs/hydra2-3k/$f engine_medusa/weights/default/; done
+# 5. version 6 (the default since 2026-12-06): v5 fine-tuned on an int4 copy's own greedy answers (self-distillation
+#    with the quantized base the heads verify against; MODEL_CARD.md "Version 6"). The int4 copy is the bench's
+#    (engine bench medusa --artifact $ART --quantize int4 writes it under ~/.cache/engine-medusa/artifacts/);
+#    the answers were written by two processes side by side on one cache (one core each, 40 minutes).
+INT4=${INT4:?the int4 copy of the format-6 export of the v5 heads}
+sd="--data distill --distill-artifact $INT4 --prompts ../../../shared/data/prompts/sharegpt.jsonl --mix chat=3000 --max-new-tokens 256"
+$E --json train medusa $sd --distill-minutes 40 --prepare-only -o runs/sd-int4 --threads 1 --kind hydra > runs/sd-int4-a.log &
+$E --json train medusa $sd --distill-minutes 40 --prepare-only -o runs/sd-int4 --threads 1 --kind hydra > runs/sd-int4-b.log &
+wait
+$E --json train medusa $sd --kind hydra --init-heads engine_medusa/weights/default --steps 1200 --batch-size 512 \
+  --lr 5e-4 --checkpoint-every 100 --threads 1 -o runs/hydra-sd-int4 > runs/hydra-sd-int4.json
+for f in config.json heads.safetensors train_log.json; do cp runs/hydra-sd-int4/$f engine_medusa/weights/default/; done

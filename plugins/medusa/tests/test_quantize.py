@@ -3,6 +3,8 @@ scheme, every weight matrix is quantized (the tied LM head too, at 8 bits), and 
 base gives exactly that base's own greedy tokens on these tiny models. (On SmolLM2 at
 accuracy_level 4 it does not: see MODEL_CARD.md, "Quantized artifacts".)"""
 
+import json
+
 import onnx
 import pytest
 import torch
@@ -186,3 +188,26 @@ def test_quality_measures(exported):
     ppl32 = quality.perplexity(fp32.backend, prompts)
     assert 1.0 < ppl32 < 200 and abs(quality.perplexity(int8.backend, prompts) - ppl32) < 0.1 * ppl32
     assert quality.prefix_agreement([[1, 2, 3], [4, 5]], [[1, 2, 9], [4, 5]]) == 4 / 5
+
+
+def test_a_quantized_export_of_the_default_heads_carries_their_quantized_companion(tmp_path, monkeypatch):
+    """The default heads were trained for the fp32 base; a quantized export of them carries the heads
+    fine-tuned for the quantized base (``QUANTIZED_HEADS``) and their stored onnxruntime tree, an fp32
+    export the default heads; other heads are exported as they are."""
+    from engine_medusa import component
+    from engine_medusa.heads import heads_config, save_heads
+
+    model = tied_llama()
+    lm_head = model.get_output_embeddings()
+    for name, n, seed in (("default", 2, 3), ("quantized", 3, 4)):
+        heads = randomize_heads(MedusaHeads(lm_head, n), seed=seed)
+        save_heads(tmp_path / name, heads, heads_config(heads, "custom", lm_head.weight))
+    (tmp_path / "quantized" / "tree.json").write_text(json.dumps({"onnxruntime": {"choices": [[0], [0, 0]]}}))
+    monkeypatch.setattr(component, "DEFAULT_HEADS", (tmp_path / "default").resolve())
+    monkeypatch.setattr(component, "QUANTIZED_HEADS", tmp_path / "quantized")
+    dec = MedusaDecoder.from_model(model, char_codec(), heads=tmp_path / "default", tree=[[0]], heads_dtype="float32")
+    exports = {q: read_artifact(dec.export_onnx(tmp_path / f"art-{q}", quantize=q)).config for q in (None, "int8")}
+    assert (exports[None]["num_heads"], exports[None]["tree"]) == (2, [[0]])
+    assert (exports["int8"]["num_heads"], exports["int8"]["tree"]) == (3, [[0], [0, 0]])
+    monkeypatch.setattr(component, "DEFAULT_HEADS", tmp_path / "elsewhere")
+    assert read_artifact(dec.export_onnx(tmp_path / "art-other", quantize="int8")).config["num_heads"] == 2
