@@ -111,3 +111,15 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   norms+merges export, the bench taking the prompts in turn (before the rotary pass).
 #   The card's node counts (format 5 -> 6: 1,838 -> 1,014): for a in runs/art-default runs/art-f6; do python -c
 #   "import onnx; print(len(onnx.load('$a/medusa.onnx', load_external_data=False).graph.node))"; done
+# Heads for quantized artifacts (2026-12-06, the Zen-4 EPYC, nothing else running; times in when_zen4_sd.txt;
+#   P=../../../shared/data/prompts/sharegpt.jsonl): the
+#   fine-tuned heads (train_default.sh step 5, runs/hydra-sd-int4) exported and their copies tuned and benched on
+#   every row first (installed by hand as the default for those two runs only):
+#   $E export medusa --heads runs/hydra-sd-int4 -o runs/art-sd --threads 1
+#   $E --json medusa tune-tree --artifact <int4 | int8 copy | runs/art-sd> --threads 1 > tune_tree_ort_{int4,int8,fp32}_sd_zen4.json
+#   $E --json bench medusa --limit 10 --threads 1 --artifact runs/art-sd --quantize int4,int8 --perplexity $P > bench_zen4_sd.json
+#   $E --json medusa tune-tree --write-heads --threads 1 > tune_tree_torch_default_sd.json (the torch tuner: no tree)
+#   $E --json medusa tune-tree --artifact runs/art-sd --write-heads --threads 1 > tune_tree_ort_default_sd.json
+#   the bench line again > bench_zen4_sd_2.json; then the default heads restored, the fine-tuned ones installed as
+#   weights/quantized (tree.json: {"onnxruntime": <tune_tree_ort_int4_sd_zen4.json>}), and as shipped:
+#   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int8 --perplexity $P > bench_zen4_quantized_heads.json
