@@ -708,7 +708,7 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
         return extra
     samples = data.load_shards(folder)
     next(iter(extra.values()))["prompts"] = len(samples)
-    same = ("mode", "kind", "draft_vocab", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")
+    same = ("mode", "kind", "epochs", "batch_size", "lr", "val_fraction", "checkpoint_every")
     same += ("unfreeze_last", "lambda0", "head_lr_mult", "stage1_steps")
     draft = {"warmup": 0.05, "betas": (0.9, 0.95)} if o.kind == "draft" else {}
     cfg = TrainConfig(
@@ -719,12 +719,12 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
         num_heads=init.num_heads if init else o.heads,
         num_layers=init.num_layers if init else o.layers,
         share_lm_head=init.share_lm_head if init else not o.own_lm_head,
+        draft_vocab=init.draft_vocab if init else o.draft_vocab,
         soft_targets=o.data == "sharegpt",
         max_steps=o.steps,
         seed=seed,
         bf16=not o.fp32,
-        **{name: getattr(o, name) for name in same if not (init and name == "draft_vocab")},
-        **({"draft_vocab": init.draft_vocab} if init else {}),
+        **{name: getattr(o, name) for name in same},
     )
     if cfg.kind == "draft":
         if o.mode != "medusa1":
@@ -789,21 +789,32 @@ def _initial_heads(o, model):
 
 
 def _answering_artifact(path: str, model):
-    """The onnxruntime decoder of the artifact at ``path`` (no tree: its greedy loop), refused in
-    one line unless it was exported from ``model`` (the fingerprint of its LM head)."""
-    from engine.artifacts import load_artifact
+    """The artifact at ``path`` (read and verified), refused in one line unless it was exported
+    from ``model`` (the fingerprint of its LM head)."""
+    from engine.artifacts import read_artifact
 
     from .base import lm_head_fingerprint
 
-    decoder = load_artifact(path, provider="cpu", threads=torch.get_num_threads(), tree=[])  # --threads
-    theirs = (decoder.artifact.config.get("heads_config") or {}).get("lm_head_fingerprint")
+    artifact = read_artifact(path)
+    theirs = (artifact.config.get("heads_config") or {}).get("lm_head_fingerprint")
     ours = lm_head_fingerprint(model.get_output_embeddings().weight)
     if theirs != ours:
         raise UsageError(
-            f"--distill-artifact: {path} was exported from {decoder.base_name} (LM head {theirs}), "
+            f"--distill-artifact: {path} was exported from {artifact.config.get('base_model')} (LM head {theirs}), "
             f"not the base trained on (LM head {ours})"
         )
-    return decoder
+    return artifact
+
+
+def _distill_backend(model, o, answering):
+    """What writes the answers: the greedy loop of the artifact ``answering`` on onnxruntime, else
+    the torch base in ``--distill-dtype``."""
+    from .base import TorchBackend
+    from .ort_path import OrtMedusaDecoder
+
+    if answering is not None:  # --threads, as for torch
+        return OrtMedusaDecoder(answering, provider="cpu", threads=torch.get_num_threads(), tree=[]).backend
+    return TorchBackend(model if o.distill_dtype == "float32" else copy.deepcopy(model).to(torch.bfloat16), None)
 
 
 def _distill_prompts(o, seed: int):
@@ -823,7 +834,6 @@ def _distill_prompts(o, seed: int):
 def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progress, log):
     """The base's own greedy answers to training prompts (cached): folder and the log's record."""
     from . import data
-    from .base import TorchBackend
 
     prompts_path, prompts, mix = _distill_prompts(o, seed)
     answering = _answering_artifact(o.distill_artifact, model) if o.distill_artifact else None
@@ -831,11 +841,7 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
     folder = data.distill_folder(base_name, prompts_path, mix, seed, o.max_new_tokens, o.distill_dtype, digest)
     if not (folder / "DONE").exists():
         if rank == 0:
-            if answering is not None:
-                backend = answering.backend
-            else:
-                gen = model if o.distill_dtype == "float32" else copy.deepcopy(model).to(torch.bfloat16)
-                backend = TorchBackend(gen, None)
+            backend = _distill_backend(model, o, answering)
             log(f"self-distillation: {len(prompts)} prompts -> {folder}")
             data.distill(
                 backend,
@@ -848,7 +854,7 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
                 minutes=o.distill_minutes,
                 one_at_a_time=answering is not None,
             )
-            del backend
+            del backend  # the bf16 copy or the onnxruntime sessions: not needed for training
         _barrier()
     else:
         log(f"using cached self-distillation data {folder}")
@@ -863,7 +869,7 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
         "prompts_file": prompts_path.name,
     }
     if answering is not None:  # which artifact answered: its manifest and quantization
-        record["artifact"] = {"manifest_sha256": digest, **answering.artifact.config.get("quantization", {})}
+        record["artifact"] = {"manifest_sha256": digest, **answering.config.get("quantization", {})}
     else:
         record["dtype"] = o.distill_dtype
     return folder, {"distill": record}
