@@ -215,6 +215,13 @@ def close_shards(folder: Path, total: int) -> Path:
     return folder
 
 
+def to_continue(folder: Path, minutes: float | None) -> bool:
+    """Whether shards are still to be written: the set was never closed, or it was closed
+    incomplete (a time budget ran out) and a new budget is given."""
+    done = folder / "DONE"
+    return not done.exists() or bool(minutes) and not json.loads(done.read_text())["complete"]
+
+
 DEFAULT_MIX = {"chat": 427, "code": 300, "math": 250}
 
 

@@ -65,10 +65,18 @@ class RowOutput:
         self.decode, self.max_new, self.eos_ids = decode, max_new, set(eos_ids)
         self.stop, self.stream = tuple(stop), stream
         self.tokens: list[int] = []
-        self.text = ""
+        self._text, self._decoded = "", 0
         self.emitted = 0
         self.done = False
         self.steps = 0
+
+    @property
+    def text(self) -> str:
+        """The answer so far; decoded when asked (after every token only with stop strings or streaming)."""
+        if self._decoded != len(self.tokens):
+            self._text = self.decode([t for t in self.tokens if t not in self.eos_ids])
+            self._decoded = len(self.tokens)
+        return self._text
 
     def push(self, token: int) -> None:
         if self.done:
@@ -77,11 +85,10 @@ class RowOutput:
         if token in self.eos_ids:
             self.done = True
         else:
-            self.text = self.decode([t for t in self.tokens if t not in self.eos_ids])
             for s in self.stop:
                 at = self.text.find(s)
                 if at >= 0:
-                    self.text, self.done = self.text[:at], True
+                    self._text, self.done = self.text[:at], True
         if len(self.tokens) >= self.max_new:
             self.done = True
         self._flush()

@@ -139,7 +139,10 @@ class TrainOptions:
         choices=("distill", "sharegpt"),
     )
     teacher_minutes: float | None = option(
-        None, "time budget for teacher forcing: stop and train on what was labelled", type=float
+        None,
+        "time budget for teacher forcing: stop and train on what was labelled (a set stopped by its budget "
+        "continues when given a new one)",
+        type=float,
     )
     prepare_only: bool = option(False, "write the training data (self-distillation or teacher forcing) and stop")
     kind: str = option(
@@ -175,7 +178,10 @@ class TrainOptions:
         metavar="DIR",
     )
     distill_minutes: float | None = option(
-        None, "time budget for self-distillation: stop and train on what was written", type=float
+        None,
+        "time budget for self-distillation: stop and train on what was written (a set stopped by its budget "
+        "continues when given a new one)",
+        type=float,
     )
     init_heads: str | None = option(
         None,

@@ -839,7 +839,7 @@ def _self_distilled(model, codec, o, base_name: str, seed: int, rank: int, progr
     answering = _answering_artifact(o.distill_artifact, model) if o.distill_artifact else None
     digest = sha256_file(Path(o.distill_artifact) / "manifest.json")[:12] if answering else ""
     folder = data.distill_folder(base_name, prompts_path, mix, seed, o.max_new_tokens, o.distill_dtype, digest)
-    if not (folder / "DONE").exists():
+    if data.to_continue(folder, o.distill_minutes):
         if rank == 0:
             backend = _distill_backend(model, o, answering)
             log(f"self-distillation: {len(prompts)} prompts -> {folder}")
@@ -882,7 +882,7 @@ def _teacher_forced(model, codec, o, base_name: str, seed: int, rank: int, progr
     max_prompt, max_answer = data.TEACHER_LIMITS["max_prompt"], data.TEACHER_LIMITS["max_answer"]
     folder = data.teacher_folder(base_name, "train", seed, max_prompt, max_answer)
     done = folder / "DONE"
-    if not done.exists() or not json.loads(done.read_text())["complete"] and o.teacher_minutes:
+    if data.to_continue(folder, o.teacher_minutes):
         if rank == 0:
             rows = data.sharegpt_split(data.read_sharegpt(), "train", seed)
             log(f"teacher forcing: {len(rows)} ShareGPT conversations -> {folder}")

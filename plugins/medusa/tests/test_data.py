@@ -118,3 +118,16 @@ def test_held_back_sharegpt_prompts_are_never_distilled(tmp_path):
     chosen = {(p["source"], p["id"]) for p in prompts}
     assert not chosen & {("sharegpt-v3", i) for i in held}
     assert len(prompts) == len(rows) - len(held) and ("vicuna-bench", held[0]) in chosen
+
+
+def test_a_set_stopped_by_its_budget_continues_only_when_given_a_new_one(tmp_path):
+    folder = tmp_path / "sd"
+    assert data.to_continue(folder, None)  # never written
+    folder.mkdir()
+    data.shard_path(folder, 0).write_bytes(b"")
+    data.close_shards(folder, 2)  # the budget ran out after one shard of two
+    assert not data.to_continue(folder, None)  # train on what was written
+    assert data.to_continue(folder, 30.0)
+    data.shard_path(folder, 1).write_bytes(b"")
+    data.close_shards(folder, 2)
+    assert not data.to_continue(folder, 30.0)
