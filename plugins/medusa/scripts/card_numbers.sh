@@ -123,3 +123,11 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   the bench line again > bench_zen4_sd_2.json; then the default heads restored, the fine-tuned ones installed as
 #   weights/quantized (tree.json: {"onnxruntime": <tune_tree_ort_int4_sd_zen4.json>}), and as shipped:
 #   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int8 --perplexity $P > bench_zen4_quantized_heads.json
+#   (and twice more at 09:01 and 11:00 UTC > bench_zen4_quantized_heads_2.json, bench_zen4_quantized_heads_3.json)
+# Twice the self-distilled data (2026-12-06, later; the Zen-4 EPYC): the two --prepare-only lines of train_default.sh
+#   step 5 again with --distill-minutes 34 (the set completed: 188 of 188 shards), then
+#   $E --json train medusa $sd --kind hydra --init-heads engine_medusa/weights/default --steps 2400 --batch-size 512 \
+#     --lr 5e-4 --checkpoint-every 100 --threads 1 -o runs/hydra-sd2-int4   (train_log.json -> train_log_sd2_int4.json)
+#   $E export medusa --heads runs/hydra-sd2-int4 --quantize int4 -o runs/art-sd2-int4 --threads 2
+#   python scripts/chain_acceptance.py shipped=<the bench's int4 copy> all_188_shards=runs/art-sd2-int4 \
+#     v5=<the int4 copy of the v5 heads' format-6 export> > scripts/results/chain_acceptance_sd2_int4.json

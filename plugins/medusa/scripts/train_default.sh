@@ -18,10 +18,13 @@ python scripts/compare_heads.py scripts/results/compare_heads.json \
 $E --json train medusa $common --kind hydra --layers 2 --steps 3000 -o runs/hydra2-3k > runs/hydra2-3k.json
 python scripts/compare_heads.py scripts/results/compare_heads.json hydra2-3k=runs/hydra2-3k
 for f in config.json heads.safetensors train_log.json; do cp runs/hydra2-3k/$f engine_medusa/weights/default/; done
-# 5. version 6 (the default since 2026-12-06): v5 fine-tuned on an int4 copy's own greedy answers (self-distillation
-#    with the quantized base the heads verify against; MODEL_CARD.md "Version 6"). The int4 copy is the bench's
-#    (engine bench medusa --artifact $ART --quantize int4 writes it under ~/.cache/engine-medusa/artifacts/);
-#    the answers were written by two processes side by side on one cache (one core each, 40 minutes).
+# 5. the heads of quantized copies (engine_medusa/weights/quantized; MODEL_CARD.md "Heads for quantized artifacts"):
+#    v5 fine-tuned on an int4 copy's own greedy answers (self-distillation with the quantized base the heads verify
+#    against). The int4 copy is the bench's (engine bench medusa --artifact $ART --quantize int4 writes it under
+#    ~/.cache/engine-medusa/artifacts/); the answers were written by two processes side by side on one cache (one
+#    core each, 40 minutes: 103 of the 188 shards). The shipped heads trained on those 103 shards; the set was
+#    completed later (a second pair of runs with --distill-minutes 34) and the same recipe at 2,400 steps on all 188
+#    did not accept more (MODEL_CARD.md), so it was not installed.
 INT4=${INT4:?the int4 copy of the format-6 export of the v5 heads}
 sd="--data distill --distill-artifact $INT4 --prompts ../../../shared/data/prompts/sharegpt.jsonl --mix chat=3000 --max-new-tokens 256"
 $E --json train medusa $sd --distill-minutes 40 --prepare-only -o runs/sd-int4 --threads 1 --kind hydra > runs/sd-int4-a.log &
@@ -29,4 +32,7 @@ $E --json train medusa $sd --distill-minutes 40 --prepare-only -o runs/sd-int4 -
 wait
 $E --json train medusa $sd --kind hydra --init-heads engine_medusa/weights/default --steps 1200 --batch-size 512 \
   --lr 5e-4 --checkpoint-every 100 --threads 1 -o runs/hydra-sd-int4 > runs/hydra-sd-int4.json
-for f in config.json heads.safetensors train_log.json; do cp runs/hydra-sd-int4/$f engine_medusa/weights/default/; done
+for f in config.json heads.safetensors train_log.json; do cp runs/hydra-sd-int4/$f engine_medusa/weights/quantized/; done
+# tree.json: {"onnxruntime": <the tuner's answer>} on an int4 copy carrying these heads
+$E export medusa --heads runs/hydra-sd-int4 --quantize int4 -o runs/art-sd-int4 --threads 1
+$E --json medusa tune-tree --artifact runs/art-sd-int4 --threads 1 > scripts/results/tune_tree_ort_int4_sd_zen4.json
