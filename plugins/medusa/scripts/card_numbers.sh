@@ -131,3 +131,9 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   $E export medusa --heads runs/hydra-sd2-int4 --quantize int4 -o runs/art-sd2-int4 --threads 2
 #   python scripts/chain_acceptance.py shipped=<the bench's int4 copy> all_188_shards=runs/art-sd2-int4 \
 #     v5=<the int4 copy of the v5 heads' format-6 export> > scripts/results/chain_acceptance_sd2_int4.json
+#   Heads from scratch on the same data, 2 and 4 blocks, side by side (one core each):
+#   $E --json train medusa $sd --kind hydra --layers {2,4} --draft-vocab 8192 --steps 1800 --batch-size 512 \
+#     --checkpoint-every 100 --threads 1 -o runs/hydra-sdL{2,4}   (train_log.json -> train_log_sd_scratch_L{2,4}.json)
+#   $E export medusa --heads runs/hydra-sdL{2,4} --quantize int4 -o runs/art-sdL{2,4}-int4 --threads 1
+#   python scripts/chain_acceptance.py scratch_2_blocks=runs/art-sdL2-int4 scratch_4_blocks=runs/art-sdL4-int4 \
+#     > scripts/results/chain_acceptance_sd_layers.json
