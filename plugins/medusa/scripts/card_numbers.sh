@@ -137,3 +137,5 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   $E export medusa --heads runs/hydra-sdL{2,4} --quantize int4 -o runs/art-sdL{2,4}-int4 --threads 1
 #   python scripts/chain_acceptance.py scratch_2_blocks=runs/art-sdL2-int4 scratch_4_blocks=runs/art-sdL4-int4 \
 #     > scripts/results/chain_acceptance_sd_layers.json
+#   python scripts/chain_acceptance.py shipped=<the bench's int4 copy> v5=<the v5 heads' int4 copy> --dev 80 \
+#     --by-category > scripts/results/chain_acceptance_dev_categories.json

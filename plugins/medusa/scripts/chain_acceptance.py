@@ -2,7 +2,8 @@
 first dev prompts (vicuna-bench) and ShareGPT prompts held back from training (never distilled,
 never teacher-forced). Deterministic (greedy): the same artifacts give the same numbers.
 
-    python scripts/chain_acceptance.py NAME=ARTIFACT ... [--tree '[[0]]'] [--tokens 128] > scripts/results/X.json
+    python scripts/chain_acceptance.py NAME=ARTIFACT ... [--tree '[[0]]'] [--tokens 128] [--dev 10]
+        [--by-category] > scripts/results/X.json
 """
 
 from __future__ import annotations
@@ -21,18 +22,24 @@ from engine.interfaces import GenerationConfig
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "prompts"
 
 
-def prompt_sets(dev: int, held: int) -> dict:
+def prompt_sets(dev: int, held: int, by_category: bool) -> dict:
     rows = [json.loads(line) for line in (SHARED / "sharegpt.jsonl").open()]
     short_held = [r for r in rows if held_back_prompt(r) and len(r["prompt"]) < 600]
-    dev_rows = [json.loads(line) for line in (SHARED / "dev.jsonl").open()]
-    return {f"dev_first_{dev}": dev_rows[:dev], f"sharegpt_held_back_{held}": short_held[:held]}
+    dev_rows = [json.loads(line) for line in (SHARED / "dev.jsonl").open()][:dev]
+    sets = {f"dev_first_{dev}": dev_rows, f"sharegpt_held_back_{held}": short_held[:held]}
+    if by_category:  # the dev prompts again, one set per category
+        for r in dev_rows:
+            sets.setdefault(f"dev_{r['category']}", []).append(r)
+    return sets
 
 
-def tokens_per_step(decoder, rows, tokens: int) -> float:
-    steps = new = 0
+def tokens_per_step(decoder, rows, tokens: int, seen: dict) -> float:
+    """New tokens over verification steps on the rows; ``seen`` keeps each prompt's (steps, tokens)."""
     for r in rows:
-        stats = decoder.generate(r["prompt"], GenerationConfig(max_new_tokens=tokens)).stats
-        steps, new = steps + stats.steps, new + stats.new_tokens
+        if r["prompt"] not in seen:
+            stats = decoder.generate(r["prompt"], GenerationConfig(max_new_tokens=tokens)).stats
+            seen[r["prompt"]] = (stats.steps, stats.new_tokens)
+    steps, new = (sum(x) for x in zip(*(seen[r["prompt"]] for r in rows), strict=True))
     return round(new / steps, 3)
 
 
@@ -43,13 +50,16 @@ def main() -> dict:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--dev", type=int, default=10)
     ap.add_argument("--held", type=int, default=12)
+    ap.add_argument("--by-category", action="store_true", help="also each category of the dev prompts apart")
     args = ap.parse_args()
-    sets = prompt_sets(args.dev, args.held)
+    sets = prompt_sets(args.dev, args.held, args.by_category)
     out = {"tree": json.loads(args.tree), "max_new_tokens": args.tokens, "tokens_per_step": {}}
     for spec in args.artifacts:
         name, path = spec.split("=", 1)
         decoder = OrtMedusaDecoder(read_artifact(path), provider="cpu", threads=1, tree=out["tree"])
-        out["tokens_per_step"][name] = {k: tokens_per_step(decoder, rows, args.tokens) for k, rows in sets.items()}
+        seen: dict = {}
+        rates = {k: tokens_per_step(decoder, rows, args.tokens, seen) for k, rows in sets.items()}
+        out["tokens_per_step"][name] = rates
     return out
 
 
