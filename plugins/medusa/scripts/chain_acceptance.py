@@ -11,21 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from engine_medusa.data import held_back_prompt
+from engine_medusa.data import DEV_PROMPTS, held_back_prompt
 from engine_medusa.ort_path import OrtMedusaDecoder
 
 from engine.artifacts import read_artifact
+from engine.datasets import shared_data
 from engine.interfaces import GenerationConfig
-
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "prompts"
+from engine.io.prompts import read_prompt_rows
 
 
 def prompt_sets(dev: int, held: int, by_category: bool) -> dict:
-    rows = [json.loads(line) for line in (SHARED / "sharegpt.jsonl").open()]
+    rows = read_prompt_rows(shared_data("prompts", "sharegpt.jsonl"))
     short_held = [r for r in rows if held_back_prompt(r) and len(r["prompt"]) < 600]
-    dev_rows = [json.loads(line) for line in (SHARED / "dev.jsonl").open()][:dev]
+    dev_rows = read_prompt_rows(DEV_PROMPTS, dev)
     sets = {f"dev_first_{dev}": dev_rows, f"sharegpt_held_back_{held}": short_held[:held]}
     if by_category:  # the dev prompts again, one set per category
         for r in dev_rows:
