@@ -41,12 +41,16 @@ class CachedNetwork:
     sent to the network only when its output can have changed: for a time-independent network
     (RADD) only when one of its tokens changed since its last evaluation, and on the absorbing
     graph never once nothing in it is masked (the samplers then keep every token whatever the
-    score). The other rows keep their last output, so the tokens drawn are the same."""
+    score). The other rows keep their last output, so the tokens drawn are the same. On the absorbing
+    graph the samplers read the output only at masked positions (an unmasked token stays whatever its
+    score), so with ``reuse`` and ``raw_output_at`` only those positions are computed; the others keep
+    finite stale values that nothing reads."""
 
-    def __init__(self, raw_output, graph, *, time_independent: bool, reuse: bool = True):
+    def __init__(self, raw_output, graph, *, time_independent: bool, reuse: bool = True, raw_output_at=None):
         self.raw_output, self.graph = raw_output, graph
         self.reuse = reuse
         self.reuse_last = reuse and time_independent
+        self.raw_output_at = raw_output_at if reuse and graph.absorbing else None
         self.calls = 0  # network invocations (of any batch size)
         self.evals: np.ndarray | None = None  # evaluations of each sequence
         self._x = self._raw = None
@@ -61,7 +65,9 @@ class CachedNetwork:
             need &= (x == self.graph.mask).any(-1)
         if self.reuse_last and self._x is not None:
             need &= (x != self._x).any(-1)
-        if need.all():
+        if self.raw_output_at is not None and need.any():
+            self._evaluate_masked(x, sigma_bar, np.flatnonzero(need))
+        elif need.all():
             self._raw = np.asarray(self.raw_output(x, sigma_bar), dtype=np.float64)
         elif need.any():
             self._raw[need] = self.raw_output(np.ascontiguousarray(x[need]), sigma_bar[need])
@@ -69,6 +75,17 @@ class CachedNetwork:
         self.evals += need
         self._x = x.copy()
         return self._raw
+
+    def _evaluate_masked(self, x, sigma_bar, seqs):
+        """The output of sequences ``seqs`` at their masked positions (each has one), padded to the
+        longest with the sequence's first masked position; the padding's output is dropped."""
+        masked = x[seqs] == self.graph.mask
+        counts = masked.sum(1)
+        rows = np.argsort(~masked, axis=1, kind="stable")[:, : counts.max()]  # masked positions, in order
+        valid = np.arange(rows.shape[1]) < counts[:, None]
+        rows = np.where(valid, rows, rows[:, :1])
+        out = self.raw_output_at(np.ascontiguousarray(x[seqs]), sigma_bar[seqs], rows)
+        self._raw[np.repeat(seqs, counts), rows[valid]] = out[valid]
 
 
 class SEDDSamplerBase(Sampler):
@@ -112,6 +129,20 @@ class SEDDSamplerBase(Sampler):
         """Network output (B, L, N) for tokens x (B, L) int64 at noise sigma_bar (B,)."""
         raise NotImplementedError
 
+    def raw_output_at(self, x: np.ndarray, sigma_bar: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The network output (B, M, N) at positions ``rows`` (B, M) only; here the whole output,
+        gathered (a back end whose network computes only those rows overrides it)."""
+        return np.take_along_axis(np.asarray(self.raw_output(x, sigma_bar)), rows[..., None], axis=1)
+
+    def _rows_method(self):
+        """raw_output_at, unless a subclass replaced raw_output below the class that computes the rows
+        (then raw_output is the network, and rows are not computed apart)."""
+
+        def owner(name):
+            return next(c for c in type(self).__mro__ if name in c.__dict__)
+
+        return self.raw_output_at if issubclass(owner("raw_output_at"), owner("raw_output")) else None
+
     def score_fn(self, network=None):
         """Concrete scores in float64 from ``network`` (default: raw_output); the graph's
         parametrisation (SEDD scaling or RADD's factorisation) is applied here, not in the network."""
@@ -132,7 +163,9 @@ class SEDDSamplerBase(Sampler):
             raise ConfigError(f"length {config.length} exceeds the model's maximum {self.max_len}")
         fixed = conditioning(self.tokenizer, config.length, config.prefix, config.suffix, config.fixed)
         predictor, predictor_options = self.draw_rule(config)
-        network = CachedNetwork(self.raw_output, self.graph, time_independent=self.radd, reuse=self.cache)
+        network = CachedNetwork(
+            self.raw_output, self.graph, time_independent=self.radd, reuse=self.cache, raw_output_at=self._rows_method()
+        )
         x = sample(
             self.score_fn(network),
             self.graph,

@@ -13,7 +13,7 @@ import torch
 from engine.artifacts import quiet_exporter
 from engine.errors import UsageError
 
-INPUTS = ["tokens", "sigma_bar"]
+INPUTS = ["tokens", "sigma_bar", "rows"]  # rows: the positions whose output is wanted (not in a causal network)
 OUTPUTS = ["raw_score"]
 MODEL_FILE = "score_net.onnx"
 OPSET = 20  # opset 20 has a Gelu op: ~10 % faster on onnxruntime than 18's decomposed tanh GELU
@@ -25,24 +25,25 @@ def export_onnx_model(net, dest: Path, opset: int = OPSET, rotary_halves: bool =
     net = net.eval().with_rotary_halves() if rotary_halves else net.eval()
     tokens = torch.zeros(2, 8, dtype=torch.long)  # length >= 2: dynamo dislikes length 1
     sigma_bar = torch.ones(2, dtype=torch.float32)
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    Dim = torch.export.Dim
+    batch, length = Dim("batch"), Dim("length")
+    inputs, shapes = (tokens, sigma_bar), {"tokens": {0: batch, 1: length}, "sigma_bar": {0: batch}}
+    if not net.cfg.causal:
+        inputs += (torch.tensor([[0, 3, 5], [1, 2, 7]]),)
+        shapes["rows"] = {0: batch, 1: Dim("rows")}
     with quiet_exporter():
-        program = _export(net, tokens, sigma_bar, batch, length, opset)
+        program = torch.onnx.export(
+            net,
+            inputs,
+            dynamo=True,
+            opset_version=opset,
+            input_names=INPUTS[: len(inputs)],
+            output_names=OUTPUTS,
+            dynamic_shapes=shapes,
+            verbose=False,
+        )
     program.save(str(dest), external_data=False)
     return dest
-
-
-def _export(net, tokens, sigma_bar, batch, length, opset):
-    return torch.onnx.export(
-        net,
-        (tokens, sigma_bar),
-        dynamo=True,
-        opset_version=opset,
-        input_names=INPUTS,
-        output_names=OUTPUTS,
-        dynamic_shapes={"tokens": {0: batch, 1: length}, "sigma_bar": {0: batch}},
-        verbose=False,
-    )
 
 
 def export_artifact(
@@ -63,7 +64,7 @@ def export_artifact(
             onnx_path = export_onnx_model(net.cpu(), Path(tmp) / MODEL_FILE, opset)
         finally:
             net.to(device)
-        config = sampler.config
+        config, inputs = sampler.config, INPUTS[: 2 + (not net.cfg.causal)]
         if quantize:
             from engine.quantize import dynamic_int8_scheme, quantize_dynamic_int8
 
@@ -75,7 +76,7 @@ def export_artifact(
             sampler,
             dest,
             files={MODEL_FILE: onnx_path},
-            models={"score_net": {"file": MODEL_FILE, "inputs": INPUTS, "outputs": OUTPUTS}},
+            models={"score_net": {"file": MODEL_FILE, "inputs": inputs, "outputs": OUTPUTS}},
             opset=opset,
             config=config,
             overwrite=overwrite,

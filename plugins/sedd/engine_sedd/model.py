@@ -103,7 +103,9 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation.weight)  # adaLN-Zero: blocks start as identity
         nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def forward(self, x, c):
+    def forward(self, x, c, rows=None):
+        """``rows`` (B, M): compute the block's output only at these positions (queries, MLP), every
+        position still a key and a value; returns (B, M, d) instead of (B, L, d)."""
         b, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
         q, k, v = (
@@ -113,16 +115,24 @@ class DiTBlock(nn.Module):
         )
         p = self.dropout if self.training else 0.0
         q, k = rotary(q, halves=self.rotary_halves), rotary(k, halves=self.rotary_halves)
+        if rows is not None:
+            if self.causal:
+                raise ConfigError("output rows apply to the bidirectional network, not the causal baseline")
+            q = q.gather(2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
+            x = x.gather(1, rows[..., None].expand(-1, -1, d))
         h = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
-        h = self.attn_out(h.transpose(1, 2).reshape(b, n, d))
+        h = self.attn_out(h.transpose(1, 2).reshape(b, x.shape[1], d))
         x = x + g1 * F.dropout(h, p, self.training)
         h = self.mlp(modulate(self.norm2(x), sh2, sc2))
         return x + g2 * F.dropout(h, p, self.training)
 
 
 class ScoreNet(nn.Module):
-    """(tokens (B, L) int64, sigma_bar (B,) float) -> raw output (B, L, N) float32.
-    The graph's sigma scaling and the x_t entry are applied outside (graphs.finalize_log_score)."""
+    """(tokens (B, L) int64, sigma_bar (B,) float[, rows (B, M) int64]) -> raw output (B, L, N) float32,
+    or (B, M, N) at the positions ``rows`` names: a sampler on the absorbing graph reads the output only at
+    masked positions, so the last block computes its queries, MLP and the output layer only there (the
+    blocks before still run everywhere: every position is a key of the next). The graph's sigma scaling
+    and the x_t entry are applied outside (graphs.finalize_log_score)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -141,13 +151,14 @@ class ScoreNet(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, tokens, sigma_bar):
+    def forward(self, tokens, sigma_bar, rows=None):
         if not self.cfg.time_conditioning:
             sigma_bar = torch.zeros_like(sigma_bar)  # keeps the input in an exported graph
         x = self.embed(tokens)
         c = F.silu(self.sigma_map(sigma_bar))
-        for block in self.blocks:
-            x = block(x, c)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, c, rows if i == last else None)
         shift, scale = self.final_modulation(c)[:, None].chunk(2, dim=2)
         return self.output(modulate(self.norm_final(x), shift, scale)).float()
 

@@ -35,9 +35,20 @@ class OrtSEDDSampler(SEDDSamplerBase):
         return list(self.session.get_providers())
 
     def raw_output(self, x, sigma_bar):
+        if "rows" not in self.inputs:
+            return self._run(x, sigma_bar)
+        return self._run(x, sigma_bar, np.broadcast_to(np.arange(x.shape[1]), x.shape))
+
+    def raw_output_at(self, x, sigma_bar, rows):
+        if "rows" not in self.inputs:  # exported before output rows: the whole output, gathered
+            return super().raw_output_at(x, sigma_bar, rows)
+        return self._run(x, sigma_bar, rows)
+
+    def _run(self, x, sigma_bar, rows=None):
         feeds = {
             "tokens": np.ascontiguousarray(x, dtype=np.int64),
             "sigma_bar": np.asarray(sigma_bar, dtype=np.float32).reshape(-1),
+            "rows": None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         }
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
 

@@ -41,13 +41,17 @@ class SEDDSampler(SEDDSamplerBase):
         super().__init__(config, cache=cache, remask=remask, remask_start=remask_start)
         self.device, self.dtype = device, dtype
 
-    @torch.no_grad()
     def raw_output(self, x, sigma_bar):
+        return self.raw_output_at(x, sigma_bar, None)
+
+    @torch.no_grad()
+    def raw_output_at(self, x, sigma_bar, rows):
         tokens = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         sb = torch.as_tensor(sigma_bar, dtype=torch.float32, device=self.device)
+        at = None if rows is None else torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device)
         kind = torch.device(self.device).type
         with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
-            return self.net(tokens, sb).float().cpu().numpy()
+            return self.net(tokens, sb, at).float().cpu().numpy()
 
     def export_onnx(self, dest, *, overwrite: bool = False, opset: int | None = None, quantize: str | None = None):
         """Write the score network (fp32 on the CPU, or ``quantize="int8"``) and the model config

@@ -72,7 +72,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm bench-remasking bench-remasking-plain remasking-late remasking-confirm-late bench-remasking-late samples-remasking export-step-timing bench-cheaper-step bench-repeats predictor-rates"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm bench-remasking bench-remasking-plain remasking-late remasking-confirm-late bench-remasking-late samples-remasking export-step-timing bench-cheaper-step bench-repeats predictor-rates output-rows-ab bench-output-rows"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -97,6 +97,17 @@ target() {
     $E --json --quiet $BENCH --quantize int8 --steps 256 --repeats 5 --skip-bpc > $R/bench_repeats_plain.json ;;
   predictor-rates) # "A cheaper step": the shipped int8 artifact, remdm and the plain step alternated, 6 draws each
     $PY scripts/predictor_rates.py --rounds 6 > $R/predictor_rates.json ;;
+  output-rows-ab) # "Output rows": the artifact before output rows (restored from git) and the shipped one, alternated
+    mkdir -p runs/artifact-before-rows
+    for f in manifest.json score_net.onnx; do
+      git show 2e3ff8c:plugins/sedd/engine_sedd/artifacts/default/$f > runs/artifact-before-rows/$f
+    done
+    $PY scripts/predictor_rates.py --rounds 3 --artifact runs/artifact-before-rows \
+      --artifact engine_sedd/artifacts/default > $R/output_rows_ab.json ;;
+  bench-output-rows) # "Output rows": remdm at its defaults on the export with output rows, twice, the plain step between
+    $E --json --quiet $BENCH_ARGS --predictor remdm --quantize int8 > $R/bench_output_rows_1.json
+    $E --json --quiet $BENCH --quantize int8 > $R/bench_output_rows_plain.json
+    $E --json --quiet $BENCH_ARGS --predictor remdm --quantize int8 > $R/bench_output_rows_2.json ;;
   bench-remasking-plain) # "Remasking": the plain step on the same machine, right after bench-remasking
     $E --json --quiet $BENCH --quantize int8 > $R/bench_remasking_plain.json ;;
   bench-7bit) # the same after dynamic int8 moved to 7-bit weights (run on an AVX2 AMD EPYC)

@@ -299,7 +299,7 @@ def test_cli_train_and_export(capsys, corpus, tmp_path):
     assert code == 0, err
     assert json.loads(out) == {"artifact": str(tmp_path / "a")}
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert manifest["models"]["score_net"]["inputs"] == ["tokens", "sigma_bar"]
+    assert manifest["models"]["score_net"]["inputs"] == ["tokens", "sigma_bar", "rows"]
     assert manifest["component"] == {"kind": "sampler", "name": "sedd"}
     code, _, err = run_cli(capsys, "export", "sedd", "--model", model, "-o", str(tmp_path / "a"))
     assert code == 1 and "already exists" in one_line_error(err)

@@ -7,6 +7,8 @@ from conftest import train_args
 from engine_sedd.model import ModelConfig, ScoreNet
 from engine_sedd.text import BPETokenizer, CharTokenizer, split_corpus, tokenizer_from_dict
 
+from engine.interfaces import ConfigError
+
 
 def random_net(**kw):
     torch.manual_seed(0)
@@ -46,6 +48,19 @@ def test_rotary_in_halves_is_the_same_network(causal):
         halves.blocks[0].qkv.weight.copy_(net.blocks[0].qkv.weight)  # halves without the reordering: another net
         assert (halves(x, sb) - net(x, sb)).abs().max() > 1e-4
     assert not any(b.rotary_halves for b in net.blocks)  # the original is untouched
+
+
+def test_output_rows_are_the_whole_output_at_those_positions():
+    """The last block computed at some positions only (every position still a key) gives the whole
+    network's output there, in any order and with repeats; the causal baseline refuses rows."""
+    net = random_net()
+    x, sb = torch.randint(0, 11, (2, 16)), torch.tensor([0.5, 2.0])
+    rows = torch.tensor([[3, 0, 15, 3], [7, 8, 1, 1]])
+    with torch.no_grad():
+        whole = net(x, sb)
+        torch.testing.assert_close(net(x, sb, rows), whole.gather(1, rows[..., None].expand(-1, -1, whole.shape[-1])))
+        with pytest.raises(ConfigError, match="bidirectional"):
+            random_net(causal=True)(x, sb, rows)
 
 
 def test_bf16_autocast_close_to_fp32():

@@ -166,6 +166,39 @@ def test_cache_keeps_the_tokens_of_remasking(chain):
     assert L < cached.network_evals.max() <= 64 + 1
 
 
+class RowsOracle(OracleSampler):
+    """The oracle as a back end that computes the output at given positions only; records each request."""
+
+    def __init__(self, chain, **options):
+        super().__init__(chain, **options)
+        self.requests = []
+
+    def raw_output_at(self, x, sigma_bar, rows):
+        self.requests.append((x.copy(), rows.copy()))
+        return np.take_along_axis(self.raw_output(x, sigma_bar), rows[..., None], axis=1)
+
+
+@pytest.mark.parametrize("predictor", ["analytic", "remdm", "euler"])
+def test_only_masked_positions_are_computed_and_the_tokens_stay(chain, predictor):
+    """The samplers read the output only where a token is masked: asked for exactly those positions of
+    each sequence sent, the cache draws the tokens drawn with the whole output at every step. A subclass
+    that replaces raw_output (its own network) is not bypassed by its parent's rows."""
+    rows, plain = RowsOracle(chain), OracleSampler(chain, cache=False)
+    cfg = SamplingConfig(num_samples=3, length=L, steps=64, seed=3, predictor=predictor)
+    assert rows.sample(cfg).tokens == plain.sample(cfg).tokens
+    assert rows.requests and rows.network_calls == len(rows.requests)
+    for x, at in rows.requests:
+        assert all(set(at[i]) == set(np.flatnonzero(x[i] == rows.graph.mask)) for i in range(len(x)))
+
+    class OwnNetwork(RowsOracle):
+        def raw_output(self, x, sigma_bar):
+            return super().raw_output(x, sigma_bar) * 0.5
+
+    own = OwnNetwork(chain)
+    own.sample(cfg)
+    assert own.network_calls > 0 and not own.requests
+
+
 def test_time_conditioned_models_are_not_reused(chain):
     """A SEDD (time-conditioned) network is evaluated at every step that still has a MASK."""
     sedd = OracleSampler(chain, radd=False)
