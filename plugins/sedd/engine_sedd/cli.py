@@ -10,7 +10,7 @@ from engine.interfaces import SamplingConfig
 
 #: What ``engine demo sedd`` draws: (title, sampling config).
 DEMOS = (
-    ("64 analytic steps, 256 characters, seed 0", {"length": 256, "steps": 64, "seed": 0}),
+    ("64 steps, 256 characters, seed 0", {"length": 256, "steps": 64, "seed": 0}),
     (
         "infilling between a prefix and a suffix",
         {"length": 160, "steps": 64, "seed": 1, "prefix": "ROMEO:\n", "suffix": "\n\nJULIET:\nAy me!"},
@@ -20,8 +20,12 @@ DEMOS = (
         {"length": 256, "steps": 64, "seed": 0, "temperature": 0.8},
     ),
     (
-        "256 steps with remasking: characters drawn early are drawn again late (MODEL_CARD.md, Remasking)",
-        {"length": 256, "steps": 256, "seed": 0, "predictor": "remdm"},
+        "256 steps: remasking draws characters drawn early again late (MODEL_CARD.md, Remasking)",
+        {"length": 256, "steps": 256, "seed": 0},
+    ),
+    (
+        "the same with the plain step, which never revisits a character",
+        {"length": 256, "steps": 256, "seed": 0, "predictor": "analytic"},
     ),
 )
 

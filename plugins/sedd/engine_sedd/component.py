@@ -110,12 +110,12 @@ class SEDDSamplerBase(Sampler):
         self.network_calls, self.network_evals = 0, np.zeros(0, dtype=np.int64)
 
     def draw_rule(self, config: SamplingConfig) -> tuple[str, dict]:
-        """The predictor a draw uses and its options: the config's; else remdm where a remasking option was
-        given, else the analytic step (remdm measured better samples but, on a Zen-4 CPU, fewer than the
-        issue's samples/s: MODEL_CARD.md, "Remasking")."""
+        """The predictor a draw uses and its options: the config's, else remdm (better samples than the plain
+        analytic step at the issue's samples/s since the network answers only at masked positions:
+        MODEL_CARD.md, "Output rows")."""
         chosen = {"eta": self.remask, "start": self.remask_start}
         remasking = any(v is not None for v in chosen.values())
-        predictor = config.predictor or ("remdm" if remasking else "analytic")
+        predictor = config.predictor or "remdm"
         if predictor == "remdm":
             defaults = {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START}
             return predictor, {k: defaults[k] if v is None else v for k, v in chosen.items()}

@@ -50,7 +50,7 @@ class SEDDOptions:
     remask: float | None = option(
         None,
         "the remdm predictor's cap on the share of unmasked tokens remasked per step, so a token drawn early "
-        "can be drawn again with more context (ReMDM; 0: none; default 0.2; without --predictor: remdm)",
+        "can be drawn again with more context (ReMDM, the default predictor; 0: none; default 0.2)",
         type=float,
         metavar="CAP",
         validator=_share,

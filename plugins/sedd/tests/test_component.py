@@ -106,15 +106,18 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
         assert ort_sampler.sample(cfg).tokens == sampler.sample(cfg).tokens
 
 
-def test_remasking_is_an_option_with_its_cap_and_start(sampler, tiny_model):
-    """A config without a predictor draws with the analytic step, or remdm where --remask or --remask-start is
-    given; remdm takes its default cap and start or those, and either with another predictor is refused."""
+def test_remasking_is_the_default_with_its_cap_and_start(sampler, tiny_model):
+    """A config without a predictor draws with remdm at its default cap and start, or at --remask and
+    --remask-start where given; either with another predictor is refused."""
     base = SamplingConfig(num_samples=4, length=32, steps=16, seed=3)
-    remdm = attrs.evolve(base, predictor="remdm")
-    assert sampler.draw_rule(base) == ("analytic", {})
-    assert sampler.sample(base).tokens == sampler.sample(attrs.evolve(base, predictor="analytic")).tokens
-    assert sampler.draw_rule(remdm) == ("remdm", {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START})
-    assert sampler.sample(remdm).tokens != sampler.sample(base).tokens
+    remdm, plain = attrs.evolve(base, predictor="remdm"), attrs.evolve(base, predictor="analytic")
+    assert (
+        sampler.draw_rule(base)
+        == sampler.draw_rule(remdm)
+        == ("remdm", {"eta": DEFAULT_REMASK, "start": DEFAULT_REMASK_START})
+    )
+    assert sampler.draw_rule(plain) == ("analytic", {})
+    assert sampler.sample(base).tokens == sampler.sample(remdm).tokens != sampler.sample(plain).tokens
     stronger = SEDDSampler(model=tiny_model, remask=0.5, remask_start=1.0)
     assert stronger.draw_rule(remdm) == stronger.draw_rule(base) == ("remdm", {"eta": 0.5, "start": 1.0})
     assert stronger.sample(remdm).tokens != sampler.sample(remdm).tokens
