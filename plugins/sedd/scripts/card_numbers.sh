@@ -72,7 +72,7 @@ bound_ar() { # bound_ar RUN: an AR run's training record and its exact bits/char
   $E --json --quiet eval sedd --ar runs/$1/model --times 8 --threads 1 > $R/$1_eval.json
 }
 
-TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm bench-remasking bench-remasking-plain remasking-late remasking-confirm-late bench-remasking-late samples-remasking export-step-timing bench-cheaper-step bench-repeats predictor-rates output-rows-ab bench-output-rows"
+TARGETS="eval samples bench derived radd-2500-config eval-radd-2500 samples-radd-2500 bench-radd-2500 int8-radd-2500 eval-sedd eval-1000 bench-sedd-cached bench-sedd-nocache bench-sedd bf16 sedd-config bf16-run bench-7bit bench-zen4 eval-exports time-sampling b64-int8 bench-shipped bench-quiet bench-quiet-speed second-budget bench-second-budget temperature samples-temperature later-budgets bench-later-budgets fifth-budget bench-fifth-budget ar-dropout ar-dropout-cont seed-check sixth-budget bench-sixth-budget seventh-budget ar-weight-decay steps-beyond-length bench-seventh-budget eighth-budget average-probe eighth-budget-average bench-eighth-budget bench-eighth-budget-mean ninth-budget bench-ninth-budget tenth-budget bench-tenth-budget eleventh-budget bench-eleventh-budget samples-gap bench-self-bound wide-pilot remasking-tune remasking-confirm bench-remasking bench-remasking-plain remasking-late remasking-confirm-late bench-remasking-late samples-remasking export-step-timing bench-cheaper-step bench-repeats predictor-rates output-rows-ab bench-output-rows bench-default"
 target() {
   case "$1" in
   eval) # likelihood table: the default and the AR baseline (full validation split, 8 t per sequence)
@@ -108,6 +108,8 @@ target() {
     $E --json --quiet $BENCH_ARGS --predictor remdm --quantize int8 > $R/bench_output_rows_1.json
     $E --json --quiet $BENCH --quantize int8 > $R/bench_output_rows_plain.json
     $E --json --quiet $BENCH_ARGS --predictor remdm --quantize int8 > $R/bench_output_rows_2.json ;;
+  bench-default) # "Output rows": the bench as a user runs it, the default predictor, the bound on the whole validation split at 8 t
+    $E --json --quiet bench sedd --threads 1 --eval-times 8 > $R/bench_default.json ;;
   bench-remasking-plain) # "Remasking": the plain step on the same machine, right after bench-remasking
     $E --json --quiet $BENCH --quantize int8 > $R/bench_remasking_plain.json ;;
   bench-7bit) # the same after dynamic int8 moved to 7-bit weights (run on an AVX2 AMD EPYC)

@@ -9,6 +9,7 @@ import engine_sedd.plugin
 import numpy as np
 import pytest
 import torch
+from engine_sedd.component import SEDDSamplerBase
 from engine_sedd.sampling import DEFAULT_REMASK, DEFAULT_REMASK_START
 from engine_sedd.torch_path import SEDDSampler
 
@@ -100,7 +101,12 @@ def test_onnxruntime_sampler_matches_torch_exactly(sampler, tiny_artifact):
     ort_sampler = engine.load_artifact(tiny_artifact, provider="cpu")
     x = np.random.default_rng(0).integers(0, sampler.graph.dim, size=(3, 27))
     sb = np.array([1e-4, 0.5, 6.9])
-    np.testing.assert_allclose(ort_sampler.raw_output(x, sb), sampler.raw_output(x, sb), atol=2e-5, rtol=1e-5)
+    whole = sampler.raw_output(x, sb)
+    np.testing.assert_allclose(ort_sampler.raw_output(x, sb), whole, atol=2e-5, rtol=1e-5)
+    rows = np.array([[0, 26, 3], [5, 5, 1], [13, 2, 7]])  # the export's `rows` input: any positions, repeats too
+    at = np.take_along_axis(whole, rows[..., None], axis=1)
+    np.testing.assert_allclose(ort_sampler.raw_output_at(x, sb, rows), at, atol=2e-5, rtol=1e-5)
+    assert np.array_equal(SEDDSamplerBase.raw_output_at(sampler, x, sb, rows), at)  # a back end without rows: gathered
     for predictor in ("analytic", "euler", "remdm"):
         cfg = SamplingConfig(num_samples=4, length=32, steps=16, seed=3, predictor=predictor, prefix="ROMEO")
         assert ort_sampler.sample(cfg).tokens == sampler.sample(cfg).tokens
