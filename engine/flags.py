@@ -37,7 +37,13 @@ COMMON_FLAGS = {
     "output": (("-o", "--output"), {"help": "where to write the result"}),
     "seed": (("--seed",), {"type": int, "help": "random seed"}),
     "force": (("--force",), {"action": "store_true", "help": "replace an existing artifact"}),
-    "quantize": (("--quantize",), {"choices": ("int8", "int4"), "help": "quantize the exported weights"}),
+    "quantize": (
+        ("--quantize",),
+        {
+            "choices": ("int8", "int4", "int4-b128"),
+            "help": "quantize the exported weights (int4-b128: 4-bit blocks of 128, faster and less accurate)",
+        },
+    ),
 }
 _RUNS = ("model", "artifact", "provider", "device", "threads")
 VERB_FLAGS = {

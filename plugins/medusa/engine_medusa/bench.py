@@ -317,7 +317,7 @@ def ort_decoders(dec, options, load_artifact, artifact, tree, log) -> dict:
             return quantized_for(art, quantize, cache_root(), log)
         return artifact_for(dec, cache_root(), log, quantize)
 
-    variants = {"": art} | {f"_{q}": copy_for(q) for q in options.quantize}
+    variants = {"": art} | {f"_{q.replace('-', '_')}": copy_for(q) for q in options.quantize}  # keys: ort_int4_b128_...
     copy_fallback = ort_tree if artifact else None  # an exported copy's stored tree is its own heads'
     return {
         # the greedy loop: the same graphs with a root-only tree

@@ -18,7 +18,7 @@ from engine.options import comma_list, option
 
 SAMPLING_MODES = ("lossless", "typical")
 HEADS_DTYPES = ("bfloat16", "float32")
-QUANTIZE_SCHEMES = ("int4", "int8")
+QUANTIZE_SCHEMES = ("int4", "int4-b128", "int8")
 TREE_EXAMPLE = "[[0],[0,0],[1]]"
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
@@ -72,7 +72,7 @@ def _at_least_zero(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 def _schemes(_inst: Any, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
     if bad := [v for v in value if v not in QUANTIZE_SCHEMES]:
-        raise ConfigError(f"quantize takes {' and '.join(QUANTIZE_SCHEMES)}, got {', '.join(bad)}")
+        raise ConfigError(f"quantize takes {', '.join(QUANTIZE_SCHEMES)}, got {', '.join(bad)}")
 
 
 def _mix(_inst: Any, _attribute: attrs.Attribute, value: str) -> None:
@@ -245,7 +245,8 @@ class BenchOptions:
     skip_ort: bool = option(False, "bench torch only (no ONNX export, no onnxruntime)")
     quantize: tuple[str, ...] = option(
         (),
-        "also bench quantized copies of the fp32 artifact: int4, int8 or int4,int8 (made once, cached)",
+        "also bench quantized copies of the fp32 artifact: int4, int4-b128 (blocks of 128), int8, or several "
+        "(int4,int8; made once, cached)",
         type=comma_list(str),
         metavar="int4,int8",
         validator=_schemes,

@@ -8,6 +8,10 @@ keep their output matrix at 8 bits or more: the largest matrix and the one whose
 tokens directly. ``int8``: every MatMul with 8 bits. The embedding table
 (a Gather) stays fp32: a decode step reads one row of it. The KV cache and the activations stay fp32.
 
+``int4-b128``: ``int4`` with blocks of 128 (the LM head's too): a quarter of the scales and zero points, and a
+compute-bound CPU kernel does a quarter of the per-block work, so a step is about a quarter faster, for a less
+accurate copy of weights quantized in blocks of 32 (MODEL_CARD.md, "Blocks of 128").
+
 ``accuracy_level`` is MatMulNBits' compute type: 0 dequantizes the weights and multiplies in
 fp32; 4 quantizes the activations to int8 per block and multiplies in int8 (VNNI / AMX).
 """
@@ -21,9 +25,10 @@ from pathlib import Path
 
 from engine.errors import UsageError
 
-SCHEMES = {"int4": 4, "int8": 8}
+SCHEMES = {"int4": 4, "int4-b128": 4, "int8": 8}
 HEAD_BITS = 8  # the LM head's bits in every scheme (module docstring)
 BLOCK_SIZE = 32  # as a Q4_0 / Q4_1 GGUF block
+BLOCK_SIZES = {"int4-b128": 128}  # the schemes with other blocks
 ACCURACY_LEVEL = 4  # int8 compute: see measurements in MODEL_CARD.md
 # the graphs quantized, by name: the base, Medusa heads and each Hydra head (`hydra_K`, export format 4).
 # `keep` and `hydra_embed` are gathers; the single Hydra graph of format 3 gathered its weights by head, and
@@ -44,7 +49,7 @@ def scheme_config(quantize: str, accuracy_level: int = ACCURACY_LEVEL) -> dict:
     return {
         "scheme": "matmulnbits",
         "bits": SCHEMES[quantize],
-        "block_size": BLOCK_SIZE,
+        "block_size": BLOCK_SIZES.get(quantize, BLOCK_SIZE),
         "symmetric": False,
         **({"head_bits": HEAD_BITS, "head_symmetric": True} if SCHEMES[quantize] != HEAD_BITS else {}),
         "accuracy_level": accuracy_level,

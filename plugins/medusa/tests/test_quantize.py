@@ -39,7 +39,7 @@ def exported(tmp_path_factory):
     dec = decoder(tied_llama)
     root = tmp_path_factory.mktemp("quant")
     fp32 = dec.export_onnx(root / "fp32")
-    return dec, {"fp32": fp32} | {q: quantize_artifact(fp32, root / q, q) for q in ("int4", "int8")}
+    return dec, {"fp32": fp32} | {q: quantize_artifact(fp32, root / q, q) for q in ("int4", "int4-b128", "int8")}
 
 
 def weight_matmuls(path):
@@ -57,18 +57,19 @@ def weight_matmuls(path):
     return plain, nbits
 
 
-@pytest.mark.parametrize("scheme", ["int4", "int8"])
-def test_every_weight_matrix_is_quantized_and_the_manifest_says_how(exported, scheme):
+@pytest.mark.parametrize(("scheme", "bits", "block"), [("int4", 4, 32), ("int4-b128", 4, 128), ("int8", 8, 32)])
+def test_every_weight_matrix_is_quantized_and_the_manifest_says_how(exported, scheme, bits, block):
     _, paths = exported
     art = read_artifact(paths[scheme])
     q = art.config["quantization"]
-    assert q["scheme"] == "matmulnbits" and q["bits"] == int(scheme[3:]) and q["block_size"] == 32
+    assert q["scheme"] == "matmulnbits" and q["bits"] == bits and q["block_size"] == block
     assert q["tool"].startswith("onnxruntime ") and q["graphs"] == ["medusa", "heads", "hydra_[0-9]*"]
     assert q.get("head_bits", 8) == 8  # the LM head at 8 bits in both schemes
     for graph in ("medusa", "heads"):
         plain, nbits = weight_matmuls(art.file(f"{graph}.onnx"))
         assert plain == [] and nbits, graph
         bits = {n.output[0]: next(a.i for a in n.attribute if a.name == "bits") for n in nbits}
+        assert {next(a.i for a in n.attribute if a.name == "block_size") for n in nbits} == {block}, graph
         assert bits.pop("logits", 8) == 8 and set(bits.values()) == {q["bits"]}, graph
     assert "logits" in {n.output[0] for n in weight_matmuls(art.file("medusa.onnx"))[1]}
     assert "quantization" not in read_artifact(paths["fp32"]).config  # fp32 stays the default
@@ -76,7 +77,7 @@ def test_every_weight_matrix_is_quantized_and_the_manifest_says_how(exported, sc
     assert len(fp32_plain) == len(weight_matmuls(art.file("medusa.onnx"))[1])  # the LM heads included
 
 
-@pytest.mark.parametrize("scheme", ["int4", "int8"])
+@pytest.mark.parametrize("scheme", ["int4", "int4-b128", "int8"])
 def test_medusa_over_a_quantized_base_is_that_bases_greedy_loop(exported, scheme):
     """On the tiny model (no near ties) the outputs match; on SmolLM2 int8 activations make a
     tree with siblings and a one-token step differ at near ties, so such a tree does not claim
