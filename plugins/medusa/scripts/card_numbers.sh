@@ -124,6 +124,9 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   weights/quantized (tree.json: {"onnxruntime": <tune_tree_ort_int4_sd_zen4.json>}), and as shipped:
 #   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int8 --perplexity $P > bench_zen4_quantized_heads.json
 #   (and twice more at 09:01 and 11:00 UTC > bench_zen4_quantized_heads_2.json, bench_zen4_quantized_heads_3.json)
+# Blocks of 128 (2026-12-06, third session; the Zen-4 EPYC, nothing else running; P as above):
+#   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int4-b128 --perplexity $P > bench_zen4_b128.json
+#   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int8 --perplexity $P > bench_zen4_quantized_heads_4.json
 # Twice the self-distilled data (2026-12-06, later; the Zen-4 EPYC): the two --prepare-only lines of train_default.sh
 #   step 5 again with --distill-minutes 34 (the set completed: 188 of 188 shards), then
 #   $E --json train medusa $sd --kind hydra --init-heads engine_medusa/weights/default --steps 2400 --batch-size 512 \
