@@ -19,6 +19,11 @@ MODEL_FILE = "score_net.onnx"
 OPSET = 20  # opset 20 has a Gelu op: ~10 % faster on onnxruntime than 18's decomposed tanh GELU
 
 
+def graph_inputs(net) -> list[str]:
+    """The exported graph's inputs: ``rows`` only for the bidirectional network (the causal baseline refuses it)."""
+    return INPUTS[:2] if net.cfg.causal else INPUTS
+
+
 def export_onnx_model(net, dest: Path, opset: int = OPSET, rotary_halves: bool = True) -> Path:
     """Write the network as one self-contained .onnx file (dynamo exporter), rotary's pairs in
     contiguous halves (``rotary_halves=False``: interleaved, as exported before; for timing)."""
@@ -27,8 +32,9 @@ def export_onnx_model(net, dest: Path, opset: int = OPSET, rotary_halves: bool =
     sigma_bar = torch.ones(2, dtype=torch.float32)
     Dim = torch.export.Dim
     batch, length = Dim("batch"), Dim("length")
+    names = graph_inputs(net)
     inputs, shapes = (tokens, sigma_bar), {"tokens": {0: batch, 1: length}, "sigma_bar": {0: batch}}
-    if not net.cfg.causal:
+    if "rows" in names:
         inputs += (torch.tensor([[0, 3, 5], [1, 2, 7]]),)
         shapes["rows"] = {0: batch, 1: Dim("rows")}
     with quiet_exporter():
@@ -37,7 +43,7 @@ def export_onnx_model(net, dest: Path, opset: int = OPSET, rotary_halves: bool =
             inputs,
             dynamo=True,
             opset_version=opset,
-            input_names=INPUTS[: len(inputs)],
+            input_names=names,
             output_names=OUTPUTS,
             dynamic_shapes=shapes,
             verbose=False,
@@ -64,7 +70,7 @@ def export_artifact(
             onnx_path = export_onnx_model(net.cpu(), Path(tmp) / MODEL_FILE, opset)
         finally:
             net.to(device)
-        config, inputs = sampler.config, INPUTS[: 2 + (not net.cfg.causal)]
+        config = sampler.config
         if quantize:
             from engine.quantize import dynamic_int8_scheme, quantize_dynamic_int8
 
@@ -76,7 +82,7 @@ def export_artifact(
             sampler,
             dest,
             files={MODEL_FILE: onnx_path},
-            models={"score_net": {"file": MODEL_FILE, "inputs": inputs, "outputs": OUTPUTS}},
+            models={"score_net": {"file": MODEL_FILE, "inputs": graph_inputs(net), "outputs": OUTPUTS}},
             opset=opset,
             config=config,
             overwrite=overwrite,
