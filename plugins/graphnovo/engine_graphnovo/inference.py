@@ -10,6 +10,7 @@ them into one model call (per-call overhead dominates small models on a CPU).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,6 +30,7 @@ from .preprocess import PreprocessConfig, preprocess
 
 MAX_TOKENS = 60
 WIDEN = 3.0  # tolerance factor when a gap has no exact fill
+AVERAGE_RESIDUE_MASS = 111.1  # Da, averagine's residue: how many residues a precursor mass holds
 
 
 class Backend(Protocol):
@@ -68,6 +70,19 @@ class SearchConfig:
     # head scores highest, rebuild the graph on them and search that one (a second encoder
     # pass over the smaller graph). 0 = the paper's: the whole graph is searched.
     prune_nodes: int = 0
+    # A budget that grows with the peptide instead: ceil(R x precursor mass / 111.1 Da) inner
+    # nodes, R per residue the precursor holds on average. When set (> 0) it replaces prune_nodes.
+    prune_per_residue: float = 0.0
+
+    @property
+    def prunes(self) -> bool:
+        return bool(self.prune_nodes or self.prune_per_residue)
+
+    def node_budget(self, precursor_mass: float) -> int:
+        """Inner nodes a pruned graph of this precursor keeps."""
+        if self.prune_per_residue:
+            return math.ceil(self.prune_per_residue * precursor_mass / AVERAGE_RESIDUE_MASS)
+        return self.prune_nodes
 
 
 @dataclass
@@ -329,9 +344,11 @@ class Pipeline:
         s, be = self.search, self.backend
         feats = pad_batch([graph_arrays(g) for g in graphs])
         mem = be.ps_encode(feats)
-        if s.prune_nodes:
+        if s.prunes:
             scored = self._node_logits(graphs, mem)
-            graphs = [self.builder.subgraph(g, top_nodes(logits, s.prune_nodes)) for g, logits in scored]
+            graphs = [
+                self.builder.subgraph(g, top_nodes(logits, s.node_budget(g.precursor_mass))) for g, logits in scored
+            ]
             feats = pad_batch([graph_arrays(g) for g in graphs])
             mem = be.ps_encode(feats)
         n = feats["masses"].shape[1]
@@ -386,7 +403,10 @@ class Pipeline:
         d = self.cache[2] * self.cache[3]
         keys = state[1]
         if keys.shape[-1] != d + 1:
-            raise ConfigError("prune_nodes needs a model with a node head (engine train graphnovo --node-weight > 0)")
+            raise ConfigError(
+                "node pruning (prune_nodes, prune_per_residue) needs a model with a node head "
+                "(engine train graphnovo --node-weight > 0)"
+            )
         return [(g, keys[k, : g.n, -1] / node_logit_scale(d)) for k, g in enumerate(graphs)]
 
     def _pick(self, fills: list[tuple[FillSearch, list[int], float]]) -> Prediction | None:

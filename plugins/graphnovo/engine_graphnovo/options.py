@@ -27,6 +27,7 @@ SEARCH_FIELDS = (
     "rescore_weight",
     "fill_paths",
     "prune_nodes",
+    "prune_per_residue",
 )
 #: option -> field of preprocess.PreprocessConfig
 PREPROCESS_FIELDS = {
@@ -155,6 +156,13 @@ class GraphNovoOptions(SearchOptions):
         "search a graph rebuilt on the K inner nodes the node head scores highest (0: the whole graph)" + _MODEL,
         type=int,
         validator=_count,
+    )
+    prune_per_residue: float | None = option(
+        None,
+        "prune to R inner nodes per residue the precursor mass holds (mass / 111.1 Da); replaces --prune-nodes' "
+        "fixed K when > 0" + _MODEL,
+        type=float,
+        validator=_non_negative,
     )
 
 

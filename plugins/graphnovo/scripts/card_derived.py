@@ -56,27 +56,72 @@ def training(cfg: dict) -> dict:
 PRUNE_GRID = (0, 24, 32, 48, 64)  # the K of tune_search's last stage and of the dev-fold rule
 
 
+def pooled_folds(names: tuple[str, ...]) -> dict | None:
+    """Three dev folds' eval outputs (one file name per fold) pooled: peptides found (per fold and
+    together), the DP's, AA precision (the folds' values weighted by their spectra), spectra; the
+    searched graphs' node precision and coverage weighted alike."""
+    folds = [load(name) for name in names]
+    if not all(folds):
+        return None
+    spectra = sum(r["spectra"] for r in folds)
+    per_fold = [round(r["peptide_recall"] * r["spectra"]) for r in folds]
+
+    def weighted(value) -> float:
+        return round(sum(value(r) * r["spectra"] for r in folds) / spectra, 4)
+
+    searched = [r.get("searched_graph", r["graph"]) for r in folds]
+    return {
+        "peptides_per_fold": per_fold,
+        "peptides": sum(per_fold),
+        "dp_peptides": sum(round(r["baseline_peptide_recall"] * r["spectra"]) for r in folds),
+        "aa_precision": weighted(lambda r: r["aa_precision"]),
+        "spectra": spectra,
+        "searched_node_precision": round(
+            sum(g["mean_node_precision"] * r["spectra"] for g, r in zip(searched, folds, strict=True)) / spectra, 4
+        ),
+        "searched_coverage": round(
+            sum(g["mean_prefix_coverage"] * r["spectra"] for g, r in zip(searched, folds, strict=True)) / spectra, 4
+        ),
+    }
+
+
+def rule_key(row: dict) -> tuple:
+    """The dev-fold rules' key: peptides found, then AA precision."""
+    return row["peptides"], row["aa_precision"]
+
+
 def dev_folds() -> dict | None:
     """Node pruning on the three real dev folds pooled, and the K the card's rule chooses: most
-    peptides, then AA precision (the folds' values weighted by their spectra), ties to the smaller K.
-    Fold 0's results are dev-prune's (dev_prune{K}.json), folds 1 and 2 dev-folds' (devN_prune{K}.json)."""
+    peptides, then AA precision, ties to the smaller K. Fold 0's results are dev-prune's
+    (dev_prune{K}.json), folds 1 and 2 dev-folds' (devN_prune{K}.json)."""
     names = ("dev_prune{k}.json", "dev1_prune{k}.json", "dev2_prune{k}.json")  # folds 0, 1, 2
-    runs = {k: [load(name.format(k=k)) for name in names] for k in PRUNE_GRID}
-    if not all(all(folds) for folds in runs.values()):
+    table = {str(k): pooled_folds(tuple(name.format(k=k) for name in names)) for k in PRUNE_GRID}
+    if not all(table.values()):
         return None
-    table = {}
-    for k, folds in runs.items():
-        spectra = sum(r["spectra"] for r in folds)
-        per_fold = [round(r["peptide_recall"] * r["spectra"]) for r in folds]
-        table[str(k)] = {
-            "peptides_per_fold": per_fold,
-            "peptides": sum(per_fold),
-            "dp_peptides": sum(round(r["baseline_peptide_recall"] * r["spectra"]) for r in folds),
-            "aa_precision": round(sum(r["aa_precision"] * r["spectra"] for r in folds) / spectra, 4),
-            "spectra": spectra,
-        }
-    chosen = max(PRUNE_GRID, key=lambda k: (table[str(k)]["peptides"], table[str(k)]["aa_precision"], -k))
+    chosen = max(PRUNE_GRID, key=lambda k: (*rule_key(table[str(k)]), -k))
     return {"by_prune_nodes": table, "chosen_prune_nodes": chosen}
+
+
+RESIDUE_GRID = (2, 2.5, 3, 3.5, 4)  # the R of dev-per-residue (the card's rule)
+
+
+def dev_per_residue(fixed_k: int = 48) -> dict | None:
+    """The per-residue node budget on the three dev folds pooled (dev{N}_per_residue{R}.json), and
+    the card's rule: the best R by peptides, then AA precision (ties to the smaller R) replaces the
+    fixed K = 48 only if it beats it by that key."""
+    names = {r: tuple(f"dev{n}_per_residue{r:g}.json" for n in range(3)) for r in RESIDUE_GRID}
+    table = {f"{r:g}": pooled_folds(names[r]) for r in RESIDUE_GRID}
+    fixed = (dev_folds() or {}).get("by_prune_nodes", {}).get(str(fixed_k))
+    if not all(table.values()) or fixed is None:
+        return None
+    best = max(RESIDUE_GRID, key=lambda r: (*rule_key(table[f"{r:g}"]), -r))
+    beats = rule_key(table[f"{best:g}"]) > rule_key(fixed)
+    return {
+        "by_prune_per_residue": table,
+        f"prune_nodes_{fixed_k}": fixed,
+        "best_prune_per_residue": best,
+        "chosen": {"prune_per_residue": best} if beats else {"prune_nodes": fixed_k},
+    }
 
 
 def main() -> None:
@@ -176,6 +221,8 @@ def main() -> None:
 
     if folds := dev_folds():
         out["dev_folds"] = folds
+    if per_residue := dev_per_residue():
+        out["dev_per_residue"] = per_residue
 
     # int8: onnxruntime end to end relative to the model-free stage of the same run
     runs = {p: [load(f"int8_bench_{p}_{i}.json") for i in (1, 2, 3)] for p in ("fp32", "int8")}

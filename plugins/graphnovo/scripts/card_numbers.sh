@@ -48,6 +48,7 @@ DEFAULT=v5k48 # the default (v5 weights, pruning to 48 nodes since the dev folds
 WEIGHTS=plugins/graphnovo/engine_graphnovo/weights/default # the default weights, in the repository
 V5_SEARCH="--fill-paths 2 --path-beam 2 --fill-beam 2 --path-length-bonus 2 --rescore-weight 80" # v5's search setting
 PRUNE_GRID="0 24 32 48 64" # --prune-nodes K of the dev-split targets (tune_search's grid)
+RESIDUE_GRID="2 2.5 3 3.5 4" # --prune-per-residue R of dev-per-residue (the card's rule)
 
 # a former default's weights out of git (the code of today reads them: same input features);
 # usage: old_weights COMMIT NAME, prints the folder
@@ -60,7 +61,7 @@ old_weights() {
   echo "$dir"
 }
 
-TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune dev-prune dev-folds"
+TARGETS="eval eval-beams tune prune headroom bench bench-repeat bench-ab int8 v1 v1-bench v1-config derived graphs budget versions v2-config v3-config v4-config v4-candidate node-ablation v4-equal-steps v5-finetune dev-prune dev-folds dev-per-residue"
 target() {
   case "$1" in
   eval) # held-out table (the default's column), strata, graph statistics
@@ -199,6 +200,16 @@ EOF
     for n in 1 2; do
       cp runs/v5_dev$n/weights/config.json $R/v5_dev${n}_config.json
       dev_grid runs/v5_dev$n/weights dev${n}_prune --dev-fold $n
+    done ;;
+  dev-per-residue) # the node budget per residue on the three dev folds, each scored by its fold model (the
+    # rule: MODEL_CARD.md "A node budget that grows with the peptide"); FOLDS="1 2" runs some folds only
+    for n in ${FOLDS:-0 1 2}; do
+      local weights=runs/v5_dev$n/weights
+      [ "$n" = 0 ] && weights=runs/v5_dev/weights # fold 0's model (dev-prune's)
+      for r in $RESIDUE_GRID; do
+        $E --json --quiet eval graphnovo --model $weights --threads 1 $V5_SEARCH --split dev --dev-fold $n \
+          --prune-per-residue $r > $R/dev${n}_per_residue$r.json
+      done
     done ;;
   derived) # parameter counts, file sizes, training record, counts the card derives
     $PY scripts/card_derived.py > $R/card_derived.json ;;

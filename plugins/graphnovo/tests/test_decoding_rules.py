@@ -480,6 +480,17 @@ def test_pruning_needs_a_node_head(builder):
             b, n = feats["masses"].shape
             return np.zeros((b, n, 96), np.float32), np.zeros((b, n, 96), np.float32), None
 
-    pipe = Pipeline(builder, NoNodeHead(), SearchConfig(prune_nodes=8), cache=(2, 2, 4, 24))
-    with pytest.raises(ConfigError, match="prune_nodes needs a model with a node head"):
-        pipe.predict_graphs([ggg_graph()])
+    for search in (SearchConfig(prune_nodes=8), SearchConfig(prune_per_residue=2.0)):
+        pipe = Pipeline(builder, NoNodeHead(), search, cache=(2, 2, 4, 24))
+        with pytest.raises(ConfigError, match="node pruning .* needs a model with a node head"):
+            pipe.predict_graphs([ggg_graph()])
+
+
+def test_node_budget_grows_with_the_precursor_mass():
+    """prune_per_residue R keeps ceil(R x M / 111.1) inner nodes and replaces the fixed K."""
+    per_residue = SearchConfig(prune_nodes=48, prune_per_residue=3.0)
+    assert per_residue.node_budget(1111.0) == 30  # 10 residues' worth of mass
+    assert per_residue.node_budget(1111.1) == 31  # a fraction of a node rounds up
+    assert per_residue.node_budget(2222.0) == 60
+    assert SearchConfig(prune_nodes=48).node_budget(2222.0) == 48
+    assert not SearchConfig().prunes and SearchConfig(prune_per_residue=0.5).prunes

@@ -107,6 +107,31 @@ def test_node_pruning_searches_the_best_scored_nodes_alike_on_both_runtimes(expo
     assert [(p.ids, p.path) for p in ort.pipeline.predict_graphs(graphs)] == [(p.ids, p.path) for p in pruned]
 
 
+def test_per_residue_budget_prunes_each_graph_to_its_own_k(exported):
+    """prune_per_residue R searches each graph as prune_nodes = ceil(R x M / 111.1) would,
+    a different K for graphs of different precursor mass; both runtimes alike."""
+    import dataclasses
+    import math
+
+    comp, path = exported
+    graphs = [comp.pipeline.graph(s, s.charge) for s in probe_spectra()]
+    rate = 0.5
+    budgets = [math.ceil(rate * g.precursor_mass / 111.1) for g in graphs]
+    assert len(set(budgets)) > 1
+    pipe = comp.pipeline
+    try:
+        pipe.search = dataclasses.replace(pipe.search, prune_per_residue=rate)
+        scaled = pipe.predict_graphs(graphs)
+        for g, k, pred in zip(graphs, budgets, scaled, strict=True):
+            pipe.search = dataclasses.replace(pipe.search, prune_per_residue=0.0, prune_nodes=k)
+            alone = pipe.predict_graphs([g])[0]
+            assert (pred.ids, pred.path, pred.graph.n) == (alone.ids, alone.path, min(k, g.n - 2) + 2)
+    finally:
+        pipe.search = dataclasses.replace(pipe.search, prune_nodes=0, prune_per_residue=0.0)
+    ort = OrtGraphNovoSequencer(read_artifact(path), "cpu", prune_per_residue=rate)
+    assert [(p.ids, p.path) for p in ort.pipeline.predict_graphs(graphs)] == [(p.ids, p.path) for p in scaled]
+
+
 def test_tampered_artifact_is_refused(exported, tmp_path):
     import shutil
 
