@@ -49,7 +49,10 @@ def search_config(options: SearchOptions, defaults: dict | None = None) -> Searc
     """The options given over the model's tuned defaults (meta["search"]) over SearchConfig."""
     keys = {f.name for f in dataclasses.fields(SearchConfig)}
     merged = {k: v for k, v in (defaults or {}).items() if k in keys}
-    merged.update(options.search_settings())
+    given = options.search_settings()
+    if "prune_nodes" in given and "prune_per_residue" not in given:
+        merged.pop("prune_per_residue", None)  # a fixed K asked for over a stored per-residue budget
+    merged.update(given)
     for key in ("isotopes", "charges"):
         if key in merged:
             merged[key] = tuple(merged[key])

@@ -42,7 +42,7 @@ V1_PATH="$V1_DIR/tree:$V1_DIR/tree/plugins/graphnovo"
 V2_COMMIT=7b0892c # the last commit with v2 as the default (v3 replaced it after it)
 V3_COMMIT=21c3a04 # the last commit with v3 as the default (v4 replaced it after it)
 V4_COMMIT=dfbe0a4 # a commit with v4 as the default (the fine-tuning runs started from it)
-DEFAULT=v5k48 # the default (v5 weights, pruning to 48 nodes since the dev folds): names the files of eval, eval-beams, tune, bench
+DEFAULT=v5r3 # the default (v5 weights, pruning to 3 nodes per residue since 2026-12-06; v5k48: 48 nodes, 2026-12-03): names the files of eval, eval-beams, tune, bench
 # (files of earlier defaults keep their version's name: eval_v3.json, bench_v3_beam5.json, ...)
 
 WEIGHTS=plugins/graphnovo/engine_graphnovo/weights/default # the default weights, in the repository

@@ -494,3 +494,14 @@ def test_node_budget_grows_with_the_precursor_mass():
     assert per_residue.node_budget(2222.0) == 60
     assert SearchConfig(prune_nodes=48).node_budget(2222.0) == 48
     assert not SearchConfig().prunes and SearchConfig(prune_per_residue=0.5).prunes
+
+
+def test_a_fixed_budget_asked_for_replaces_a_stored_per_residue_one():
+    from engine_graphnovo.component import search_config
+    from engine_graphnovo.options import GraphNovoOptions
+
+    stored = {"prune_nodes": 0, "prune_per_residue": 3.0}
+    assert search_config(GraphNovoOptions(), stored).node_budget(1111.0) == 30
+    assert search_config(GraphNovoOptions(prune_nodes=32), stored).node_budget(1111.0) == 32
+    assert search_config(GraphNovoOptions(prune_per_residue=2.0), stored).node_budget(1111.0) == 20
+    assert not search_config(GraphNovoOptions(prune_nodes=0), stored).prunes
