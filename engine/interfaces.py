@@ -435,6 +435,10 @@ class Sampler(Component):
 
 class Sequencer(Component):
     kind = "sequencer"
+    #: the ProForma tokens this sequencer can write (its residue vocabulary, e.g. ``"M[Oxidation]"``,
+    #: ``"[Acetyl]-"``), or None: the mzTab header declares its fixed and variable modifications
+    #: from it (without it, the modifications the hits carry, as variable)
+    residues: tuple[str, ...] | None = None
 
     @abc.abstractmethod
     def sequence(self, spectra: Iterable[Spectrum]) -> Iterator[PeptideHit]:

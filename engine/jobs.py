@@ -243,7 +243,12 @@ def sequence(ctx: Any) -> dict[str, Any]:
         )
     name = ctx.spec.name
     written = write_mztab(
-        out, hits, [str(p) for p in paths], software=f"engine {name}", description=ctx.spec.description
+        out,
+        hits,
+        [str(p) for p in paths],
+        software=f"engine {name}",
+        description=ctx.spec.description,
+        residues=getattr(component, "residues", None),
     )
     write_csv(csv_path, hits)
     write_skipped(Path(f"{out}.skipped.tsv"), skipped)

@@ -124,6 +124,24 @@ def _sequencer_problem(component: Any, spectra: list[Spectrum], hits: Any) -> st
     strangers = [h.spectrum_ref for h in hits if h.spectrum_ref not in refs]
     if strangers:
         return f"sequence yielded a hit for spectrum_ref {strangers[0]!r}, which was not in the input"
+    return _vocabulary_problem(getattr(component, "residues", None), hits)
+
+
+def _vocabulary_problem(residues: Any, hits: list[PeptideHit]) -> str | None:
+    """A declared vocabulary (``Sequencer.residues``, which the mzTab header reports) holds every
+    token of every hit (I read as L, as residue tables do)."""
+    if residues is None:
+        return None
+    from engine.io.peptides import PeptideError, normalize_il, parse_peptide, token_mass
+
+    try:
+        for token in residues:
+            token_mass(token)
+        outside = [t for h in hits for t in normalize_il(parse_peptide(h.peptide)) if t not in set(residues)]
+    except (PeptideError, ValueError, TypeError) as exc:
+        return f"residues or a hit's peptide cannot be read: {exc}"
+    if outside:
+        return f"sequence yielded {outside[0]!r}, which is not in its declared residues"
     return None
 
 

@@ -142,6 +142,18 @@ def test_kit_feeds_sequencers_bundled_spectra(make_module, hit, problem):
         engine.testing.check_plugin(mod, lazy_import=False)
 
 
+def test_kit_holds_hits_to_the_declared_residues(make_module):
+    """A sequencer that declares its vocabulary (the mzTab header reports its modifications) must
+    not write a token outside it."""
+    hit = "PeptideHit(s.ref, None, 'PEPM[Oxidation]K', 1.0, [0.5] * 5, 0.0, 2, 500.0)"
+    source = SEQUENCER.replace("@HIT@", hit).replace(
+        "class Liar(Sequencer):\n", "class Liar(Sequencer):\n    residues = ('P', 'E', 'M', 'K')\n"
+    )
+    mod = make_module("kit_seq_vocab", source.replace("@MODULE@", "kit_seq_vocab"))
+    with pytest.raises(ConformanceError, match="yielded 'M\\[Oxidation\\]', which is not in its declared residues"):
+        engine.testing.check_plugin(mod, lazy_import=False)
+
+
 def test_kit_rejects_an_empty_result_for_spectra(make_module):
     source = SEQUENCER.replace("            yield @HIT@", "            pass\n        return iter(())")
     mod = make_module("kit_seq_empty", source.replace("@MODULE@", "kit_seq_empty"))

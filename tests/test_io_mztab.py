@@ -39,6 +39,33 @@ def test_mztab_rows_mods_and_runs(tmp_path):
     assert float(psms[0]["exp_mass_to_charge"]) - float(psms[0]["calc_mass_to_charge"]) == pytest.approx(0.001)
 
 
+def test_header_declares_the_vocabulary_modifications_fixed_and_variable(tmp_path):
+    """A residue only ever modified (C[Carbamidomethyl] with no plain C) is a fixed modification,
+    one also plain a variable one; N-terminal ones are variable at Any N-term."""
+    out = tmp_path / "o.mztab"
+    residues = ("G", "M", "C[Carbamidomethyl]", "M[Oxidation]", "[Acetyl]-", "K")
+    write_mztab(out, [_hit()], ["a.mgf"], residues=residues)
+    mtd = {r[1]: r[2] for r in _rows(out, "MTD")}
+    assert mtd["fixed_mod[1]"] == "[UNIMOD, UNIMOD:4, Carbamidomethyl, ]" and mtd["fixed_mod[1]-site"] == "C"
+    assert mtd["variable_mod[1]"] == "[UNIMOD, UNIMOD:35, Oxidation, ]" and mtd["variable_mod[1]-site"] == "M"
+    assert mtd["variable_mod[2]"] == "[UNIMOD, UNIMOD:1, Acetyl, ]" and mtd["variable_mod[2]-site"] == "N-term"
+    assert mtd["variable_mod[2]-position"] == "Any N-term" and "fixed_mod[2]" not in mtd
+    assert "variable_mod[3]" not in mtd
+
+
+def test_header_without_a_vocabulary_declares_what_the_hits_carry(tmp_path):
+    with_mods, plain = tmp_path / "mods.mztab", tmp_path / "plain.mztab"
+    write_mztab(with_mods, [_hit(), _hit()], ["a.mgf"])
+    mtd = {r[1]: r[2] for r in _rows(with_mods, "MTD")}
+    assert mtd["variable_mod[1]"] == "[UNIMOD, UNIMOD:1, Acetyl, ]" and mtd["variable_mod[1]-site"] == "N-term"
+    assert mtd["variable_mod[2]"] == "[UNIMOD, UNIMOD:4, Carbamidomethyl, ]" and mtd["variable_mod[2]-site"] == "C"
+    assert "variable_mod[3]" not in mtd  # each once, however many hits carry it
+    assert mtd["fixed_mod[1]"] == "[MS, MS:1002453, No fixed modifications searched, ]"
+    write_mztab(plain, [_hit(peptide="PEPTIDE")], ["a.mgf"], residues=("P", "E", "T", "I", "D"))
+    mtd = {r[1]: r[2] for r in _rows(plain, "MTD")}
+    assert mtd["variable_mod[1]"] == "[MS, MS:1002454, No variable modifications searched, ]"
+
+
 def test_software_and_description_can_be_given(tmp_path):
     out = tmp_path / "o.mztab"
     write_mztab(out, [], [], software="engine graphnovo", description="GraphNovo de novo peptide sequencing")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.io.files import atomic_write_text
-from engine.io.peptides import MODIFICATIONS, parse_peptide, precursor_mz
+from engine.io.peptides import AA_MASSES, MODIFICATIONS, parse_peptide, precursor_mz
 
 PSH = [
     "sequence",
@@ -71,6 +71,21 @@ def _accession(name: str) -> str:
     return f"CHEMMOD:{name}"
 
 
+def searched_modifications(residues: Iterable[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(fixed, variable) modifications, each (name, site), of a vocabulary of ProForma tokens:
+    ``X[Mod]`` is fixed when plain ``X`` is not in the vocabulary (every X is modified), variable
+    otherwise; ``[Mod]-`` is a variable N-terminal one (a plain N-terminus is always possible)."""
+    tokens = list(dict.fromkeys(residues))
+    plain = {t for t in tokens if len(t) == 1}
+    fixed, variable = [], []
+    for t in tokens:
+        if t.endswith("-"):
+            variable.append((t[1:-2], "N-term"))
+        elif len(t) > 1:
+            (variable if t[0] in plain else fixed).append((t[2:-1], t[0]))
+    return fixed, variable
+
+
 def write_mztab(
     path,
     hits: Iterable,
@@ -79,13 +94,21 @@ def write_mztab(
     component: str = "sequencer",
     software: str | None = None,
     description: str | None = None,
+    residues: Iterable[str] | None = None,
 ) -> int:
     """Write hits (engine PeptideHit with .source) to mzTab; returns the row count.
 
-    ``software`` defaults to "engine <component>", ``description`` to one naming it."""
+    ``software`` defaults to "engine <component>", ``description`` to one naming it. The header
+    declares the modifications of ``residues``, the sequencer's vocabulary of ProForma tokens
+    (``Sequencer.residues``); without it, every modification the hits carry, as variable."""
+    hits = list(hits)
     software = software or f"engine {component}"
     run_index = {str(Path(r)): i + 1 for i, r in enumerate(runs)}
+    if residues is None:  # plain residues everywhere: what the hits show is all that is known
+        residues = [*AA_MASSES, *(t for hit in hits for t in parse_peptide(hit.peptide))]
     head = _metadata(run_index, software, description or f"{software} de novo peptide sequencing")
+    head += _modification_lines(*searched_modifications(residues))
+    head += [f"MTD\tms_run[{i}]-location\t{Path(r).resolve().as_uri()}" for r, i in run_index.items()]
     psms = [
         "PSM\t" + "\t".join(_clean(v) for v in _psm_row(hit, count, _run_of(hit, run_index), software))
         for count, hit in enumerate(hits)
@@ -106,10 +129,31 @@ def _metadata(run_index: dict[str, int], software: str, description: str) -> lis
         f"MTD\tdescription\t{description}",
         f"MTD\tsoftware[1]\t[MS, MS:1001456, analysis software, {software}]",
         "MTD\tpsm_search_engine_score[1]\t[MS, MS:1001143, search engine specific score for PSMs, ]",
-        "MTD\tfixed_mod[1]\t[MS, MS:1002453, No fixed modifications searched, ]",
-        "MTD\tvariable_mod[1]\t[MS, MS:1002454, No variable modifications searched, ]",
     ]
-    return lines + [f"MTD\tms_run[{i}]-location\t{Path(r).resolve().as_uri()}" for r, i in run_index.items()]
+    return lines
+
+
+def _modification_lines(fixed: list[tuple[str, str]], variable: list[tuple[str, str]]) -> list[str]:
+    """mzTab 1.0's fixed_mod[i] / variable_mod[i] with their -site (and -position for N-terminal
+    ones), or the 'none searched' parameter of each."""
+    none = {
+        "fixed_mod": "[MS, MS:1002453, No fixed modifications searched, ]",
+        "variable_mod": "[MS, MS:1002454, No variable modifications searched, ]",
+    }
+    lines = []
+    for key, mods in (("fixed_mod", fixed), ("variable_mod", variable)):
+        if not mods:
+            lines.append(f"MTD\t{key}[1]\t{none[key]}")
+        for i, (name, site) in enumerate(mods, 1):
+            lines += [f"MTD\t{key}[{i}]\t{_modification_param(name)}", f"MTD\t{key}[{i}]-site\t{site}"]
+            if site == "N-term":
+                lines.append(f"MTD\t{key}[{i}]-position\tAny N-term")
+    return lines
+
+
+def _modification_param(name: str) -> str:
+    accession = _accession(name)
+    return f"[{accession.split(':')[0]}, {accession}, {name}, ]"
 
 
 def _psm_row(hit, count: int, run: int, software: str) -> list[str]:

@@ -82,6 +82,11 @@ class _PipelineSequencer(Sequencer):
     def __init__(self) -> None:
         self.failures: list[tuple[str, str, str]] = []
 
+    @property
+    def residues(self) -> tuple[str, ...]:
+        """The model's residue vocabulary (what its peptides can hold)."""
+        return self.pipeline.builder.table.tokens
+
     def sequence(self, spectra: Iterable[Spectrum]) -> Iterator[PeptideHit]:
         steps = self.progress(spectra, desc="sequence")  # each spectrum read: an event, a cancellation point
         return self.pipeline.hits(_checked(steps, self.failures), self.failures)

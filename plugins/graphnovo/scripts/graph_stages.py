@@ -42,6 +42,8 @@ SETTINGS = {  # name: (graph settings, peak settings)
     "deisotoped, all 9 readings, cap 128": ({"readings": ALL}, {}),
     "deisotoped, all 9 readings, cap 256": ({"readings": ALL, "max_nodes": 256}, {}),
     "deisotoped, all 9 readings, cap 512, top 300": ({"readings": ALL, "max_nodes": 512}, {"top_n": 300}),
+    # the ceiling: every reading of every peak the processing keeps, no budget to speak of
+    "deisotoped, all 9 readings, cap 1024, top 1000": ({"readings": ALL, "max_nodes": 1024}, {"top_n": 1000}),
 }
 NIST = {
     "v2 at 0.02 Da": ({}, LEGACY),

@@ -55,6 +55,9 @@ def test_sequence_dp_writes_mztab_csv_and_skipped(tmp_path, capsys):
     assert psms[0]["spectra_ref"] == "ms_run[1]:controllerType=0 controllerNumber=1 scan=501"
     assert psms[-1]["spectra_ref"] == "ms_run[2]:index=1" and psms[-1]["charge"] in ("2", "3", "4")
     assert psms[0]["opt_global_scan"] == "501"
+    mtd = {line.split("\t")[1]: line.split("\t")[2] for line in out.read_text().splitlines() if line.startswith("MTD")}
+    assert mtd["fixed_mod[1]"] == "[UNIMOD, UNIMOD:4, Carbamidomethyl, ]"  # the vocabulary has no plain C
+    assert mtd["variable_mod[1]"] == "[UNIMOD, UNIMOD:35, Oxidation, ]" and mtd["variable_mod[1]-site"] == "M"
     for p in psms:  # per-residue scores: one per residue of the ProForma peptide
         assert len(p["opt_ms_run[1]_aa_scores"].split(",")) == len(p["sequence"])
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
