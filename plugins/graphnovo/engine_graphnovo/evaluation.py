@@ -180,6 +180,7 @@ def tune_search(
     rescore_weights=(0.0, 10.0, 20.0, 40.0, 80.0),
     fill_paths=(1, 2),
     prune_nodes=(0, 24, 32, 48, 64),
+    prune_per_residue=(2.0, 2.5, 3.0, 3.5, 4.0),
     limit: int = 256,
     log=print,
 ) -> dict:
@@ -189,10 +190,11 @@ def tune_search(
     SeqFiller) with that bonus, then together the number of paths the SeqFiller fills (at
     the same search work: paths x beam stays at that beam, so 2 paths get half the beam)
     and the weight of the fragment evidence in the ranking of its candidates, then (models
-    with a node head) the nodes kept by node pruning, each by peptide recall, then AA
-    precision (ties: the smaller bonus / beam / paths, weight / pruning, 0 first). All
-    are stored in the weights' config; the measurements are returned (with torch spectra/s
-    on this machine, for the speed side)."""
+    with a node head) the nodes kept by node pruning, a fixed K or R per residue, each by
+    peptide recall, then AA precision (ties: the smaller bonus / beam / paths, weight / pruning,
+    0 first, then K, then R). Every stage but the last searches whole graphs, whatever pruning
+    the weights have stored. All are stored in the weights' config; the measurements are
+    returned (with torch spectra/s on this machine, for the speed side)."""
     import json
 
     from .torch_path import GraphNovoSequencer
@@ -201,6 +203,7 @@ def tune_search(
     evaluate(spectra[:4], GraphNovoSequencer(model=weights), None)  # one-time lazy set-up, kept out of the timings
 
     def measure(**search) -> dict:
+        search.setdefault("prune_nodes", 0)  # a stored budget (K or R) is a setting to choose, not a given
         comp = GraphNovoSequencer(model=weights, **search)
         t0 = time.perf_counter()
         r = evaluate(spectra, comp, None)
@@ -254,10 +257,14 @@ def tune_search(
     by_pruning = {}
     if meta["model"].get("node_head"):
         unpruned = by_ranking[(chosen["fill_paths"], chosen["rescore_weight"])]
-        for k in sorted(prune_nodes):
-            by_pruning[k] = measure(**chosen, prune_nodes=k) if k else unpruned
-            log(f"prune_nodes {k}: {summary(by_pruning[k])}")
-        chosen["prune_nodes"] = max(sorted(prune_nodes), key=lambda k: key(by_pruning[k]))
+        budgets = [("prune_nodes", 0)]  # in the order ties go: unpruned, then K, then R, each smaller first
+        budgets += [("prune_nodes", k) for k in sorted(prune_nodes) if k]
+        budgets += [("prune_per_residue", float(r)) for r in sorted(prune_per_residue)]
+        for name, value in budgets:
+            by_pruning[name, value] = measure(**chosen, **{name: value}) if value else unpruned
+            log(f"{name} {value:g}: {summary(by_pruning[name, value])}")
+        name, value = max(budgets, key=lambda b: key(by_pruning[b]))
+        chosen |= {"prune_nodes": 0, "prune_per_residue": 0.0, name: value}
     meta["search"] = {**meta.get("search", {}), **chosen}
     meta.setdefault("training", {})["search_tuned_on"] = f"{len(spectra)} fresh simulated spectra (seed 12345)"
     tmp = cfg_path.with_suffix(".tmp")
@@ -272,7 +279,8 @@ def tune_search(
         "rescore_weight": chosen["rescore_weight"],
         "ranking_tuning": {f"{p} paths, weight {w}": v for (p, w), v in by_ranking.items()},
         "prune_nodes": chosen.get("prune_nodes", 0),
-        "pruning_tuning": {str(k): v for k, v in by_pruning.items()},
+        "prune_per_residue": chosen.get("prune_per_residue", 0.0),
+        "pruning_tuning": {f"{name} {value:g}": v for (name, value), v in by_pruning.items()},
     }
 
 

@@ -110,6 +110,38 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_weights, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_tuning_searches_whole_graphs_until_its_pruning_stage(tiny_weights, tmp_path, monkeypatch):
+    """--tune over weights that store a per-residue budget: the bonus, beam and ranking stages
+    search whole graphs; the pruning stage tries K and R each alone; one budget is stored."""
+    need(DATA / "proteomes")
+    import shutil
+
+    from engine_graphnovo import torch_path
+    from engine_graphnovo.evaluation import tune_search
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    cfg = json.loads((weights / "config.json").read_text())
+    cfg["search"] = {**cfg.get("search", {}), "prune_per_residue": 3.0}
+    (weights / "config.json").write_text(json.dumps(cfg))
+    searched, build = [], torch_path.GraphNovoSequencer
+
+    def recording(**options):
+        comp = build(**options)
+        searched.append((options, comp.pipeline.search))
+        return comp
+
+    monkeypatch.setattr(torch_path, "GraphNovoSequencer", recording)
+    grid = {"bonuses": (0.0,), "beams": (2,), "rescore_weights": (0.0,), "fill_paths": (1,)}
+    result = tune_search(weights, prune_nodes=(0, 4), prune_per_residue=(1.0,), limit=6, log=lambda _: None, **grid)
+    budgets = [(o.get("prune_nodes"), o.get("prune_per_residue"), s.node_budget(1111.0)) for o, s in searched[1:]]
+    assert budgets == [(0, None, 0)] * 2 + [(4, None, 4), (0, 1.0, 10)]  # bonus, ranking: whole graphs; K = 4; R = 1
+    assert set(result["pruning_tuning"]) == {"prune_nodes 0", "prune_nodes 4", "prune_per_residue 1"}
+    stored = json.loads((weights / "config.json").read_text())["search"]
+    assert (stored["prune_nodes"], stored["prune_per_residue"]) == (result["prune_nodes"], result["prune_per_residue"])
+    assert not (stored["prune_nodes"] and stored["prune_per_residue"])
+
+
 def test_pruning_augmentation_keeps_a_budget_and_consistent_labels():
     """The augmentation cuts a graph to 16-64 inner nodes; the labels are those of the cut graph."""
     import numpy as np
