@@ -6,6 +6,7 @@ component's options (`options.py`), already applied by `ctx.load()`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -130,6 +131,7 @@ def evaluate(ctx) -> dict:
     result = score(spectra, learned, baseline, progress=ctx.progress)
     result["skipped"] += len(report)
     result["skipped_reasons"] = report.reasons()
+    result["search"] = dataclasses.asdict(component.pipeline.search)  # what was measured, stored or given
     return result
 
 

@@ -141,6 +141,7 @@ def test_sequence_learned_and_eval(tiny_weights, tmp_path, capsys, massivekb, pr
     ):
         assert key in res
     assert res["spectra"] == 4
+    assert (res["search"]["path_beam"], res["search"]["prune_nodes"]) == (2, 0)  # the setting measured is reported
     stages = res["prefix_stages"]
     assert sum(stages["counts"].values()) == stages["true_prefixes"] > 0
     # the baseline's numbers, recomputed from the DP sequencer's own output on the same 4 spectra:
