@@ -135,9 +135,10 @@ def _vocabulary_problem(residues: Any, hits: list[PeptideHit]) -> str | None:
     from engine.io.peptides import PeptideError, normalize_il, parse_peptide, token_mass
 
     try:
-        for token in residues:
+        known = set(residues)
+        for token in known:
             token_mass(token)
-        outside = [t for h in hits for t in normalize_il(parse_peptide(h.peptide)) if t not in set(residues)]
+        outside = [t for h in hits for t in normalize_il(parse_peptide(h.peptide)) if t not in known]
     except (PeptideError, ValueError, TypeError) as exc:
         return f"residues or a hit's peptide cannot be read: {exc}"
     if outside:
