@@ -242,6 +242,8 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     """Read and verify an artifact: schema, every file's presence, size and sha256."""
     root = Path(path)
     manifest_path = root / MANIFEST
+    if not root.exists():
+        raise ArtifactError(f"{root} does not exist: give an artifact folder (engine export NAME -o DIR writes one)")
     if not manifest_path.is_file():
         raise ArtifactError(f"{root} is not an engine artifact: no {MANIFEST}")
     try:

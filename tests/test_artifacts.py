@@ -75,6 +75,8 @@ def test_newer_schema_is_refused(artifact):
 
 
 def test_not_an_artifact(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist: give an artifact folder"):
+        read_artifact(tmp_path / "typo")
     with pytest.raises(ArtifactError, match="no manifest.json"):
         read_artifact(tmp_path)
     (tmp_path / MANIFEST).write_text("{not json")
