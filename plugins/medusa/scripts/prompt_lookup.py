@@ -1,0 +1,127 @@
+"""How many tokens per step prompt-lookup candidates would give (issue 15's question: is a copy of
+the context a cheaper draft than the heads?), simulated on an artifact's own greedy answers: at
+every step the last N tokens of the context (prompt + answer so far) are looked up in the earlier
+context, and the tokens that followed their latest earlier occurrence (up to K) are the candidate,
+accepted while they equal the greedy answer, as a verification step would. Deterministic.
+
+    python scripts/prompt_lookup.py ARTIFACT [--dev 10] [--held 20] [--tokens 128] > scripts/results/X.json
+
+Second table, for a tree of two rows (root + one candidate, the int4 copies' `[[0]]`): head 0's
+candidate at every answer position, from the greedy loop's own hidden states (one row per call, as
+the greedy loop runs), against a lookup candidate where there is one (head 0 elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+from chain_acceptance import prompt_sets
+from engine_medusa.ort_path import OrtMedusaDecoder
+
+from engine.artifacts import read_artifact
+from engine.interfaces import GenerationConfig
+
+NGRAMS = (1, 2, 3)
+LENGTHS = (1, 2, 4)
+
+
+def lookup(context: list[int], n: int, k: int) -> list[int]:
+    """The up to ``k`` tokens after the latest earlier occurrence of the context's last ``n``."""
+    key = context[-n:]
+    for start in range(len(context) - n - 1, -1, -1):
+        if context[start : start + n] == key:
+            return context[start + n : start + n + k]
+    return []
+
+
+def walk(prompt: list[int], answer: list[int], n: int, k: int) -> tuple[int, int, int]:
+    """(verification steps, steps with a candidate, tokens accepted from candidates) over one answer;
+    the first answer token comes from the prompt's forward pass and is not counted."""
+    steps = proposed = accepted = 0
+    t = 0
+    while t < len(answer) - 1:
+        candidate = lookup(prompt + answer[: t + 1], n, k)
+        run = 0
+        while run < len(candidate) and t + 1 + run < len(answer) and answer[t + 1 + run] == candidate[run]:
+            run += 1
+        steps, proposed, accepted = steps + 1, proposed + bool(candidate), accepted + run
+        t += 1 + run
+    return steps, proposed, accepted
+
+
+def head_candidates(decoder, prompt: list[int], answer: list[int]) -> list[int]:
+    """Head 0's proposal for answer[j + 1] at every j (-1 for j = 0: no hidden state yet), as the
+    decoder proposes it: from the hidden state of answer[j - 1] (the prompt's last for j = 0... 1)
+    and the path [answer[j]]; the answer is replayed one token per call and checked to be greedy."""
+    backend = decoder.backend
+    backend.reset()
+    ids = np.asarray([prompt])
+    allowed = np.tril(np.ones((1, len(prompt), len(prompt)), bool))
+    logits = backend.forward(ids, np.arange(len(prompt))[None], allowed, logits_at=len(prompt) - 1)[:, -1]
+    hidden = backend.hidden_at(np.array([len(prompt) - 1]))
+    out = []
+    for j, token in enumerate(answer[:-1]):
+        if int(logits[0].argmax()) != token:
+            raise SystemExit(f"the replayed answer is not greedy at token {j}")
+        out.append(int(backend.hydra_topk_of(hidden, 0, np.array([[token]]), 1)[0, 0]))
+        past = len(prompt) + j
+        logits = backend.forward(np.array([[token]]), np.array([[past]]), np.ones((1, 1, past + 1), bool))[:, -1]
+        hidden = backend.hidden_at(np.array([0]))
+    return out
+
+
+def two_row_walk(prompt: list[int], answer: list[int], heads: list[int], n: int | None) -> tuple[int, int]:
+    """(steps, accepted) of a root + one candidate per step: the lookup's (n-gram n) where it has
+    one, head 0's elsewhere (n None: head 0 always)."""
+    steps = accepted = t = 0
+    while t < len(answer) - 1:
+        found = lookup(prompt + answer[: t + 1], n, 1) if n else []
+        candidate = found[0] if found else heads[t]
+        hit = candidate == answer[t + 1]
+        steps, accepted, t = steps + 1, accepted + hit, t + 1 + hit
+    return steps, accepted
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="prompt_lookup.py")
+    parser.add_argument("artifact")
+    parser.add_argument("--dev", type=int, default=10)
+    parser.add_argument("--held", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=128)
+    args = parser.parse_args(argv)
+    decoder = OrtMedusaDecoder(read_artifact(args.artifact), provider="cpu", threads=1, tree=[])
+    out = {"artifact": args.artifact, "tokens": args.tokens, "sets": {}}
+    for name, rows in prompt_sets(args.dev, args.held, False).items():
+        answers = []
+        for r in rows:
+            result = decoder.generate(r["prompt"], GenerationConfig(max_new_tokens=args.tokens))
+            answers.append((decoder.encode(r["prompt"]), list(result.tokens)))
+        table = {}
+        for n in NGRAMS:
+            for k in LENGTHS:
+                steps, proposed, accepted = (sum(x) for x in zip(*(walk(p, a, n, k) for p, a in answers), strict=True))
+                table[f"n{n}_k{k}"] = {
+                    "steps": steps,
+                    "candidate_share": round(proposed / steps, 4),
+                    "extra_tokens_per_step": round(accepted / steps, 4),
+                }
+        heads = [head_candidates(decoder, p, a) for p, a in answers]
+        two_rows = {}
+        for n in (None, *NGRAMS):
+            walks = [two_row_walk(p, a, h, n) for (p, a), h in zip(answers, heads, strict=True)]
+            steps, accepted = (sum(x) for x in zip(*walks, strict=True))
+            two_rows["head 0" if n is None else f"lookup n{n}, else head 0"] = {
+                "steps": steps,
+                "tokens_per_step": round(1 + accepted / steps, 4),
+            }
+        out["sets"][name] = {"prompts": len(rows), "by_ngram_and_length": table, "two_rows": two_rows}
+        print(name, file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
