@@ -13,7 +13,7 @@ import numpy as np
 from engine.interfaces import ConfigError, GenerationConfig, GenerationResult, GenerationStats, as_config
 
 from .decoding import Policy, medusa_generate
-from .options import as_tree
+from .options import DEFAULT_LOOKUP, as_tree
 from .tree import build_tree
 
 DEFAULT_HEADS = Path(__file__).resolve().parent / "weights" / "default"
@@ -115,11 +115,21 @@ class MedusaRunner:
 
     @property
     def tree_info(self) -> dict:
-        """The tree in use, where it came from and the device it is keyed to (for benchmarks)."""
+        """The tree in use, where it came from, the device it is keyed to and the prompt lookup's n
+        (for benchmarks)."""
         choices = [list(c) for c in self.tree.choices] if self.tree else []
-        return {"choices": choices, "nodes": len(choices) + 1, "source": self.tree_source, "device": self.device}
+        return {
+            "choices": choices,
+            "nodes": len(choices) + 1,
+            "source": self.tree_source,
+            "device": self.device,
+            "lookup": self.lookup if self.tree else 0,
+        }
 
-    def _setup(self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0):
+    def _setup(self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0, lookup: int | None = None):
+        self.lookup = DEFAULT_LOOKUP if lookup is None else lookup
+        if self.lookup < 0:
+            raise ConfigError(f"lookup must be >= 0, got {lookup!r}")
         tree = as_tree(tree)
         if tree and max(len(p) for p in tree) > num_heads:
             raise ConfigError(f"tree is deeper than the {num_heads} heads")
@@ -158,5 +168,6 @@ class MedusaRunner:
                 stop=config.stop,
                 stream=config.stream,
                 on_step=steps.update,
+                lookup=self.lookup,
             )
         return results_from_rows(rows, seconds)

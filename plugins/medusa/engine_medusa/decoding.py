@@ -149,21 +149,66 @@ class HeadQueries:
         return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
 
 
-def propose(backend, tree: TreeBuffers, last: np.ndarray, root: np.ndarray, drafter: Drafter | None) -> np.ndarray:
+class ContextLookup:
+    """Prompt lookup for one row: the token that followed the latest earlier occurrence of the
+    context's last ``n`` tokens (prompt and answer so far), found in a dict of n-grams kept up to
+    date as tokens arrive (no model call, no scan of the context)."""
+
+    def __init__(self, n: int, tokens: Sequence[int]):
+        self.n, self.tokens, self.after = n, [], {}
+        self.extend(tokens)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            if len(self.tokens) >= self.n:
+                self.after[tuple(self.tokens[-self.n :])] = int(token)  # the latest occurrence wins
+            self.tokens.append(int(token))
+
+    def next_token(self) -> int:
+        """The copied token, or -1 where the last n tokens have not occurred before."""
+        return self.after.get(tuple(self.tokens[-self.n :]), -1)
+
+
+def with_lookup(tree: TreeBuffers, top: np.ndarray, lookup: np.ndarray | None, depth: int = 0) -> np.ndarray:
+    """Top-k tokens [B, P, k] of the root's proposer (depth 0) with each row's ``lookup`` token
+    (>= 0) in the rank of the root's last child, unless a child already holds it: a chain's one
+    candidate is replaced, a wide tree keeps its best ones. Deeper proposers' unchanged."""
+    if depth or lookup is None or not (lookup >= 0).any():
+        return top
+    ranks = [tree.choices[child - 1][-1] for child in tree.children[0]]
+    use = (lookup >= 0) & ~(top[:, 0, ranks] == lookup[:, None]).any(axis=1)
+    top = top.copy()
+    top[use, 0, ranks[-1]] = lookup[use]
+    return top
+
+
+def propose(
+    backend,
+    tree: TreeBuffers,
+    last: np.ndarray,
+    root: np.ndarray,
+    drafter: Drafter | None,
+    lookup: np.ndarray | None = None,
+) -> np.ndarray:
     """The tree's candidate tokens [B, N] from the heads at query `last` of the latest forward
     (the last accepted node: the tree forward cannot know it in advance, so the heads run after),
-    or from the draft."""
+    or from the draft; ``lookup`` [B] (>= 0 where a row has one, prompt lookup) takes the place of
+    the root's last child (:func:`with_lookup`), before deeper sequential heads read the path."""
     if not tree.depth:
         return root[:, None]
     if drafter is not None:
         return tree_tokens_sequential(
-            tree, root, lambda d, paths, nodes: drafter.topk_at(tree, d, paths, nodes, tree.topk)
+            tree,
+            root,
+            lambda d, paths, nodes: with_lookup(tree, drafter.topk_at(tree, d, paths, nodes, tree.topk), lookup, d),
         )
     if backend.sequential_heads:
         return tree_tokens_sequential(
-            tree, root, lambda head, paths, _: backend.path_topk(last, head, paths, tree.topk)
+            tree,
+            root,
+            lambda head, paths, _: with_lookup(tree, backend.path_topk(last, head, paths, tree.topk), lookup, head),
         )
-    return tree_tokens(tree, root, backend.head_topk(last, tree.topk, tree.depth))
+    return tree_tokens(tree, root, with_lookup(tree, backend.head_topk(last, tree.topk, tree.depth), lookup))
 
 
 def accepted_pairs(backend, tokens: np.ndarray, paths: list, nxt: np.ndarray, width: int):
@@ -193,9 +238,12 @@ def medusa_generate(
     stop: Sequence[str] = (),
     stream=None,
     on_step: Callable[[], None] | None = None,
+    lookup: int = 0,
 ) -> tuple[list[RowOutput], float]:
     """Generate for a batch of token-id prompts; returns (row outputs, seconds).
-    ``on_step`` is called after every verification step (progress, cancellation)."""
+    ``on_step`` is called after every verification step (progress, cancellation); ``lookup``
+    n > 0: where the context's last n tokens occurred before, the token after them takes the place
+    of the root's last child (prompt lookup; verification, so the output, is unchanged)."""
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -221,10 +269,12 @@ def medusa_generate(
     drafter = Drafter(backend, len(prompts)) if tree.depth and backend.drafting else None
     if drafter is not None:
         drafter.accept(backend.hidden_at(last)[:, None], root[:, None], np.ones((len(prompts), 1), bool))
+    lookups = [ContextLookup(lookup, [*p, *r.tokens]) for p, r in zip(prompts, rows, strict=True)] if lookup else []
     while not all(r.done for r in rows):
         if int(next_pos.max()) + tree.depth + 1 > backend.context:
             break  # the context is full: stop where we are
-        tokens = propose(backend, tree, last, root, drafter)
+        copied = np.array([c.next_token() for c in lookups], np.int64) if lookups and tree.depth else None
+        tokens = propose(backend, tree, last, root, drafter, copied)
         n = tokens.shape[1]
         attn = np.broadcast_to(tree.attn[None], (len(rows), n, n))
         allowed = np.concatenate([np.broadcast_to(valid[:, None, :], (len(rows), n, valid.shape[1])), attn], axis=2)
@@ -241,6 +291,8 @@ def medusa_generate(
             for t in tokens[b, path[1:]]:
                 r.push(t)
             r.push(nxt[b])
+            if lookups:
+                lookups[b].extend([*tokens[b, path[1:]], nxt[b]])
         width = max(len(p) for p in paths)
         if drafter is not None:
             drafter.accept(*accepted_pairs(backend, tokens, paths, nxt, width))

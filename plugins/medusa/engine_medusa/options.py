@@ -20,6 +20,7 @@ SAMPLING_MODES = ("lossless", "typical")
 HEADS_DTYPES = ("bfloat16", "float32")
 QUANTIZE_SCHEMES = ("int4", "int4-b128", "int8")
 TREE_EXAMPLE = "[[0],[0,0],[1]]"
+DEFAULT_LOOKUP = 2  # prompt lookup's n-gram when none is given (0: off; chosen in MODEL_CARD.md "Prompt lookup")
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
 
@@ -107,6 +108,15 @@ class MedusaOptions:
         type=int,
         paths=("torch",),
         validator=_positive,
+    )
+    lookup: int | None = option(
+        None,
+        "prompt lookup: where the last N tokens occurred before in the prompt or answer, the token after them "
+        "replaces the best candidate after the root (0: the heads alone; default: "
+        f"{DEFAULT_LOOKUP})",
+        type=int,
+        metavar="N",
+        validator=attrs.validators.optional(_at_least_zero),
     )
     sampling: str | None = option(
         None,

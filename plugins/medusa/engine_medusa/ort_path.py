@@ -203,6 +203,7 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         threads: int | None = None,
         tree=None,
         sampling: str | None = None,
+        lookup: int | None = None,
     ):
         cfg = artifact.config
         codec = TextCodec.load(artifact.file("tokenizer.json"), artifact.file("text.json"))
@@ -213,7 +214,9 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
 
         self._identify("onnxruntime", digest_of(artifact.path), threads, gpu=backend.on_cuda)
         tree = self._choose_tree(tree, cfg["tree"], "artifact", cfg["topk"], cfg["num_heads"])
-        self._setup(backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"], cfg["num_heads"])
+        self._setup(
+            backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"], cfg["num_heads"], lookup
+        )
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -243,8 +246,5 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         return list(self.backend.providers)
 
 
-def load_artifact(
-    artifact, *, provider: str = "auto", threads: int | None = None, tree=None, sampling: str | None = None
-) -> OrtMedusaDecoder:
-    """The engine's artifact loader for `medusa` (``engine decode medusa --artifact DIR``)."""
-    return OrtMedusaDecoder(artifact, provider=provider, threads=threads, tree=tree, sampling=sampling)
+#: the engine's artifact loader for `medusa` (``engine decode medusa --artifact DIR``): the decoder itself
+load_artifact = OrtMedusaDecoder

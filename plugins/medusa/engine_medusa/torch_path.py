@@ -38,6 +38,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         sampling: str | None = None,
         chat: bool | None = None,
         heads_dtype: str = "bfloat16",
+        lookup: int | None = None,
     ):
         if device not in (None, "cpu"):
             raise ConfigError(
@@ -53,7 +54,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
             base = stored.get("base_model") or stored.get("base_model_name_or_path") or DEFAULT_BASE
         self.base_name = base
         hf_model, codec = load_base(base)
-        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads)
+        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads, lookup)
 
     @classmethod
     def from_model(
@@ -67,14 +68,15 @@ class MedusaDecoder(MedusaRunner, Decoder):
         chat: bool | None = None,
         base_name: str = "custom",
         heads_dtype: str = "bfloat16",
+        lookup: int | None = None,
     ):
         """Build around an already loaded model; `heads` is a heads module, a folder or None."""
         self = cls.__new__(cls)
         self.base_name = base_name
-        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype)
+        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, lookup=lookup)
         return self
 
-    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, threads=None):
+    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, threads=None, lookup=None):
         from engine.tuned import digest_of
 
         self.model, self.heads_config = hf_model, None
@@ -99,7 +101,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
             raise ConfigError(f"heads_dtype must be {' or '.join(HEADS_DTYPES)}, got {heads_dtype!r}")
         backend = TorchBackend(hf_model, self.heads, getattr(torch, heads_dtype))
         num_heads = self.heads.num_heads if self.heads is not None else 0
-        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads)
+        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads, lookup)
 
     def export_onnx(self, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:
         """Base model + heads + tokenizer as an engine artifact at ``dest``; ``quantize``

@@ -128,6 +128,11 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int4-b128 --perplexity $P > bench_zen4_b128.json
 #   $E --json bench medusa --limit 10 --threads 1 --quantize int4,int8 --perplexity $P > bench_zen4_quantized_heads_4.json
 #   (and once more in a later session, 15:42 UTC, > bench_zen4_quantized_heads_5.json, when_zen4_quantized_heads_5.txt)
+# Prompt lookup (2026-12-06, fourth session; the Zen-4 EPYC, nothing else running; INT4 = the int4 copy the bench
+#   makes of the default artifact, ~/.cache/engine-medusa/artifacts/medusa-int4-*, FP32 = the bench's fp32 export):
+#   python scripts/prompt_lookup.py $INT4 > prompt_lookup_int4_zen4.json   (deterministic)
+#   python scripts/lookup_ab.py $INT4 > lookup_ab_int4_zen4.json   (when_lookup_ab_int4_zen4.txt)
+#   python scripts/lookup_ab.py $FP32 --rounds 1 > lookup_ab_fp32_zen4.json
 # Twice the self-distilled data (2026-12-06, later; the Zen-4 EPYC): the two --prepare-only lines of train_default.sh
 #   step 5 again with --distill-minutes 34 (the set completed: 188 of 188 shards), then
 #   $E --json train medusa $sd --kind hydra --init-heads engine_medusa/weights/default --steps 2400 --batch-size 512 \

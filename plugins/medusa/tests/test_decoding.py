@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from engine_medusa.base import TorchBackend
-from engine_medusa.decoding import Policy, medusa_generate
+from engine_medusa.decoding import ContextLookup, Policy, medusa_generate, propose
 from engine_medusa.heads import MedusaHeads
 from engine_medusa.tiny import randomize_heads, tiny_gpt2, tiny_llama
 from engine_medusa.tree import build_tree
@@ -45,6 +45,56 @@ def test_greedy_medusa_equals_hf_generate_batched(make):
     for p, r in zip(PROMPTS, rows, strict=True):
         assert r.tokens == hf_greedy(model, p, 40)
     assert any(r.steps < len(r.tokens) for r in rows)  # some candidates were accepted
+
+
+def test_context_lookup_copies_the_token_after_the_latest_earlier_occurrence():
+    lookup = ContextLookup(2, [1, 2, 3, 9, 1, 2, 4, 1])
+    assert lookup.next_token() == -1  # (4, 1) has not occurred before
+    lookup.extend([2])
+    assert lookup.next_token() == 4  # (1, 2) was followed by 3, then later by 4: the latest wins
+    assert ContextLookup(3, [7, 7]).next_token() == -1  # shorter than n
+
+
+class _StubHeads:
+    """Head k proposes token 100 * (k + 1) + rank; sequential heads also record the paths they read."""
+
+    def __init__(self, sequential: bool):
+        self.sequential_heads, self.paths = sequential, []
+
+    def head_topk(self, last, k, depth):
+        return np.array([[[100 * (h + 1) + r for r in range(k)] for h in range(depth)]] * len(last))
+
+    def path_topk(self, last, head, paths, k):
+        self.paths.append(paths.copy())
+        return np.array([[[100 * (head + 1) + r for r in range(k)]] * paths.shape[1]] * len(last))
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_lookup_token_takes_the_place_of_the_roots_last_child(sequential):
+    """Row 0 has a lookup token (55), row 1 none (-1), row 2 one a child already holds (100).
+    A wide root keeps its best candidates; a chain's one candidate is replaced, and sequential
+    (Hydra) heads then read the lookup token on the path they extend."""
+    wide, chain = build_tree([[0], [1], [0, 0]], 4), build_tree([[0], [0, 0]], 4)
+    root, copied, last = np.array([7, 8, 9]), np.array([55, -1, 100]), np.zeros(3, np.int64)
+    tokens = propose(_StubHeads(sequential), wide, last, root, None, copied)
+    node = {c: wide.choices.index(c) + 1 for c in ((0,), (1,), (0, 0))}
+    assert tokens[:, node[(0,)]].tolist() == [100, 100, 100]  # the best stays
+    assert tokens[:, node[(1,)]].tolist() == [55, 101, 101]
+    heads = _StubHeads(sequential)
+    tokens = propose(heads, chain, last, root, None, copied)
+    assert tokens[:, 1].tolist() == [55, 100, 100]
+    if sequential:
+        assert heads.paths[1][:, 0].tolist() == [[7, 55], [8, 100], [9, 100]]
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
+@pytest.mark.parametrize("tree", [[[0]], TREE])
+def test_prompt_lookup_keeps_the_greedy_output(make, tree):
+    """Lookup candidates are only candidates: verification keeps the base's greedy tokens."""
+    model = make()
+    prompts = [*PROMPTS, [9, 8, 9, 8, 9, 8, 9, 8, 9]]  # repeats: the lookup has tokens to copy
+    rows = run(backend_for(model), prompts, tree=tree, n=30, lookup=2)
+    assert [r.tokens for r in rows] == [hf_greedy(model, p, 30) for p in prompts]
 
 
 def test_heads_at_identity_predict_repeats_and_stay_exact():

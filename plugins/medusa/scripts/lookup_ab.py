@@ -1,0 +1,70 @@
+"""Prompt lookup on and off, alternated in one process (the card's rule in "Prompt lookup"): an
+artifact's decoder with its stored tree at --lookup 0 and N over the bench's prompts, round after
+round (this machine has slow and fast phases minutes long), with the greedy loop's output as the
+reference. Tokens per step and outputs are deterministic; tokens/s is a timing.
+
+    python scripts/lookup_ab.py ARTIFACT [--lookup 2] [--rounds 6] [--dev 10] [--tokens 128] > scripts/results/X.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+from engine_medusa.data import DEV_PROMPTS
+from engine_medusa.ort_path import OrtMedusaDecoder
+
+from engine.artifacts import read_artifact
+from engine.interfaces import GenerationConfig
+from engine.io.prompts import read_prompt_rows
+
+
+def run(decoder, prompts: list[str], tokens: int) -> tuple[list[list[int]], int, int, float]:
+    """(outputs, steps, new tokens, seconds) over the prompts, one at a time."""
+    outputs, steps, new = [], 0, 0
+    t0 = time.perf_counter()
+    for prompt in prompts:
+        result = decoder.generate(prompt, GenerationConfig(max_new_tokens=tokens))
+        outputs.append(list(result.tokens))
+        steps, new = steps + result.stats.steps, new + result.stats.new_tokens
+    return outputs, steps, new, time.perf_counter() - t0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lookup_ab.py")
+    parser.add_argument("artifact")
+    parser.add_argument("--lookup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--dev", type=int, default=10)
+    parser.add_argument("--tokens", type=int, default=128)
+    args = parser.parse_args(argv)
+    artifact = read_artifact(args.artifact)
+    prompts = [r["prompt"] for r in read_prompt_rows(DEV_PROMPTS, args.dev)]
+    decoders = {n: OrtMedusaDecoder(artifact, provider="cpu", threads=1, lookup=n) for n in (0, args.lookup)}
+    greedy = OrtMedusaDecoder(artifact, provider="cpu", threads=1, tree=[])
+    reference = run(greedy, prompts, args.tokens)[0]
+    for d in decoders.values():  # warm-up
+        d.generate(prompts[0], GenerationConfig(max_new_tokens=8))
+    rates: dict[int, list[float]] = {n: [] for n in decoders}
+    out = {"artifact": args.artifact, "tree": decoders[0].tree_info, "prompts": len(prompts), "tokens": args.tokens}
+    for r in range(args.rounds):
+        for n, d in decoders.items():
+            outputs, steps, new, seconds = run(d, prompts, args.tokens)
+            rates[n].append(round(new / seconds, 2))
+            out[f"lookup_{n}"] = {
+                "identical_to_greedy": outputs == reference,
+                "tokens_per_step": round(new / steps, 4),
+                "exact_greedy_declared": "exact-greedy" in d.capabilities,
+            }
+            print(f"round {r + 1} lookup {n}: {rates[n][-1]} tokens/s", file=sys.stderr, flush=True)
+    for n in decoders:
+        out[f"lookup_{n}"] |= {"tokens_per_s": rates[n], "median_tokens_per_s": statistics.median(rates[n])}
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
