@@ -112,7 +112,7 @@ class MedusaOptions:
     lookup: int | None = option(
         None,
         "prompt lookup: where the last N tokens occurred before in the prompt or answer, the token after them "
-        "replaces the best candidate after the root (0: the heads alone; default: "
+        "takes the place of the root's last candidate, unless the heads propose it (0: the heads alone; default: "
         f"{DEFAULT_LOOKUP})",
         type=int,
         metavar="N",
