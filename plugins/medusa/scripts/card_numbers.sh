@@ -134,7 +134,7 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #   python scripts/lookup_ab.py $INT4 > lookup_ab_int4_zen4.json   (when_lookup_ab_int4_zen4.txt)
 #   python scripts/lookup_ab.py $FP32 --rounds 1 > lookup_ab_fp32_zen4.json
 #   then, lookup the default: the bench line of "Blocks of 128" (--quantize int4,int8) > bench_zen4_lookup.json,
-#   and again right after > bench_zen4_lookup_2.json (when_zen4_lookup_2.txt)
+#   and again right after > bench_zen4_lookup_2.json (when_zen4_lookup_2.txt), bench_zen4_lookup_3.json (_3.txt)
 # Twice the self-distilled data (2026-12-06, later; the Zen-4 EPYC): the two --prepare-only lines of train_default.sh
 #   step 5 again with --distill-minutes 34 (the set completed: 188 of 188 shards), then
 #   $E --json train medusa $sd --kind hydra --init-heads engine_medusa/weights/default --steps 2400 --batch-size 512 \
