@@ -69,19 +69,17 @@ def pooled_folds(names: tuple[str, ...]) -> dict | None:
     def weighted(value) -> float:
         return round(sum(value(r) * r["spectra"] for r in folds) / spectra, 4)
 
-    searched = [r.get("searched_graph", r["graph"]) for r in folds]
+    def searched(key: str):  # the graphs searched (the pruned ones, where pruning made new ones)
+        return lambda r: r.get("searched_graph", r["graph"])[key]
+
     return {
         "peptides_per_fold": per_fold,
         "peptides": sum(per_fold),
         "dp_peptides": sum(round(r["baseline_peptide_recall"] * r["spectra"]) for r in folds),
         "aa_precision": weighted(lambda r: r["aa_precision"]),
         "spectra": spectra,
-        "searched_node_precision": round(
-            sum(g["mean_node_precision"] * r["spectra"] for g, r in zip(searched, folds, strict=True)) / spectra, 4
-        ),
-        "searched_coverage": round(
-            sum(g["mean_prefix_coverage"] * r["spectra"] for g, r in zip(searched, folds, strict=True)) / spectra, 4
-        ),
+        "searched_node_precision": weighted(searched("mean_node_precision")),
+        "searched_coverage": weighted(searched("mean_prefix_coverage")),
     }
 
 

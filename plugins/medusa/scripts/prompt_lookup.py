@@ -20,9 +20,9 @@ import sys
 import numpy as np
 from chain_acceptance import prompt_sets
 from engine_medusa.ort_path import OrtMedusaDecoder
+from lookup_ab import run
 
 from engine.artifacts import read_artifact
-from engine.interfaces import GenerationConfig
 
 NGRAMS = (1, 2, 3)
 LENGTHS = (1, 2, 4)
@@ -95,10 +95,8 @@ def main(argv: list[str]) -> int:
     decoder = OrtMedusaDecoder(read_artifact(args.artifact), provider="cpu", threads=1, tree=[])
     out = {"artifact": args.artifact, "tokens": args.tokens, "sets": {}}
     for name, rows in prompt_sets(args.dev, args.held, False).items():
-        answers = []
-        for r in rows:
-            result = decoder.generate(r["prompt"], GenerationConfig(max_new_tokens=args.tokens))
-            answers.append((decoder.encode(r["prompt"]), list(result.tokens)))
+        prompts = [r["prompt"] for r in rows]
+        answers = list(zip(map(decoder.encode, prompts), run(decoder, prompts, args.tokens)[0], strict=True))
         table = {}
         for n in NGRAMS:
             for k in LENGTHS:
