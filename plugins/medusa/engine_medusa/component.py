@@ -13,7 +13,8 @@ import numpy as np
 from engine.interfaces import ConfigError, GenerationConfig, GenerationResult, GenerationStats, as_config
 
 from .decoding import Policy, medusa_generate
-from .options import DEFAULT_LOOKUP, as_tree
+from .options import DEFAULT_CHAIN, DEFAULT_LOOKUP, as_tree
+from .retrieval import open_datastore
 from .tree import build_tree
 
 DEFAULT_HEADS = Path(__file__).resolve().parent / "weights" / "default"
@@ -123,13 +124,20 @@ class MedusaRunner:
             "nodes": len(choices) + 1,
             "source": self.tree_source,
             "device": self.device,
-            "lookup": self.lookup if self.tree else 0,
+            "lookup": self.lookup if self.tree or self.chain else 0,
+            "chain": self.chain,
+            "datastore_tokens": len(self.datastore) if self.datastore is not None else 0,
         }
 
-    def _setup(self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0, lookup: int | None = None):
+    def _setup(
+        self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0, lookup=None, chain=None, store=None
+    ):
+        """``store``: the datastore for ``chain`` (a Datastore, a file) or, as a folder, where one may be stored."""
         self.lookup = DEFAULT_LOOKUP if lookup is None else lookup
-        if self.lookup < 0:
-            raise ConfigError(f"lookup must be >= 0, got {lookup!r}")
+        self.chain = DEFAULT_CHAIN if chain is None else chain
+        if self.lookup < 0 or self.chain < 0:
+            raise ConfigError(f"lookup and chain must be >= 0, got {lookup!r} and {chain!r}")
+        self.datastore = open_datastore(store) if self.chain else None
         tree = as_tree(tree)
         if tree and max(len(p) for p in tree) > num_heads:
             raise ConfigError(f"tree is deeper than the {num_heads} heads")
@@ -169,5 +177,7 @@ class MedusaRunner:
                 stream=config.stream,
                 on_step=steps.update,
                 lookup=self.lookup,
+                chain=self.chain,
+                datastore=self.datastore,
             )
         return results_from_rows(rows, seconds)

@@ -270,6 +270,15 @@ def read_sharegpt(limit: int | None = None) -> list[dict]:
     return rows
 
 
+def answer_datastore(codec, conversations: int | None = None):
+    """A retrieval datastore (``--chain``) of the training split's ShareGPT answers, as the base's
+    tokenizer reads them (the held-back split stays out)."""
+    from .retrieval import Datastore
+
+    rows = sharegpt_split(read_sharegpt(), "train")[:conversations]
+    return Datastore.build([codec.tok.encode(r["answer"], add_special_tokens=False).ids for r in rows])
+
+
 def held_back(sample_id: str, percent: int = 2) -> bool:
     """A stable split by id (the same samples are held back in every run and on every machine)."""
     return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) % 100 < percent

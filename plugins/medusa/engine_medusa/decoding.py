@@ -7,6 +7,7 @@ positions and accepted path. An empty tree (root only) is plain one-token-per-st
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 
@@ -16,8 +17,9 @@ import numpy as np
 from engine.errors import EngineError, UsageError
 
 from .drafting import Drafter
-from .options import SAMPLING_MODES
-from .tree import TreeBuffers, build_tree, tree_tokens, tree_tokens_sequential
+from .options import DEFAULT_LOOKUP, SAMPLING_MODES
+from .retrieval import ChainLookup, Datastore
+from .tree import TreeBuffers, append_chain, build_tree, tree_tokens, tree_tokens_sequential
 from .verify import sample, verify_greedy, verify_lossless, verify_typical, warp
 
 
@@ -149,26 +151,6 @@ class HeadQueries:
         return self.hydra_topk_of(h, head, paths.reshape(b * n, width), k).reshape(b, n, -1)
 
 
-class ContextLookup:
-    """Prompt lookup for one row: the token that followed the latest earlier occurrence of the
-    context's last ``n`` tokens (prompt and answer so far), found in a dict of n-grams kept up to
-    date as tokens arrive (no model call, no scan of the context)."""
-
-    def __init__(self, n: int, tokens: Sequence[int]):
-        self.n, self.tokens, self.after = n, [], {}
-        self.extend(tokens)
-
-    def extend(self, tokens: Sequence[int]) -> None:
-        for token in tokens:
-            if len(self.tokens) >= self.n:
-                self.after[tuple(self.tokens[-self.n :])] = int(token)  # the latest occurrence wins
-            self.tokens.append(int(token))
-
-    def next_token(self) -> int:
-        """The copied token, or -1 where the last n tokens have not occurred before."""
-        return self.after.get(tuple(self.tokens[-self.n :]), -1)
-
-
 def with_lookup(tree: TreeBuffers, top: np.ndarray, lookup: np.ndarray | None, depth: int = 0) -> np.ndarray:
     """Top-k tokens [B, P, k] of the root's proposer (depth 0) with each row's ``lookup`` token
     (>= 0) in the rank of the root's last child, unless a child already holds it: a chain's one
@@ -211,6 +193,24 @@ def propose(
     return tree_tokens(tree, root, with_lookup(tree, backend.head_topk(last, tree.topk, tree.depth), lookup))
 
 
+def retrieved_chains(tree: TreeBuffers, tokens: np.ndarray, chains: list[list[int]], rows) -> tuple:
+    """The tree and candidates [B, N] with each row's retrieved chain appended under the root, as
+    long as the longest (shorter chains are padded with their root: a pad is verified like any
+    candidate); unchanged where no row has one."""
+    length = max((len(c) for c, r in zip(chains, rows, strict=False) if not r.done), default=0)
+    if not length:
+        return tree, tokens
+    extra = np.repeat(tokens[:, :1], length, axis=1)
+    for b, c in enumerate(chains):
+        extra[b, : len(c)] = c[:length]
+    return _chain_tree(tree, length), np.concatenate([tokens, extra], axis=1)
+
+
+@functools.lru_cache(maxsize=64)
+def _chain_tree(tree: TreeBuffers, length: int) -> TreeBuffers:  # trees hash by identity
+    return append_chain(tree, length)
+
+
 def accepted_pairs(backend, tokens: np.ndarray, paths: list, nxt: np.ndarray, width: int):
     """The draft's new true pairs: each accepted node's base feature and the token after it
     (the next accepted node's, or the base's own next token after the last)."""
@@ -239,11 +239,15 @@ def medusa_generate(
     stream=None,
     on_step: Callable[[], None] | None = None,
     lookup: int = 0,
+    chain: int = 0,
+    datastore: Datastore | None = None,
 ) -> tuple[list[RowOutput], float]:
     """Generate for a batch of token-id prompts; returns (row outputs, seconds).
     ``on_step`` is called after every verification step (progress, cancellation); ``lookup``
     n > 0: where the context's last n tokens occurred before, the token after them takes the place
-    of the root's last child (prompt lookup; verification, so the output, is unchanged)."""
+    of the root's last child (prompt lookup); ``chain`` k > 0 instead: up to k tokens after them,
+    or the ``datastore``'s continuation, form a chain beside the tree (:func:`retrieved_chains`).
+    Verification, so the output, is unchanged by either."""
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -269,12 +273,19 @@ def medusa_generate(
     drafter = Drafter(backend, len(prompts)) if tree.depth and backend.drafting else None
     if drafter is not None:
         drafter.accept(backend.hidden_at(last)[:, None], root[:, None], np.ones((len(prompts), 1), bool))
-    lookups = [ContextLookup(lookup, [*p, *r.tokens]) for p, r in zip(prompts, rows, strict=True)] if lookup else []
+    lookups = []
+    if lookup or chain:
+        ngram = lookup or DEFAULT_LOOKUP
+        lookups = [ChainLookup(ngram, [*p, *r.tokens], datastore) for p, r in zip(prompts, rows, strict=True)]
+    heads_tree = tree
     while not all(r.done for r in rows):
-        if int(next_pos.max()) + tree.depth + 1 > backend.context:
+        if int(next_pos.max()) + heads_tree.depth + chain + 1 > backend.context:
             break  # the context is full: stop where we are
-        copied = np.array([c.next_token() for c in lookups], np.int64) if lookups and tree.depth else None
-        tokens = propose(backend, tree, last, root, drafter, copied)
+        copied = None
+        if lookups and heads_tree.depth and not chain:
+            copied = np.array([(c.propose(1) or [-1])[0] for c in lookups], np.int64)
+        tokens = propose(backend, heads_tree, last, root, drafter, copied)
+        tree, tokens = retrieved_chains(heads_tree, tokens, [c.propose(chain) for c in lookups] if chain else [], rows)
         n = tokens.shape[1]
         attn = np.broadcast_to(tree.attn[None], (len(rows), n, n))
         allowed = np.concatenate([np.broadcast_to(valid[:, None, :], (len(rows), n, valid.shape[1])), attn], axis=2)

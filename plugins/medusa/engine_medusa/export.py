@@ -30,6 +30,7 @@ from engine.onnx_passes import optimize_graph
 
 from .base import UNBOUNDED_CONTEXT, cache_argument, context_length
 from .component import heads_for_export, stored_tree
+from .retrieval import DATASTORE_FILE
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}
@@ -349,6 +350,8 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
         text_dir = Path(tmp) / "text"
         text_dir.mkdir()
         files.update(decoder.codec.save(text_dir))
+        if heads_dir is not None and (heads_dir / DATASTORE_FILE).is_file():  # for --chain
+            files[DATASTORE_FILE] = heads_dir / DATASTORE_FILE
         config = {
             "base_model": decoder.base_name,
             "num_heads": heads.num_heads,

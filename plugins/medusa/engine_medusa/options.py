@@ -21,6 +21,8 @@ HEADS_DTYPES = ("bfloat16", "float32")
 QUANTIZE_SCHEMES = ("int4", "int4-b128", "int8")
 TREE_EXAMPLE = "[[0],[0,0],[1]]"
 DEFAULT_LOOKUP = 2  # prompt lookup's n-gram when none is given (0: off; chosen in MODEL_CARD.md "Prompt lookup")
+DATASTORE_FILE = "datastore.npy"  # the retrieval datastore beside heads or in an artifact (engine_medusa.retrieval)
+DEFAULT_CHAIN = 0  # retrieved chain's length when none is given (0: off; MODEL_CARD.md "A retrieved chain")
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
 
@@ -118,6 +120,21 @@ class MedusaOptions:
         metavar="N",
         validator=attrs.validators.optional(_at_least_zero),
     )
+    chain: int | None = option(
+        None,
+        "a chain of up to K retrieved tokens beside the tree: those after the last N tokens' earlier occurrence "
+        "(--lookup's N, 2 if 0), else the datastore's most frequent continuation; replaces the lookup's one "
+        f"candidate (0: none; default: {DEFAULT_CHAIN})",
+        type=int,
+        metavar="K",
+        validator=attrs.validators.optional(_at_least_zero),
+    )
+    datastore: str | None = option(
+        None,
+        "token datastore for --chain (engine medusa datastore writes one; default: the one stored with the "
+        "heads or the artifact, if any)",
+        metavar="FILE",
+    )
     sampling: str | None = option(
         None,
         "acceptance rule when temperature > 0: lossless or typical (default: lossless, or the artifact's)",
@@ -155,6 +172,11 @@ class TrainOptions:
         type=float,
     )
     prepare_only: bool = option(False, "write the training data (self-distillation or teacher forcing) and stop")
+    datastore_only: bool = option(
+        False,
+        f"write the retrieval datastore of the training split's answers (--data sharegpt) to -o DIR/{DATASTORE_FILE} "
+        "for --chain, and stop",
+    )
     kind: str = option(
         "medusa",
         "Medusa heads, Hydra heads (each sees the tokens proposed before it), or a one-layer draft "

@@ -204,6 +204,8 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         tree=None,
         sampling: str | None = None,
         lookup: int | None = None,
+        chain: int | None = None,
+        datastore=None,
     ):
         cfg = artifact.config
         codec = TextCodec.load(artifact.file("tokenizer.json"), artifact.file("text.json"))
@@ -215,7 +217,16 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         self._identify("onnxruntime", digest_of(artifact.path), threads, gpu=backend.on_cuda)
         tree = self._choose_tree(tree, cfg["tree"], "artifact", cfg["topk"], cfg["num_heads"])
         self._setup(
-            backend, codec, tree, cfg["topk"], sampling or cfg["sampling"], cfg["chat"], cfg["num_heads"], lookup
+            backend,
+            codec,
+            tree,
+            cfg["topk"],
+            sampling or cfg["sampling"],
+            cfg["chat"],
+            cfg["num_heads"],
+            lookup,
+            chain,
+            datastore if datastore is not None else artifact.path,
         )
 
     @property
@@ -232,9 +243,12 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         return tuple(c for c in caps if c != "exact-greedy")
 
     def _exact_over_quantized(self) -> bool:
+        if self.chain and self.tree and self.tree.choices:
+            return False  # a retrieved chain beside the tree: two branches
         if not self.tree or not self.tree.choices:
-            return True  # no tree: the decoder is its greedy loop
-        if not is_chain(self.tree.choices):
+            if not self.chain:
+                return True  # no tree: the decoder is its greedy loop
+        elif not is_chain(self.tree.choices):
             return False
         if self._rows_independent is None:  # one probe per decoder
             self._rows_independent = self.backend.rows_independent()

@@ -39,6 +39,8 @@ class MedusaDecoder(MedusaRunner, Decoder):
         chat: bool | None = None,
         heads_dtype: str = "bfloat16",
         lookup: int | None = None,
+        chain: int | None = None,
+        datastore=None,
     ):
         if device not in (None, "cpu"):
             raise ConfigError(
@@ -54,7 +56,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
             base = stored.get("base_model") or stored.get("base_model_name_or_path") or DEFAULT_BASE
         self.base_name = base
         hf_model, codec = load_base(base)
-        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads, lookup)
+        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads, lookup, chain, datastore)
 
     @classmethod
     def from_model(
@@ -69,14 +71,30 @@ class MedusaDecoder(MedusaRunner, Decoder):
         base_name: str = "custom",
         heads_dtype: str = "bfloat16",
         lookup: int | None = None,
+        chain: int | None = None,
+        datastore=None,
     ):
         """Build around an already loaded model; `heads` is a heads module, a folder or None."""
         self = cls.__new__(cls)
         self.base_name = base_name
-        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, lookup=lookup)
+        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, None, lookup, chain, datastore)
         return self
 
-    def _init(self, hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, threads=None, lookup=None):
+    def _init(
+        self,
+        hf_model,
+        codec,
+        heads,
+        tree,
+        topk,
+        sampling,
+        chat,
+        heads_dtype,
+        threads=None,
+        lookup=None,
+        chain=None,
+        store=None,
+    ):
         from engine.tuned import digest_of
 
         self.model, self.heads_config = hf_model, None
@@ -101,7 +119,8 @@ class MedusaDecoder(MedusaRunner, Decoder):
             raise ConfigError(f"heads_dtype must be {' or '.join(HEADS_DTYPES)}, got {heads_dtype!r}")
         backend = TorchBackend(hf_model, self.heads, getattr(torch, heads_dtype))
         num_heads = self.heads.num_heads if self.heads is not None else 0
-        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads, lookup)
+        store = store if store is not None else self.heads_folder
+        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads, lookup, chain, store)
 
     def export_onnx(self, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:
         """Base model + heads + tokenizer as an engine artifact at ``dest``; ``quantize``

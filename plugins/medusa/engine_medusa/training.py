@@ -684,6 +684,18 @@ def _unfreeze_last(model, n: int):
 # ----------------------------------------------------------------------------- a whole run
 
 
+def _answer_datastore(codec, o, out: Path) -> dict:
+    from .data import answer_datastore
+    from .retrieval import DATASTORE_FILE
+
+    if o.data != "sharegpt":
+        raise UsageError("--datastore-only stores ShareGPT's answers: give --data sharegpt")
+    out.mkdir(parents=True, exist_ok=True)
+    store = answer_datastore(codec)
+    path = store.save(out / DATASTORE_FILE)
+    return {"datastore": str(path), "answers": store.sequences, "tokens": len(store)}
+
+
 def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=print) -> dict:
     """Self-distillation (cached) then Medusa-1 or Medusa-2 training, as ``engine train medusa``.
 
@@ -698,6 +710,8 @@ def run(options, *, base: str, out: Path, seed: int = 0, progress=None, log=prin
     o = options
     base_name = canonical_base_name(base)
     model, codec = load_base(base)
+    if o.datastore_only:
+        return _answer_datastore(codec, o, out)
     rank, _ = dist_info()
     init = _initial_heads(o, model)  # refused before minutes of data, not after
     if o.data == "sharegpt":

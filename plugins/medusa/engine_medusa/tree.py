@@ -91,6 +91,37 @@ def build_tree(choices, topk: int = 10) -> TreeBuffers:
     )
 
 
+def append_chain(tree: TreeBuffers, length: int) -> TreeBuffers:
+    """The tree with a chain of ``length`` nodes under the root after its own nodes (a retrieved
+    draft beside the heads' candidates: its tokens come from elsewhere, so it has no rank path and
+    ``choices`` stays the heads'). Verification takes the longest accepted path, either branch."""
+    n = tree.size
+    size = n + length
+    parent = np.concatenate([tree.parent, [0], np.arange(n, size - 1)]).astype(np.int64)
+    attn = np.zeros((size, size), bool)
+    attn[:n, :n] = tree.attn
+    attn[n:, 0] = True
+    attn[n:, n:] = np.tril(np.ones((length, length), bool))
+    chain = [0, *range(n, size)]
+    width = max(tree.retrieve.shape[1], len(chain))
+    retrieve = np.full((len(tree.retrieve) + 1, width), -1, np.int64)
+    retrieve[:-1, : tree.retrieve.shape[1]] = tree.retrieve
+    retrieve[-1, : len(chain)] = chain
+    children = [*tree.children[:1], *tree.children[1:]]
+    children[0] = (*children[0], n)
+    children += [(i + 1,) for i in range(n, size - 1)] + [()]
+    return TreeBuffers(
+        tree.choices,
+        tree.topk,
+        np.concatenate([tree.tree_indices, np.full(length, -1, np.int64)]),
+        np.concatenate([tree.positions, np.arange(1, length + 1)]).astype(np.int64),
+        attn,
+        retrieve,
+        parent,
+        tuple(children),
+    )
+
+
 def tree_tokens(tree: TreeBuffers, root: np.ndarray, head_topk: np.ndarray) -> np.ndarray:
     """Candidate tokens of every tree node: [B, N] from root [B] and head top-k [B, K, k]."""
     b = root.shape[0]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 from engine_medusa.base import TorchBackend
-from engine_medusa.decoding import ContextLookup, Policy, medusa_generate, propose
+from engine_medusa.decoding import Policy, medusa_generate, propose
 from engine_medusa.heads import MedusaHeads
+from engine_medusa.retrieval import ChainLookup, Datastore
 from engine_medusa.tiny import randomize_heads, tiny_gpt2, tiny_llama
 from engine_medusa.tree import build_tree
 
@@ -47,12 +48,32 @@ def test_greedy_medusa_equals_hf_generate_batched(make):
     assert any(r.steps < len(r.tokens) for r in rows)  # some candidates were accepted
 
 
-def test_context_lookup_copies_the_token_after_the_latest_earlier_occurrence():
-    lookup = ContextLookup(2, [1, 2, 3, 9, 1, 2, 4, 1])
-    assert lookup.next_token() == -1  # (4, 1) has not occurred before
+def test_context_lookup_copies_the_tokens_after_the_latest_earlier_occurrence():
+    lookup = ChainLookup(2, [1, 2, 3, 9, 1, 2, 4, 1])
+    assert lookup.propose(1) == []  # (4, 1) has not occurred before
     lookup.extend([2])
-    assert lookup.next_token() == 4  # (1, 2) was followed by 3, then later by 4: the latest wins
-    assert ContextLookup(3, [7, 7]).next_token() == -1  # shorter than n
+    assert lookup.propose(3) == [4, 1, 2]  # (1, 2) was followed by 3, then later by 4: the latest wins
+    assert ChainLookup(3, [7, 7]).propose(1) == []  # shorter than n
+
+
+def test_the_datastore_gives_the_most_frequent_continuation_of_the_longest_suffix_found():
+    store = Datastore.build([[1, 2, 3, 4, 5], [9, 2, 3, 4, 6, 1], [2, 3, 7], [0, 2, 3, 4, 6, 1]])
+    assert len(store) == 20
+    assert store.propose([2, 3], 4) == [4, 6, 1]  # 2 3 -> 4 (3 of 4), then 6 (2 of those 3), 1; then they end
+    assert store.propose([1, 2, 3], 2) == [4, 5]  # the longest suffix found (1 2 3) decides
+    assert store.propose([5, 7], 2) == []  # 7 ends its answer: nothing follows
+    assert store.propose([8, 8], 2) == []  # not in the store
+    assert ChainLookup(2, [8, 8, 2, 3], store).propose(2) == [4, 6]  # no context match: the store's
+
+
+def test_a_datastore_round_trips_and_refuses_bad_input(tmp_path):
+    store = Datastore.build([[1, 2, 3], [2, 3, 4]])
+    again = Datastore.load(store.save(tmp_path / "d.npy"))
+    assert again.propose([2, 3], 1) == store.propose([2, 3], 1) and not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(UsageError, match="too large"):
+        Datastore.build([[70000]])
+    with pytest.raises(UsageError, match="separator"):
+        Datastore(np.array([1, 2, 3]))
 
 
 class _StubHeads:
@@ -95,6 +116,21 @@ def test_prompt_lookup_keeps_the_greedy_output(make, tree):
     prompts = [*PROMPTS, [9, 8, 9, 8, 9, 8, 9, 8, 9]]  # repeats: the lookup has tokens to copy
     rows = run(backend_for(model), prompts, tree=tree, n=30, lookup=2)
     assert [r.tokens for r in rows] == [hf_greedy(model, p, 30) for p in prompts]
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
+@pytest.mark.parametrize("tree", [[], [[0]], TREE])
+def test_a_retrieved_chain_beside_the_tree_keeps_the_greedy_output(make, tree):
+    """Chains from the context or a store (built from the model's own answers, so they are often
+    right) are verified beside the heads' candidates: tokens equal greedy, and fewer steps."""
+    model = make()
+    prompts = [*PROMPTS, [9, 8, 9, 8, 9, 8, 9, 8, 9]]
+    answers = [hf_greedy(model, p, 30) for p in prompts]
+    store = Datastore.build(answers[::2])
+    plain = run(backend_for(model), prompts, tree=tree, n=30)
+    rows = run(backend_for(model), prompts, tree=tree, n=30, lookup=2, chain=4, datastore=store)
+    assert [r.tokens for r in rows] == answers
+    assert sum(r.steps for r in rows) < sum(r.steps for r in plain)
 
 
 def test_heads_at_identity_predict_repeats_and_stay_exact():
