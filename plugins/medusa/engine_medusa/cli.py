@@ -65,8 +65,9 @@ def bench(ctx):
     decoder = ctx.load(path="torch")  # with --artifact too: the torch side is built beside it
 
     def load_artifact(path, tree):
-        provider = ctx.provider or "cpu"
-        return ctx.engine.load_artifact(path, provider, ctx.threads, tree=tree, sampling=ctx.options.sampling)
+        o, provider = ctx.options, ctx.provider or "cpu"
+        retrieval = {"lookup": o.lookup, "chain": o.chain, "datastore": o.datastore} if tree != [] else {}  # [] greedy
+        return ctx.engine.load_artifact(path, provider, ctx.threads, tree=tree, sampling=o.sampling, **retrieval)
 
     return benchmark.run(
         decoder,

@@ -131,8 +131,8 @@ class MedusaOptions:
     )
     datastore: str | None = option(
         None,
-        "token datastore for --chain (engine medusa datastore writes one; default: the one stored with the "
-        "heads or the artifact, if any)",
+        "token datastore for --chain (engine train medusa --data sharegpt --datastore-only -o DIR writes one; "
+        "default: the one stored with the heads or the artifact, if any)",
         metavar="FILE",
     )
     sampling: str | None = option(

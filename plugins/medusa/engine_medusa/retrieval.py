@@ -20,6 +20,7 @@ from .options import DATASTORE_FILE
 
 NGRAM = 4  # longest context suffix looked up: 4 tokens of 16 bits fill a 64-bit key
 SEPARATOR = 0xFFFF  # ends every stored answer; no token id of a supported vocabulary
+BUILD_COMMAND = "engine train medusa --data sharegpt --datastore-only -o DIR"
 SAMPLE = 400  # occurrences read per lookup: enough to count the common continuations
 
 
@@ -132,8 +133,8 @@ def open_datastore(source) -> Datastore | None:
         if not path.is_file():
             return None
     elif not path.is_file():
-        raise UsageError(f"datastore {source} does not exist (engine medusa datastore -o FILE writes one)")
+        raise UsageError(f"datastore {source} does not exist ({BUILD_COMMAND} writes one)")
     try:
         return Datastore.load(path)
-    except (ValueError, OSError) as e:
-        raise UsageError(f"cannot read datastore {path}: {e}") from None
+    except (ValueError, OSError):
+        raise UsageError(f"cannot read datastore {path}: not a token array as {BUILD_COMMAND} writes") from None

@@ -150,3 +150,19 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #     > scripts/results/chain_acceptance_sd_layers.json
 #   python scripts/chain_acceptance.py shipped=<the bench's int4 copy> v5=<the v5 heads' int4 copy> --dev 80 \
 #     --by-category > scripts/results/chain_acceptance_dev_categories.json
+#
+# "A retrieved chain beside the heads" and "Where issue 11's targets lie" (2026-12-06, fifth session, Zen 4, 1 thread):
+#   $E export medusa -o runs/art-default --threads 1 --force
+#   $E --json train medusa --data sharegpt --datastore-only -o runs/ds            (runs/ds/datastore.npy)
+#   python scripts/prompt_lookup.py runs/art-default --store 20000 > scripts/results/prompt_lookup_fp32_store_zen4.json
+#   C='{"default": {"tree": [[0],[1],[2],[3]], "lookup": 2}, "heads2_chain2": {"tree": [[0],[1]], "chain": 2},
+#      "heads1_chain4": {"tree": [[0]], "chain": 4}, "heads2_chain4": {"tree": [[0],[1]], "chain": 4}}'
+#   python scripts/lookup_ab.py runs/art-default --configs "$C" --datastore runs/ds/datastore.npy --skip 10 --dev 16 \
+#     --held 20 --rounds 3 > scripts/results/chain_ab_calibration_zen4.json
+#   python scripts/lookup_ab.py runs/art-default --configs '{"default": {"tree": [[0],[1],[2],[3]], "lookup": 2},
+#     "heads1_chain4": {"tree": [[0]], "chain": 4}}' --datastore runs/ds/datastore.npy --dev 10 --rounds 3 \
+#     > scripts/results/chain_ab_bench_zen4.json
+#   $E --json medusa tune-tree --artifact runs/art-default --threads 1 --max-nodes 32   (its cached payload, under
+#     ~/.cache/engine/tuned/medusa/DIGEST/, -> scripts/results/tune_tree_ort_fp32_32nodes_zen4.json)
+#   python scripts/speedup_ceiling.py scripts/results/tune_tree_ort_fp32_32nodes_zen4.json --measure runs/art-default \
+#     > scripts/results/speedup_ceiling_zen4.json

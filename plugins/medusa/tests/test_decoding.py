@@ -6,7 +6,7 @@ import torch
 from engine_medusa.base import TorchBackend
 from engine_medusa.decoding import Policy, medusa_generate, propose
 from engine_medusa.heads import MedusaHeads
-from engine_medusa.retrieval import ChainLookup, Datastore
+from engine_medusa.retrieval import ChainLookup, Datastore, open_datastore
 from engine_medusa.tiny import randomize_heads, tiny_gpt2, tiny_llama
 from engine_medusa.tree import build_tree
 
@@ -74,6 +74,12 @@ def test_a_datastore_round_trips_and_refuses_bad_input(tmp_path):
         Datastore.build([[70000]])
     with pytest.raises(UsageError, match="separator"):
         Datastore(np.array([1, 2, 3]))
+    (tmp_path / "junk.npy").write_text("junk")
+    with pytest.raises(UsageError, match="not a token array"):
+        open_datastore(tmp_path / "junk.npy")
+    with pytest.raises(UsageError, match="does not exist"):
+        open_datastore(tmp_path / "none.npy")
+    assert open_datastore(tmp_path) is None  # a folder without one
 
 
 class _StubHeads:

@@ -252,3 +252,26 @@ def test_sampling_on_onnxruntime_keeps_the_base_distribution_only_when_lossless(
     p = _chi2_pvalue(counts, np.array([exact[k] for k in keys]) * len(seqs))
     assert p > 1e-3 if mode == "lossless" else p < 1e-3
     assert np.mean([len(r.tokens) / r.steps for r in rows]) > 1.1  # the tree was used
+
+
+def test_a_datastore_beside_the_heads_travels_into_the_artifact(tmp_path):
+    """A datastore stored with the heads is exported with them; ``chain`` on the artifact's decoder
+    then reads it (no --datastore needed), keeps the greedy tokens and takes fewer steps."""
+    from engine_medusa.heads import heads_config, save_heads
+    from engine_medusa.retrieval import Datastore
+
+    model = tiny_llama(tied=True)
+    lm_head = model.get_output_embeddings()
+    heads = randomize_heads(MedusaHeads(lm_head, 2), seed=3)
+    save_heads(tmp_path / "heads", heads, heads_config(heads, "custom", lm_head.weight))
+    dec = MedusaDecoder.from_model(model, char_codec(), heads=tmp_path / "heads", tree=[[0]], heads_dtype="float32")
+    cfg = GenerationConfig(max_new_tokens=24, eos=False)
+    answers = [r.tokens for r in dec.generate_batch(PROMPTS, cfg)]
+    Datastore.build(answers).save(tmp_path / "heads" / "datastore.npy")
+    path = dec.export_onnx(tmp_path / "art")
+    chained, plain = (load_artifact(path, provider="cpu", chain=c) for c in (3, 0))
+    assert (chained.tree_info["chain"], chained.tree_info["datastore_tokens"]) == (3, sum(map(len, answers)))
+    assert (plain.tree_info["chain"], plain.tree_info["datastore_tokens"]) == (0, 0)  # read only for a chain
+    runs = [d.generate_batch(PROMPTS, cfg) for d in (chained, plain)]
+    assert [r.tokens for r in runs[0]] == [r.tokens for r in runs[1]] == answers
+    assert sum(r.stats.steps for r in runs[0]) < sum(r.stats.steps for r in runs[1])
