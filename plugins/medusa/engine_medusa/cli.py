@@ -66,7 +66,8 @@ def bench(ctx):
 
     def load_artifact(path, tree):
         o, provider = ctx.options, ctx.provider or "cpu"
-        retrieval = {"lookup": o.lookup, "chain": o.chain, "datastore": o.datastore} if tree != [] else {}  # [] greedy
+        retrieval = {"lookup": o.lookup, "chain": o.chain, "datastore": o.datastore, "chain_share": o.chain_share}
+        retrieval = retrieval if tree != [] else {}  # [] is the greedy loop
         return ctx.engine.load_artifact(path, provider, ctx.threads, tree=tree, sampling=o.sampling, **retrieval)
 
     return benchmark.run(

@@ -13,7 +13,7 @@ import numpy as np
 from engine.interfaces import ConfigError, GenerationConfig, GenerationResult, GenerationStats, as_config
 
 from .decoding import Policy, medusa_generate
-from .options import DEFAULT_CHAIN, DEFAULT_LOOKUP, as_tree
+from .options import DEFAULT_CHAIN, DEFAULT_CHAIN_SHARE, DEFAULT_LOOKUP, as_tree
 from .retrieval import open_datastore
 from .tree import build_tree
 
@@ -126,18 +126,23 @@ class MedusaRunner:
             "device": self.device,
             "lookup": self.lookup if self.tree or self.chain else 0,
             "chain": self.chain,
+            "chain_share": self.chain_share,
             "datastore_tokens": len(self.datastore) if self.datastore is not None else 0,
         }
 
     def _setup(
-        self, backend, codec, tree, topk, sampling, chat, num_heads: int = 0, lookup=None, chain=None, store=None
+        self, backend, codec, tree, topk, sampling, chat, num_heads=0, lookup=None, chain=None, store=None, share=None
     ):
-        """``store``: the datastore for ``chain`` (a Datastore, a file) or, as a folder, where one may be stored."""
+        """``store``: the datastore for ``chain`` (a Datastore, a file) or, as a folder, where one may be stored;
+        ``share``: the chain's minimum share of the store's occurrences."""
         self.lookup = DEFAULT_LOOKUP if lookup is None else lookup
         self.chain = DEFAULT_CHAIN if chain is None else chain
         if self.lookup < 0 or self.chain < 0:
             raise ConfigError(f"lookup and chain must be >= 0, got {lookup!r} and {chain!r}")
         self.datastore = open_datastore(store) if self.chain else None
+        self.chain_share = DEFAULT_CHAIN_SHARE if share is None else float(share)
+        if not 0.0 <= self.chain_share <= 1.0:
+            raise ConfigError(f"chain_share must be within [0, 1], got {share!r}")
         tree = as_tree(tree)
         if tree and max(len(p) for p in tree) > num_heads:
             raise ConfigError(f"tree is deeper than the {num_heads} heads")
@@ -179,5 +184,6 @@ class MedusaRunner:
                 lookup=self.lookup,
                 chain=self.chain,
                 datastore=self.datastore,
+                chain_share=self.chain_share,
             )
         return results_from_rows(rows, seconds)

@@ -241,12 +241,14 @@ def medusa_generate(
     lookup: int = 0,
     chain: int = 0,
     datastore: Datastore | None = None,
+    chain_share: float = 0.0,
 ) -> tuple[list[RowOutput], float]:
     """Generate for a batch of token-id prompts; returns (row outputs, seconds).
     ``on_step`` is called after every verification step (progress, cancellation); ``lookup``
     n > 0: where the context's last n tokens occurred before, the token after them takes the place
     of the root's last child (prompt lookup); ``chain`` k > 0 instead: up to k tokens after them,
-    or the ``datastore``'s continuation, form a chain beside the tree (:func:`retrieved_chains`).
+    or the ``datastore``'s continuation while ``chain_share`` of its occurrences agree, form a chain
+    beside the tree (:func:`retrieved_chains`).
     Verification, so the output, is unchanged by either."""
     if max_new_tokens < 1:
         raise UsageError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -276,7 +278,8 @@ def medusa_generate(
     lookups = []
     if lookup or chain:
         ngram = lookup or DEFAULT_LOOKUP
-        lookups = [ChainLookup(ngram, [*p, *r.tokens], datastore) for p, r in zip(prompts, rows, strict=True)]
+        context = [[*p, *r.tokens] for p, r in zip(prompts, rows, strict=True)]
+        lookups = [ChainLookup(ngram, tokens, datastore, chain_share) for tokens in context]
     heads_tree = tree
     while not all(r.done for r in rows):
         if int(next_pos.max()) + heads_tree.depth + chain + 1 > backend.context:

@@ -23,6 +23,7 @@ TREE_EXAMPLE = "[[0],[0,0],[1]]"
 DEFAULT_LOOKUP = 2  # prompt lookup's n-gram when none is given (0: off; chosen in MODEL_CARD.md "Prompt lookup")
 DATASTORE_FILE = "datastore.npy"  # the retrieval datastore beside heads or in an artifact (engine_medusa.retrieval)
 DEFAULT_CHAIN = 0  # retrieved chain's length when none is given (0: off; MODEL_CARD.md "A retrieved chain")
+DEFAULT_CHAIN_SHARE = 0.0  # the share of a suffix's stored occurrences a chain token needs (same section)
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
 
@@ -128,6 +129,14 @@ class MedusaOptions:
         type=int,
         metavar="K",
         validator=attrs.validators.optional(_at_least_zero),
+    )
+    chain_share: float | None = option(
+        None,
+        "a datastore token joins the chain only while at least P of the matched suffix's stored occurrences "
+        f"continue with it (default: {DEFAULT_CHAIN_SHARE})",
+        type=float,
+        metavar="P",
+        validator=attrs.validators.optional([attrs.validators.ge(0.0), attrs.validators.le(1.0)]),
     )
     datastore: str | None = option(
         None,

@@ -206,6 +206,7 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         lookup: int | None = None,
         chain: int | None = None,
         datastore=None,
+        chain_share: float | None = None,
     ):
         cfg = artifact.config
         codec = TextCodec.load(artifact.file("tokenizer.json"), artifact.file("text.json"))
@@ -227,6 +228,7 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
             lookup,
             chain,
             datastore if datastore is not None else artifact.path,
+            chain_share,
         )
 
     @property

@@ -65,9 +65,10 @@ class Datastore:
     def __len__(self) -> int:
         return int((self.tokens != SEPARATOR).sum())
 
-    def propose(self, context: Sequence[int], k: int) -> list[int]:
+    def propose(self, context: Sequence[int], k: int, min_share: float = 0.0) -> list[int]:
         """Up to k tokens: the most frequent continuation of the longest suffix of the context
-        (at most NGRAM tokens) that occurs in the store, token by token; [] if none occurs."""
+        (at most NGRAM tokens) that occurs in the store, token by token, while the share of the
+        occurrences that continue so is at least ``min_share``; [] if none occurs."""
         for n in range(min(NGRAM, len(context)), 0, -1):
             tail = [int(t) for t in context[-n:]]
             if max(tail) >= SEPARATOR:
@@ -78,16 +79,18 @@ class Datastore:
             hi = int(np.searchsorted(self.keys, low | ((np.uint64(1) << shift) - np.uint64(1)), side="right"))
             if hi > lo:
                 picks = np.unique(np.linspace(lo, hi - 1, min(SAMPLE, hi - lo)).astype(np.int64))
-                return self._top_path(self.order[picks] + n, k)
+                return self._top_path(self.order[picks] + n, k, min_share)
         return []
 
-    def _top_path(self, positions: np.ndarray, k: int) -> list[int]:
+    def _top_path(self, positions: np.ndarray, k: int, min_share: float) -> list[int]:
         path: list[int] = []
+        share, total = 1.0, len(positions)
         while len(path) < k and len(positions):
             following = self.tokens[positions]
             values, counts = np.unique(following, return_counts=True)
             best = int(values[counts.argmax()])
-            if best == SEPARATOR:  # most occurrences end their answer here
+            share = counts.max() / total  # of all the suffix's occurrences, those that continue so far
+            if best == SEPARATOR or share < min_share:  # most occurrences end their answer here
                 break
             path.append(best)
             positions = positions[following == best] + 1
@@ -104,10 +107,10 @@ def _pack(tokens: Sequence[int]) -> int:
 class ChainLookup:
     """One row's retrieved chain: the tokens that followed the latest earlier occurrence of the
     context's last ``n`` tokens (prompt and answer so far, kept in a dict as tokens arrive), or,
-    where the context has none, the datastore's continuation."""
+    where the context has none, the datastore's continuation (``min_share``: see :meth:`Datastore.propose`)."""
 
-    def __init__(self, n: int, tokens: Sequence[int], store: Datastore | None = None):
-        self.n, self.store, self.tokens, self.after = max(n, 1), store, [], {}
+    def __init__(self, n: int, tokens: Sequence[int], store: Datastore | None = None, min_share: float = 0.0):
+        self.n, self.store, self.min_share, self.tokens, self.after = max(n, 1), store, min_share, [], {}
         self.extend(tokens)
 
     def extend(self, tokens: Sequence[int]) -> None:
@@ -120,7 +123,7 @@ class ChainLookup:
         at = self.after.get(tuple(self.tokens[-self.n :]))
         if at is not None:
             return self.tokens[at : at + k]
-        return self.store.propose(self.tokens[-NGRAM:], k) if self.store is not None else []
+        return self.store.propose(self.tokens[-NGRAM:], k, self.min_share) if self.store is not None else []
 
 
 def open_datastore(source) -> Datastore | None:

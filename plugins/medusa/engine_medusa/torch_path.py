@@ -41,6 +41,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         lookup: int | None = None,
         chain: int | None = None,
         datastore=None,
+        chain_share: float | None = None,
     ):
         if device not in (None, "cpu"):
             raise ConfigError(
@@ -56,7 +57,8 @@ class MedusaDecoder(MedusaRunner, Decoder):
             base = stored.get("base_model") or stored.get("base_model_name_or_path") or DEFAULT_BASE
         self.base_name = base
         hf_model, codec = load_base(base)
-        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads, lookup, chain, datastore)
+        retrieval = (lookup, chain, datastore, chain_share)
+        self._init(hf_model, codec, folder, tree, topk, sampling, chat, heads_dtype, threads, *retrieval)
 
     @classmethod
     def from_model(
@@ -73,11 +75,13 @@ class MedusaDecoder(MedusaRunner, Decoder):
         lookup: int | None = None,
         chain: int | None = None,
         datastore=None,
+        chain_share: float | None = None,
     ):
         """Build around an already loaded model; `heads` is a heads module, a folder or None."""
         self = cls.__new__(cls)
         self.base_name = base_name
-        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, None, lookup, chain, datastore)
+        retrieval = (lookup, chain, datastore, chain_share)
+        self._init(hf_model, codec, heads, tree, topk, sampling, chat, heads_dtype, None, *retrieval)
         return self
 
     def _init(
@@ -94,6 +98,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         lookup=None,
         chain=None,
         store=None,
+        share=None,
     ):
         from engine.tuned import digest_of
 
@@ -120,7 +125,7 @@ class MedusaDecoder(MedusaRunner, Decoder):
         backend = TorchBackend(hf_model, self.heads, getattr(torch, heads_dtype))
         num_heads = self.heads.num_heads if self.heads is not None else 0
         store = store if store is not None else self.heads_folder
-        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads, lookup, chain, store)
+        self._setup(backend, codec, tree, topk or 10, sampling, chat, num_heads, lookup, chain, store, share)
 
     def export_onnx(self, dest, *, overwrite: bool = False, quantize: str | None = None) -> Path:
         """Base model + heads + tokenizer as an engine artifact at ``dest``; ``quantize``

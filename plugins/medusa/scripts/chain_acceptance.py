@@ -21,11 +21,12 @@ from engine.interfaces import GenerationConfig
 from engine.io.prompts import read_prompt_rows
 
 
-def prompt_sets(dev: int, held: int, by_category: bool) -> dict:
+def prompt_sets(dev: int, held: int, by_category: bool, skip: int = 0) -> dict:
     rows = read_prompt_rows(shared_data("prompts", "sharegpt.jsonl"))
     short_held = [r for r in rows if held_back_prompt(r) and len(r["prompt"]) < 600]
-    dev_rows = read_prompt_rows(DEV_PROMPTS, dev)
-    sets = {f"dev_first_{dev}": dev_rows, f"sharegpt_held_back_{held}": short_held[:held]}
+    dev_rows = read_prompt_rows(DEV_PROMPTS, skip + dev)[skip:]
+    dev_name = f"dev_{skip + 1}_{skip + dev}" if skip else f"dev_first_{dev}"
+    sets = {dev_name: dev_rows, f"sharegpt_held_back_{held}": short_held[:held]}
     if by_category:  # the dev prompts again, one set per category
         for r in dev_rows:
             sets.setdefault(f"dev_{r['category']}", []).append(r)

@@ -95,18 +95,30 @@ def two_row_walk(prompt: list[int], answer: list[int], heads: list[int], n: int 
     return steps, accepted
 
 
-def union_walk(prompt: list[int], answer: list[int], heads: list[list[int]], h: int, propose) -> tuple[int, int]:
-    """(steps, accepted) of a tree with head 0's top-h at depth 1 beside a chain from ``propose``:
-    a step accepts the longer of the two (a head hit is one token, the chain its right prefix)."""
+def union_walk(prompt: list[int], answer: list[int], heads: list[list[int]], h: int, propose) -> tuple:
+    """(steps, accepted, rows of every step) of a tree with head 0's top-h at depth 1 beside a chain
+    from ``propose``: a step accepts the longer of the two (a head hit is one token, the chain its
+    right prefix)."""
     steps = accepted = t = 0
+    rows = []
     while t < len(answer) - 1:
         chain = propose(prompt + answer[: t + 1])
+        rows.append(1 + h + len(chain))
         run = 0
         while run < len(chain) and t + 1 + run < len(answer) and answer[t + 1 + run] == chain[run]:
             run += 1
         got = max(run, int(answer[t + 1] in heads[t][:h]))
         steps, accepted, t = steps + 1, accepted + got, t + 1 + got
-    return steps, accepted
+    return steps, accepted, rows
+
+
+def step_cost(tuned: dict):
+    """A step of n rows over a one-token step, from a tree tuning's latencies (interpolated), plus
+    depth-1 heads' time."""
+    sizes = sorted(int(k) for k in tuned["latency_ms"])
+    times = [tuned["latency_ms"][str(k)] for k in sizes]
+    heads = tuned["heads_latency_ms"]["1"]
+    return lambda rows: (float(np.interp(rows, sizes, times)) + heads) / times[0]
 
 
 def chain_table(answers, propose) -> dict:
@@ -125,13 +137,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--held", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--store", type=int, default=0, metavar="C", help="conversations in the datastore (0: none)")
+    parser.add_argument("--skip", type=int, default=0, help="skip the first N dev prompts")
+    parser.add_argument("--shares", type=lambda s: [float(x) for x in s.split(",")], default=[0.0])
+    parser.add_argument("--latency", help="a tree tuning's payload: expected speed-ups from its step latencies")
     args = parser.parse_args(argv)
     decoder = OrtMedusaDecoder(read_artifact(args.artifact), provider="cpu", threads=1, tree=[])
     store = answer_datastore(decoder.codec, args.store) if args.store else None
+    cost = None
+    if args.latency:
+        with open(args.latency, encoding="utf-8") as f:
+            cost = step_cost(json.load(f))
     out = {"artifact": args.artifact, "tokens": args.tokens, "sets": {}}
     if store:
         out["store"] = {"conversations": store.sequences, "tokens": len(store)}
-    for name, rows in prompt_sets(args.dev, args.held, False).items():
+    for name, rows in prompt_sets(args.dev, args.held, False, args.skip).items():
         prompts = [r["prompt"] for r in rows]
         answers = list(zip(map(decoder.encode, prompts), run(decoder, prompts, args.tokens)[0], strict=True))
         table = {
@@ -149,15 +168,19 @@ def main(argv: list[str]) -> int:
         heads = [head_candidates(decoder, p, a, max(UNION_HEADS)) for p, a in answers]
         if store:
             union = {}
-            for h in UNION_HEADS:
-                for k in (0, *UNION_CHAINS):
-                    propose = lambda c, k=k: (lookup(c, 2, k) or store.propose(c, k)) if k else []  # noqa: E731
-                    walks = [union_walk(p, a, hs, h, propose) for (p, a), hs in zip(answers, heads, strict=True)]
-                    steps, accepted = (sum(x) for x in zip(*walks, strict=True))
-                    union[f"heads_top{h}_chain{k}"] = {
-                        "rows": 1 + h + k,
-                        "tokens_per_step": round(1 + accepted / steps, 4),
-                    }
+            for h, k, share in [(h, k, s) for h in UNION_HEADS for k in (0, *UNION_CHAINS) for s in args.shares]:
+                if share and not k:
+                    continue
+                propose = lambda c, k=k, s=share: (lookup(c, 2, k) or store.propose(c, k, s)) if k else []  # noqa: E731
+                walks = [union_walk(p, a, hs, h, propose) for (p, a), hs in zip(answers, heads, strict=True)]
+                steps, accepted = (sum(x[i] for x in walks) for i in range(2))
+                rows_per_step = [r for w in walks for r in w[2]]
+                entry = {"rows": 1 + h + k, "mean_rows": round(float(np.mean(rows_per_step)), 3)}
+                entry["tokens_per_step"] = round(1 + accepted / steps, 4)
+                if cost:
+                    entry["steps"], entry["cost"] = steps, round(sum(map(cost, rows_per_step)), 3)
+                    entry["expected_speedup"] = round((steps + accepted) / entry["cost"], 4)
+                union[f"heads_top{h}_chain{k}" + (f"_share{share}" if share else "")] = entry
             out["sets"][name]["heads_and_chain"] = union
         two_rows = {}
         for n in (None, *NGRAMS):
@@ -169,6 +192,15 @@ def main(argv: list[str]) -> int:
             }
         out["sets"].setdefault(name, {}).update(prompts=len(rows), by_ngram_and_length=table, two_rows=two_rows)
         print(name, file=sys.stderr, flush=True)
+    if cost and store:  # all sets as one: tokens over summed step costs
+        tables = [s["heads_and_chain"] for s in out["sets"].values()]
+        out["pooled_expected_speedup"] = {
+            key: round(
+                sum(t[key]["steps"] * t[key]["tokens_per_step"] for t in tables) / sum(t[key]["cost"] for t in tables),
+                4,
+            )
+            for key in tables[0]
+        }
     print(json.dumps(out, indent=1))
     return 0
 

@@ -60,6 +60,8 @@ def test_the_datastore_gives_the_most_frequent_continuation_of_the_longest_suffi
     store = Datastore.build([[1, 2, 3, 4, 5], [9, 2, 3, 4, 6, 1], [2, 3, 7], [0, 2, 3, 4, 6, 1]])
     assert len(store) == 20
     assert store.propose([2, 3], 4) == [4, 6, 1]  # 2 3 -> 4 (3 of 4), then 6 (2 of those 3), 1; then they end
+    assert store.propose([2, 3], 4, min_share=0.6) == [4]  # 6 continues 2 of the 4 occurrences: below 0.6
+    assert store.propose([2, 3], 4, min_share=0.5) == [4, 6, 1]
     assert store.propose([1, 2, 3], 2) == [4, 5]  # the longest suffix found (1 2 3) decides
     assert store.propose([5, 7], 2) == []  # 7 ends its answer: nothing follows
     assert store.propose([8, 8], 2) == []  # not in the store
@@ -125,8 +127,8 @@ def test_prompt_lookup_keeps_the_greedy_output(make, tree):
 
 
 @pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
-@pytest.mark.parametrize("tree", [[], [[0]], TREE])
-def test_a_retrieved_chain_beside_the_tree_keeps_the_greedy_output(make, tree):
+@pytest.mark.parametrize(("tree", "share"), [([], 0.0), ([[0]], 0.0), (TREE, 0.0), ([[0]], 0.5)])
+def test_a_retrieved_chain_beside_the_tree_keeps_the_greedy_output(make, tree, share):
     """Chains from the context or a store (built from the model's own answers, so they are often
     right) are verified beside the heads' candidates: tokens equal greedy, and fewer steps."""
     model = make()
@@ -134,7 +136,7 @@ def test_a_retrieved_chain_beside_the_tree_keeps_the_greedy_output(make, tree):
     answers = [hf_greedy(model, p, 30) for p in prompts]
     store = Datastore.build(answers[::2])
     plain = run(backend_for(model), prompts, tree=tree, n=30)
-    rows = run(backend_for(model), prompts, tree=tree, n=30, lookup=2, chain=4, datastore=store)
+    rows = run(backend_for(model), prompts, tree=tree, n=30, lookup=2, chain=4, datastore=store, chain_share=share)
     assert [r.tokens for r in rows] == answers
     assert sum(r.steps for r in rows) < sum(r.steps for r in plain)
 
