@@ -21,6 +21,16 @@ def device_name(threads: int) -> str:
     return f"cpu: {cpu_model()}, {threads} thread(s)"
 
 
+def _stored_digests(heads) -> dict:
+    """Digests of what an export takes from the heads folder besides the weights (its stored trees
+    and retrieved chain, its datastore), so a change there exports again."""
+    from .component import TREE_FILE
+    from .options import DATASTORE_FILE
+
+    files = [Path(heads) / name for name in (TREE_FILE, DATASTORE_FILE)] if heads else []
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+
 def artifact_for(decoder, cache_dir: Path, log, quantize: str | None = None) -> Path:
     """Export once per (heads, scheme, versions); the tree is chosen at load time, so it is not in
     the key. A quantized export of the default heads carries their quantized companion."""
@@ -39,6 +49,7 @@ def artifact_for(decoder, cache_dir: Path, log, quantize: str | None = None) -> 
                 "base": decoder.base_name,
                 "heads": decoder.heads_config and decoder.heads_config.get("lm_head_fingerprint"),
                 "weights": hashlib.sha256(weights_file(heads).read_bytes()).hexdigest() if heads else None,
+                **_stored_digests(heads),
                 "torch": torch.__version__,
                 "export_format": EXPORT_FORMAT,
                 "transformers": transformers.__version__,

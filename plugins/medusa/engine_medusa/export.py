@@ -335,10 +335,12 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
     heads, heads_cfg, heads_dir = decoder.heads, decoder.heads_config, decoder.heads_folder
     if (quantized := heads_for_export(heads_dir, quantize)) is not None:  # the default heads' quantized companion
         (heads, heads_cfg), heads_dir = load_heads(quantized, decoder.model), quantized
-    if heads_dir is not None:  # prefer the tree tuned on onnxruntime latencies
+    retrieval = {}
+    if heads_dir is not None:  # prefer the tree tuned on onnxruntime latencies (and its retrieved chain)
         stored = stored_tree(heads_dir, "onnxruntime")
         if stored is not None and int(stored.get("topk", 10)) == topk:
             choices = stored["choices"]
+            retrieval = {k: stored[k] for k in ("chain", "chain_share") if k in stored}
     with tempfile.TemporaryDirectory(prefix="medusa-export-") as tmp, decoder.progress(desc="export") as steps:
         folder = Path(tmp) / "fp32"
         folder.mkdir()
@@ -358,6 +360,7 @@ def export_artifact(decoder, dest, *, overwrite: bool = False, quantize: str | N
             "heads_kind": heads.kind,
             "export_format": EXPORT_FORMAT,
             "tree": choices,
+            **retrieval,
             "topk": topk,
             "context": context_length(decoder.model.config),
             "sampling": decoder.sampling,

@@ -226,9 +226,9 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
             cfg["chat"],
             cfg["num_heads"],
             lookup,
-            chain,
+            cfg.get("chain") if chain is None else chain,  # the artifact's stored chain, if any
             datastore if datastore is not None else artifact.path,
-            chain_share,
+            cfg.get("chain_share") if chain_share is None else chain_share,
         )
 
     @property

@@ -124,24 +124,30 @@ def step_latency(backend, sizes, depths=(), topk: int = 10, past: int = TUNE_PAS
 
 
 def choose_tree(
-    acc: np.ndarray, latency: dict[int, float], max_nodes: int, head_latency: dict | None = None, chains=False
+    acc: np.ndarray,
+    latency: dict[int, float],
+    max_nodes: int,
+    head_latency: dict | None = None,
+    chains=False,
+    extra_rows: int = 0,
 ):
     """Largest expected speed = expected tokens per step / (Medusa step / plain decode step).
     A Medusa step is the tree forward plus the heads a tree that deep reads (plain decoding
     runs none), so trees are grown for every depth limit: a shallow tree can win on cost.
     ``chains``: only one node per depth, each the top-ranked child of the one before (over a
-    quantized base only a chain keeps the greedy loop's tokens: ``ort_path`` capabilities)."""
+    quantized base only a chain keeps the greedy loop's tokens: ``ort_path`` capabilities).
+    ``extra_rows``: a retrieved chain's rows, verified with every tree (its tokens are not counted)."""
     head_latency = head_latency or {}
     table, seen = [], set()
     for depth in range(1, acc.shape[0] + 1):
         for size in (0, depth) if chains else range(0, max_nodes):
             q = size + 1
             tree = [[0] * (i + 1) for i in range(size)] if chains else grow_tree(acc[:depth], size)
-            if q not in latency or str(tree) in seen:
+            if q + extra_rows not in latency or str(tree) in seen:
                 continue
             seen.add(str(tree))
             e = expected_accept(tree, acc)
-            cost = latency[q] + head_latency.get(max(map(len, tree), default=0), 0.0)
+            cost = latency[q + extra_rows] + head_latency.get(max(map(len, tree), default=0), 0.0)
             row = {"nodes": q, "depth": max(map(len, tree), default=0), "expected_tokens_per_step": round(e, 3)}
             row.update(relative_step_cost=round(cost / latency[1], 3), expected_speedup=round(e * latency[1] / cost, 3))
             table.append({**row, "choices": tree})
@@ -226,9 +232,10 @@ def tune_tree(argv, ctx):
     topk = a.topk or (dec.artifact.config["topk"] if a.artifact else 10)
     acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
+    sizes = sorted({*sizes, *(q + dec.chain for q in sizes)})  # a retrieved chain's rows come on top of a tree's
     latency, head_latency = step_latency(dec.backend, sizes, range(1, acc.shape[0] + 1), topk, a.past)
     chains = bool(a.artifact and dec.artifact.config.get("quantization")) and not a.any_tree
-    best, table = choose_tree(acc, latency, a.max_nodes, head_latency, chains=chains)
+    best, table = choose_tree(acc, latency, a.max_nodes, head_latency, chains=chains, extra_rows=dec.chain)
     payload = {
         "choices": best["choices"],
         "topk": topk,

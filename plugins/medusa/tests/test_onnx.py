@@ -255,8 +255,9 @@ def test_sampling_on_onnxruntime_keeps_the_base_distribution_only_when_lossless(
 
 
 def test_a_datastore_beside_the_heads_travels_into_the_artifact(tmp_path):
-    """A datastore stored with the heads is exported with them; ``chain`` on the artifact's decoder
-    then reads it (no --datastore needed), keeps the greedy tokens and takes fewer steps."""
+    """A datastore and an onnxruntime tree with a chain stored with the heads are exported with
+    them; the artifact's decoder then verifies the chain by default (``chain=0`` turns it off),
+    keeps the greedy tokens and takes fewer steps."""
     from engine_medusa.heads import heads_config, save_heads
     from engine_medusa.retrieval import Datastore
 
@@ -264,13 +265,17 @@ def test_a_datastore_beside_the_heads_travels_into_the_artifact(tmp_path):
     lm_head = model.get_output_embeddings()
     heads = randomize_heads(MedusaHeads(lm_head, 2), seed=3)
     save_heads(tmp_path / "heads", heads, heads_config(heads, "custom", lm_head.weight))
+    stored = {"onnxruntime": {"choices": [[0]], "chain": 3, "chain_share": 0.2}}
+    (tmp_path / "heads" / "tree.json").write_text(json.dumps(stored))
     dec = MedusaDecoder.from_model(model, char_codec(), heads=tmp_path / "heads", tree=[[0]], heads_dtype="float32")
     cfg = GenerationConfig(max_new_tokens=24, eos=False)
     answers = [r.tokens for r in dec.generate_batch(PROMPTS, cfg)]
     Datastore.build(answers).save(tmp_path / "heads" / "datastore.npy")
     path = dec.export_onnx(tmp_path / "art")
-    chained, plain = (load_artifact(path, provider="cpu", chain=c) for c in (3, 0))
-    assert (chained.tree_info["chain"], chained.tree_info["datastore_tokens"]) == (3, sum(map(len, answers)))
+    chained, plain = (load_artifact(path, provider="cpu", **c) for c in ({}, {"chain": 0}))
+    assert (chained.artifact.config["chain"], chained.artifact.config["chain_share"]) == (3, 0.2)
+    assert (chained.tree_info["chain"], chained.tree_info["chain_share"]) == (3, 0.2)
+    assert chained.tree_info["datastore_tokens"] == sum(map(len, answers))
     assert (plain.tree_info["chain"], plain.tree_info["datastore_tokens"]) == (0, 0)  # read only for a chain
     runs = [d.generate_batch(PROMPTS, cfg) for d in (chained, plain)]
     assert [r.tokens for r in runs[0]] == [r.tokens for r in runs[1]] == answers

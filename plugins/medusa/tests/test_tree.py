@@ -88,6 +88,19 @@ def test_tree_choice_among_chains_only():
     assert best["choices"] == []
 
 
+def test_tree_choice_pays_for_a_retrieved_chains_rows():
+    """With a chain of 2 verified beside every tree, a tree of q nodes costs q + 2 rows (the chain's
+    tokens are not counted): rows that grow in cost make a narrower tree win."""
+    from engine_medusa.tuning import choose_tree
+
+    acc = np.array([[0.6, 0.2, 0.1]])
+    latency = {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 2.0, 6: 3.0}
+    assert choose_tree(acc, latency, 4)[0]["choices"] == [[0], [1], [2]]
+    best, table = choose_tree(acc, latency, 4, extra_rows=2)
+    assert best["choices"] == [[0]] and best["relative_step_cost"] == pytest.approx(1.0)
+    assert next(r for r in table if r["nodes"] == 4)["relative_step_cost"] == pytest.approx(3.0)
+
+
 def test_step_latency_times_every_size_and_depth():
     from engine_medusa.tuning import step_latency
 
