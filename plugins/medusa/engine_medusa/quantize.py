@@ -181,6 +181,7 @@ def quantize_artifact(
         for name in art.manifest["files"]:
             if name not in graph_files:
                 files[name] = art.path / name
-        return write_derived_artifact(
-            art, dest, files=files, config={**art.config, "quantization": scheme}, overwrite=overwrite
-        )
+        # a retrieved chain beside a tree would lose exact greedy over the quantized base: not carried
+        config = {k: v for k, v in art.config.items() if k not in ("chain", "chain_share")}
+        config["quantization"] = scheme
+        return write_derived_artifact(art, dest, files=files, config=config, overwrite=overwrite)

@@ -280,3 +280,7 @@ def test_a_datastore_beside_the_heads_travels_into_the_artifact(tmp_path):
     runs = [d.generate_batch(PROMPTS, cfg) for d in (chained, plain)]
     assert [r.tokens for r in runs[0]] == [r.tokens for r in runs[1]] == answers
     assert sum(r.stats.steps for r in runs[0]) < sum(r.stats.steps for r in runs[1])
+    from engine_medusa.quantize import quantize_artifact
+
+    quantized = load_artifact(quantize_artifact(path, tmp_path / "int8", "int8"), provider="cpu")
+    assert "chain" not in quantized.artifact.config and quantized.tree_info["chain"] == 0  # exactness over it
