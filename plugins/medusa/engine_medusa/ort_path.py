@@ -226,7 +226,7 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
             cfg["chat"],
             cfg["num_heads"],
             lookup,
-            cfg.get("chain") if chain is None else chain,  # the artifact's stored chain, if any
+            cfg.get("chain") if chain is None and tree else chain,  # stored with its tree: not for tree=[]
             datastore if datastore is not None else artifact.path,
             cfg.get("chain_share") if chain_share is None else chain_share,
         )

@@ -277,6 +277,7 @@ def test_a_datastore_beside_the_heads_travels_into_the_artifact(tmp_path):
     assert (chained.tree_info["chain"], chained.tree_info["chain_share"]) == (3, 0.2)
     assert chained.tree_info["datastore_tokens"] == sum(map(len, answers))
     assert (plain.tree_info["chain"], plain.tree_info["datastore_tokens"]) == (0, 0)  # read only for a chain
+    assert load_artifact(path, provider="cpu", tree=[]).tree_info["chain"] == 0  # the greedy loop stays one
     runs = [d.generate_batch(PROMPTS, cfg) for d in (chained, plain)]
     assert [r.tokens for r in runs[0]] == [r.tokens for r in runs[1]] == answers
     assert sum(r.stats.steps for r in runs[0]) < sum(r.stats.steps for r in runs[1])
