@@ -166,3 +166,12 @@ $E --json bench medusa --limit 10 --threads 1 --artifact $ART --quantize int4,in
 #     ~/.cache/engine/tuned/medusa/DIGEST/, -> scripts/results/tune_tree_ort_fp32_32nodes_zen4.json)
 #   python scripts/speedup_ceiling.py scripts/results/tune_tree_ort_fp32_32nodes_zen4.json --measure runs/art-default \
 #     > scripts/results/speedup_ceiling_zen4.json
+#   python scripts/prompt_lookup.py runs/art-default --store 20000 --skip 10 --dev 16 --held 20 --shares 0,0.1,0.3,0.5 \
+#     --latency scripts/results/tune_tree_ort_fp32_32nodes_zen4.json > scripts/results/prompt_lookup_fp32_share_calibration_zen4.json
+#   C2='{"default": {"tree": [[0],[1],[2],[3]], "lookup": 2}, "heads1_chain4_share05": {"tree": [[0]], "chain": 4, "chain_share": 0.5}}'
+#   python scripts/lookup_ab.py runs/art-default --configs "$C2" --datastore runs/ds/datastore.npy --skip 10 --dev 16 --held 20 \
+#     --rounds 3 > scripts/results/share_ab_calibration_zen4.json
+#   python scripts/lookup_ab.py runs/art-default --configs "$C2" --datastore runs/ds/datastore.npy --dev 10 --rounds 3 \
+#     > scripts/results/share_ab_bench_zen4.json
+#   $E --json train medusa --data sharegpt --datastore-only -o engine_medusa/weights/default   (the shipped datastore)
+#   $E --json bench medusa --limit 10 --threads 1 --no-llama-cpp > scripts/results/bench_zen4_chain.json
