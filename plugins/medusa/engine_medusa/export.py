@@ -30,7 +30,7 @@ from engine.onnx_passes import optimize_graph
 
 from .base import UNBOUNDED_CONTEXT, cache_argument, context_length
 from .component import heads_for_export, stored_tree
-from .retrieval import DATASTORE_FILE
+from .options import DATASTORE_FILE
 
 OPSET = 20
 ONNX_KW = {"opset_version": OPSET, "dynamo": True, "external_data": True, "verbose": False}

@@ -245,13 +245,11 @@ class OrtMedusaDecoder(MedusaRunner, Decoder):
         return tuple(c for c in caps if c != "exact-greedy")
 
     def _exact_over_quantized(self) -> bool:
-        if self.chain and self.tree and self.tree.choices:
-            return False  # a retrieved chain beside the tree: two branches
-        if not self.tree or not self.tree.choices:
-            if not self.chain:
-                return True  # no tree: the decoder is its greedy loop
-        elif not is_chain(self.tree.choices):
-            return False
+        choices = self.tree.choices if self.tree else ()
+        if not choices and not self.chain:
+            return True  # no tree: the decoder is its greedy loop
+        if choices and (self.chain or not is_chain(choices)):
+            return False  # siblings, or a retrieved chain beside the tree: two branches
         if self._rows_independent is None:  # one probe per decoder
             self._rows_independent = self.backend.rows_independent()
         return self._rows_independent

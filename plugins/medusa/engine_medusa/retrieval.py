@@ -84,13 +84,13 @@ class Datastore:
 
     def _top_path(self, positions: np.ndarray, k: int, min_share: float) -> list[int]:
         path: list[int] = []
-        share, total = 1.0, len(positions)
+        total = len(positions)
         while len(path) < k and len(positions):
             following = self.tokens[positions]
             values, counts = np.unique(following, return_counts=True)
             best = int(values[counts.argmax()])
-            share = counts.max() / total  # of all the suffix's occurrences, those that continue so far
-            if best == SEPARATOR or share < min_share:  # most occurrences end their answer here
+            # stop where most occurrences end their answer, or too few of all the suffix's continue so
+            if best == SEPARATOR or counts.max() / total < min_share:
                 break
             path.append(best)
             positions = positions[following == best] + 1

@@ -686,7 +686,7 @@ def _unfreeze_last(model, n: int):
 
 def _answer_datastore(codec, o, out: Path) -> dict:
     from .data import answer_datastore
-    from .retrieval import DATASTORE_FILE
+    from .options import DATASTORE_FILE
 
     if o.data != "sharegpt":
         raise UsageError("--datastore-only stores ShareGPT's answers: give --data sharegpt")

@@ -107,7 +107,7 @@ def append_chain(tree: TreeBuffers, length: int) -> TreeBuffers:
     retrieve = np.full((len(tree.retrieve) + 1, width), -1, np.int64)
     retrieve[:-1, : tree.retrieve.shape[1]] = tree.retrieve
     retrieve[-1, : len(chain)] = chain
-    children = [*tree.children[:1], *tree.children[1:]]
+    children = list(tree.children)
     children[0] = (*children[0], n)
     children += [(i + 1,) for i in range(n, size - 1)] + [()]
     return TreeBuffers(

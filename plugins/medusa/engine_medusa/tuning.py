@@ -232,7 +232,7 @@ def tune_tree(argv, ctx):
     topk = a.topk or (dec.artifact.config["topk"] if a.artifact else 10)
     acc, raw = rank_accuracy(dec, prompts, a.max_new_tokens, topk, progress=ctx.progress)
     sizes = sorted({1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32} & set(range(1, a.max_nodes + 1)))
-    chain = int(dec.artifact.config.get("chain") or 0) if a.artifact else dec.chain  # the tuning decoder has none
+    chain = int(dec.artifact.config.get("chain") or 0) if a.artifact else 0  # stored with an artifact's tree only
     sizes = sorted({*sizes, *(q + chain for q in sizes)})  # a retrieved chain's rows come on top of a tree's
     latency, head_latency = step_latency(dec.backend, sizes, range(1, acc.shape[0] + 1), topk, a.past)
     chains = bool(a.artifact and dec.artifact.config.get("quantization")) and not a.any_tree

@@ -28,6 +28,7 @@ import numpy as np
 from chain_acceptance import prompt_sets
 from engine_medusa.data import answer_datastore
 from engine_medusa.ort_path import OrtMedusaDecoder
+from engine_medusa.retrieval import ChainLookup
 from lookup_ab import run
 
 from engine.artifacts import read_artifact
@@ -38,12 +39,9 @@ UNION_HEADS, UNION_CHAINS = (1, 2, 4), (1, 2, 4)
 
 
 def lookup(context: list[int], n: int, k: int) -> list[int]:
-    """The up to ``k`` tokens after the latest earlier occurrence of the context's last ``n``."""
-    key = context[-n:]
-    for start in range(len(context) - n - 1, -1, -1):
-        if context[start : start + n] == key:
-            return context[start + n : start + n + k]
-    return []
+    """The up to ``k`` tokens after the latest earlier occurrence of the context's last ``n``: the
+    decoder's own context lookup."""
+    return ChainLookup(n, context).propose(k)
 
 
 def walk(prompt: list[int], answer: list[int], propose) -> tuple[int, int, int]:
